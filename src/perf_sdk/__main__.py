@@ -1,0 +1,5 @@
+import sys
+
+from perf_sdk.cli import main
+
+sys.exit(main())
