@@ -1,4 +1,9 @@
-"""perf_sdk: measure and publish a government service's four mandatory KPIs."""
+"""perf_sdk: measure and publish a government service's four mandatory KPIs.
+
+Record journeys with :class:`Tracker` (or :class:`AsyncTracker`); every record
+is validated, spooled to disk and delivered exactly once in effect to a
+Performance Platform write API.
+"""
 
 from perf_sdk._errors import (
     ConfigurationError,
@@ -8,13 +13,22 @@ from perf_sdk._errors import (
     TransportError,
     ValidationError,
 )
+from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
+from perf_sdk._telemetry import Health
+from perf_sdk._tracker import FlushResult, Tracker
 from perf_sdk._version import __version__
 
 __all__ = [
     "ConfigurationError",
+    "CostRecord",
+    "FlushResult",
+    "Health",
     "PerfSdkError",
     "RejectedError",
     "RetryableError",
+    "SatisfactionRecord",
+    "Tracker",
+    "TransactionRecord",
     "TransportError",
     "ValidationError",
     "__version__",

@@ -8,6 +8,7 @@ and ``backdrop/write/api.py`` (see ``shared/spec/PLATFORM.md``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -29,10 +30,9 @@ __all__ = [
 KEY_RE: Final = re.compile(r"^[a-z_][a-z0-9_]+$")
 #: Data-group and data-type names.
 SLUG_RE: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-#: ISO 8601 date-time with a zone: ``Z``, ``+HH:MM`` or ``+HHMM``; optional fraction.
-TIMESTAMP_RE: Final = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$"
-)
+#: ISO 8601 date-time with a zone: ``Z``, ``+HH:MM`` or ``+HHMM``. Backdrop takes no
+#: fraction of a second, so neither does the SDK send one.
+TIMESTAMP_RE: Final = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(Z|[+-]\d{2}:?\d{2})$")
 #: The only internal (underscore) keys a client may send.
 ALLOWED_INTERNAL_KEYS: Final = frozenset({"_timestamp", "_id"})
 
@@ -47,10 +47,10 @@ def parse_timestamp(text: str) -> datetime | None:
     m = TIMESTAMP_RE.match(text)
     if m is None:
         return None
-    zone = m.group(8)
+    zone = m.group(7)
     if zone != "Z" and ":" not in zone:
         zone = zone[:3] + ":" + zone[3:]
-    iso = text[: m.start(8)] + ("+00:00" if zone == "Z" else zone)
+    iso = text[: m.start(7)] + ("+00:00" if zone == "Z" else zone)
     try:
         return datetime.fromisoformat(iso)
     except ValueError:
@@ -72,7 +72,7 @@ def record_problems(record: Any) -> list[str]:
         if value is None or not isinstance(value, (str, int, float, bool)):
             problems.append(f"the value for field {key!r} must be a string, integer, float or boolean")
             continue
-        if isinstance(value, float) and value != value:  # NaN is not JSON
+        if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
             problems.append(f"the value for field {key!r} must be a finite number")
     ts = record.get("_timestamp")
     if ts is not None and (not isinstance(ts, str) or parse_timestamp(ts) is None):

@@ -1,0 +1,213 @@
+"""Settings: explicit arguments first, ``PERF_SDK_*`` environment variables second.
+
+Everything the SDK reads from its environment is read here, once, into one
+validated :class:`Settings`; no other module touches ``os.environ``. A bad value
+fails at construction with a :class:`~perf_sdk.ConfigurationError` that says what
+to set and where, because a misconfigured tracker discovered at 3 a.m. is worse
+than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._protocol import DATA_TYPES, SLUG_RE
+
+__all__ = ["Settings", "default_spool_dir", "is_loopback_url"]
+
+#: argument name -> environment variable.
+ENV: Final = {
+    "service": "PERF_SDK_SERVICE",
+    "endpoint": "PERF_SDK_ENDPOINT",
+    "read_endpoint": "PERF_SDK_READ_ENDPOINT",
+    "token": "PERF_SDK_TOKEN",
+    "secret": "PERF_SDK_SECRET",
+    "spool_dir": "PERF_SDK_SPOOL_DIR",
+    "strict": "PERF_SDK_STRICT",
+    "debug": "PERF_SDK_DEBUG",
+    "allow_insecure_http": "PERF_SDK_ALLOW_INSECURE_HTTP",
+    "ca_bundle": "PERF_SDK_CA_BUNDLE",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_spool_dir(service: str) -> Path:
+    """Where a tracker keeps its outbox when no ``spool_dir`` is given.
+
+    A per-user state directory (``$XDG_STATE_HOME`` or ``~/.local/state``), one
+    folder per service, so two services on one host never adopt each other's
+    records.
+    """
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "perf-sdk" / service
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseModel):
+    """One tracker's validated configuration. Secrets are :class:`SecretStr`, so
+    they never show in a repr, a log line or an exception."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    service: str
+    endpoint: str | None = None
+    read_endpoint: str | None = None
+    token: SecretStr | None = None
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    secret: SecretStr | None = None
+    spool_dir: Path
+    strict: bool = False
+    debug: bool = False
+    allow_insecure_http: bool = False
+    ca_bundle: Path | None = None
+    timeout: float = Field(10.0, gt=0)
+    #: Most records the uploader puts in one request, and most bytes (as sent, before gzip).
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    batch_bytes: int = Field(2_000_000, ge=1_000)
+    #: Requests bigger than this (bytes) are gzip-compressed.
+    gzip_threshold: int = Field(32_768, ge=0)
+    #: How often the background writer commits accepted records to disk (seconds).
+    #: The window a hard kill can lose is this plus one commit.
+    commit_interval: float = Field(0.05, gt=0, le=1.0)
+    #: Records waiting in memory for the writer; past it, recording calls wait
+    #: up to ``max_block`` seconds for room, then refuse (logged, counted, on_error).
+    max_queue: int = Field(50_000, ge=100)
+    max_block: float = Field(1.0, ge=0)
+    #: Spool size cap in bytes of record JSON; past it, new records are refused.
+    max_spool_bytes: int = Field(1 << 30, ge=1 << 16)
+    #: Retry back-off: first delay, ceiling (seconds). Retries never stop while
+    #: records are on disk; only close() ends them.
+    retry_initial: float = Field(0.5, gt=0)
+    retry_max: float = Field(60.0, gt=0)
+    #: How long a data set stays paused after a 401/403/404 before one probe.
+    pause_seconds: float = Field(300.0, gt=0)
+    #: How long interpreter exit may spend delivering what is left (the rest stays on disk).
+    exit_timeout: float = Field(2.0, ge=0)
+
+    @field_validator("service")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG_RE.match(value):
+            raise ValueError("must be a lower-case slug of letters, digits and hyphens, e.g. 'apply-for-a-licence'")
+        return value
+
+    @field_validator("endpoint", "read_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
+        return value.rstrip("/")
+
+    @field_validator("tokens")
+    @classmethod
+    def _token_types(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        unknown = sorted(set(value) - set(DATA_TYPES))
+        if unknown:
+            raise ValueError(f"keys must be data types {DATA_TYPES}, not {unknown}")
+        return value
+
+    def token_for(self, data_type: str) -> str | None:
+        token = self.tokens.get(data_type) or self.token
+        return token.get_secret_value() if token is not None else None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        need_endpoint: bool = True,
+        need_secret: bool = True,
+        environ: Mapping[str, str] | None = None,
+        **given: Any,
+    ) -> Settings:
+        """Build settings from keyword arguments, falling back to ``PERF_SDK_*``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        for name, var in ENV.items():
+            if name not in values and env.get(var) not in (None, ""):
+                values[name] = env[var]
+        for name in ("strict", "debug", "allow_insecure_http"):
+            if isinstance(values.get(name), str):
+                values[name] = _parse_bool(ENV[name], values[name])
+        if "tokens" not in values:
+            per_type = {
+                t: env[f"PERF_SDK_TOKEN_{t.upper()}"] for t in DATA_TYPES if env.get(f"PERF_SDK_TOKEN_{t.upper()}")
+            }
+            if per_type:
+                values["tokens"] = per_type
+        if "service" not in values:
+            raise ConfigurationError("no service: pass service='your-service-slug' or set PERF_SDK_SERVICE")
+        if "spool_dir" not in values and isinstance(values["service"], str):
+            values["spool_dir"] = default_spool_dir(values["service"])
+        try:
+            settings = cls(**values)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = ENV.get(str(err["loc"][0]) if err["loc"] else "", "")
+            where = f" (argument {field}=" + (f" or {var})" if var else ")")
+            raise ConfigurationError(f"invalid {field}{where}: {err['msg']}") from None
+        settings._check(need_endpoint=need_endpoint, need_secret=need_secret)
+        return settings
+
+    def _check(self, *, need_endpoint: bool, need_secret: bool) -> None:
+        if need_secret and (self.secret is None or not self.secret.get_secret_value()):
+            raise ConfigurationError(
+                "no secret: transaction ids are sent only as HMAC-SHA256 hashes keyed with the service's "
+                "secret; pass secret=... or set PERF_SDK_SECRET (keep it in your secret store)"
+            )
+        if self.secret is not None and len(self.secret.get_secret_value()) < 16:
+            raise ConfigurationError("secret is too short: use at least 16 characters (32 random bytes is best)")
+        if need_endpoint:
+            if self.endpoint is None:
+                raise ConfigurationError(
+                    "no endpoint: pass endpoint='https://...' (the platform's write API) or set PERF_SDK_ENDPOINT; "
+                    "for a local platform run `perf-sdk serve`"
+                )
+            if not any(self.token_for(t) for t in DATA_TYPES):
+                raise ConfigurationError("no token: pass token=... (or tokens={...}) or set PERF_SDK_TOKEN")
+        for url in (self.endpoint, self.read_endpoint):
+            if url and url.startswith("http://") and not self.allow_insecure_http and not is_loopback_url(url):
+                raise ConfigurationError(
+                    f"refusing plain http:// to a non-loopback host ({urlsplit(url).hostname}): tokens and records "
+                    "would cross the network unencrypted; use https://, or pass allow_insecure_http=True "
+                    "(PERF_SDK_ALLOW_INSECURE_HTTP=1) if a TLS-terminating proxy sits on this host's network"
+                )
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ConfigurationError(f"ca_bundle {self.ca_bundle} is not a file (PERF_SDK_CA_BUNDLE)")
+
+    def __repr_args__(self) -> Any:
+        # SecretStr already masks; drop the noise of defaults for readable logs.
+        for key, value in super().__repr_args__():
+            if key in {"service", "endpoint", "read_endpoint", "spool_dir", "strict", "token", "secret"}:
+                yield key, value
+
+
+def _parse_bool(var: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{var}={text!r}: use 1/0, true/false, yes/no or on/off")

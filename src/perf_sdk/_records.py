@@ -1,0 +1,375 @@
+"""The records perf_sdk sends, their validation, and the ids that make re-sending safe.
+
+Record shapes follow ``PLATFORM.md``: every record carries ``_id``,
+``_timestamp`` and ``count``; ``transactions`` add ``stage`` and ``channel``,
+``satisfaction`` adds ``rating`` and ``channel``, ``costs`` add ``period``,
+``amount_pence``, ``channel`` and ``cost_type``.
+
+The schemas are pydantic ``TypedDict`` models so a whole batch validates in one
+call into pydantic-core (about 0.4 µs a record, against 2 µs for a model
+instance each): validation runs on every record, in the background, without
+becoming the SDK's cost.
+
+Ids are what make retries, restarts and replays harmless: the platform upserts
+by ``_id``, so a record sent twice is stored once. A record with a natural key
+(a transaction's stage, a cost's period and type, an answer tied to a
+transaction) gets an id derived from that key; any other gets 128 random bits,
+drawn once when the record is built and kept with it on disk.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Annotated, Any, Final, Literal
+
+import pydantic
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, with_config
+from typing_extensions import NotRequired, TypedDict
+
+from perf_sdk._errors import ValidationError
+from perf_sdk._protocol import CHANNELS, SLUG_RE, STAGES, record_problems
+
+__all__ = [
+    "CostRecord",
+    "PeriodLabel",
+    "RecordBuilder",
+    "SatisfactionRecord",
+    "TransactionRecord",
+    "parse_period_label",
+    "validate_records",
+]
+
+Channel = Literal["digital", "phone", "paper", "face_to_face", "other"]
+Count = Annotated[int, Field(strict=True, ge=1, le=1_000_000_000)]
+RecordId = Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=128)]
+Timestamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:?\d{2})$")]
+
+
+@with_config(ConfigDict(extra="allow"))
+class TransactionRecord(TypedDict):
+    """``transactions``: transactions started or completed in a channel."""
+
+    _id: RecordId
+    _timestamp: Timestamp
+    count: Count
+    stage: Literal["started", "completed"]
+    channel: Channel
+    period: NotRequired[Literal["hour", "day", "week", "month", "quarter", "year"]]
+
+
+@with_config(ConfigDict(extra="allow"))
+class SatisfactionRecord(TypedDict):
+    """``satisfaction``: answers to the satisfaction question (5 = very satisfied)."""
+
+    _id: RecordId
+    _timestamp: Timestamp
+    count: Count
+    rating: Annotated[int, Field(strict=True, ge=1, le=5)]
+    channel: Channel
+
+
+@with_config(ConfigDict(extra="allow"))
+class CostRecord(TypedDict):
+    """``costs``: money spent on the service in a month, quarter or year."""
+
+    _id: RecordId
+    _timestamp: Timestamp
+    count: Count
+    period: Literal["month", "quarter", "year"]
+    amount_pence: Annotated[int, Field(strict=True, ge=0, le=10**14)]
+    channel: Literal["digital", "phone", "paper", "face_to_face", "other", "all"]
+    cost_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$", max_length=64)]
+
+
+# Extra fields (a before_send hook's enrichment) are kept, and checked by the platform's generic rules.
+_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
+    "transactions": TypeAdapter(list[TransactionRecord]),
+    "satisfaction": TypeAdapter(list[SatisfactionRecord]),
+    "costs": TypeAdapter(list[CostRecord]),
+}
+#: Keys a record of each type has without extras; a longer record has extras to check.
+_BASE_KEYS: Final = {"transactions": 5, "satisfaction": 5, "costs": 7}
+
+#: What each field accepts, in the words an error message should use.
+_RULES: Final = {
+    "count": "must be a positive whole number (1 for one event, N for N aggregated)",
+    "stage": f"must be one of {', '.join(STAGES)}",
+    "channel": f"must be one of {', '.join(CHANNELS)}",
+    "rating": "must be a whole number from 1 (very dissatisfied) to 5 (very satisfied)",
+    "amount_pence": "must be a whole, non-negative number of pence (e.g. 125000 for £1,250.00)",
+    "cost_type": "must be a lower-case slug such as staff, it or accommodation",
+    "period": "must be a period label: 2026-03 (a month), 2026-Q1 (a quarter) or 2026 (a year)",
+    "_timestamp": "must be an ISO 8601 date-time with a zone",
+    "_id": "must be a non-empty string with no white space",
+}
+_COST_CHANNEL_RULE: Final = f"must be one of {', '.join(CHANNELS)}, or all"
+
+
+def _error_from_pydantic(data_type: str, err: Mapping[str, Any]) -> ValidationError:
+    loc = [p for p in err.get("loc", ()) if isinstance(p, str)]
+    field = loc[-1] if loc else "record"
+    if err.get("type") == "missing":
+        return ValidationError(field, None, "is required")
+    if err.get("type") == "extra_forbidden":
+        return ValidationError(field, err.get("input"), "is not a field of " + data_type)
+    rule = _RULES.get(field, err.get("msg", "is not valid"))
+    if data_type == "costs" and field == "channel":
+        rule = _COST_CHANNEL_RULE
+    return ValidationError(field, err.get("input"), rule)
+
+
+def validate_records(
+    data_type: str, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[tuple[int, ValidationError]]]:
+    """Validate a batch of one data type: (valid records, [(index, error)]).
+
+    Known data types go through their pydantic schema; any other data type
+    (``Tracker.record`` with a name of the service's own) through backdrop's
+    generic rules, so nothing leaves the process that the platform would refuse.
+    """
+    adapter = _ADAPTERS.get(data_type)
+    if adapter is None:
+        good: list[dict[str, Any]] = []
+        bad: list[tuple[int, ValidationError]] = []
+        for i, rec in enumerate(records):
+            problems = record_problems(rec)
+            if problems:
+                bad.append((i, ValidationError("record", rec, "; ".join(problems))))
+            else:
+                good.append(rec)
+        return good, bad
+    errors: dict[int, ValidationError] = {}
+    base = _BASE_KEYS[data_type]
+    for i, rec in enumerate(records):
+        if len(rec) > base:
+            problems = record_problems(rec)
+            if problems:
+                errors[i] = ValidationError("record", rec, "; ".join(problems))
+    if not errors:
+        try:
+            return adapter.validate_python(records), []
+        except pydantic.ValidationError as exc:
+            for err in exc.errors():
+                index = err["loc"][0] if err["loc"] else 0
+                if isinstance(index, int) and index not in errors:
+                    errors[index] = _error_from_pydantic(data_type, err)
+    else:
+        for i, rec in enumerate(records):
+            if i not in errors:
+                try:
+                    adapter.validate_python([rec])
+                except pydantic.ValidationError as exc:
+                    errors[i] = _error_from_pydantic(data_type, exc.errors()[0])
+    kept = [r for i, r in enumerate(records) if i not in errors]
+    return adapter.validate_python(kept), sorted(errors.items())
+
+
+# --- periods -----------------------------------------------------------------------------------
+
+_LABEL_RE: Final = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$")
+
+
+@dataclass(frozen=True)
+class PeriodLabel:
+    """A cost period: its granularity, its label and its first instant (UTC)."""
+
+    granularity: Literal["month", "quarter", "year"]
+    label: str
+    start: datetime
+
+    @property
+    def end(self) -> datetime:
+        """The first instant after the period."""
+        months = {"month": 1, "quarter": 3, "year": 12}[self.granularity]
+        y, m = divmod(self.start.month - 1 + months, 12)
+        return self.start.replace(year=self.start.year + y, month=m + 1)
+
+
+def parse_period_label(label: object, field: str = "period") -> PeriodLabel:
+    """``2026-03`` → a month, ``2026-Q1`` → a quarter, ``2026`` → a year."""
+    text = str(label).strip() if isinstance(label, (str, int)) and not isinstance(label, bool) else None
+    m = _LABEL_RE.match(text or "")
+    if m is None or not 1970 <= int(m.group(1)) <= 9999:
+        raise ValidationError(field, label, _RULES["period"])
+    year = int(m.group(1))
+    if m.group(2):
+        return PeriodLabel("month", f"{year}-{m.group(2)}", datetime(year, int(m.group(2)), 1, tzinfo=timezone.utc))
+    if m.group(3):
+        q = int(m.group(3))
+        return PeriodLabel("quarter", f"{year}-Q{q}", datetime(year, 3 * q - 2, 1, tzinfo=timezone.utc))
+    return PeriodLabel("year", str(year), datetime(year, 1, 1, tzinfo=timezone.utc))
+
+
+def month_label(moment: datetime) -> str:
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment.year}-{moment.month:02d}"
+
+
+# --- building records ---------------------------------------------------------------------------
+
+_UTC: Final = timezone.utc
+_AT_RULE: Final = "must be a timezone-aware datetime, e.g. datetime.now(timezone.utc)"
+
+
+class RecordBuilder:
+    """Turns recording calls into platform records: hashes, ids, timestamps.
+
+    Holds the service's secret, so its repr says nothing of it. Not thread-safe
+    (its timestamp cache): one builder per thread that builds.
+    """
+
+    __slots__ = ("_id_prefix", "_last", "_secret", "service")
+
+    def __init__(self, service: str, secret: str | bytes | None) -> None:
+        self.service = service
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        self._id_prefix = f"{service}\x1f".encode()
+        #: (second, its text): one attribute, so threads sharing a builder never mix the two.
+        self._last: tuple[int, str] = (-1, "")
+
+    def __repr__(self) -> str:
+        return f"RecordBuilder(service={self.service!r}, secret=<redacted>)"
+
+    # ids ---------------------------------------------------------------------------------------
+    def hash_transaction_id(self, transaction_id: object, field: str = "transaction_id") -> str:
+        """HMAC-SHA256 of a transaction id, keyed with the service secret, as hex."""
+        if isinstance(transaction_id, int) and not isinstance(transaction_id, bool):
+            transaction_id = str(transaction_id)
+        if not isinstance(transaction_id, str) or not transaction_id or len(transaction_id) > 1024:
+            raise ValidationError(field, "<redacted>", "must be a non-empty string of at most 1024 characters")
+        if self._secret is None:
+            raise ValidationError(field, "<redacted>", "needs the service secret to be hashed (secret=...)")
+        return hmac.new(self._secret, transaction_id.encode(), hashlib.sha256).hexdigest()
+
+    def natural_id(self, *parts: str) -> str:
+        """A deterministic 128-bit id from the service and a record's natural key."""
+        return hashlib.sha256(self._id_prefix + "\x1f".join(parts).encode()).hexdigest()[:32]
+
+    @staticmethod
+    def random_id() -> str:
+        return os.urandom(16).hex()
+
+    # time --------------------------------------------------------------------------------------
+    def timestamp(self, at: object, field: str = "at") -> str:
+        """Backdrop's ``_timestamp`` (UTC, whole seconds) from epoch seconds or an aware datetime."""
+        if isinstance(at, float):
+            sec = math.floor(at)
+        elif isinstance(at, datetime):
+            if at.tzinfo is None or at.utcoffset() is None:
+                raise ValidationError(field, at, _AT_RULE)
+            sec = calendar.timegm(at.astimezone(_UTC).timetuple())
+        elif isinstance(at, date):
+            raise ValidationError(field, at, _AT_RULE + " (a date alone has no time or zone)")
+        elif isinstance(at, int) and not isinstance(at, bool):
+            sec = at
+        else:
+            raise ValidationError(field, at, _AT_RULE)
+        last = self._last
+        if last[0] == sec:
+            return last[1]
+        try:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(sec))
+        except (OverflowError, OSError, ValueError):
+            raise ValidationError(field, at, "is out of range") from None
+        if not text[0].isdigit() or len(text) != 25:
+            raise ValidationError(field, at, "must be between the years 1000 and 9999")
+        self._last = (sec, text)
+        return text
+
+    # records -----------------------------------------------------------------------------------
+    def transaction(
+        self, stage: str, transaction_id: object, channel: object, at: object, count: object
+    ) -> dict[str, Any]:
+        if transaction_id is None:
+            rid = self.random_id()
+        else:
+            rid = self.natural_id("transactions", str(stage), self.hash_transaction_id(transaction_id))
+        return {
+            "_id": rid,
+            "_timestamp": self.timestamp(at),
+            "count": count,
+            "stage": stage,
+            "channel": channel,
+        }
+
+    def satisfaction(
+        self, rating: object, transaction_id: object, channel: object, at: object, count: object
+    ) -> dict[str, Any]:
+        if transaction_id is None:
+            rid = self.random_id()
+        else:
+            rid = self.natural_id("satisfaction", self.hash_transaction_id(transaction_id))
+        return {
+            "_id": rid,
+            "_timestamp": self.timestamp(at),
+            "count": count,
+            "rating": rating,
+            "channel": channel,
+        }
+
+    def cost(
+        self,
+        amount_pence: object,
+        period: object,
+        cost_type: object,
+        channel: object,
+        at: object,
+        count: object,
+    ) -> dict[str, Any]:
+        if period is None:
+            period = month_label(datetime.fromtimestamp(at, _UTC) if isinstance(at, float) else _aware(at))
+        p = parse_period_label(period)
+        rid = self.natural_id("costs", p.label, str(cost_type), str(channel))
+        return {
+            "_id": rid,
+            "_timestamp": self.timestamp(p.start),
+            "count": count,
+            "period": p.granularity,
+            "amount_pence": amount_pence,
+            "channel": channel,
+            "cost_type": cost_type,
+        }
+
+    def generic(self, data_type: str, fields: Mapping[str, Any], at: object, count: object) -> dict[str, Any]:
+        """A record of a known data type from its fields, or of a service's own data type."""
+        fields = dict(fields)
+        txn = fields.pop("transaction_id", None)
+        if data_type == "transactions":
+            return (
+                self.transaction(fields.pop("stage", None), txn, fields.pop("channel", "digital"), at, count) | fields
+            )
+        if data_type == "satisfaction":
+            return (
+                self.satisfaction(fields.pop("rating", None), txn, fields.pop("channel", "digital"), at, count) | fields
+            )
+        if data_type == "costs":
+            return (
+                self.cost(
+                    fields.pop("amount_pence", None),
+                    fields.pop("period", None),
+                    fields.pop("cost_type", None),
+                    fields.pop("channel", "all"),
+                    at,
+                    count,
+                )
+                | fields
+            )
+        if not SLUG_RE.match(data_type):
+            raise ValidationError("data_type", data_type, "must be a lower-case slug, e.g. transactions")
+        rid = self.natural_id(data_type, self.hash_transaction_id(txn)) if txn is not None else self.random_id()
+        return {"_id": rid, "_timestamp": self.timestamp(at), "count": count} | fields
+
+
+def _aware(at: object) -> datetime:
+    if isinstance(at, datetime) and at.tzinfo is not None:
+        return at
+    raise ValidationError("at", at, _AT_RULE)

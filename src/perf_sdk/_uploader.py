@@ -1,0 +1,326 @@
+"""The uploader: a background worker that empties the spool into the platform.
+
+It takes the oldest segments of each data set as one request (by record count
+and bytes), sends them through a :class:`~perf_sdk._transport.Transport`, and
+forgets them only once the platform has answered ``200 {"status": "ok"}``. What
+happens otherwise is policy, and all of it lives here:
+
+* retryable failures (5xx, 429, 408, dropped connections, time-outs) are retried
+  with exponential back-off and full jitter, honouring ``Retry-After``, for as
+  long as it takes: the records wait on disk, so an outage of hours loses nothing;
+* ``400`` means some record is bad: the batch is bisected until the bad records
+  are alone, and those are dead-lettered with the platform's message while the
+  rest go through;
+* ``413`` means too big: the batch is split in halves; a single record too big
+  for the platform is dead-lettered;
+* ``401``/``403``/``404`` (and other refusals) are configuration problems: the
+  data set is paused, with one clear error, keeping its records, and probed
+  again after ``pause_seconds``.
+
+Re-sending is always safe because every record carries a fixed ``_id`` and the
+platform upserts by it; so a crash between "platform stored it" and "spool
+forgot it" costs one duplicate request, never a duplicate record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never
+
+from perf_sdk._errors import RejectedError, RetryableError, TransportError
+from perf_sdk._spool import Segment, Spool
+from perf_sdk._telemetry import Stats
+from perf_sdk._transport import Transport
+
+__all__ = ["Uploader"]
+
+logger = logging.getLogger("perf_sdk")
+
+_BISECT_STATUSES = frozenset({400, 422})
+ErrorHook = Callable[[BaseException, list[dict[str, Any]]], None]
+
+
+class _Stopped(Exception):
+    """Raised out of a back-off sleep when the uploader is asked to stop."""
+
+
+class Uploader:
+    """One per process: a daemon thread draining one :class:`Spool`."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        transport: Transport,
+        stats: Stats,
+        *,
+        batch_size: int = 1000,
+        batch_bytes: int = 2_000_000,
+        retry_initial: float = 0.5,
+        retry_max: float = 60.0,
+        pause_seconds: float = 300.0,
+        adopt_every: float = 30.0,
+        on_error: ErrorHook | None = None,
+        on_dead_letter: ErrorHook | None = None,
+    ) -> None:
+        self.spool = spool
+        self.transport = transport
+        self.stats = stats
+        self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.pause_seconds = pause_seconds
+        self.adopt_every = adopt_every
+        self.on_error = on_error
+        self.on_dead_letter = on_dead_letter
+        #: dataset -> monotonic time until which it is paused, and why.
+        self.paused: dict[str, tuple[float, str]] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._adopt_now = threading.Event()
+        self._adopt_now.set()
+        #: Notified after every pass, so flush() can wait without polling.
+        self.progress = threading.Condition()
+        self.passes = 0
+        self._thread: threading.Thread | None = None
+
+    # control -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="perf-sdk-uploader", daemon=True)
+        self._thread.start()
+
+    def wake(self, adopt: bool = False, probe_paused: bool = False) -> None:
+        """Start a pass now; ``adopt`` looks for dead processes' spools first, and
+        ``probe_paused`` tries paused data sets once more (the caller may have fixed them)."""
+        if adopt:
+            self._adopt_now.set()
+        if probe_paused:
+            for dataset, (_, why) in list(self.paused.items()):
+                self.paused[dataset] = (0.0, why)
+        self._wake.set()
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the worker to stop; True when it has (False: still in a request, left as daemon)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is None:
+            return True
+        self._thread.join(max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def paused_datasets(self) -> tuple[str, ...]:
+        now = time.monotonic()
+        return tuple(ds for ds, (until, _) in self.paused.items() if until > now)
+
+    # the loop ----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_adopt = 0.0
+        while not self._stop.is_set():
+            try:
+                if self._adopt_now.is_set() or time.monotonic() >= next_adopt:
+                    self._adopt_now.clear()
+                    next_adopt = time.monotonic() + self.adopt_every
+                    self.stats.adopted += self.spool.adopt_orphans()
+                worked = self._pass()
+            except _Stopped:
+                break
+            except sqlite3.ProgrammingError:
+                break  # the spool was closed under us (close() timed out): the next process adopts it
+            except Exception as exc:  # never let the worker die
+                logger.exception("perf_sdk: uploader error (will retry): %s", exc)
+                self.stats.error(f"uploader: {type(exc).__name__}: {exc}")
+                worked = False
+                if self._stop.wait(min(self.retry_max, 5.0)):
+                    break
+            with self.progress:
+                self.passes += 1
+                self.progress.notify_all()
+            if not worked:
+                self._wake.wait(self._idle_wait())
+                self._wake.clear()
+        with self.progress:
+            self.progress.notify_all()
+
+    def _idle_wait(self) -> float:
+        now = time.monotonic()
+        waits = [until - now for until, _ in self.paused.values() if until > now]
+        return max(0.05, min([self.adopt_every, *waits]))
+
+    def _pass(self) -> bool:
+        """One request per data set with work; True if anything was attempted."""
+        worked = False
+        now = time.monotonic()
+        for dataset in self.spool.datasets():
+            if self._stop.is_set():
+                raise _Stopped
+            until, _ = self.paused.get(dataset, (0.0, ""))
+            if until > now:
+                continue
+            segments = self.spool.next_batch(dataset, self.batch_size, self.batch_bytes)
+            if segments:
+                self._deliver(dataset, segments)
+                worked = True
+        return worked
+
+    # delivery ----------------------------------------------------------------------------------
+    def _deliver(self, dataset: str, segments: list[Segment]) -> None:
+        data_type = dataset.rsplit("/", 1)[-1]
+        body = _join(segments)
+        n = sum(s.n for s in segments)
+        try:
+            self._send(data_type, body, n)
+        except RejectedError as exc:
+            if exc.status in _BISECT_STATUSES or exc.status == 413:
+                records = [r for s in segments for r in s.records()]
+                try:
+                    self._resolve(dataset, data_type, records, exc, segments[0].accepted_at)
+                except RejectedError as config_exc:
+                    self._pause(dataset, config_exc, n)
+                    return
+            else:
+                self._pause(dataset, exc, n)
+                return
+        else:
+            self._delivered(n)
+        self.paused.pop(dataset, None)
+        self.spool.remove(segments)
+
+    def _resolve(
+        self,
+        dataset: str,
+        data_type: str,
+        records: list[dict[str, Any]],
+        exc: RejectedError,
+        accepted_at: float,
+    ) -> None:
+        """Deliver what the platform will take from a refused batch; dead-letter the rest."""
+        if len(records) == 1:
+            reason = "; ".join(exc.messages) or str(exc)
+            if exc.status == 413:
+                reason = f"record too large for the platform (413): {reason}"
+            self._dead(dataset, records, accepted_at, exc.status, reason)
+            return
+        mid = len(records) // 2
+        for half in (records[:mid], records[mid:]):
+            try:
+                self._send(data_type, json.dumps(half, separators=(",", ":")).encode(), len(half))
+            except RejectedError as sub:
+                if sub.status in _BISECT_STATUSES or sub.status == 413:
+                    self._resolve(dataset, data_type, half, sub, accepted_at)
+                else:
+                    raise
+            else:
+                self._delivered(len(half))
+
+    def _send(self, data_type: str, body: bytes, n: int) -> None:
+        """Send until success or a permanent refusal, however long the outage."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableError),
+            wait=self._wait,
+            stop=stop_never,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                self.stats.requests += 1
+                self.transport.send(data_type, body)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Full-jitter exponential back-off, or the platform's Retry-After when it gave one."""
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        ceiling = min(self.retry_max, self.retry_initial * 2 ** min(state.attempt_number - 1, 30))
+        delay = random.uniform(self.retry_initial / 2, ceiling)
+        if retry_after is not None:
+            delay = max(float(retry_after), 0.0)
+            delay = min(delay, max(self.retry_max, 1.0) * 10)
+        return float(delay)
+
+    def _sleep(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        message = str(exc)
+        self.stats.error(message)
+        level = (
+            logging.WARNING
+            if state.attempt_number in (1, 10, 100) or state.attempt_number % 1000 == 0
+            else logging.DEBUG
+        )
+        logger.log(level, "perf_sdk: upload failed (attempt %d), retrying: %s", state.attempt_number, message)
+        if state.attempt_number == 1 and self.on_error is not None and isinstance(exc, TransportError):
+            self._hook(self.on_error, exc, [])
+
+    def _delivered(self, n: int) -> None:
+        self.stats.delivered += n
+        self.stats.last_success = time.time()
+
+    def _dead(
+        self, dataset: str, records: list[dict[str, Any]], accepted_at: float, status: int | None, reason: str
+    ) -> None:
+        self.spool.dead_letter(dataset, records, accepted_at, status, reason)
+        self.stats.dead_lettered += len(records)
+        logger.error(
+            "perf_sdk: the platform refused %d record(s) of %s for good (%s); kept as dead letters: "
+            "see `perf-sdk spool status`, fix, then `perf-sdk spool replay-dead`",
+            len(records),
+            dataset,
+            reason,
+        )
+        error = RejectedError(f"{dataset}: {reason}", status=status)
+        if self.on_dead_letter is not None:
+            self._hook(self.on_dead_letter, error, records)
+        if self.on_error is not None:
+            self._hook(self.on_error, error, records)
+
+    def _pause(self, dataset: str, exc: RejectedError, n: int) -> None:
+        first = dataset not in self.paused
+        self.paused[dataset] = (time.monotonic() + self.pause_seconds, str(exc))
+        self.stats.error(str(exc))
+        hint = {
+            401: "the token is missing or wrong for this data set (token=/tokens=, PERF_SDK_TOKEN)",
+            403: "the token is not allowed to write this data set",
+            404: "the platform has no such data set: check service= and the endpoint",
+        }.get(exc.status or 0, "the platform refuses these requests")
+        if first:
+            logger.error(
+                "perf_sdk: pausing uploads to %s: %s; %s. %d record(s) are kept on disk and will be sent "
+                "once this is fixed (next try in %.0f s)",
+                dataset,
+                exc,
+                hint,
+                n,
+                self.pause_seconds,
+            )
+            if self.on_error is not None:
+                self._hook(self.on_error, exc, [])
+
+    @staticmethod
+    def _hook(hook: ErrorHook, error: BaseException, records: list[dict[str, Any]]) -> None:
+        try:
+            hook(error, records)
+        except Exception:
+            logger.exception("perf_sdk: an error hook raised; ignored")
+
+
+def _join(segments: list[Segment]) -> bytes:
+    if len(segments) == 1:
+        return segments[0].body
+    return b"[" + b",".join(s.body[1:-1] for s in segments if len(s.body) > 2) + b"]"

@@ -1,0 +1,159 @@
+"""The whole pipeline over loopback against a real HTTP peer, with faults and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import perf_sdk
+from tests.conftest import SECRET, SERVICE, TOKEN
+from tests.faultserver import FAULTS, FaultPlan, FaultServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def record_mix(tracker: perf_sdk.Tracker, scale: int = 1) -> tuple[int, int]:
+    """20,000 records of every kind with distinct ids; returns (records, sum of count)."""
+    n = 0
+    total = 0
+    for i in range(10_000 * scale):
+        tracker.start(f"txn-{i}")
+        n, total = n + 1, total + 1
+    for i in range(6_000 * scale):
+        tracker.complete(f"txn-{i}", channel="digital" if i % 4 else "paper")
+        n, total = n + 1, total + 1
+    for i in range(3_000 * scale):
+        tracker.satisfaction(1 + i % 5, transaction_id=f"txn-{i}")
+        n, total = n + 1, total + 1
+    for _ in range(1_000 * scale):
+        tracker.start(None, channel="phone", count=5)
+        n, total = n + 1, total + 5
+    return n, total
+
+
+def test_20000_mixed_records_arrive_exactly_once(
+    fault_server: Callable[..., FaultServer], make_tracker: Callable[..., perf_sdk.Tracker]
+) -> None:
+    server = fault_server()
+    tracker = make_tracker(endpoint=server.url)
+    n, total = record_mix(tracker)
+    assert tracker.flush(30)
+    assert len(server.store) == n == 20_000
+    assert server.count_sum() == total
+    assert tracker.stats.refused == 0
+
+
+def test_20000_records_with_30_percent_of_requests_failing_in_every_way(
+    fault_server: Callable[..., FaultServer], make_tracker: Callable[..., perf_sdk.Tracker]
+) -> None:
+    server = fault_server(FaultPlan(rate=0.3, faults=FAULTS, seed=7, slow_seconds=1.0))
+    tracker = make_tracker(endpoint=server.url, timeout=0.5, batch_size=250)
+    n, total = record_mix(tracker)
+    assert tracker.flush(120)
+    assert len(server.store) == n
+    assert server.count_sum() == total
+    assert sum(server.faults_injected.values()) >= 10
+    assert server.faults_injected["drop-after-store"] >= 1  # stored, then re-sent: still once
+    assert server.writes_seen > n  # some batches were stored twice on the wire
+    assert tracker.stats.retries >= sum(server.faults_injected.values())
+
+
+def test_platform_down_for_the_whole_run_then_up(
+    fault_server: Callable[..., FaultServer], make_tracker: Callable[..., perf_sdk.Tracker]
+) -> None:
+    probe = FaultServer()
+    port = probe.port
+    probe._sock.close()  # nothing listens on this port: connection refused
+    tracker = make_tracker(endpoint=f"http://127.0.0.1:{port}", retry_max=0.05)
+    for i in range(3000):
+        tracker.complete(f"t{i}")
+    result = tracker.flush(0.5)
+    assert result.pending == 3000 and result.timed_out
+    assert tracker.health().last_error
+    server = FaultServer(token=TOKEN)
+    server._sock.close()
+    import socket
+
+    server._sock = socket.socket()
+    server._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server._sock.bind(("127.0.0.1", port))
+    server.port = port
+    server.start()
+    try:
+        assert tracker.flush(30)
+        assert len(server.store) == 3000
+    finally:
+        server.stop()
+
+
+def run_recorder(spec: dict[str, object]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.recorder_proc", json.dumps(spec)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_sigkill_mid_upload_then_successor_delivers_exactly_what_was_accepted(
+    fault_server: Callable[..., FaultServer], spool_dir: Path, make_tracker: Callable[..., perf_sdk.Tracker]
+) -> None:
+    # Every request stalls past the client's time-out: the child is always mid-upload.
+    server = fault_server(FaultPlan(rate=1.0, faults=("slow", "drop-after-store"), seed=3, slow_seconds=0.5))
+    spec = {
+        "service": SERVICE,
+        "endpoint": server.url,
+        "token": TOKEN,
+        "secret": SECRET,
+        "spool_dir": str(spool_dir),
+        "prefix": "k",
+        "n": 5000,
+        "block": 1000,
+        "hang": True,
+        "timeout": 0.3,
+    }
+    child = run_recorder(spec)
+    assert child.stdout is not None
+    accepted = 0
+    for line in child.stdout:
+        accepted = int(line.split()[1])
+        if accepted == 5000:
+            break
+    assert server.requests >= 1  # it was uploading when killed
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    assert accepted == 5000
+    server.plan.rate = 0.0
+    heir = make_tracker(endpoint=server.url)
+    assert heir.flush(30)
+    stored_ids = {rid for (_, rid) in server.store}
+    assert len(stored_ids) == 5000
+    assert server.count_sum() == 5000
+    assert list(spool_dir.glob("*.spool")) == [] or all(
+        p.name.startswith(os.uname().nodename) for p in spool_dir.glob("*.spool")
+    )
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_wrong_token_or_data_set_keeps_records_until_fixed(
+    fault_server: Callable[..., FaultServer], make_tracker: Callable[..., perf_sdk.Tracker], status: int
+) -> None:
+    server = fault_server(FaultPlan(always=status))
+    errors: list[BaseException] = []
+    tracker = make_tracker(endpoint=server.url, on_error=lambda e, rs: errors.append(e), pause_seconds=0.05)
+    for i in range(10):
+        tracker.complete(f"t{i}")
+    result = tracker.flush(5)
+    assert result.pending == 10 and result.paused and not result.timed_out
+    assert any(getattr(e, "status", None) == status for e in errors)
+    server.plan.always = None
+    assert tracker.flush(10)
+    assert len(server.store) == 10

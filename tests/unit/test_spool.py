@@ -1,0 +1,162 @@
+"""The durable outbox: segments, dead letters, adoption, quarantine, migration, permissions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from perf_sdk._spool import Spool, inspect_spool_dir, replay_dead_in_dir
+
+
+def body(*ids: str) -> bytes:
+    return json.dumps([{"_id": i, "count": 1} for i in ids]).encode()
+
+
+def test_segments_round_trip_in_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([("svc/transactions", 2, body("a", "b")), ("svc/costs", 1, body("c"))], 1.0)
+    spool.append([("svc/transactions", 1, body("d"))], 2.0)
+    assert sorted(spool.datasets()) == ["svc/costs", "svc/transactions"]
+    batch = spool.next_batch("svc/transactions", max_records=10, max_bytes=10_000)
+    assert [s.n for s in batch] == [2, 1]
+    assert [r["_id"] for s in batch for r in s.records()] == ["a", "b", "d"]
+    assert spool.depth()[0] == 4
+    spool.remove(batch)
+    assert spool.depth()[0] == 1
+    spool.close()
+
+
+def test_batches_respect_records_and_bytes(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 3, body("a", "b", "c"))] * 5, 1.0)
+    assert len(spool.next_batch("d/t", max_records=7, max_bytes=10_000)) == 2
+    assert len(spool.next_batch("d/t", max_records=100, max_bytes=len(body("a", "b", "c")) * 3)) == 3
+    assert len(spool.next_batch("d/t", max_records=1, max_bytes=1)) == 1  # always at least one
+    spool.close()
+
+
+def test_files_are_owner_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "new")
+    spool.append([("d/t", 1, body("a"))], 1.0)
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o700
+    for path in (tmp_path / "new").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    spool.close()
+
+
+def test_close_deletes_an_empty_spool_and_keeps_a_full_one(tmp_path: Path) -> None:
+    empty = Spool(tmp_path)
+    empty.close()
+    full = Spool(tmp_path)
+    full.append([("d/t", 1, body("a"))], 1.0)
+    full.close()
+    assert [p.name for p in tmp_path.glob("*.spool")] == [full.path.name]
+
+
+def test_adoption_takes_only_unlocked_files(tmp_path: Path) -> None:
+    alive = Spool(tmp_path)
+    alive.append([("d/t", 1, body("alive"))], 1.0)
+    dead = Spool(tmp_path)
+    dead.append([("d/t", 2, body("x", "y"))], 1.0)
+    dead.dead_letter("d/t", [{"_id": "z"}], 1.0, 400, "bad")
+    dead._conn.close()
+    os.close(dead._lock_fd)
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 2
+    ids = sorted(r["_id"] for s in heir.next_batch("d/t", 100, 10**6) for r in s.records())
+    assert ids == ["x", "y"]
+    assert heir.dead_count() == 1
+    assert not dead.path.exists()
+    assert alive.path.exists()
+    alive.close()
+    heir.close()
+
+
+def test_corrupt_spool_is_quarantined_and_the_rest_delivered(tmp_path: Path) -> None:
+    (tmp_path / "host-1-deadbeef.spool").write_bytes(b"this is not a database" * 100)
+    good = Spool(tmp_path)
+    good.append([("d/t", 1, body("kept"))], 1.0)
+    good._conn.close()
+    os.close(good._lock_fd)
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 1
+    assert len(heir.quarantined) == 1
+    quarantined, reason = heir.quarantined[0]
+    assert quarantined.exists() and ".corrupt-" in quarantined.name
+    assert "not a database" in reason
+    heir.close()
+
+
+def test_truncated_spool_is_quarantined(tmp_path: Path) -> None:
+    victim = Spool(tmp_path)
+    victim.append([("d/t", 1, body(*[str(i) for i in range(2000)]))], 1.0)
+    victim._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    victim._conn.close()
+    os.close(victim._lock_fd)
+    data = victim.path.read_bytes()
+    victim.path.write_bytes(data[: len(data) // 3])
+    heir = Spool(tmp_path)
+    heir.adopt_orphans()
+    assert len(heir.quarantined) == 1
+    heir.close()
+
+
+def test_version_1_spool_is_migrated(tmp_path: Path) -> None:
+    old = tmp_path / "oldhost-1-00000000.spool"
+    conn = sqlite3.connect(old)
+    conn.execute("CREATE TABLE outbox(seq INTEGER PRIMARY KEY, dataset TEXT, rid TEXT, body BLOB, accepted_at REAL)")
+    conn.executemany(
+        "INSERT INTO outbox(dataset, rid, body, accepted_at) VALUES (?,?,?,?)",
+        [("d/t", "a", b'{"_id":"a","count":1}', 1.0), ("d/t", "b", b'{"_id":"b","count":2}', 2.0)],
+    )
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 2
+    records = [r for s in heir.next_batch("d/t", 10, 10**6) for r in s.records()]
+    assert records == [{"_id": "a", "count": 1}, {"_id": "b", "count": 2}]
+    heir.close()
+
+
+def test_dead_letters_replay(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.dead_letter("d/t", [{"_id": "a", "count": 1}], 1.0, 400, "rating out of range")
+    (dead,) = spool.dead()
+    assert (dead.record, dead.status, dead.reason) == ({"_id": "a", "count": 1}, 400, "rating out of range")
+    spool.close()
+    assert replay_dead_in_dir(tmp_path) == 1
+    (status,) = inspect_spool_dir(tmp_path)
+    assert (status.records, status.dead, status.alive) == (1, 0, False)
+
+
+def test_status_sees_live_and_dead_files(tmp_path: Path) -> None:
+    live = Spool(tmp_path)
+    live.append([("svc/transactions", 3, body("a", "b", "c"))], 100.0)
+    (status,) = inspect_spool_dir(tmp_path)
+    assert status.alive is True
+    assert (status.records, status.segments, status.oldest_accepted_at) == (3, 1, 100.0)
+    assert status.by_dataset == {"svc/transactions": 3}
+    live.close()
+
+
+def test_size_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 16)
+    assert spool.has_room(1000)
+    spool.append([("d/t", 1, b"x" * 60_000)], 1.0)
+    assert not spool.has_room(10_000)
+    spool.close()
+
+
+def test_unwritable_directory(tmp_path: Path) -> None:
+    from perf_sdk import ConfigurationError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot create spool_dir"):
+        Spool(blocker / "spool")
