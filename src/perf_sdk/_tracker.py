@@ -256,6 +256,35 @@ class Tracker:
         self._slow_enqueue((_GENERIC, data_type, fields, at, count))
         return None
 
+    def submit(self, data_type: str, records: list[dict[str, Any]], *, timeout: float | None = None) -> int:
+        """Hand the pipeline records already built, ids included (backfill, replays).
+
+        Unlike the recording calls this *waits* for room in the queue instead of
+        refusing, because a script loading history wants back-pressure, not
+        loss; it returns how many records were accepted (all, unless ``timeout``
+        ran out or the tracker is closed). Records are validated in the
+        background like any other; a bad one is refused and reported.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        accepted = 0
+        try:
+            if not self._running:
+                self._ensure_started()
+            for record in records:
+                while len(self._queue) >= self._max_queue:
+                    if self._closed or (deadline is not None and time.monotonic() >= deadline):
+                        return accepted
+                    self._wake_writer.set()
+                    with self._drained:
+                        self._drained.wait(0.05)
+                if self._closed:
+                    return accepted
+                self._queue.append((_BUILT, data_type, record))
+                accepted += 1
+        except Exception as exc:
+            self._refuse(exc, [])
+        return accepted
+
     def _slow_enqueue(self, item: tuple[Any, ...]) -> None:
         """The path the hot path leaves for: first call, closed tracker, full queue, after fork."""
         try:

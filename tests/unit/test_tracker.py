@@ -318,3 +318,23 @@ def test_forked_child_gets_its_own_pipeline_and_sends_nothing_twice(
     t.close(1)
     assert len(memory.stored) == 1  # the parent's own; the child's went to the child's copy of Memory
     assert {r["_id"] for r in memory.stored.values()}.isdisjoint(child_sent)
+
+
+def test_submit_takes_prebuilt_records_with_back_pressure(memory: Memory, spool_dir: Path) -> None:
+    t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory, max_queue=100)
+    records = [
+        {
+            "_id": f"row-{i}",
+            "_timestamp": "2026-01-01T00:00:00+00:00",
+            "count": 2,
+            "stage": "started",
+            "channel": "paper",
+        }
+        for i in range(1000)
+    ]
+    records.append({"_id": "bad", "_timestamp": "2026-01-01", "count": 1, "stage": "started", "channel": "paper"})
+    assert t.submit("transactions", records) == 1001  # waited for room instead of refusing
+    assert t.flush(10)
+    t.close(1)
+    assert len(memory.stored) == 1000
+    assert t.stats.refused == 1  # the bad timestamp, reported
