@@ -13,6 +13,8 @@ from perf_sdk._errors import (
     TransportError,
     ValidationError,
 )
+from perf_sdk._kpi import Kpi, KpiReport, PeriodKpis
+from perf_sdk._kpi_sources import kpis
 from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
 from perf_sdk._telemetry import Health
 from perf_sdk._tracker import FlushResult, Tracker
@@ -23,7 +25,10 @@ __all__ = [
     "CostRecord",
     "FlushResult",
     "Health",
+    "Kpi",
+    "KpiReport",
     "PerfSdkError",
+    "PeriodKpis",
     "RejectedError",
     "RetryableError",
     "SatisfactionRecord",
@@ -32,4 +37,5 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "__version__",
+    "kpis",
 ]

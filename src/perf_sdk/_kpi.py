@@ -1,0 +1,598 @@
+"""The four mandatory KPIs, computed from counts.
+
+Pure functions only: every source (the platform's read API, records in memory,
+a local file) first reduces its data to a :class:`Counts`, and everything here
+is arithmetic over it. That keeps the KPI definitions in one place, testable by
+hand, and identical whichever source the numbers came from.
+
+Definitions (GOV.UK Service Manual, ``shared/spec/PLATFORM.md``):
+
+* completion rate = digital completed / digital started, same period;
+* user satisfaction = answers rated 4 or 5 / all answers (and the retired
+  platform's weighted score: 5 -> 100%, 4 -> 75% ... 1 -> 0%, averaged);
+* cost per transaction = cost of the period, all channels, in pence / completed
+  transactions, all channels;
+* digital take-up = digital completed / completed in all channels.
+
+A KPI without a denominator (or, for cost per transaction, a period without a
+cost record) is *unknown*: its value is ``None``, never 0 or 100%.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Final, Literal, get_args
+
+from perf_sdk._errors import ValidationError
+from perf_sdk._protocol import CHANNELS, COST_PERIODS
+
+__all__ = [
+    "KPI_KEYS",
+    "KPI_NAMES",
+    "PERIOD_KINDS",
+    "ChannelKpis",
+    "Counts",
+    "CountsBuilder",
+    "Kpi",
+    "KpiReport",
+    "Period",
+    "PeriodKind",
+    "PeriodKpis",
+    "compute_report",
+    "cost_period",
+    "format_change",
+    "format_fraction",
+    "format_pence",
+    "format_value",
+    "parse_cost_period_label",
+    "period_containing",
+    "periods_between",
+]
+
+PeriodKind = Literal["month", "quarter", "year", "financial-year"]
+PERIOD_KINDS: Final[tuple[str, ...]] = get_args(PeriodKind)
+
+#: The four mandatory KPIs, in the order the Service Manual lists them.
+KPI_KEYS: Final = ("completion_rate", "user_satisfaction", "cost_per_transaction", "digital_take_up")
+#: Their names as people read them (the CLI, the demo and the dashboard print these).
+KPI_NAMES: Final[Mapping[str, str]] = {
+    "completion_rate": "Completion rate",
+    "user_satisfaction": "User satisfaction",
+    "cost_per_transaction": "Cost per transaction",
+    "digital_take_up": "Digital take-up",
+    "satisfaction_score": "Satisfaction score",
+}
+#: Every KPI a period carries a change for: the four, plus the weighted score.
+_TRENDED: Final = (*KPI_KEYS, "satisfaction_score")
+RATINGS: Final = (1, 2, 3, 4, 5)
+
+# ---------------------------------------------------------------------------
+# Periods
+# ---------------------------------------------------------------------------
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _month_start(d: date) -> date:
+    return date(d.year, d.month, 1)
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A reporting period: ``start`` inclusive, ``end`` exclusive (as backdrop's ``_end_at``).
+
+    All periods are whole UTC calendar months or unions of them, which is why
+    the sources only ever need monthly buckets.
+    """
+
+    start: date
+    end: date
+    kind: PeriodKind
+    label: str
+
+    def previous(self) -> Period:
+        """The period just before, of the same kind (for the change between them)."""
+        return period_containing(self.start - timedelta(days=1), self.kind)
+
+    def next(self) -> Period:
+        return period_containing(self.end, self.kind)
+
+    def covers(self, start: date, end: date) -> bool:
+        """Whether the span ``start`` .. ``end`` (exclusive) lies entirely inside this period."""
+        return self.start <= start and end <= self.end
+
+
+def period_containing(day: date, kind: str) -> Period:
+    """The period of ``kind`` that holds ``day``; financial years start on 1 April (``2025-26``)."""
+    if isinstance(day, datetime):
+        day = day.astimezone(timezone.utc).date() if day.tzinfo else day.date()
+    if kind == "month":
+        start = _month_start(day)
+        return Period(start, _add_months(start, 1), "month", f"{start:%Y-%m}")
+    if kind == "quarter":
+        q = (day.month - 1) // 3
+        start = date(day.year, q * 3 + 1, 1)
+        return Period(start, _add_months(start, 3), "quarter", f"{day.year}-Q{q + 1}")
+    if kind == "year":
+        start = date(day.year, 1, 1)
+        return Period(start, date(day.year + 1, 1, 1), "year", str(day.year))
+    if kind == "financial-year":
+        first = day.year if day.month >= 4 else day.year - 1
+        return Period(date(first, 4, 1), date(first + 1, 4, 1), "financial-year", f"{first}-{(first + 1) % 100:02d}")
+    raise ValidationError("period", kind, f"one of {', '.join(PERIOD_KINDS)}")
+
+
+def periods_between(first: date, last: date, kind: str) -> list[Period]:
+    """Every period of ``kind`` that touches ``first`` .. ``last`` (both inclusive), whole."""
+    if last < first:
+        raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
+    out = [period_containing(first, kind)]
+    while out[-1].end <= last:
+        out.append(out[-1].next())
+    return out
+
+
+def cost_period(granularity: str, day: date) -> tuple[date, date]:
+    """The span ``(start, end)`` of a cost record, snapped to its granularity's boundaries.
+
+    A cost record's ``_timestamp`` is the start of its period; snapping means a
+    timestamp a few hours off (written in local time) still names the period
+    it was meant for, the same way whichever source read it.
+    """
+    if granularity not in COST_PERIODS:
+        raise ValidationError("period", granularity, f"one of {', '.join(COST_PERIODS)}")
+    p = period_containing(day, granularity)
+    return p.start, p.end
+
+
+def parse_cost_period_label(label: str) -> tuple[str, date]:
+    """``2026-03`` / ``2026-Q1`` / ``2026`` -> ``(granularity, start)``, the labels costs are named by."""
+    text = label.strip()
+    try:
+        if len(text) == 4 and text.isdigit():
+            return "year", date(int(text), 1, 1)
+        if len(text) == 7 and text[4:6].upper() == "-Q" and text[6] in "1234":
+            return "quarter", date(int(text[:4]), (int(text[6]) - 1) * 3 + 1, 1)
+        if len(text) == 7 and text[4] == "-":
+            return "month", date(int(text[:4]), int(text[5:]), 1)
+    except ValueError:
+        pass
+    raise ValidationError("period", label, "a month (2026-03), a quarter (2026-Q1) or a year (2026)")
+
+
+# ---------------------------------------------------------------------------
+# Counts: the normalised input
+# ---------------------------------------------------------------------------
+
+TransactionKey = tuple[date, str, str]  # (month start, stage, channel)
+SatisfactionKey = tuple[date, int, str]  # (month start, rating, channel)
+CostKey = tuple[str, date, str, str]  # (granularity, cost period start, channel, cost_type)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Everything the KPIs need, summed; buckets are (at most) one UTC month.
+
+    ``transactions``: (month start, stage, channel) -> count.
+    ``satisfaction``: (month start, rating, channel) -> count of answers.
+    ``costs``: (granularity, cost period start, channel, cost_type) -> pence.
+    A key present in ``costs`` means cost records exist, even at 0 pence: that
+    makes the cost per transaction known (possibly 0), where no key leaves it unknown.
+    """
+
+    transactions: Mapping[TransactionKey, int] = field(default_factory=dict)
+    satisfaction: Mapping[SatisfactionKey, int] = field(default_factory=dict)
+    costs: Mapping[CostKey, int] = field(default_factory=dict)
+
+    def data_dates(self) -> list[date]:
+        """The buckets holding any data, to frame a report when no range is given."""
+        days = {k[0] for k, v in self.transactions.items() if v}
+        days.update(k[0] for k, v in self.satisfaction.items() if v)
+        days.update(k[1] for k in self.costs)
+        return sorted(days)
+
+
+class CountsBuilder:
+    """Accumulates records into a :class:`Counts`; sources feed it one record or one sum at a time."""
+
+    def __init__(self) -> None:
+        self._transactions: defaultdict[TransactionKey, int] = defaultdict(int)
+        self._satisfaction: defaultdict[SatisfactionKey, int] = defaultdict(int)
+        self._costs: defaultdict[CostKey, int] = defaultdict(int)
+
+    def add_transactions(self, at: date, stage: str, channel: str, count: int) -> None:
+        if stage not in ("started", "completed"):
+            raise ValidationError("stage", stage, "started or completed")
+        if count:
+            self._transactions[(_bucket(at), stage, channel)] += count
+
+    def add_satisfaction(self, at: date, rating: int, channel: str, count: int) -> None:
+        if rating not in RATINGS:
+            raise ValidationError("rating", rating, "an integer from 1 to 5")
+        if count:
+            self._satisfaction[(_bucket(at), rating, channel)] += count
+
+    def add_cost(self, granularity: str, at: date, channel: str, cost_type: str, amount_pence: int) -> None:
+        start, _ = cost_period(granularity, _utc_date(at))
+        self._costs[(granularity, start, channel, cost_type)] += amount_pence
+
+    def build(self) -> Counts:
+        return Counts(dict(self._transactions), dict(self._satisfaction), dict(self._costs))
+
+
+def _utc_date(at: date) -> date:
+    if isinstance(at, datetime):
+        return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
+    return at
+
+
+def _bucket(at: date) -> date:
+    return _month_start(_utc_date(at))
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """One KPI: ``value`` = ``numerator / denominator``, or ``None`` when unknown.
+
+    Ratios (completion rate, satisfaction, take-up) are fractions 0..1;
+    cost per transaction is in pence.
+    """
+
+    value: float | None
+    numerator: float
+    denominator: float
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "numerator": self.numerator, "denominator": self.denominator}
+
+
+def _ratio(numerator: float, denominator: float) -> Kpi:
+    return Kpi(numerator / denominator if denominator else None, numerator, denominator)
+
+
+@dataclass(frozen=True)
+class ChannelKpis:
+    """One channel's part of a period: volumes, its own rates, and its share of completions."""
+
+    channel: str
+    started: int
+    completed: int
+    completion_rate: Kpi
+    user_satisfaction: Kpi
+    #: This channel's completions / all completions (the channel mix).
+    share: Kpi
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "completed": self.completed,
+            "completion_rate": self.completion_rate.to_dict(),
+            "user_satisfaction": self.user_satisfaction.to_dict(),
+            "share": self.share.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class PeriodKpis:
+    """The KPIs of one period, their breakdowns, and the previous period's values."""
+
+    period: PeriodKind
+    start: date
+    #: Exclusive, like backdrop's ``_end_at``.
+    end: date
+    label: str
+    completion_rate: Kpi
+    user_satisfaction: Kpi
+    #: The retired platform's weighted score (5 -> 1.0, 4 -> 0.75 ... 1 -> 0.0), averaged.
+    satisfaction_score: Kpi
+    cost_per_transaction: Kpi
+    digital_take_up: Kpi
+    #: Answers per rating, 1..5, all channels.
+    ratings: Mapping[int, int]
+    channels: tuple[ChannelKpis, ...]
+    #: Pence per cost type, from the cost records that lie inside this period.
+    costs_by_type: Mapping[str, int]
+    #: The previous period's value of each KPI key (``None`` where unknown there).
+    previous: Mapping[str, float | None]
+
+    def kpi(self, key: str) -> Kpi:
+        if key not in _TRENDED:
+            raise KeyError(key)
+        value: Kpi = getattr(self, key)
+        return value
+
+    def change(self, key: str) -> float | None:
+        """This period's value minus the previous one's; ``None`` if either is unknown."""
+        now, before = self.kpi(key).value, self.previous.get(key)
+        return None if now is None or before is None else now - before
+
+    @property
+    def has_data(self) -> bool:
+        return bool(
+            self.completion_rate.denominator
+            or self.digital_take_up.denominator
+            or self.user_satisfaction.denominator
+            or self.costs_by_type
+            or any(c.started or c.completed for c in self.channels)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The period as ``perf-sdk kpis --format json`` prints it: API.md's keys first, extras after."""
+        return {
+            "period": self.period,
+            "start": self.start.isoformat(),
+            **{key: self.kpi(key).to_dict() for key in KPI_KEYS},
+            "end": self.end.isoformat(),
+            "label": self.label,
+            "satisfaction_score": self.satisfaction_score.to_dict(),
+            "change": {key: self.change(key) for key in _TRENDED},
+            "ratings": {str(r): self.ratings.get(r, 0) for r in RATINGS},
+            "channels": {c.channel: c.to_dict() for c in self.channels},
+            "costs_by_type": dict(self.costs_by_type),
+        }
+
+
+_CSV_FIELDS: Final = (
+    "period",
+    "label",
+    "start",
+    "end",
+    *(f"{key}_{part}" for key in _TRENDED for part in ("value", "numerator", "denominator", "change")),
+)
+
+
+@dataclass(frozen=True)
+class KpiReport:
+    """The KPIs of consecutive periods, ready to print, export or chart."""
+
+    periods: tuple[PeriodKpis, ...]
+    kind: PeriodKind
+    service: str | None
+    published_at: datetime
+    #: The range asked for (``None`` when it came from the data), both inclusive.
+    requested_start: date | None = None
+    requested_end: date | None = None
+
+    @property
+    def start(self) -> date | None:
+        """First day covered by the report's periods."""
+        return self.periods[0].start if self.periods else None
+
+    @property
+    def end(self) -> date | None:
+        """Last day covered (inclusive)."""
+        return self.periods[-1].end - timedelta(days=1) if self.periods else None
+
+    @property
+    def latest(self) -> PeriodKpis | None:
+        return self.periods[-1] if self.periods else None
+
+    def __iter__(self) -> Iterator[PeriodKpis]:
+        return iter(self.periods)
+
+    def __len__(self) -> int:
+        return len(self.periods)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [p.to_dict() for p in self.periods]
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """API.md's shape: a JSON list, one object per period."""
+        return json.dumps(self.to_list(), indent=indent)
+
+    def to_csv(self) -> str:
+        """One row a period; each KPI as value, numerator, denominator and change columns."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for p in self.periods:
+            row: dict[str, Any] = {
+                "period": p.period,
+                "label": p.label,
+                "start": p.start.isoformat(),
+                "end": p.end.isoformat(),
+            }
+            for key in _TRENDED:
+                kpi = p.kpi(key)
+                row[f"{key}_value"] = "" if kpi.value is None else repr(kpi.value)
+                row[f"{key}_numerator"] = kpi.numerator
+                row[f"{key}_denominator"] = kpi.denominator
+                change = p.change(key)
+                row[f"{key}_change"] = "" if change is None else repr(change)
+            writer.writerow(row)
+        return out.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# The arithmetic
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    started: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    completed: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ratings: defaultdict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    costs: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    has_costs: bool = False
+
+
+def _tally(counts: Counts, kind: str) -> dict[date, _Tally]:
+    """Roll monthly buckets (and cost periods) up into periods of ``kind``, keyed by period start."""
+    tallies: defaultdict[date, _Tally] = defaultdict(_Tally)
+    for (day, stage, channel), n in counts.transactions.items():
+        t = tallies[period_containing(day, kind).start]
+        (t.started if stage == "started" else t.completed)[channel] += n
+    for (day, rating, channel), n in counts.satisfaction.items():
+        tallies[period_containing(day, kind).start].ratings[(rating, channel)] += n
+    for (granularity, day, _channel, cost_type), pence in counts.costs.items():
+        cost_start, cost_end = cost_period(granularity, day)
+        p = period_containing(cost_start, kind)
+        if p.covers(cost_start, cost_end):  # a cost counts only where it lies entirely inside
+            t = tallies[p.start]
+            t.costs[cost_type] += pence
+            t.has_costs = True
+    return tallies
+
+
+def _channel_order(t: _Tally) -> list[str]:
+    seen = set(t.started) | set(t.completed) | {ch for _, ch in t.ratings}
+    return [c for c in CHANNELS if c in seen] + sorted(seen - set(CHANNELS))
+
+
+def _period_kpis(p: Period, t: _Tally, previous: Mapping[str, float | None]) -> PeriodKpis:
+    completed_all = sum(t.completed.values())
+    answers = sum(t.ratings.values())
+    ratings = {r: sum(n for (rating, _), n in t.ratings.items() if rating == r) for r in RATINGS}
+    satisfied = ratings[4] + ratings[5]
+    weighted = sum(n * (r - 1) / 4 for r, n in ratings.items())
+    cost_total = sum(t.costs.values())
+    channels = []
+    for ch in _channel_order(t):
+        ch_answers = sum(n for (_, c), n in t.ratings.items() if c == ch)
+        ch_satisfied = sum(n for (r, c), n in t.ratings.items() if c == ch and r >= 4)
+        channels.append(
+            ChannelKpis(
+                channel=ch,
+                started=t.started[ch],
+                completed=t.completed[ch],
+                completion_rate=_ratio(t.completed[ch], t.started[ch]),
+                user_satisfaction=_ratio(ch_satisfied, ch_answers),
+                share=_ratio(t.completed[ch], completed_all),
+            )
+        )
+    cost = _ratio(cost_total, completed_all)
+    if not t.has_costs:
+        cost = Kpi(None, cost_total, completed_all)
+    return PeriodKpis(
+        period=p.kind,
+        start=p.start,
+        end=p.end,
+        label=p.label,
+        completion_rate=_ratio(t.completed["digital"], t.started["digital"]),
+        user_satisfaction=_ratio(satisfied, answers),
+        satisfaction_score=_ratio(weighted, answers),
+        cost_per_transaction=cost,
+        digital_take_up=_ratio(t.completed["digital"], completed_all),
+        ratings=ratings,
+        channels=tuple(channels),
+        costs_by_type=dict(sorted(t.costs.items())),
+        previous=previous,
+    )
+
+
+def compute_periods(counts: Counts, periods: Iterable[Period]) -> list[PeriodKpis]:
+    """The KPIs of each period, each with the values of the period just before it."""
+    wanted = list(periods)
+    if not wanted:
+        return []
+    kind = wanted[0].kind
+    tallies = _tally(counts, kind)
+    cache: dict[date, PeriodKpis] = {}
+
+    def bare(p: Period) -> PeriodKpis:
+        if p.start not in cache:
+            cache[p.start] = _period_kpis(p, tallies.get(p.start, _Tally()), {})
+        return cache[p.start]
+
+    out = []
+    for p in wanted:
+        before = bare(p.previous())
+        previous = {key: before.kpi(key).value for key in _TRENDED}
+        out.append(_period_kpis(p, tallies.get(p.start, _Tally()), previous))
+    return out
+
+
+def compute_report(
+    counts: Counts,
+    *,
+    period: str = "quarter",
+    start: date | None = None,
+    end: date | None = None,
+    service: str | None = None,
+    published_at: datetime | None = None,
+) -> KpiReport:
+    """A :class:`KpiReport` over whole periods of ``period`` touching ``start`` .. ``end`` (inclusive).
+
+    Without ``start`` / ``end`` the report runs from the first to the last
+    period holding data; with no data at all it has no periods.
+
+    >>> b = CountsBuilder()
+    >>> b.add_transactions(date(2026, 1, 5), "started", "digital", 10)
+    >>> b.add_transactions(date(2026, 2, 5), "completed", "digital", 8)
+    >>> compute_report(b.build(), period="quarter").periods[0].completion_rate
+    Kpi(value=0.8, numerator=8, denominator=10)
+    """
+    if period not in PERIOD_KINDS:
+        raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
+    kind: PeriodKind = period  # type: ignore[assignment]
+    data = counts.data_dates()
+    first = start or (min(data[0], end) if data and end else data[0] if data else end)
+    last = end or (max(data[-1], first) if data and first else data[-1] if data else first)
+    periods = periods_between(first, last, kind) if first and last else []
+    return KpiReport(
+        periods=tuple(compute_periods(counts, periods)),
+        kind=kind,
+        service=service,
+        published_at=published_at or datetime.now(timezone.utc),
+        requested_start=start,
+        requested_end=end,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Formatting shared by the table, the demo and the dashboard
+# ---------------------------------------------------------------------------
+
+
+def format_pence(pence: float) -> str:
+    return f"£{pence / 100:,.2f}"
+
+
+def format_value(key: str, value: float | None) -> str:
+    """A KPI value as people read it: ``80.0%``, ``£12.34``, or ``unknown``."""
+    if value is None:
+        return "unknown"
+    if key == "cost_per_transaction":
+        return format_pence(value)
+    return f"{value * 100:.1f}%"
+
+
+def format_change(key: str, change: float | None) -> str:
+    """The change from the previous period in words that read aloud well: ``up 2.5 percentage points``."""
+    if change is None:
+        return "no comparison"
+    if key == "cost_per_transaction":
+        size = format_pence(abs(change))
+        rounded = round(abs(change) / 100, 2)
+    else:
+        rounded = round(abs(change) * 100, 1)
+        size = f"{rounded:.1f} percentage point{'' if rounded == 1 else 's'}"
+    if rounded == 0:
+        return "no change"
+    return f"{'up' if change > 0 else 'down'} {size}"
+
+
+def format_fraction(key: str, kpi: Kpi) -> str:
+    """The arithmetic behind a value, e.g. ``8 / 10``; costs in pounds."""
+    if key == "cost_per_transaction":
+        return f"{format_pence(kpi.numerator)} / {kpi.denominator:,g}"
+    return f"{kpi.numerator:,.4g} / {kpi.denominator:,g}"

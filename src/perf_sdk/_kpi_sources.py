@@ -1,0 +1,481 @@
+"""Where KPI numbers come from: the platform's read API, records in memory, or a local file.
+
+Each source reduces its data to a :class:`~perf_sdk._kpi.Counts` (monthly
+buckets) and :func:`kpis` hands that to the pure arithmetic in ``_kpi.py``. The
+read API is asked for server-side sums per month (``period=month``,
+``group_by``, ``collect=...:sum``), never for raw records: a service's KPIs for
+years of traffic cost three small requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from perf_sdk._errors import (
+    ConfigurationError,
+    RejectedError,
+    RetryableError,
+    TransportError,
+    ValidationError,
+)
+from perf_sdk._kpi import (
+    PERIOD_KINDS,
+    Counts,
+    CountsBuilder,
+    KpiReport,
+    compute_report,
+    parse_cost_period_label,
+    period_containing,
+)
+from perf_sdk._protocol import COST_PERIODS, DATA_TYPES, SLUG_RE, parse_timestamp
+
+__all__ = [
+    "ReadApiSettings",
+    "counts_from_read_api",
+    "counts_from_records",
+    "kpis",
+    "read_records_file",
+    "resolve_read_settings",
+]
+
+#: Without ``start``, how far back the read API is asked (the report then starts at the first data).
+DEFAULT_LOOKBACK_MONTHS: Final = 36
+#: Naive times and bare dates in files are read here, as in ``perf-sdk backfill``.
+FILE_TIMEZONE: Final = ZoneInfo("Europe/London")
+
+RecordsInput = Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, Any]]]
+
+
+# ---------------------------------------------------------------------------
+# Settings: the one place this module reads the environment
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadApiSettings:
+    """Where to read a service's published data sets, after argument/environment fallbacks."""
+
+    service: str | None
+    read_endpoint: str | None
+    token: str | None
+
+
+def resolve_read_settings(
+    *,
+    service: str | None = None,
+    endpoint: str | None = None,
+    read_endpoint: str | None = None,
+    token: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ReadApiSettings:
+    """Explicit arguments first, then ``PERF_SDK_*``.
+
+    The read base URL is, in order: ``read_endpoint``, ``PERF_SDK_READ_ENDPOINT``,
+    ``endpoint``, ``PERF_SDK_ENDPOINT``: backdrop deploys reads apart from writes,
+    but a single-URL platform (like perf_sdk's local one) serves both.
+    """
+    env = os.environ if environ is None else environ
+    url = read_endpoint or env.get("PERF_SDK_READ_ENDPOINT") or endpoint or env.get("PERF_SDK_ENDPOINT")
+    return ReadApiSettings(
+        service=service or env.get("PERF_SDK_SERVICE") or None,
+        read_endpoint=url.rstrip("/") if url else None,
+        token=token or env.get("PERF_SDK_TOKEN") or None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Records in memory (the platform's record shape) and local files
+# ---------------------------------------------------------------------------
+
+
+def _present(record: Mapping[str, Any], key: str) -> Any:
+    value = record.get(key)
+    return None if value is None or value == "" else value
+
+
+def _int(record: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    value = _present(record, key)
+    if value is None:
+        if default is not None:
+            return default
+        raise ValidationError(key, value, f"a {key} is required")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(key, value, "an integer") from None
+    if isinstance(value, float) and value != number:
+        raise ValidationError(key, value, "an integer")
+    return number
+
+
+def _str(record: Mapping[str, Any], key: str, default: str | None = None) -> str:
+    value = _present(record, key)
+    if value is None:
+        if default is not None:
+            return default
+        raise ValidationError(key, value, f"a {key} is required")
+    return str(value)
+
+
+def _timestamp(record: Mapping[str, Any]) -> datetime:
+    """``_timestamp`` (platform shape) or ``timestamp`` (backfill shape); naive times are UK local."""
+    value = _present(record, "_timestamp")
+    key = "_timestamp"
+    if value is None:
+        value, key = _present(record, "timestamp"), "timestamp"
+    if isinstance(value, datetime):
+        at = value
+    elif isinstance(value, date):
+        at = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        parsed = parse_timestamp(value)
+        if parsed is None:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValidationError(key, value, "an ISO 8601 date or date-time") from None
+        at = parsed
+    else:
+        raise ValidationError(key, value, "an ISO 8601 date-time with a zone")
+    return at if at.tzinfo else at.replace(tzinfo=FILE_TIMEZONE)
+
+
+def _add_record(builder: CountsBuilder, record: Mapping[str, Any], data_type: str | None) -> None:
+    if data_type is None:
+        if _present(record, "amount_pence") is not None:
+            data_type = "costs"
+        elif _present(record, "rating") is not None:
+            data_type = "satisfaction"
+        elif _present(record, "stage") is not None:
+            data_type = "transactions"
+        else:
+            raise ValidationError(
+                "record",
+                dict(record),
+                "a transactions (stage), satisfaction (rating) or costs (amount_pence) record",
+            )
+    if data_type == "costs":
+        label = _str(record, "period")
+        if label in COST_PERIODS:  # platform shape: granularity + start in _timestamp
+            granularity, start = label, _timestamp(record).astimezone(timezone.utc).date()
+        else:  # backfill shape: the period named by its label
+            granularity, start = parse_cost_period_label(label)
+        builder.add_cost(
+            granularity,
+            start,
+            _str(record, "channel", "all"),
+            _str(record, "cost_type", "other"),
+            _int(record, "amount_pence"),
+        )
+    elif data_type == "satisfaction":
+        builder.add_satisfaction(
+            _timestamp(record), _int(record, "rating"), _str(record, "channel"), _int(record, "count", 1)
+        )
+    elif data_type == "transactions":
+        builder.add_transactions(
+            _timestamp(record), _str(record, "stage"), _str(record, "channel"), _int(record, "count", 1)
+        )
+    else:
+        raise ValidationError("data_type", data_type, f"one of {', '.join(DATA_TYPES)}")
+
+
+def counts_from_records(records: RecordsInput) -> Counts:
+    """Counts from records in the platform's shape, e.g. what a LocalPlatform stored or a test made.
+
+    ``records`` is one iterable of mixed records (each one's type told by its
+    fields: ``amount_pence`` -> costs, ``rating`` -> satisfaction, ``stage`` ->
+    transactions) or a mapping ``{"transactions": [...], "satisfaction": [...], "costs": [...]}``.
+    """
+    builder = CountsBuilder()
+    if isinstance(records, Mapping):
+        for data_type, items in records.items():
+            for record in items:
+                _add_record(builder, record, data_type)
+    else:
+        for record in records:
+            _add_record(builder, record, None)
+    return builder.build()
+
+
+def read_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Rows of a CSV (header row) or JSONL file, as dicts; empty CSV cells are left out.
+
+    Deliberately small: ``perf-sdk backfill``'s parser (column mapping, time
+    zones, reject files) is the full reader and is meant to replace this one.
+    """
+    file = Path(path)
+    try:
+        handle = file.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read records file {str(file)!r}: {exc.strerror}") from exc
+    with handle:
+        first = handle.read(1)
+        handle.seek(0)
+        if file.suffix.lower() in (".jsonl", ".ndjson", ".json") or first in ("{", "["):
+            text = handle.read()
+            if text.lstrip().startswith("["):
+                rows: Iterable[Any] = json.loads(text)
+            else:
+                rows = (json.loads(line) for line in text.splitlines() if line.strip())
+            for number, row in enumerate(rows, 1):
+                if not isinstance(row, dict):
+                    raise ValidationError("row", number, "a JSON object per line")
+                yield row
+        else:
+            for row in csv.DictReader(handle):
+                yield {k: v for k, v in row.items() if k and v not in (None, "")}
+
+
+# ---------------------------------------------------------------------------
+# The platform's read API
+# ---------------------------------------------------------------------------
+
+_QUERIES: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "transactions": (("group_by", "stage"), ("group_by", "channel"), ("collect", "count:sum")),
+    "satisfaction": (("group_by", "rating"), ("group_by", "channel"), ("collect", "count:sum")),
+    # Cost records carry _timestamp = the start of their period and period = its
+    # granularity, so monthly buckets grouped by period give each cost period exactly.
+    "costs": (
+        ("group_by", "period"),
+        ("group_by", "channel"),
+        ("group_by", "cost_type"),
+        ("collect", "amount_pence:sum"),
+    ),
+}
+
+
+def _iso(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _fetch(
+    client: httpx.Client, url: str, params: tuple[tuple[str, str], ...], headers: Mapping[str, str]
+) -> list[dict[str, Any]] | None:
+    """One data set's groups; ``None`` when the data set does not exist (404)."""
+    try:
+        response = client.get(url, params=params, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"the platform's read API at {url} did not answer in time ({exc})") from exc
+    except httpx.HTTPError as exc:
+        raise RetryableError(
+            f"cannot reach the platform's read API at {url} ({exc}); check the read endpoint "
+            "(--read-endpoint, PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT) and that the platform is running"
+        ) from exc
+    if response.status_code == 404:
+        return None
+    if response.status_code >= 400:
+        text = response.text[:300]
+        cls = RetryableError if response.status_code >= 500 or response.status_code in (408, 429) else RejectedError
+        raise cls(
+            f"the platform's read API answered {response.status_code} to GET {response.request.url}: {text}",
+            status=response.status_code,
+            messages=[text],
+        )
+    try:
+        data = response.json()["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TransportError(
+            f"the platform's read API at {url} did not answer in backdrop's shape ({{'data': [...]}})",
+            status=response.status_code,
+        ) from exc
+    if not isinstance(data, list):
+        raise TransportError(f"the platform's read API at {url} answered 'data' that is not a list")
+    return [g for g in data if isinstance(g, dict)]
+
+
+def _buckets(group: Mapping[str, Any], collect: str) -> Iterator[tuple[date, Any]]:
+    """``(bucket start, sum)`` for each non-empty period of a group (nested ``values`` or flat)."""
+    for value in group.get("values", [group]):
+        total = value.get(collect)
+        if total is None or value.get("_count") == 0 or "_start_at" not in value:
+            continue
+        at = parse_timestamp(str(value["_start_at"])) or datetime.fromisoformat(str(value["_start_at"]))
+        yield (at.astimezone(timezone.utc).date() if at.tzinfo else at.date()), total
+
+
+def counts_from_read_api(
+    read_endpoint: str,
+    service: str,
+    *,
+    start: date,
+    end: date,
+    token: str | None = None,
+    timeout: float = 30.0,
+    client: httpx.Client | None = None,
+) -> Counts:
+    """Monthly sums of the service's three data sets between ``start`` and ``end`` (exclusive).
+
+    A 404 on one data set means the service has no records of that type yet;
+    a 404 on all three means the platform does not know the service, which is
+    a :class:`ConfigurationError`. ``start`` and ``end`` must be month starts.
+    """
+    base = read_endpoint.rstrip("/")
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    builder = CountsBuilder()
+    missing = []
+    try:
+        for data_type, query in _QUERIES.items():
+            params = (("period", "month"), *query, ("start_at", _iso(start)), ("end_at", _iso(end)))
+            url = f"{base}/data/{service}/{data_type}"
+            groups = _fetch(http, url, params, headers)
+            if groups is None:
+                missing.append(data_type)
+                continue
+            collect = query[-1][1]
+            for group in groups:
+                _add_group(builder, data_type, group, collect)
+    finally:
+        if own:
+            http.close()
+    if len(missing) == len(_QUERIES):
+        raise ConfigurationError(
+            f"the platform at {base} has no data sets for service {service!r} (404 on "
+            f"{', '.join(f'{service}/{t}' for t in missing)}); check --service / PERF_SDK_SERVICE "
+            "and the read endpoint"
+        )
+    return builder.build()
+
+
+def _add_group(builder: CountsBuilder, data_type: str, group: Mapping[str, Any], collect: str) -> None:
+    channel = str(group.get("channel") or ("all" if data_type == "costs" else "other"))
+    for day, total in _buckets(group, collect):
+        if data_type == "transactions":
+            builder.add_transactions(day, str(group.get("stage")), channel, int(total))
+        elif data_type == "satisfaction":
+            builder.add_satisfaction(day, int(group["rating"]), channel, int(total))
+        else:
+            builder.add_cost(str(group.get("period")), day, channel, str(group.get("cost_type") or "other"), int(total))
+
+
+# ---------------------------------------------------------------------------
+# The public entry point
+# ---------------------------------------------------------------------------
+
+
+def _as_date(value: date | str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(name, value, "a date, YYYY-MM-DD") from None
+
+
+def _month_offset(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def kpis(
+    source: str | os.PathLike[str] | RecordsInput | None = None,
+    *,
+    service: str | None = None,
+    endpoint: str | None = None,
+    read_endpoint: str | None = None,
+    records: RecordsInput | None = None,
+    path: str | os.PathLike[str] | None = None,
+    period: str = "quarter",
+    start: date | str | None = None,
+    end: date | str | None = None,
+    financial_year: bool = False,
+    token: str | None = None,
+    timeout: float = 30.0,
+    client: httpx.Client | None = None,
+    today: date | None = None,
+) -> KpiReport:
+    """The four KPIs per period, from records, a file, or the platform's read API.
+
+    ``source`` may be any of those, told apart by type: an ``http(s)://`` URL
+    or an object with a ``url`` (a running ``LocalPlatform``) is a read API, a
+    path is a CSV/JSONL file, an iterable or mapping holds records. Without any
+    source the read API at ``read_endpoint``/``endpoint`` (or ``PERF_SDK_READ_ENDPOINT``,
+    ``PERF_SDK_ENDPOINT``) is read for ``service`` (or ``PERF_SDK_SERVICE``).
+
+    ``period`` is ``month``, ``quarter`` (the default: cost per transaction is
+    reported quarterly), ``year`` or ``financial-year``; ``financial_year=True``
+    turns ``year`` into years starting 1 April (``2025-26``). Periods are whole:
+    ``start`` and ``end`` (dates, both inclusive) select the periods they touch;
+    without them the report spans the periods holding data.
+
+    >>> report = kpis(records=[
+    ...     {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 4},
+    ...     {"_timestamp": "2026-01-05T10:30:00Z", "stage": "completed", "channel": "digital", "count": 3},
+    ... ])
+    >>> report.periods[0].label, report.periods[0].completion_rate.value
+    ('2026-Q1', 0.75)
+    """
+    if financial_year:
+        if period not in ("year", "financial-year"):
+            raise ValidationError("financial_year", financial_year, "only with period='year'")
+        period = "financial-year"
+    first, last = _as_date(start, "start"), _as_date(end, "end")
+    if period not in PERIOD_KINDS:  # refused before any I/O
+        raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
+    if first and last and last < first:
+        raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
+
+    url: str | None = None
+    if records is None and path is None and source is not None:
+        if isinstance(source, str) and source.startswith(("http://", "https://")):
+            url = source
+        elif isinstance(source, (str, os.PathLike)):
+            path = source
+        elif isinstance(getattr(source, "url", None), str):
+            url = getattr(source, "url")  # noqa: B009 - a LocalPlatform, or anything serving the read API
+        else:
+            records = source
+    settings = resolve_read_settings(
+        service=service, endpoint=endpoint, read_endpoint=url or read_endpoint, token=token
+    )
+
+    if records is not None:
+        counts = counts_from_records(records)
+    elif path is not None:
+        counts = counts_from_records(read_records_file(path))
+    else:
+        if not settings.read_endpoint:
+            raise ConfigurationError(
+                "no KPI source: pass records= or path=, or a read API with read_endpoint= / endpoint= "
+                "(or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)"
+            )
+        if not settings.service:
+            raise ConfigurationError("no service: pass service= (or --service, or set PERF_SDK_SERVICE)")
+        if not SLUG_RE.match(settings.service):
+            raise ConfigurationError(
+                f"service {settings.service!r} is not a data-group slug (lower-case letters, digits and '-')"
+            )
+        now = today or datetime.now(timezone.utc).date()
+        window_start = (
+            period_containing(first, period).previous().start  # the period before: for the first change
+            if first
+            else period_containing(_month_offset(now, -DEFAULT_LOOKBACK_MONTHS), period).start
+        )
+        window_end = period_containing(last or max(now, first or now), period).end
+        counts = counts_from_read_api(
+            settings.read_endpoint,
+            settings.service,
+            start=window_start,
+            end=window_end,
+            token=settings.token,
+            timeout=timeout,
+            client=client,
+        )
+    return compute_report(counts, period=period, start=first, end=last, service=settings.service)

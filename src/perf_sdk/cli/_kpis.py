@@ -1,0 +1,185 @@
+"""``perf-sdk kpis``: the four KPIs per period, as a table, CSV, JSON or an HTML dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TextIO
+
+from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
+from perf_sdk._kpi import (
+    KPI_KEYS,
+    KPI_NAMES,
+    PERIOD_KINDS,
+    KpiReport,
+    PeriodKpis,
+    format_change,
+    format_fraction,
+    format_value,
+)
+from perf_sdk._kpi_sources import kpis
+
+__all__ = ["format_table", "print_table", "register", "run"]
+
+_ADJECTIVES = {
+    "month": "monthly",
+    "quarter": "quarterly",
+    "year": "yearly",
+    "financial-year": "financial-year",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "kpis",
+        help="print the four KPIs per period",
+        description=(
+            "Compute completion rate, user satisfaction, cost per transaction and digital take-up "
+            "per period, from the platform's read API (or a local records file with --file)."
+        ),
+    )
+    p.add_argument("--service", help="the service's data group (PERF_SDK_SERVICE)")
+    p.add_argument("--from", dest="start", type=_date, metavar="DATE", help="first day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--to", dest="end", type=_date, metavar="DATE", help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--period", choices=PERIOD_KINDS, default="quarter", help="reporting period (default: quarter)")
+    p.add_argument("--format", choices=("table", "csv", "json", "html"), default="table", dest="format")
+    p.add_argument("--output", type=Path, metavar="PATH", help="write here instead of standard output")
+    p.add_argument("--endpoint", help="the platform's base URL (PERF_SDK_ENDPOINT)")
+    p.add_argument("--read-endpoint", help="the read API's base URL if apart (PERF_SDK_READ_ENDPOINT)")
+    p.add_argument("--token", help="bearer token, if the data sets are not published (PERF_SDK_TOKEN)")
+    p.add_argument("--file", type=Path, metavar="PATH", help="read records from a CSV/JSONL file instead")
+    # Accepted so every platform command takes the same options; KPIs need neither.
+    p.add_argument("--secret", help=argparse.SUPPRESS)
+    p.add_argument("--spool-dir", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = kpis(
+            service=args.service,
+            endpoint=args.endpoint,
+            read_endpoint=args.read_endpoint,
+            token=args.token,
+            path=args.file,
+            period=args.period,
+            start=args.start,
+            end=args.end,
+        )
+        if args.format == "html":
+            from perf_sdk._dashboard import dashboard_html, render_dashboard
+
+            if args.output:
+                render_dashboard(report, args.output)
+            else:
+                sys.stdout.write(dashboard_html(report))
+            return 0
+    except ConfigurationError as exc:
+        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TransportError as exc:
+        print(f"perf-sdk: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"perf-sdk: invalid input: {exc}", file=sys.stderr)
+        return 2
+
+    if args.format == "json":
+        text = report.to_json() + "\n"
+    elif args.format == "csv":
+        text = report.to_csv()
+    elif args.output:
+        text = format_table(report)
+    else:
+        print_table(report)
+        return 0
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _title(report: KpiReport) -> str:
+    who = f"KPIs for {report.service}" if report.service else "KPIs"
+    if not report.periods or report.start is None or report.end is None:
+        return f"{who}: no data in the period asked for"
+    return f"{who}, {_ADJECTIVES[report.kind]}, {report.start.isoformat()} to {report.end.isoformat()}"
+
+
+def _cells(p: PeriodKpis, *, short: bool = False) -> list[tuple[str, str, str]]:
+    """(value, arithmetic, change) for each of the four KPIs."""
+    out = []
+    for key in KPI_KEYS:
+        kpi = p.kpi(key)
+        change = format_change(key, p.change(key))
+        if short:
+            change = change.replace("percentage points", "pts").replace("percentage point", "pt")
+            change = change.replace("up ", "▲ ").replace("down ", "▼ ")
+        out.append((format_value(key, kpi.value), format_fraction(key, kpi), change))
+    return out
+
+
+def format_table(report: KpiReport) -> str:
+    """The report as plain text columns, for pipes, files and logs."""
+    header = ["Period", *(KPI_NAMES[k] for k in KPI_KEYS)]
+    rows = [[p.label, *(f"{v} ({f})" for v, f, _ in _cells(p))] for p in report.periods]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [_title(report), ""]
+    for row in [header, *rows]:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: KpiReport, file: TextIO | None = None, *, rich: bool | None = None) -> None:
+    """Print the KPI table: a Rich table on a terminal, plain text when piped.
+
+    The four KPI names are printed whole ("Completion rate", "User
+    satisfaction", "Cost per transaction", "Digital take-up"): the demo's
+    readers, and scripts that grep its output, look for them.
+    """
+    out = file or sys.stdout
+    if rich is None:
+        rich = out.isatty()
+    if not rich:
+        out.write(format_table(report))
+        return
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=_title(report), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column("Period", no_wrap=True, min_width=7)
+    widths = [7]
+    rows = [_cells(p, short=True) for p in report.periods]
+    for i, key in enumerate(KPI_KEYS):
+        width = max([len(KPI_NAMES[key]), *(len(part) for row in rows for part in row[i])])
+        widths.append(width)
+        table.add_column(KPI_NAMES[key], min_width=width, no_wrap=True, justify="right")
+    for p, row in zip(report.periods, rows, strict=True):
+        texts = [f"[bold]{v}[/bold]\n[dim]{f}[/dim]\n{_arrow(c)}" for v, f, c in row]
+        table.add_row(p.label, *texts, end_section=True)
+    console = Console(file=out)
+    # Never squeeze a column below its content: a narrow terminal wraps lines, the figures stay whole.
+    needed = sum(widths) + 3 * len(widths) + 2
+    if console.width < needed:
+        console = Console(file=out, width=needed)
+    console.print(table)
+
+
+def _arrow(change: str) -> str:
+    if change.startswith("▲"):
+        return f"[green]▲[/green]{change[1:]}"
+    if change.startswith("▼"):
+        return f"[red]▼[/red]{change[1:]}"
+    return f"[dim]{change}[/dim]"
