@@ -1,0 +1,165 @@
+"""``perf-sdk spool``: look into a spool directory, and replay dead letters.
+
+``status`` is what an on-call engineer runs first: how many records wait, how
+old the oldest is, which process owns each file (alive, or dead and waiting to
+be adopted), and how many records the platform refused for good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from perf_sdk._config import ENV, default_spool_dir
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._spool import SUFFIX, _connect, _migrate, inspect_spool_dir, replay_dead_in_dir
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("spool", help="inspect the durable outbox, replay dead letters")
+    sub = parser.add_subparsers(dest="spool_command", metavar="ACTION", required=True)
+    for name, helptext, func in (
+        ("status", "records waiting, oldest age, owners, dead letters", _status),
+        ("dead", "list dead-lettered records with the platform's reason", _dead),
+        ("replay-dead", "move dead letters back to the outbox (after fixing the cause)", _replay),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--spool-dir", help=f"the spool directory (default: {ENV['spool_dir']}, or per service)")
+        p.add_argument("--service", help=f"service slug, to find its default spool directory ({ENV['service']})")
+        if name in ("status", "dead"):
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "dead":
+            p.add_argument("--limit", type=int, default=50)
+        p.set_defaults(func=func)
+
+
+def _spool_dir(args: argparse.Namespace) -> Path:
+    given = args.spool_dir or os.environ.get(ENV["spool_dir"])
+    if given:
+        return Path(given)
+    service = args.service or os.environ.get(ENV["service"])
+    if not service:
+        raise ConfigurationError("say which spool: --spool-dir PATH, or --service SLUG (or PERF_SDK_SPOOL_DIR)")
+    return default_spool_dir(service)
+
+
+def _age(oldest: float | None) -> str:
+    if oldest is None:
+        return "-"
+    seconds = max(0.0, time.time() - oldest)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _status(args: argparse.Namespace) -> int:
+    directory = _spool_dir(args)
+    files = inspect_spool_dir(directory)
+    pending = sum(f.records for f in files)
+    dead = sum(f.dead for f in files)
+    oldest = min((f.oldest_accepted_at for f in files if f.oldest_accepted_at is not None), default=None)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "spool_dir": str(directory),
+                    "pending": pending,
+                    "dead_letters": dead,
+                    "oldest_pending_age_seconds": None if oldest is None else round(time.time() - oldest, 3),
+                    "files": [
+                        {
+                            "file": f.path.name,
+                            "owner": "alive" if f.alive else "gone",
+                            "pending": f.records,
+                            "by_dataset": f.by_dataset,
+                            "bytes": f.bytes,
+                            "dead_letters": f.dead,
+                            "error": f.error,
+                        }
+                        for f in files
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    console = Console()
+    console.print(f"Spool directory: [bold]{directory}[/bold]")
+    if not files:
+        console.print("No spool files: nothing is waiting to be delivered.")
+        return 0
+    table = Table("file", "owner", "pending", "by data set", "oldest", "dead letters", "problem")
+    for f in files:
+        table.add_row(
+            f.path.name,
+            "alive" if f.alive else "gone",
+            str(f.records),
+            ", ".join(f"{ds}: {n}" for ds, n in sorted(f.by_dataset.items())) or "-",
+            _age(f.oldest_accepted_at),
+            str(f.dead),
+            f.error or "",
+        )
+    console.print(table)
+    console.print(f"Pending: {pending} record(s); oldest waiting {_age(oldest)}. Dead letters: {dead}.")
+    if any(not f.alive for f in files):
+        console.print("Owner 'gone': its process ended; the next tracker on this directory adopts and delivers it.")
+    quarantined = sorted(directory.glob(f"*{SUFFIX}.corrupt-*"))
+    if quarantined:
+        console.print(f"[red]Quarantined (unreadable) spool files: {', '.join(p.name for p in quarantined)}[/red]")
+    if dead:
+        console.print(
+            "Dead letters were refused by the platform: `perf-sdk spool dead` shows why; fix, then replay-dead."
+        )
+    return 0
+
+
+def _dead(args: argparse.Namespace) -> int:
+    directory = _spool_dir(args)
+    rows: list[dict[str, Any]] = []
+    for path in sorted(directory.glob(f"*{SUFFIX}")):
+        conn = _connect(path)
+        try:
+            _migrate(conn)
+            for dataset, body, failed_at, status, reason in conn.execute(
+                "SELECT dataset, body, failed_at, status, reason FROM dead ORDER BY seq LIMIT ?", (args.limit,)
+            ):
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "status": status,
+                        "reason": reason,
+                        "failed_at": failed_at,
+                        "record": json.loads(body),
+                    }
+                )
+        finally:
+            conn.close()
+    rows = rows[: args.limit]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    console = Console()
+    if not rows:
+        console.print("No dead letters.")
+        return 0
+    table = Table("data set", "status", "reason", "record")
+    for row in rows:
+        table.add_row(row["dataset"], str(row["status"]), row["reason"], json.dumps(row["record"]))
+    console.print(table)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    directory = _spool_dir(args)
+    moved = replay_dead_in_dir(directory)
+    print(f"Moved {moved} dead-lettered record(s) back to the outbox in {directory}.")
+    print("A running tracker picks them up on its next pass; otherwise the next tracker on this spool_dir does.")
+    return 0

@@ -1,0 +1,65 @@
+"""``perf-sdk spool``: status, dead letters, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from perf_sdk._spool import Spool
+from perf_sdk.cli import main
+
+
+def make_spool(directory: Path) -> Spool:
+    spool = Spool(directory)
+    spool.append([("svc/transactions", 2, b'[{"_id":"a","count":1},{"_id":"b","count":1}]')], 1.0)
+    spool.dead_letter("svc/satisfaction", [{"_id": "c", "rating": 9}], 1.0, 400, "rating must be 1..5")
+    return spool
+
+
+def test_status_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spool = make_spool(tmp_path)
+    assert main(["spool", "status", "--spool-dir", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pending"] == 2
+    assert out["dead_letters"] == 1
+    (f,) = out["files"]
+    assert f["owner"] == "alive"
+    assert f["by_dataset"] == {"svc/transactions": 2}
+    spool.close()
+
+
+def test_status_table_and_dead_owner(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spool = make_spool(tmp_path)
+    spool._conn.close()
+    os.close(spool._lock_fd)  # the owner "dies"
+    assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gone" in out
+    assert "adopts and delivers" in out
+    assert "Dead letters: 1" in out
+
+
+def test_dead_and_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_spool(tmp_path).close()
+    assert main(["spool", "dead", "--spool-dir", str(tmp_path), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["reason"] == "rating must be 1..5"
+    assert row["record"] == {"_id": "c", "rating": 9}
+    assert main(["spool", "replay-dead", "--spool-dir", str(tmp_path)]) == 0
+    assert "Moved 1" in capsys.readouterr().out
+    assert main(["spool", "status", "--spool-dir", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["pending"], out["dead_letters"]) == (3, 0)
+
+
+def test_status_needs_a_spool(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spool", "status"]) == 2
+    assert "--spool-dir" in capsys.readouterr().err
+
+
+def test_status_of_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
+    assert "nothing is waiting" in capsys.readouterr().out
