@@ -91,7 +91,7 @@ def _status(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"Spool directory: [bold]{directory}[/bold]")
     if not files:
         console.print("No spool files: nothing is waiting to be delivered.")
@@ -146,7 +146,7 @@ def _dead(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    console = Console()
+    console = Console(soft_wrap=True)
     if not rows:
         console.print("No dead letters.")
         return 0
