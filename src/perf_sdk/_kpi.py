@@ -594,5 +594,10 @@ def format_change(key: str, change: float | None) -> str:
 def format_fraction(key: str, kpi: Kpi) -> str:
     """The arithmetic behind a value, e.g. ``8 / 10``; costs in pounds."""
     if key == "cost_per_transaction":
-        return f"{format_pence(kpi.numerator)} / {kpi.denominator:,g}"
-    return f"{kpi.numerator:,.4g} / {kpi.denominator:,g}"
+        return f"{format_pence(kpi.numerator)} / {_count(kpi.denominator)}"
+    return f"{_count(kpi.numerator)} / {_count(kpi.denominator)}"
+
+
+def _count(value: float) -> str:
+    """Counts whole, with thousands separators (never ``1.1e+04``); weighted sums to 2 places."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
