@@ -10,6 +10,7 @@ the dashboard, the figures and the platform's database to ``./perf-sdk-demo/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -132,10 +133,8 @@ def run(args: argparse.Namespace) -> int:
         _next_steps(console, out, dashboard, platform.url, args.keep_serving, time.monotonic() - started_at)
         if args.keep_serving:
             console.print(f"\nServing {platform.url} until Ctrl-C ...")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
         return 0
     finally:
         platform.stop()
