@@ -1,0 +1,404 @@
+"""The local platform's storage: SQLite in WAL mode, records plus an hourly rollup.
+
+Tables (one database holds every data set):
+
+``records(ds, id, ts, body, dims)``
+    One row per stored record: ``id`` its ``_id`` (unique per data set: a write
+    with an existing ``_id`` replaces the row, backdrop's upsert), ``ts`` its
+    ``_timestamp`` as microseconds since the epoch (NULL without one), ``body``
+    every other field as compact JSON with sorted keys, ``dims`` its rollup
+    content when that differs from ``body`` (else NULL).
+``rollup(ds, hour, dims, n)``
+    How many records (``n``) of a data set fall in each UTC hour with exactly
+    the same ``dims``: the record's fields without ``_id``, ``_timestamp`` and
+    strings longer than :data:`MAX_DIM_CHARS` (a hashed transaction id would
+    make every record its own group). perf_sdk's records have a handful of
+    distinct contents per hour, so a year of ten million records is under a
+    hundred thousand rollup rows. Records without ``_timestamp`` count in
+    the hour :data:`~perf_sdk.platform._query.SENTINEL_HOUR`.
+``wide_fields(ds, field)``
+    Fields that some record of the data set had too long for the rollup.
+
+Why a rollup: a grouped query over ten million rows costs seconds in SQLite
+whatever the indexes (each row's JSON must be read), the same query over the
+rollup some milliseconds (``benchmarks/platform.py`` measures both). It is
+kept exact in the transaction that writes the rows: the batch's records are
+counted in Python and added first, then the rows are upserted, and a trigger
+on ``UPDATE`` (the upsert replacing a record, also one sent twice in a batch)
+subtracts the replaced record and deletes rollup rows that reach zero.
+``PUT []`` deletes the data set's rows of all three tables. A read uses the
+rollup when every field it groups, filters or collects is a rollup dimension
+(not a wide field, not ``_id``) and its time bounds fall on whole hours
+(always true with ``period``), else the row table; both give the same answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from perf_sdk._protocol import parse_timestamp, record_problems
+from perf_sdk.platform import _periods, _query
+from perf_sdk.platform._query import ROLLUP, ROWS, SENTINEL_HOUR, QueryError, ReadQuery
+
+__all__ = ["MAX_DIM_CHARS", "InvalidRecords", "Prepared", "Store", "prepare"]
+
+#: Strings longer than this are not rollup dimensions (a SHA-256 hex is 64).
+MAX_DIM_CHARS: Final = 40
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**63 - 1
+_U: Final = _periods.US_PER_HOUR
+_OLD_HOUR: Final = (
+    f"(CASE WHEN OLD.ts IS NULL THEN {SENTINEL_HOUR} ELSE (OLD.ts - ((OLD.ts % {_U}) + {_U}) % {_U}) / {_U} END)"
+)
+
+_SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY,
+    grp TEXT NOT NULL,
+    typ TEXT NOT NULL,
+    UNIQUE (grp, typ)
+);
+CREATE TABLE IF NOT EXISTS records (
+    ds INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    ts INTEGER,
+    body TEXT NOT NULL,
+    dims TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (ds, id);
+CREATE INDEX IF NOT EXISTS records_by_ts ON records (ds, ts);
+CREATE TABLE IF NOT EXISTS rollup (
+    ds INTEGER NOT NULL,
+    hour INTEGER NOT NULL,
+    dims TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (ds, hour, dims)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS records_replaced AFTER UPDATE ON records BEGIN
+    UPDATE rollup SET n = n - 1
+        WHERE ds = OLD.ds AND hour = {_OLD_HOUR} AND dims = coalesce(OLD.dims, OLD.body);
+    DELETE FROM rollup
+        WHERE ds = OLD.ds AND hour = {_OLD_HOUR} AND dims = coalesce(OLD.dims, OLD.body) AND n <= 0;
+END;
+CREATE TABLE IF NOT EXISTS wide_fields (
+    ds INTEGER NOT NULL,
+    field TEXT NOT NULL,
+    PRIMARY KEY (ds, field)
+) WITHOUT ROWID;
+"""
+
+_UPSERT: Final = (
+    "INSERT INTO records (ds, id, ts, body, dims) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (ds, id) DO UPDATE SET ts = excluded.ts, body = excluded.body, dims = excluded.dims"
+)
+_ROLLUP_ADD: Final = (
+    "INSERT INTO rollup (ds, hour, dims, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (ds, hour, dims) DO UPDATE SET n = n + excluded.n"
+)
+
+
+class InvalidRecords(ValueError):
+    """Records the platform refuses; ``messages`` has one line per problem."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+class Prepared(NamedTuple):
+    """A valid record in its stored form, with its rollup key."""
+
+    id: str
+    ts: int | None
+    body: str
+    dims: str | None  # None: same as body
+    hour: int
+    wide: tuple[str, ...]
+
+
+_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def dumps(fields: dict[str, Any]) -> str:
+    """The stored JSON of a record's fields: compact, keys sorted."""
+    return _ENCODER.encode(fields)
+
+
+def prepare(records: Sequence[Any]) -> list[Prepared]:
+    """Check ``records`` as backdrop does and put them in stored form.
+
+    Raises :class:`InvalidRecords` listing every problem of every record, each
+    message prefixed with the record's index in the request (``record 3: ...``).
+    Beyond :func:`perf_sdk._protocol.record_problems` the store refuses what it
+    cannot hold faithfully: integers outside 64 bits, and times whose UTC
+    instant falls outside the years 1 to 9999.
+    """
+    messages: list[str] = []
+    out: list[Prepared] = []
+    for index, record in enumerate(records):
+        problems = record_problems(record)
+        if problems:
+            messages += [f"record {index}: {p}" for p in problems]
+            continue
+        fields = dict(record)
+        rid = fields.pop("_id", None)
+        text = fields.pop("_timestamp", None)
+        wide: tuple[str, ...] = ()
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is str:
+                if len(value) > MAX_DIM_CHARS:
+                    wide += (key,)
+            elif kind is int and not _MIN_INT <= value <= _MAX_INT:
+                messages.append(f"record {index}: the value for field {key!r} does not fit in 64 bits")
+        ts: int | None = None
+        if text is not None:
+            dt = parse_timestamp(text)
+            assert dt is not None  # record_problems checked it
+            ts = _periods.to_us(dt)
+            if not _periods.MIN_US <= ts <= _periods.MAX_US:
+                messages.append(f"record {index}: _timestamp is out of range once in UTC: {text!r}")
+        if messages:
+            continue
+        body = dumps(fields)
+        dims = dumps({k: v for k, v in fields.items() if k not in wide}) if wide else None
+        out.append(
+            Prepared(
+                rid if rid is not None else os.urandom(12).hex(),
+                ts,
+                body,
+                dims,
+                SENTINEL_HOUR if ts is None else ts // _U,
+                wide,
+            )
+        )
+    if messages:
+        raise InvalidRecords(messages)
+    return out
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+class Store:
+    """Every data set of one platform, in one SQLite database.
+
+    ``path`` is a file (created if missing) or ``":memory:"``. Safe to share
+    between threads: writes are serialised by a lock on one connection; with a
+    file, each reading thread has its own connection, so WAL lets reads run
+    beside a write. With ``":memory:"`` everything goes through one connection.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        self.path = str(path)
+        self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._lock = threading.RLock()
+        self._conn = _connect(self.path)
+        if not self._memory:
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL: a commit survives a crash of the process (not of the OS).
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoint every ~40 MB of WAL, not 4 MB: a batch of random _ids
+            # dirties hundreds of index pages, and fewer, larger checkpoints
+            # write each page once for many batches.
+            self._conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            self._conn.execute("PRAGMA journal_size_limit = 67108864")
+        self._conn.executescript(_SCHEMA)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._wide_seen: dict[int, set[str]] = defaultdict(set)
+        self._ids: dict[tuple[str, str], int] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        if self._memory:
+            with self._lock:
+                yield self._conn
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("PRAGMA mmap_size = 268435456")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+            self._conn.close()
+
+    def ping(self) -> bool:
+        """Whether the database answers."""
+        with self._reader() as conn:
+            return bool(conn.execute("SELECT 1").fetchone() == (1,))
+
+    # ------------------------------------------------------------------ data sets
+
+    def dataset_id(self, group: str, type_: str) -> int | None:
+        """The data set's id, ``None`` if it was never created."""
+        with self._reader() as conn:
+            row = conn.execute("SELECT id FROM datasets WHERE grp = ? AND typ = ?", (group, type_)).fetchone()
+        return None if row is None else int(row[0])
+
+    def create(self, group: str, type_: str) -> int:
+        """The data set's id, creating it (empty) if needed."""
+        with self._transaction() as conn:
+            return self._create(conn, group, type_)
+
+    def _create(self, conn: sqlite3.Connection, group: str, type_: str) -> int:
+        ds = self._ids.get((group, type_))
+        if ds is None:
+            conn.execute("INSERT OR IGNORE INTO datasets (grp, typ) VALUES (?, ?)", (group, type_))
+            row = conn.execute("SELECT id FROM datasets WHERE grp = ? AND typ = ?", (group, type_)).fetchone()
+            ds = self._ids[(group, type_)] = int(row[0])
+        return ds
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, group: str, type_: str, records: Sequence[Prepared]) -> None:
+        """Store ``records`` (from :func:`prepare`) in one transaction, creating the data set."""
+        with self._transaction() as conn:
+            ds = self._create(conn, group, type_)
+            if not records:
+                return
+            # Count the batch into the rollup first: the trigger then subtracts
+            # whatever the upsert replaces, including a record sent twice here.
+            added = Counter((r.hour, r.dims or r.body) for r in records)
+            conn.executemany(_ROLLUP_ADD, [(ds, hour, dims, n) for (hour, dims), n in added.items()])
+            conn.executemany(_UPSERT, [(ds, r.id, r.ts, r.body, r.dims) for r in records])
+            wide = {name for r in records for name in r.wide} - self._wide_seen[ds]
+            if wide:
+                rows = [(ds, name) for name in wide]
+                conn.executemany("INSERT OR IGNORE INTO wide_fields (ds, field) VALUES (?, ?)", rows)
+                self._wide_seen[ds] |= wide
+
+    def empty(self, group: str, type_: str) -> None:
+        """Delete every record of the data set (``PUT []``); the data set stays."""
+        with self._transaction() as conn:
+            ds = self._create(conn, group, type_)
+            for table in ("records", "rollup", "wide_fields"):
+                conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
+            self._wide_seen.pop(ds, None)
+
+    # ------------------------------------------------------------------ reads
+
+    def records(self, group: str, type_: str) -> list[dict[str, Any]]:
+        """Every record of the data set as the read API returns it (``[]`` if unknown)."""
+        return self.read(group, type_, ReadQuery()) or []
+
+    def count(self, group: str, type_: str) -> int:
+        """How many records the data set holds (0 if unknown)."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM records JOIN datasets ON records.ds = datasets.id "
+                "WHERE datasets.grp = ? AND datasets.typ = ?",
+                (group, type_),
+            ).fetchone()
+        return int(row[0])
+
+    def read(self, group: str, type_: str, query: ReadQuery) -> list[dict[str, Any]] | None:
+        """The ``data`` of a read query; ``None`` when the data set does not exist.
+
+        Raises :class:`~perf_sdk.platform._query.QueryError` for a query that
+        can only be refused once the data is known (too many periods).
+        """
+        with self._reader() as conn:
+            row = conn.execute("SELECT id FROM datasets WHERE grp = ? AND typ = ?", (group, type_)).fetchone()
+            if row is None:
+                return None
+            ds = int(row[0])
+            if not query.is_grouped:
+                sql, params = _query.records_sql(query, ds)
+                return [_query.record_from_row(*r) for r in conn.execute(sql, params)]
+            source = ROLLUP if self._rollup_serves(conn, ds, query) else ROWS
+            periods = self._periods(conn, ds, query, source)
+            bounds = None
+            if periods is not None:
+                bounds = [(_periods.to_us(lo) // source.unit, _periods.to_us(hi) // source.unit) for lo, hi in periods]
+            sql, params = _query.aggregate_sql(query, source, ds, bounds)
+            try:
+                rows = conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "integer overflow" not in str(exc):
+                    raise
+                sql, params = _query.aggregate_sql(query, source, ds, bounds, exact=False)
+                rows = conn.execute(sql, params).fetchall()
+            return _query.shape(query, rows, periods)
+
+    def _rollup_serves(self, conn: sqlite3.Connection, ds: int, query: ReadQuery) -> bool:
+        fields = query.fields
+        if "_id" in fields:
+            return False
+        for bound in (query.start_at, query.end_at):
+            if bound is not None and _periods.to_us(bound) % _periods.US_PER_HOUR:
+                return False
+        if not fields:
+            return True
+        marks = ",".join("?" * len(fields))
+        hit = conn.execute(
+            f"SELECT 1 FROM wide_fields WHERE ds = ? AND field IN ({marks}) LIMIT 1", (ds, *fields)
+        ).fetchone()
+        return hit is None
+
+    @staticmethod
+    def _periods(
+        conn: sqlite3.Connection, ds: int, query: ReadQuery, source: _query.Source
+    ) -> list[tuple[datetime, datetime]] | None:
+        period = query.period
+        if period is None:
+            return None
+        start, end = query.start_at, query.end_at
+        try:
+            if start is None or end is None:
+                sql, params = _query.span_sql(query, source, ds)
+                first, last = conn.execute(sql, params).fetchone()
+                if first is None:
+                    return []
+                if start is None:
+                    start = _periods.floor(period, _periods.from_us(first * source.unit))
+                if end is None:
+                    end = _periods.step(period, _periods.floor(period, _periods.from_us(last * source.unit)))
+            return _periods.span(period, start, end, _query.MAX_PERIODS)
+        except OverflowError as exc:
+            raise QueryError(f"the query spans too many periods ({exc}); narrow start_at and end_at") from None

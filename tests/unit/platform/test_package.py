@@ -1,0 +1,106 @@
+"""The platform package: a clear error without its extra, and the ``perf-sdk serve`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from perf_sdk import ConfigurationError
+from perf_sdk.cli import _serve
+
+
+@pytest.mark.parametrize("missing", ["starlette", "uvicorn"])
+def test_import_without_the_extra_names_it(missing: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{missing!r}] = None  # as if not installed
+        from perf_sdk import ConfigurationError
+        try:
+            import perf_sdk.platform
+        except ConfigurationError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'perf-sdk[platform]'" in out
+    assert missing in out
+
+
+def test_public_surface() -> None:
+    import perf_sdk.platform
+
+    assert perf_sdk.platform.__all__ == ["LocalPlatform", "create_app"]
+
+
+def _args(**overrides: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    _serve.register(parser.add_subparsers())
+    args = parser.parse_args(["serve"])
+    for name, value in overrides.items():
+        setattr(args, name, value)
+    return args
+
+
+def test_serve_defaults_to_loopback() -> None:
+    args = _args()
+    assert (args.host, args.port, args.db, args.token, args.tokens_file) == ("127.0.0.1", 8000, None, None, None)
+    assert args.func is _serve.run
+
+
+def test_serve_refuses_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match="choose another --port"):
+            _serve.run(_args(port=port, token="t"))
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", "{}", '{"svc": "t"}'])
+def test_serve_refuses_a_bad_tokens_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError):
+        _serve.run(_args(tokens_file=str(path)))
+
+
+def test_serve_missing_tokens_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        _serve.run(_args(tokens_file=str(tmp_path / "absent.json")))
+
+
+def test_serve_prints_the_url_and_token_then_serves(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = {}
+
+    def fake_serve(app: object, sock: socket.socket) -> None:
+        served["port"] = sock.getsockname()[1]
+
+    monkeypatch.setattr("perf_sdk.platform._server.serve", fake_serve)
+    monkeypatch.setenv("PERF_SDK_TOKEN", "from-env")
+    assert _serve.run(_args(port=0)) == 0
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{served['port']}" in out
+    assert "from-env" in out
+    assert "PERF_SDK_ENDPOINT" in out
+
+    monkeypatch.delenv("PERF_SDK_TOKEN")
+    assert _serve.run(_args(port=0)) == 0
+    assert "token (generated):" in capsys.readouterr().out
+
+
+def test_serve_with_a_tokens_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"svc/transactions": "tok"}))
+    monkeypatch.setattr("perf_sdk.platform._server.serve", lambda app, sock: None)
+    assert _serve.run(_args(port=0, tokens_file=str(path))) == 0
+    assert "svc/transactions" in capsys.readouterr().out
