@@ -8,6 +8,7 @@ and ``backdrop/write/api.py`` (see ``shared/spec/PLATFORM.md``).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -57,27 +58,47 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
 
 
+#: Keys already found valid: a platform sees the same few keys millions of times.
+_GOOD_KEYS: set[str] = set()
+_WHITESPACE: Final = re.compile(r"\s")
+_SCALARS: Final = (str, int, float, bool)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _timestamp_ok(text: str) -> bool:
+    return parse_timestamp(text) is not None
+
+
 def record_problems(record: Any) -> list[str]:
-    """Every reason backdrop would refuse ``record``; an empty list means valid."""
+    """Every reason backdrop would refuse ``record``; an empty list means valid.
+
+    Hot on the platform's write path (every record of every batch), hence the
+    caches: key verdicts and timestamp verdicts repeat across records.
+    """
     if not isinstance(record, Mapping):
         return [f"record must be a JSON object, got {type(record).__name__}"]
     problems: list[str] = []
     for key, value in record.items():
-        if not isinstance(key, str) or not KEY_RE.match(key.lower()):
-            problems.append(f"{key!r} is not a valid key")
+        if key not in _GOOD_KEYS:
+            if not isinstance(key, str) or not KEY_RE.match(key.lower()):
+                problems.append(f"{key!r} is not a valid key")
+                continue
+            if key.startswith("_") and key not in ALLOWED_INTERNAL_KEYS:
+                problems.append(f"{key!r} is not a recognised internal field")
+                continue
+            if len(_GOOD_KEYS) < 4096:
+                _GOOD_KEYS.add(key)
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:
             continue
-        if key.startswith("_") and key not in ALLOWED_INTERNAL_KEYS:
-            problems.append(f"{key!r} is not a recognised internal field")
-            continue
-        if value is None or not isinstance(value, (str, int, float, bool)):
+        if value is None or not isinstance(value, _SCALARS):
             problems.append(f"the value for field {key!r} must be a string, integer, float or boolean")
-            continue
-        if isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
+        elif isinstance(value, float) and not math.isfinite(value):  # NaN and infinities are not JSON
             problems.append(f"the value for field {key!r} must be a finite number")
     ts = record.get("_timestamp")
-    if ts is not None and (not isinstance(ts, str) or parse_timestamp(ts) is None):
+    if ts is not None and (not isinstance(ts, str) or not _timestamp_ok(ts)):
         problems.append(f"_timestamp is not a valid datetime object: {ts!r}")
     rid = record.get("_id")
-    if rid is not None and (not isinstance(rid, str) or not rid or any(c.isspace() for c in rid)):
+    if rid is not None and (not isinstance(rid, str) or not rid or _WHITESPACE.search(rid)):
         problems.append(f"_id is not a valid id: {rid!r}")
     return problems
