@@ -64,7 +64,7 @@ def stored(url: str, service: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=300_000)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=5000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     platform, url = start_platform(work / "platform.sqlite")

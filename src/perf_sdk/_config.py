@@ -81,7 +81,7 @@ class Settings(BaseModel):
     ca_bundle: Path | None = None
     timeout: float = Field(10.0, gt=0)
     #: Most records the uploader puts in one request, and most bytes (as sent, before gzip).
-    batch_size: int = Field(1000, ge=1, le=100_000)
+    batch_size: int = Field(5000, ge=1, le=100_000)
     batch_bytes: int = Field(2_000_000, ge=1_000)
     #: Requests bigger than this (bytes) are gzip-compressed.
     gzip_threshold: int = Field(32_768, ge=0)
