@@ -19,6 +19,7 @@ import gzip
 import json
 import random
 import socket
+import ssl
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class FaultServer:
     plan: FaultPlan = field(default_factory=FaultPlan)
     token: str = "test-token"
     host: str = "127.0.0.1"
+    #: Serve HTTPS with this context (a trustme certificate in the TLS tests).
+    ssl_context: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.store: dict[tuple[str, str], dict[str, Any]] = {}
@@ -82,7 +85,9 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = "localhost" if self.ssl_context is not None else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     def start(self) -> FaultServer:
         self._thread.start()
@@ -126,7 +131,7 @@ class FaultServer:
         asyncio.set_event_loop(self._loop)
 
         async def _serve() -> None:
-            self._server = await asyncio.start_server(self._handle, sock=self._sock)
+            self._server = await asyncio.start_server(self._handle, sock=self._sock, ssl=self.ssl_context)
             self._started.set()
 
         self._loop.run_until_complete(_serve())

@@ -332,36 +332,50 @@ class Tracker:
 
     # lifecycle -------------------------------------------------------------------------------------
     def _ensure_started(self) -> None:
+        """Start the writer thread. Cheap on purpose: it runs on a caller's thread
+        (the first record, or the first after a fork), so the slow parts (the
+        spool file, the HTTP client and its TLS context) are opened by the writer."""
         with self._lifecycle:
             if self._running or self._closed:
                 return
-            s = self.settings
-            self._spool = Spool(s.spool_dir, max_bytes=s.max_spool_bytes)
-            self._transport = self._transport_given or HttpTransport(
+            self._writer_stop = False
+            self._writer = threading.Thread(target=self._writer_loop, name="perf-sdk-writer", daemon=True)
+            self._writer.start()
+            self._running = True
+
+    def _open_pipeline(self) -> bool:
+        """Open spool, transport and uploader (on the writer thread); False if it failed."""
+        s = self.settings
+        try:
+            spool = Spool(s.spool_dir, max_bytes=s.max_spool_bytes)
+            transport = self._transport_given or HttpTransport(
                 s.endpoint or "",
                 s.service,
                 {t: s.token_for(t) for t in DATA_TYPES},
+                default_token=s.token.get_secret_value() if s.token else None,
                 timeout=s.timeout,
                 gzip_threshold=s.gzip_threshold,
                 ca_bundle=s.ca_bundle,
             )
-            self._uploader = Uploader(
-                self._spool,
-                self._transport,
-                self.stats,
-                batch_size=s.batch_size,
-                batch_bytes=s.batch_bytes,
-                retry_initial=s.retry_initial,
-                retry_max=s.retry_max,
-                pause_seconds=s.pause_seconds,
-                on_error=self.on_error,
-                on_dead_letter=self.on_dead_letter,
-            )
-            self._writer_stop = False
-            self._writer = threading.Thread(target=self._writer_loop, name="perf-sdk-writer", daemon=True)
-            self._writer.start()
-            self._uploader.start()
-            self._running = True
+        except Exception as exc:
+            self.stats.error(f"could not open the spool: {exc}")
+            logger.error("perf_sdk: could not open the spool in %s (%s); records wait in memory", s.spool_dir, exc)
+            return False
+        uploader = Uploader(
+            spool,
+            transport,
+            self.stats,
+            batch_size=s.batch_size,
+            batch_bytes=s.batch_bytes,
+            retry_initial=s.retry_initial,
+            retry_max=s.retry_max,
+            pause_seconds=s.pause_seconds,
+            on_error=self.on_error,
+            on_dead_letter=self.on_dead_letter,
+        )
+        self._spool, self._transport, self._uploader = spool, transport, uploader
+        uploader.start()
+        return True
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
         """Wait until every accepted record is stored by the platform, or ``timeout`` passes.
@@ -377,7 +391,8 @@ class Tracker:
             self._ensure_started()
             self._wait_for_writer(deadline)
             uploader, spool = self._uploader, self._spool
-            assert uploader is not None and spool is not None
+            if uploader is None or spool is None:  # the spool could not be opened
+                return FlushResult(len(self._queue), 0, (), True)
             with uploader.progress:
                 uploader.wake(adopt=True, probe_paused=True)
                 target = uploader.passes + 2  # a full pass that began after this call
@@ -511,6 +526,11 @@ class Tracker:
     def _writer_loop(self) -> None:
         builder = RecordBuilder(self.service, self._secret)
         interval = self.settings.commit_interval
+        while not self._open_pipeline():
+            if self._writer_stop:
+                return
+            self._wake_writer.wait(1.0)
+            self._wake_writer.clear()
         while True:
             self._wake_writer.wait(interval)
             self._wake_writer.clear()
@@ -529,7 +549,7 @@ class Tracker:
     def _drain(self, builder: RecordBuilder) -> None:
         q = self._queue
         popleft = q.popleft
-        limit = 10_000
+        limit = 2_000  # one chunk's validation and JSON hold the GIL: keep it to ~1 ms
         while q or self._unspooled:
             if not self._commit_unspooled():
                 return  # the disk refuses; keep the queue (bounded) and try next time

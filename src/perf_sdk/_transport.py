@@ -95,6 +95,7 @@ class HttpTransport:
         service: str,
         tokens: dict[str, str | None],
         *,
+        default_token: str | None = None,
         timeout: float = 10.0,
         gzip_threshold: int = 32_768,
         ca_bundle: Path | None = None,
@@ -103,10 +104,15 @@ class HttpTransport:
         self.endpoint = endpoint.rstrip("/")
         self.service = service
         self._tokens = dict(tokens)
+        self._default_token = default_token
         self.gzip_threshold = gzip_threshold
         verify: ssl.SSLContext | bool = True
         if ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(ca_bundle))
+        elif self.endpoint.startswith("http://"):
+            # No TLS on this connection at all (redirects are not followed), so skip
+            # loading a CA bundle: it holds the GIL for tens of milliseconds.
+            verify = False
         self._client = client or httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             verify=verify,
@@ -123,7 +129,7 @@ class HttpTransport:
 
     def send(self, data_type: str, body: bytes) -> None:
         headers = {"Content-Type": "application/json"}
-        token = self._tokens.get(data_type)
+        token = self._tokens.get(data_type) or self._default_token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if self.gzip_threshold and len(body) > self.gzip_threshold:
