@@ -100,6 +100,10 @@ class Settings(BaseModel):
     retry_max: float = Field(60.0, gt=0)
     #: How long a data set stays paused after a 401/403/404 before one probe.
     pause_seconds: float = Field(300.0, gt=0)
+    #: Keep 1 in N transactions (by hashed transaction id, so a start and its completion
+    #: are kept or left out together) and multiply the kept records' ``count`` by N,
+    #: so KPIs stay right. 1.0 keeps everything; allowed values are 1/N (0.5, 0.1, 0.01 ...).
+    sample_rate: float = Field(1.0, gt=0, le=1)
     #: How long interpreter exit may spend delivering what is left (the rest stays on disk).
     exit_timeout: float = Field(2.0, ge=0)
 
@@ -119,6 +123,18 @@ class Settings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
         return value.rstrip("/")
+
+    @field_validator("sample_rate")
+    @classmethod
+    def _one_in_n(cls, value: float) -> float:
+        n = round(1 / value)
+        if abs(n * value - 1) > 1e-9:
+            raise ValueError("must be 1/N for a whole N (1, 0.5, 0.25, 0.1, 0.01 ...), so counts scale exactly")
+        return value
+
+    @property
+    def sample_every(self) -> int:
+        return round(1 / self.sample_rate)
 
     @field_validator("tokens")
     @classmethod

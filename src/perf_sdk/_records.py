@@ -227,10 +227,12 @@ class RecordBuilder:
     (its timestamp cache): one builder per thread that builds.
     """
 
-    __slots__ = ("_id_prefix", "_last", "_secret", "service")
+    __slots__ = ("_id_prefix", "_last", "_secret", "sample_every", "service")
 
-    def __init__(self, service: str, secret: str | bytes | None) -> None:
+    def __init__(self, service: str, secret: str | bytes | None, sample_every: int = 1) -> None:
         self.service = service
+        #: Keep 1 in N transactions and answers, scaling their count by N (see Settings.sample_rate).
+        self.sample_every = sample_every
         self._secret = secret.encode() if isinstance(secret, str) else secret
         self._id_prefix = f"{service}\x1f".encode()
         #: (second, its text): one attribute, so threads sharing a builder never mix the two.
@@ -286,35 +288,48 @@ class RecordBuilder:
         return text
 
     # records -----------------------------------------------------------------------------------
+    def _sample(self, hashed: str | None, count: object) -> object | None:
+        """Sampling: the count to send (scaled by N), or ``None`` to leave the record out.
+
+        The decision for a transaction rests on its hashed id, so its start, its
+        completion and its answer are kept or left out together and completion
+        rates stay exact; single events without an id are drawn at random;
+        aggregates (``count`` > 1 without an id) are always kept as they are.
+        """
+        n = self.sample_every
+        if hashed is not None:
+            keep = int(hashed[:8], 16) % n == 0
+        elif count == 1:
+            keep = int.from_bytes(os.urandom(4), "big") % n == 0
+        else:
+            return count
+        if not keep:
+            return None
+        return count * n if type(count) is int else count
+
     def transaction(
         self, stage: str, transaction_id: object, channel: object, at: object, count: object
-    ) -> dict[str, Any]:
-        if transaction_id is None:
-            rid = self.random_id()
-        else:
-            rid = self.natural_id("transactions", str(stage), self.hash_transaction_id(transaction_id))
-        return {
-            "_id": rid,
-            "_timestamp": self.timestamp(at),
-            "count": count,
-            "stage": stage,
-            "channel": channel,
-        }
+    ) -> dict[str, Any] | None:
+        """A ``transactions`` record; ``None`` when sampling leaves it out."""
+        hashed = None if transaction_id is None else self.hash_transaction_id(transaction_id)
+        if self.sample_every > 1:
+            count = self._sample(hashed, count)
+            if count is None:
+                return None
+        rid = self.random_id() if hashed is None else self.natural_id("transactions", str(stage), hashed)
+        return {"_id": rid, "_timestamp": self.timestamp(at), "count": count, "stage": stage, "channel": channel}
 
     def satisfaction(
         self, rating: object, transaction_id: object, channel: object, at: object, count: object
-    ) -> dict[str, Any]:
-        if transaction_id is None:
-            rid = self.random_id()
-        else:
-            rid = self.natural_id("satisfaction", self.hash_transaction_id(transaction_id))
-        return {
-            "_id": rid,
-            "_timestamp": self.timestamp(at),
-            "count": count,
-            "rating": rating,
-            "channel": channel,
-        }
+    ) -> dict[str, Any] | None:
+        """A ``satisfaction`` record; ``None`` when sampling leaves it out."""
+        hashed = None if transaction_id is None else self.hash_transaction_id(transaction_id)
+        if self.sample_every > 1:
+            count = self._sample(hashed, count)
+            if count is None:
+                return None
+        rid = self.random_id() if hashed is None else self.natural_id("satisfaction", hashed)
+        return {"_id": rid, "_timestamp": self.timestamp(at), "count": count, "rating": rating, "channel": channel}
 
     def cost(
         self,
@@ -339,18 +354,16 @@ class RecordBuilder:
             "cost_type": cost_type,
         }
 
-    def generic(self, data_type: str, fields: Mapping[str, Any], at: object, count: object) -> dict[str, Any]:
+    def generic(self, data_type: str, fields: Mapping[str, Any], at: object, count: object) -> dict[str, Any] | None:
         """A record of a known data type from its fields, or of a service's own data type."""
         fields = dict(fields)
         txn = fields.pop("transaction_id", None)
-        if data_type == "transactions":
-            return (
-                self.transaction(fields.pop("stage", None), txn, fields.pop("channel", "digital"), at, count) | fields
-            )
-        if data_type == "satisfaction":
-            return (
-                self.satisfaction(fields.pop("rating", None), txn, fields.pop("channel", "digital"), at, count) | fields
-            )
+        if data_type in ("transactions", "satisfaction"):
+            if data_type == "transactions":
+                built = self.transaction(fields.pop("stage", None), txn, fields.pop("channel", "digital"), at, count)
+            else:
+                built = self.satisfaction(fields.pop("rating", None), txn, fields.pop("channel", "digital"), at, count)
+            return None if built is None else built | fields
         if data_type == "costs":
             return (
                 self.cost(

@@ -103,6 +103,9 @@ class Tracker:
         on_dead_letter: ErrorHook | None = None,
         before_send: BeforeSend | None = None,
         transport: Transport | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        kpi_metrics: bool = False,
         **options: Any,
     ) -> None:
         self.settings = Settings.resolve(
@@ -122,7 +125,12 @@ class Tracker:
         if self._uses_spool:
             ensure_spool_dir(s.spool_dir)
         if s.debug:
+            # Like sentry's debug=True: the SDK's own story on stderr, through logging, never print.
             logger.setLevel(logging.DEBUG)
+            if not logger.handlers:
+                handler = logging.StreamHandler()
+                handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+                logger.addHandler(handler)
         self.service = s.service
         self.on_error = on_error
         self.on_dead_letter = on_dead_letter
@@ -131,8 +139,14 @@ class Tracker:
         self._strict = s.strict
         self._max_queue = s.max_queue
         self._secret = s.secret.get_secret_value() if s.secret else None
-        self._caller_builder = RecordBuilder(s.service, self._secret)
+        self._caller_builder = RecordBuilder(s.service, self._secret, s.sample_every)
         self.stats = Stats()
+        self.stats.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            kpi_metrics=kpi_metrics,
+            spool_view=self._spool_view,
+        )
         self._closed = False
         self._init_process_state()
         _LIVE.add(self)
@@ -153,6 +167,18 @@ class Tracker:
         self._uploader: Uploader | None = None
         self._transport: Transport | None = None
         self._pid = os.getpid()
+
+    def _spool_view(self) -> tuple[int, float | None]:
+        """(records waiting, oldest accepted_at), for the OpenTelemetry gauges."""
+        spool = self._spool
+        waiting = len(self._queue)
+        if spool is None or spool.closed:
+            return waiting, None
+        try:
+            depth, _, oldest = spool.depth()
+        except Exception:  # a metrics callback must not fail the exporter
+            return waiting, None
+        return depth + waiting, oldest
 
     def __repr__(self) -> str:
         return (
@@ -319,13 +345,17 @@ class Tracker:
                 self._drained.wait(min(remaining, 0.05))
         return True
 
-    def _strict_record(self, data_type: str, build: Callable[..., dict[str, Any]], *args: Any) -> None:
+    def _strict_record(self, data_type: str, build: Callable[..., dict[str, Any] | None], *args: Any) -> None:
         """Strict mode: build and validate on the caller's thread, raising what is wrong."""
         at_index = -2
         args_l = list(args)
         if args_l[at_index] is None:
             args_l[at_index] = _time()
-        good, bad = validate_records(data_type, [build(*args_l)])
+        record = build(*args_l)
+        if record is None:  # left out by sampling
+            self.stats.add("sampled_out")
+            return
+        good, bad = validate_records(data_type, [record])
         if bad:
             raise bad[0][1]
         self._slow_enqueue((_BUILT, data_type, good[0]))
@@ -375,6 +405,7 @@ class Tracker:
         )
         self._spool, self._transport, self._uploader = spool, transport, uploader
         uploader.start()
+        logger.debug("perf_sdk: spool %s open; uploading to %r", spool.path, transport)
         return True
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
@@ -524,7 +555,7 @@ class Tracker:
 
     # the writer ------------------------------------------------------------------------------------
     def _writer_loop(self) -> None:
-        builder = RecordBuilder(self.service, self._secret)
+        builder = RecordBuilder(self.service, self._secret, self.settings.sample_every)
         interval = self.settings.commit_interval
         while not self._open_pipeline():
             if self._writer_stop:
@@ -566,15 +597,15 @@ class Tracker:
                 self._drained.notify_all()
 
     def _process(self, builder: RecordBuilder, items: list[tuple[Any, ...]]) -> None:
-        self.stats.accepted += len(items)
-        by_type: dict[str, list[dict[str, Any]]] = {}
+        self.stats.add("accepted", len(items))
+        by_type: dict[str, list[Any]] = {}  # records, or None where sampling left one out
         transaction, satisfaction, cost, generic = (
             builder.transaction,
             builder.satisfaction,
             builder.cost,
             builder.generic,
         )
-        txns: list[dict[str, Any]] = []
+        txns: list[Any] = []
         for item in items:
             kind = item[0]
             try:
@@ -596,6 +627,11 @@ class Tracker:
                 self._refuse(PerfSdkError(f"could not build the record: {type(exc).__name__}: {exc}"), [])
         if txns:
             by_type.setdefault("transactions", []).extend(txns)
+        if builder.sample_every > 1:  # builders return None for what sampling leaves out
+            for data_type, records in by_type.items():
+                kept = [r for r in records if r is not None]
+                self.stats.add("sampled_out", len(records) - len(kept))
+                by_type[data_type] = kept
         segments: list[tuple[str, int, bytes]] = []
         size = self.settings.batch_size
         for data_type, records in by_type.items():
@@ -603,6 +639,7 @@ class Tracker:
             good, bad = validate_records(data_type, candidates)
             for index, error in bad:
                 self._refuse(error, [candidates[index]])
+            self.stats.journeys(data_type, good)
             dataset = f"{self.service}/{data_type}"
             for i in range(0, len(good), size):
                 chunk = good[i : i + size]
@@ -651,7 +688,7 @@ class Tracker:
             self.stats.error(f"spool: {exc}")
             logger.error("perf_sdk: could not write the spool (%s); records kept in memory, will retry", exc)
             return False
-        self.stats.spooled += sum(n for _, n, _ in room)
+        self.stats.add("spooled", sum(n for _, n, _ in room))
         if self._uploader is not None:
             self._uploader.wake()
         return True

@@ -132,7 +132,7 @@ class Uploader:
                 if self._adopt_now.is_set() or time.monotonic() >= next_adopt:
                     self._adopt_now.clear()
                     next_adopt = time.monotonic() + self.adopt_every
-                    self.stats.adopted += self.spool.adopt_orphans()
+                    self.stats.add("adopted", self.spool.adopt_orphans())
                 worked = self._pass()
             except _Stopped:
                 break
@@ -176,16 +176,16 @@ class Uploader:
 
     # delivery ----------------------------------------------------------------------------------
     def _deliver(self, dataset: str, segments: list[Segment]) -> None:
-        data_type = dataset.rsplit("/", 1)[-1]
         body = _join(segments)
         n = sum(s.n for s in segments)
+        started = time.perf_counter()
         try:
-            self._send(data_type, body, n)
+            self._send(dataset, body, n)
         except RejectedError as exc:
             if exc.status in _BISECT_STATUSES or exc.status == 413:
                 records = [r for s in segments for r in s.records()]
                 try:
-                    self._resolve(dataset, data_type, records, exc, segments[0].accepted_at)
+                    self._resolve(dataset, records, exc, segments[0].accepted_at)
                 except RejectedError as config_exc:
                     self._pause(dataset, config_exc, n)
                     return
@@ -194,13 +194,19 @@ class Uploader:
                 return
         else:
             self._delivered(n)
+            logger.debug(
+                "perf_sdk: delivered %d records to %s (%d bytes) in %.0f ms",
+                n,
+                dataset,
+                len(body),
+                (time.perf_counter() - started) * 1000,
+            )
         self.paused.pop(dataset, None)
         self.spool.remove(segments)
 
     def _resolve(
         self,
         dataset: str,
-        data_type: str,
         records: list[dict[str, Any]],
         exc: RejectedError,
         accepted_at: float,
@@ -215,17 +221,18 @@ class Uploader:
         mid = len(records) // 2
         for half in (records[:mid], records[mid:]):
             try:
-                self._send(data_type, json.dumps(half, separators=(",", ":")).encode(), len(half))
+                self._send(dataset, json.dumps(half, separators=(",", ":")).encode(), len(half))
             except RejectedError as sub:
                 if sub.status in _BISECT_STATUSES or sub.status == 413:
-                    self._resolve(dataset, data_type, half, sub, accepted_at)
+                    self._resolve(dataset, half, sub, accepted_at)
                 else:
                     raise
             else:
                 self._delivered(len(half))
 
-    def _send(self, data_type: str, body: bytes, n: int) -> None:
+    def _send(self, dataset: str, body: bytes, n: int) -> None:
         """Send until success or a permanent refusal, however long the outage."""
+        data_type = dataset.rsplit("/", 1)[-1]
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableError),
             wait=self._wait,
@@ -236,8 +243,15 @@ class Uploader:
         )
         for attempt in retrying:
             with attempt:
-                self.stats.requests += 1
-                self.transport.send(data_type, body)
+                self.stats.add("requests")
+                retry = attempt.retry_state.attempt_number - 1
+                with self.stats.upload_span(dataset, n, len(body), retry) as outcome:
+                    try:
+                        self.transport.send(data_type, body)
+                    except TransportError as exc:
+                        outcome["status"] = exc.status
+                        raise
+                    outcome["status"] = 200
 
     def _wait(self, state: RetryCallState) -> float:
         """Full-jitter exponential back-off, or the platform's Retry-After when it gave one."""
@@ -255,7 +269,7 @@ class Uploader:
             raise _Stopped
 
     def _before_sleep(self, state: RetryCallState) -> None:
-        self.stats.retries += 1
+        self.stats.add("retries")
         exc = state.outcome.exception() if state.outcome else None
         message = str(exc)
         self.stats.error(message)
@@ -269,14 +283,13 @@ class Uploader:
             self._hook(self.on_error, exc, [])
 
     def _delivered(self, n: int) -> None:
-        self.stats.delivered += n
-        self.stats.last_success = time.time()
+        self.stats.delivered_now(n)
 
     def _dead(
         self, dataset: str, records: list[dict[str, Any]], accepted_at: float, status: int | None, reason: str
     ) -> None:
         self.spool.dead_letter(dataset, records, accepted_at, status, reason)
-        self.stats.dead_lettered += len(records)
+        self.stats.add("dead_lettered", len(records))
         logger.error(
             "perf_sdk: the platform refused %d record(s) of %s for good (%s); kept as dead letters: "
             "see `perf-sdk spool status`, fix, then `perf-sdk spool replay-dead`",

@@ -13,6 +13,7 @@ import pytest
 
 import perf_sdk
 from perf_sdk import ValidationError
+from perf_sdk._records import RecordBuilder
 from tests.conftest import SECRET, SERVICE
 
 
@@ -338,3 +339,57 @@ def test_submit_takes_prebuilt_records_with_back_pressure(memory: Memory, spool_
     t.close(1)
     assert len(memory.stored) == 1000
     assert t.stats.refused == 1  # the bad timestamp, reported
+
+
+def test_sampling_keeps_journeys_whole_and_scales_counts(memory: Memory, spool_dir: Path) -> None:
+    t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory, sample_rate=0.1)
+    for i in range(5000):
+        t.start(f"s-{i}")
+    for i in range(3000):
+        t.complete(f"s-{i}")
+    t.start(None, channel="phone", count=77)  # aggregates are never sampled
+    t.cost(100, period="2026-Q1", cost_type="it")  # nor costs
+    assert t.flush(10)
+    t.close(1)
+    builder = RecordBuilder(SERVICE, SECRET)
+    stored = {r["_id"]: r for r in memory.of("transactions")}
+    kept = 0
+    for i in range(3000):
+        h = builder.hash_transaction_id(f"s-{i}")
+        start = builder.natural_id("transactions", "started", h) in stored
+        done = builder.natural_id("transactions", "completed", h) in stored
+        assert start == done  # a journey is kept or left out whole
+        kept += start
+    digital = [r for r in stored.values() if r["channel"] == "digital"]
+    assert all(r["count"] == 10 for r in digital)
+    started = sum(r["count"] for r in digital if r["stage"] == "started")
+    assert 4000 <= started <= 6000  # ~5000, scaled back up
+    assert [r["count"] for r in stored.values() if r["channel"] == "phone"] == [77]
+    assert len(memory.of("costs")) == 1
+    assert t.stats.sampled_out == 8000 - len(digital)
+    assert kept > 0
+
+
+def test_sample_rate_must_be_one_in_n(spool_dir: Path) -> None:
+    with pytest.raises(perf_sdk.ConfigurationError, match="1/N"):
+        perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=Memory(), sample_rate=0.3)
+
+
+def test_debug_logs_through_logging(memory: Memory, spool_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    logger = logging.getLogger("perf_sdk")
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory, debug=True)
+        with caplog.at_level(logging.DEBUG, logger="perf_sdk"):
+            t.complete("x")
+            assert t.flush(5)
+        t.close(1)
+        messages = [r.getMessage() for r in caplog.records if r.name == "perf_sdk"]
+        assert any("delivered 1 records" in m for m in messages)
+        assert any("spool" in m and "open" in m for m in messages)
+        assert SECRET not in " ".join(messages)
+    finally:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
