@@ -26,6 +26,18 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _restore_sdk_logger() -> Iterator[None]:
+    """debug=True adds a handler to the ``perf_sdk`` logger; keep it from leaking into later tests."""
+    import logging
+
+    logger = logging.getLogger("perf_sdk")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+
+
 @pytest.fixture
 def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"

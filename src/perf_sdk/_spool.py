@@ -15,6 +15,12 @@ record keeps the spool's cost per record well under a microsecond.
 Durability: WAL journal with ``synchronous=FULL``, so a committed segment
 survives a process crash and, as far as the disk honours fsync, power loss.
 Files are created owner-only (0600) in an owner-only directory.
+
+A full disk: SQLite needs free space even to *delete* (the WAL grows first),
+so a spool that filled its disk could never drain. Each spool therefore keeps a
+small ballast file (``.reserve``); the first time the disk refuses a write the
+ballast is deleted, which is enough room for deliveries to be forgotten and
+the WAL checkpointed, and it is laid down again once the spool is empty.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ __all__ = ["DeadRecord", "Segment", "Spool", "SpoolFileStatus", "inspect_spool_d
 logger = logging.getLogger("perf_sdk")
 
 SCHEMA_VERSION: Final = 2
+#: Bytes of ballast each spool keeps, released when the disk fills (see the module docstring).
+RESERVE_BYTES: Final = 2 * 1024 * 1024  # more than the WAL can hold un-checkpointed (~1 MB)
 SUFFIX: Final = ".spool"
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS segments(
@@ -107,6 +115,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    # Debian's SQLite zeroes every freed page by default, which makes forgetting a
+    # delivered segment write the whole segment again (and fail on a full disk). The
+    # spool holds hashed ids and counts only, so FAST (no extra I/O) is enough.
+    conn.execute("PRAGMA secure_delete=FAST")
+    # Keep the WAL small (checkpoint every ~1 MB, truncate it back to 1 MB): what is on
+    # disk is then mostly the database, whose freed pages new records reuse.
+    conn.execute("PRAGMA wal_autocheckpoint=256")
+    conn.execute("PRAGMA journal_size_limit=1048576")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
@@ -158,6 +174,8 @@ def _lock(path: Path) -> int | None:
 
 
 def _remove_db_files(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path.with_suffix(".reserve"))
     for suffix in ("", "-wal", "-shm", "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(str(path) + suffix)
@@ -197,28 +215,93 @@ class Spool:
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('pid', ?)", (str(os.getpid()),))
         self.bytes = 0
         self.closed = False
+        #: When the disk last refused an append (monotonic); cleared by a delete that freed room.
+        self.full_since: float | None = None
+        self._reserve = self.path.with_suffix(".reserve")
+        self._lay_reserve()
         #: Files this spool could not read: (path it was moved to, reason).
         self.quarantined: list[tuple[Path, str]] = []
 
     def __repr__(self) -> str:
         return f"Spool(path={str(self.path)!r})"
 
-    # writing -----------------------------------------------------------------------------------
-    def append(self, segments: list[tuple[str, int, bytes]], accepted_at: float) -> None:
-        """Commit ``(dataset, n, json_body)`` segments in one transaction (the group commit)."""
-        with self._mutex:
+    # the ballast ---------------------------------------------------------------------------------
+    def _lay_reserve(self) -> None:
+        if self._reserve.exists():
+            return
+        try:
+            fs = os.statvfs(self.directory)
+            if fs.f_bavail * fs.f_frsize < 2 * RESERVE_BYTES:
+                return  # not while the disk is nearly full; next time the spool is empty
+        except (OSError, AttributeError):
+            pass
+        try:
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"\0" * RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:  # no room for it now: try again when the spool is next empty
+            with contextlib.suppress(OSError):
+                os.unlink(self._reserve)
+
+    def _release_reserve(self) -> bool:
+        """Free the ballast; True if there was one to free (worth retrying the write)."""
+        try:
+            os.unlink(self._reserve)
+        except FileNotFoundError:
+            return False
+        logger.warning(
+            "perf_sdk: the spool's disk is full; released its %d KB reserve to keep draining", RESERVE_BYTES // 1024
+        )
+        return True
+
+    def _write(self, statement: str, rows: list[tuple[Any, ...]], *, use_reserve: bool = False) -> None:
+        """One write transaction; on a full disk, a delete (``use_reserve``) may spend the ballast.
+
+        Only deletes may: the ballast exists so the spool can drain, and an append
+        that took its room would leave the spool unable to forget what it delivered.
+        """
+        for attempt in (1, 2, 3):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(
-                    "INSERT INTO segments(dataset, n, body, accepted_at) VALUES (?, ?, ?, ?)",
-                    [(ds, n, body, accepted_at) for ds, n, body in segments],
-                )
+                self._conn.executemany(statement, rows)
                 self._conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if attempt == 3 or not use_reserve or "full" not in str(exc):
+                    raise
+                if attempt == 1:  # first shrink the WAL back into the database's own free pages
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                elif not self._release_reserve():
+                    raise
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise
+
+    # writing -----------------------------------------------------------------------------------
+    def append(self, segments: list[tuple[str, int, bytes]], accepted_at: float) -> None:
+        """Commit ``(dataset, n, json_body)`` segments in one transaction (the group commit)."""
+        with self._mutex:
+            try:
+                self._write(
+                    "INSERT INTO segments(dataset, n, body, accepted_at) VALUES (?, ?, ?, ?)",
+                    [(ds, n, body, accepted_at) for ds, n, body in segments],
+                )
+            except sqlite3.OperationalError as exc:
+                if "full" in str(exc):
+                    self.full_since = time.monotonic()
+                raise
+            self.full_since = None
             self.bytes += sum(len(body) for _, _, body in segments)
+
+    def should_hold_appends(self) -> bool:
+        """On a full disk, let deliveries free room before adding more (retry every 5 s regardless)."""
+        return self.full_since is not None and time.monotonic() - self.full_since < 5.0
 
     def has_room(self, nbytes: int) -> bool:
         return self.bytes + nbytes <= self.max_bytes
@@ -252,10 +335,13 @@ class Spool:
         if not segments:
             return
         with self._mutex:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("DELETE FROM segments WHERE seq = ?", [(s.seq,) for s in segments])
-            self._conn.execute("COMMIT")
+            self._write("DELETE FROM segments WHERE seq = ?", [(s.seq,) for s in segments], use_reserve=True)
+            self.full_since = None
             self.bytes = max(0, self.bytes - sum(len(s.body) for s in segments))
+            if not self._reserve.exists() and self._conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._lay_reserve()
 
     def replace(self, segment: Segment, records: list[dict[str, Any]]) -> None:
         """Shrink a segment to the records still owed (after part of it was delivered)."""

@@ -163,6 +163,7 @@ class Tracker:
         self._drained = threading.Condition()
         self._drains = 0
         self._unspooled: list[tuple[str, int, bytes]] = []
+        self._quiet_until = 0.0
         self._spool: Spool | None = None
         self._uploader: Uploader | None = None
         self._transport: Transport | None = None
@@ -322,10 +323,16 @@ class Tracker:
             if not self._running:
                 self._ensure_started()
             if len(self._queue) >= self._max_queue and not self._wait_for_room():
+                spool = self._spool
+                why = (
+                    "the spool's disk is full"
+                    if spool is not None and spool.full_since is not None
+                    else "the spool cannot keep up (disk too slow?)"
+                )
                 self._refuse(
                     PerfSdkError(
                         f"the in-memory queue is full ({self._max_queue} records waiting for the writer): "
-                        "the record was not accepted; the spool cannot keep up (disk full or too slow?)"
+                        f"the record was not accepted; {why}"
                     ),
                     [],
                 )
@@ -667,6 +674,8 @@ class Tracker:
         spool = self._spool
         if not self._unspooled or spool is None or spool.closed:
             return True
+        if spool.should_hold_appends() and not force:
+            return False  # the disk is full: deliveries first, they free room
         pending, self._unspooled = self._unspooled, []
         room: list[tuple[str, int, bytes]] = []
         for dataset, n, body in pending:
@@ -686,7 +695,16 @@ class Tracker:
         except Exception as exc:
             self._unspooled = room + self._unspooled
             self.stats.error(f"spool: {exc}")
-            logger.error("perf_sdk: could not write the spool (%s); records kept in memory, will retry", exc)
+            now = time.monotonic()
+            if now >= self._quiet_until:  # once a minute, not once a commit
+                self._quiet_until = now + 60.0
+                logger.error(
+                    "perf_sdk: could not write the spool (%s); %d record(s) kept in memory and retried; new records "
+                    "are refused once %d are waiting",
+                    exc,
+                    sum(n for _, n, _ in self._unspooled),
+                    self._max_queue,
+                )
             return False
         self.stats.add("spooled", sum(n for _, n, _ in room))
         if self._uploader is not None:
