@@ -5,6 +5,8 @@ is validated, spooled to disk and delivered exactly once in effect to a
 Performance Platform write API.
 """
 
+from perf_sdk._async import AsyncTracker
+from perf_sdk._backfill import BackfillSummary, backfill
 from perf_sdk._errors import (
     ConfigurationError,
     PerfSdkError,
@@ -13,6 +15,7 @@ from perf_sdk._errors import (
     TransportError,
     ValidationError,
 )
+from perf_sdk._journey import Journey
 from perf_sdk._kpi import Kpi, KpiReport, PeriodKpis
 from perf_sdk._kpi_sources import kpis
 from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
@@ -21,10 +24,13 @@ from perf_sdk._tracker import FlushResult, Tracker
 from perf_sdk._version import __version__
 
 __all__ = [
+    "AsyncTracker",
+    "BackfillSummary",
     "ConfigurationError",
     "CostRecord",
     "FlushResult",
     "Health",
+    "Journey",
     "Kpi",
     "KpiReport",
     "PerfSdkError",
@@ -37,5 +43,6 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "__version__",
+    "backfill",
     "kpis",
 ]

@@ -9,13 +9,10 @@ years of traffic cost three small requests.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -208,32 +205,16 @@ def counts_from_records(records: RecordsInput) -> Counts:
 
 
 def read_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV (header row) or JSONL file, as dicts; empty CSV cells are left out.
+    """Rows of a history file, as dicts; empty cells are left out.
 
-    Deliberately small: ``perf-sdk backfill``'s parser (column mapping, time
-    zones, reject files) is the full reader and is meant to replace this one.
+    The same reader as ``perf-sdk backfill`` (``_backfill_readers``): CSV with
+    any of ``, ; TAB |`` as delimiter, with or without a BOM, JSONL or a JSON
+    list, gzip-compressed versions of those, and Excel ``.xlsx``. Values are
+    left as written; :func:`counts_from_records` reads them.
     """
-    file = Path(path)
-    try:
-        handle = file.open(encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read records file {str(file)!r}: {exc.strerror}") from exc
-    with handle:
-        first = handle.read(1)
-        handle.seek(0)
-        if file.suffix.lower() in (".jsonl", ".ndjson", ".json") or first in ("{", "["):
-            text = handle.read()
-            if text.lstrip().startswith("["):
-                rows: Iterable[Any] = json.loads(text)
-            else:
-                rows = (json.loads(line) for line in text.splitlines() if line.strip())
-            for number, row in enumerate(rows, 1):
-                if not isinstance(row, dict):
-                    raise ValidationError("row", number, "a JSON object per line")
-                yield row
-        else:
-            for row in csv.DictReader(handle):
-                yield {k: v for k, v in row.items() if k and v not in (None, "")}
+    from perf_sdk._backfill_readers import iter_records_file
+
+    return iter_records_file(path)
 
 
 # ---------------------------------------------------------------------------

@@ -341,7 +341,14 @@ class RecordBuilder:
         count: object,
     ) -> dict[str, Any]:
         if period is None:
-            period = month_label(datetime.fromtimestamp(at, _UTC) if isinstance(at, float) else _aware(at))
+            try:
+                if isinstance(at, (int, float)) and not isinstance(at, bool):
+                    moment = datetime.fromtimestamp(at, _UTC)
+                else:
+                    moment = _aware(at)
+            except (OverflowError, OSError, ValueError):
+                raise ValidationError("at", at, "is out of range (years 1970 to 9999)") from None
+            period = month_label(moment)
         p = parse_period_label(period)
         rid = self.natural_id("costs", p.label, str(cost_type), str(channel))
         return {

@@ -1,0 +1,545 @@
+"""Reading history files for a backfill: formats, then the parsing of times, money and counts.
+
+Two layers, so that each can be tested (and reused) alone:
+
+* **Sources** turn a file into numbered raw rows without judging them: CSV with
+  any of ``, ; TAB |`` as delimiter (UTF-8, with or without a BOM), JSONL, a
+  JSON list (small files only: it is read whole), gzip-compressed versions of
+  those (by suffix or by magic bytes), and Excel ``.xlsx`` (streamed with
+  openpyxl's ``read_only`` mode, an optional extra). A file that is not what it
+  claims (empty, binary, not UTF-8, a header with no column) fails at once with
+  :class:`~perf_sdk.ConfigurationError` saying what was expected, because a
+  wrong file discovered after a million rejected rows wastes an afternoon.
+* **Value parsers** (:func:`parse_when`, :func:`parse_amount`,
+  :func:`parse_count`, :func:`parse_rating`) turn one cell into what a record
+  holds, or raise :class:`~perf_sdk.ValidationError` with the field, the value
+  and the rule, which is what a reject file shows. Money goes through
+  :class:`~decimal.Decimal`, never float, so ``£0.29`` is 29 pence.
+
+Everything here streams: a source never holds more than one row (the JSON list
+form excepted), so a 10-million-row file costs the same memory as a small one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import gzip
+import io
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from perf_sdk._errors import ConfigurationError, ValidationError
+
+__all__ = [
+    "AMOUNT_UNITS",
+    "DELIMITERS",
+    "Source",
+    "iter_records_file",
+    "open_source",
+    "parse_amount",
+    "parse_count",
+    "parse_rating",
+    "parse_when",
+    "resolve_timezone",
+]
+
+#: Delimiters a CSV file may use; the header line decides which.
+DELIMITERS: Final = ",;\t|"
+AMOUNT_UNITS: Final = ("pence", "pounds")
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_ZIP_MAGIC: Final = b"PK\x03\x04"
+_SNIFF_BYTES: Final = 64 * 1024
+_UTC: Final = timezone.utc
+
+RawRow = Any  # list[Any] for CSV and Excel, str (the line) for JSONL, dict for a JSON list or iterable
+
+
+# =============================================================================================
+# Sources
+# =============================================================================================
+
+
+@dataclass
+class Source:
+    """One input's rows, numbered as a person looking at the file would number them.
+
+    ``header`` holds the column names as written (for JSON, the keys of the
+    first object). ``rows`` yields ``(row_number, raw)``: for CSV and Excel
+    the row number counts the header as row 1 (a spreadsheet's numbering), for
+    JSONL it is the line number. ``raw`` is a list of cells (CSV, Excel), the
+    line's text (JSONL: parsed later, so a broken line is one rejected row,
+    not a failed run) or a mapping (JSON list, an iterable of dicts).
+    """
+
+    kind: Literal["csv", "jsonl", "json", "xlsx", "iterable"]
+    name: str
+    header: list[str]
+    rows: Iterator[tuple[int, RawRow]]
+    delimiter: str = ","
+    compressed: bool = False
+    #: Bytes of the file as stored (compressed, if it is) read so far, and its size: progress and ETA.
+    position: Any = field(default=lambda: 0, repr=False)
+    size: int | None = None
+    #: True when cells carry their own types (Excel): numbers in a time column are serial dates.
+    typed_cells: bool = False
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    def original(self, raw: RawRow) -> str:
+        """The row as it was in the file, for the reject file."""
+        if isinstance(raw, str):
+            return raw.rstrip("\r\n")
+        if isinstance(raw, Mapping):
+            return json.dumps(raw, default=str, ensure_ascii=False)
+        out = io.StringIO()
+        csv.writer(out, delimiter=self.delimiter, lineterminator="").writerow(["" if v is None else v for v in raw])
+        return out.getvalue()
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):  # closing must not hide the real error
+                closer.close()
+        self._closers.clear()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _expected() -> str:
+    return (
+        "expected a CSV file with a header row (delimiter , ; TAB or |, UTF-8), JSONL (one JSON object a line), "
+        "either of those gzip-compressed (.gz), or an Excel .xlsx workbook"
+    )
+
+
+def open_source(path: str | os.PathLike[str], *, sheet: str | None = None) -> Source:
+    """Open a history file, telling its format by its bytes first and its name second.
+
+    Raises :class:`ConfigurationError` for a missing, empty, binary or
+    malformed file, naming what was expected.
+    """
+    file = Path(path)
+    try:
+        raw = file.open("rb")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read records file {str(file)!r}: {exc.strerror or exc}") from exc
+    try:
+        size = os.fstat(raw.fileno()).st_size
+        head = raw.read(8)
+        raw.seek(0)
+        if not head:
+            raise ConfigurationError(f"{file.name} is empty: {_expected()}")
+        suffixes = [s.lower() for s in file.suffixes]
+        if head.startswith(_ZIP_MAGIC) or (suffixes and suffixes[-1] in (".xlsx", ".xlsm")):
+            raw.close()
+            return _open_xlsx(file, sheet)
+        stream: IO[bytes] = raw
+        compressed = head.startswith(_GZIP_MAGIC)
+        if compressed:
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            if suffixes and suffixes[-1] == ".gz":
+                suffixes = suffixes[:-1]
+        elif suffixes and suffixes[-1] == ".gz":
+            raise ConfigurationError(f"{file.name} is named .gz but is not gzip-compressed: {_expected()}")
+        source = _open_text(stream, file.name, suffixes[-1] if suffixes else "")
+        source.compressed = compressed
+        source.size = size
+        source.position = raw.tell
+        source._closers.extend([raw] if stream is raw else [raw, stream])
+        return source
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _open_text(stream: IO[bytes], name: str, suffix: str) -> Source:
+    buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, _SNIFF_BYTES)
+    try:
+        head = buffered.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise ConfigurationError(f"{name}: cannot decompress ({exc}): {_expected()}") from exc
+    if not head.strip():
+        raise ConfigurationError(f"{name} is empty: {_expected()}")
+    if b"\x00" in head:
+        raise ConfigurationError(f"{name} looks binary (it holds NUL bytes), not text: {_expected()}")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 (Excel: 'CSV UTF-8'); {_expected()}"
+        ) from None
+    text = io.TextIOWrapper(buffered, encoding="utf-8-sig", newline="")
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first == b"[" or suffix == ".json":
+        return _json_list_source(text, name)
+    if first == b"{" or suffix in (".jsonl", ".ndjson"):
+        return _jsonl_source(text, name)
+    return _csv_source(text, name)
+
+
+def _sniff_delimiter(line: str) -> str:
+    """The delimiter the header uses: the candidate that occurs most often outside quotes."""
+    unquoted = re.sub(r'"[^"]*"', "", line)
+    counts = {d: unquoted.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _csv_source(text: io.TextIOWrapper, name: str) -> Source:
+    try:
+        first_line = text.readline()
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{name} is not UTF-8 text ({exc.reason}): {_expected()}") from None
+    while first_line and not first_line.strip():  # blank lines before the header
+        first_line = text.readline()
+    delimiter = _sniff_delimiter(first_line)
+    header = next(csv.reader([first_line], delimiter=delimiter), [])
+    if not any(h.strip() for h in header):
+        raise ConfigurationError(f"{name} has no header row: {_expected()}")
+    reader = csv.reader(text, delimiter=delimiter)
+
+    def rows() -> Iterator[tuple[int, RawRow]]:
+        number = 1
+        try:
+            for row in reader:
+                number += 1
+                if row:  # a blank line is no row
+                    yield number, row
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{name}: not UTF-8 text after row {number} ({exc.reason})") from None
+        except csv.Error as exc:
+            raise ConfigurationError(f"{name}: malformed CSV after row {number} ({exc})") from None
+
+    return Source("csv", name, header, rows(), delimiter=delimiter)
+
+
+def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
+    try:
+        first_line = ""
+        lines_before = 0
+        while not first_line.strip():
+            first_line = text.readline()
+            lines_before += 1
+            if not first_line:
+                raise ConfigurationError(f"{name} is empty: {_expected()}")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{name} is not UTF-8 text ({exc.reason}): {_expected()}") from None
+    try:
+        first = json.loads(first_line)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: line {lines_before} is not JSON ({exc}): {_expected()}") from None
+    if not isinstance(first, dict):
+        raise ConfigurationError(f"{name}: line {lines_before} is not a JSON object: {_expected()}")
+
+    def rows() -> Iterator[tuple[int, RawRow]]:
+        yield lines_before, first_line
+        number = lines_before
+        try:
+            for line in text:
+                number += 1
+                if line.strip():
+                    yield number, line
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{name}: not UTF-8 text after line {number} ({exc.reason})") from None
+
+    return Source("jsonl", name, [str(k) for k in first], rows())
+
+
+def _json_list_source(text: io.TextIOWrapper, name: str) -> Source:
+    """A JSON list of objects: read whole, so for small files only (JSONL streams)."""
+    try:
+        data = json.load(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{name} is not valid JSON ({exc}): {_expected()}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise ConfigurationError(f"{name} holds no records (a list of JSON objects): {_expected()}")
+    header = [str(k) for k in data[0]]
+    return Source("json", name, header, iter(list(enumerate(data, 1))))
+
+
+def _open_xlsx(file: Path, sheet: str | None) -> Source:
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"reading Excel workbooks needs openpyxl: pip install 'perf-sdk[excel]' ({exc})"
+        ) from exc
+    try:
+        book = openpyxl.load_workbook(file, read_only=True, data_only=True)
+    except Exception as exc:
+        raise ConfigurationError(f"{file.name} is not a readable .xlsx workbook ({exc}): {_expected()}") from exc
+    try:
+        ws = book[sheet] if sheet else book.worksheets[0]
+    except (KeyError, IndexError):
+        book.close()
+        raise ConfigurationError(f"{file.name} has no sheet {sheet!r}; sheets: {book.sheetnames}") from None
+    it = ws.iter_rows(values_only=True)
+    header_row: tuple[Any, ...] | None = None
+    number = 0
+    for row in it:
+        number += 1
+        if any(c not in (None, "") for c in row):
+            header_row = row
+            break
+    if header_row is None:
+        book.close()
+        raise ConfigurationError(f"{file.name} (sheet {ws.title!r}) is empty: {_expected()}")
+    width = len(header_row)
+    while width and header_row[width - 1] in (None, ""):
+        width -= 1
+    header = ["" if c is None else str(c) for c in header_row[:width]]
+    header_number = number
+
+    def rows() -> Iterator[tuple[int, RawRow]]:
+        n = header_number
+        for row in it:
+            n += 1
+            cells = list(row[:width])
+            if any(c not in (None, "") for c in cells):
+                cells.extend([None] * (width - len(cells)))
+                if any(c not in (None, "") for c in row[width:]):
+                    cells.extend(row[width:])  # cells under no header: the row is refused for it
+                yield n, cells
+
+    # openpyxl reads the zip itself: no byte position to report, so the progress bar is indeterminate.
+    source = Source("xlsx", file.name, header, rows(), typed_cells=True)
+    source._closers.append(book)
+    return source
+
+
+def iterable_source(rows: Iterable[Mapping[str, Any]], name: str = "<iterable>") -> Source:
+    """Rows a script already holds (dicts), numbered from 1, with the first row's keys as header."""
+    iterator = iter(rows)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise ConfigurationError("the rows to backfill are empty: expected mappings of column to value") from None
+    if not isinstance(first, Mapping):
+        raise ConfigurationError(f"rows must be mappings of column to value, not {type(first).__name__}")
+
+    def numbered() -> Iterator[tuple[int, RawRow]]:
+        yield 1, first
+        yield from enumerate(iterator, 2)
+
+    return Source("iterable", name, [str(k) for k in first], numbered())
+
+
+def iter_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Every row of a history file as a dict of column to value, empty cells left out.
+
+    The plain reading ``perf_sdk.kpis(path=...)`` needs: same formats as a
+    backfill (delimiters, BOM, gzip, JSONL, Excel), no column contract. A JSON
+    line that is not an object raises :class:`ValidationError` (field ``row``).
+    """
+    with open_source(path) as source:
+        header = source.header
+        for number, raw in source.rows:
+            if isinstance(raw, str):
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    raise ValidationError("row", number, "a JSON object per line") from None
+                if not isinstance(obj, dict):
+                    raise ValidationError("row", number, "a JSON object per line")
+                yield obj
+            elif isinstance(raw, Mapping):
+                yield dict(raw)
+            elif isinstance(raw, list) and source.kind in ("csv", "xlsx"):
+                yield {k: v for k, v in zip(header, raw, strict=False) if k and v not in (None, "")}
+            else:
+                raise ValidationError("row", number, "a JSON object per line")
+
+
+# =============================================================================================
+# Values
+# =============================================================================================
+
+WHEN_RULE: Final = (
+    "must be a date or date-time: ISO 8601 (2026-03-31, 2026-03-31T14:05:00Z, 2026-03-31 14:05) "
+    "or DD/MM/YYYY [HH:MM[:SS]]"
+)
+_UK_RE: Final = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+_ISO_START_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: Excel's day 0 (its 1900 system counts a 29 February 1900 that never was, so serials from
+#: 61 on, every date since March 1900, are days since 30 December 1899).
+_EXCEL_EPOCH: Final = datetime(1899, 12, 30)
+_EXCEL_MAX_SERIAL: Final = 2_958_465  # 9999-12-31
+
+
+def resolve_timezone(name: str | tzinfo) -> tzinfo:
+    """A zone by IANA name (``Europe/London``); a :class:`ConfigurationError` naming it otherwise."""
+    if isinstance(name, tzinfo):
+        return name
+    if name.upper() in ("UTC", "Z"):
+        return _UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"unknown time zone {name!r}: use an IANA name such as Europe/London") from exc
+
+
+def localize(naive: datetime, zone: tzinfo, field: str, value: object) -> datetime:
+    """A naive wall-clock time read in ``zone``.
+
+    A time the clocks skipped (01:30 on the last Sunday of March in London)
+    never happened, so it is refused; a time they repeated (01:30 on the last
+    Sunday of October) is taken as its first occurrence (summer time), which is
+    what a system logging local time would have meant before the change.
+    """
+    aware = naive.replace(tzinfo=zone, fold=0)
+    if zone is _UTC:
+        return aware
+    if aware.astimezone(_UTC).astimezone(zone).replace(tzinfo=None) != naive:
+        raise ValidationError(
+            field, value, f"does not exist in {zone}: the clocks went forward past it (a daylight-saving gap)"
+        )
+    return aware
+
+
+def parse_when(value: object, zone: tzinfo, *, field: str = "timestamp", serials: bool = False) -> datetime:
+    """A cell naming a moment, as an aware datetime.
+
+    Accepts ISO 8601 (with ``Z`` or an offset, or naive), a date alone
+    (midnight), ``DD/MM/YYYY`` with an optional ``HH:MM[:SS]`` (UK order, never
+    US), ``datetime``/``date`` objects (Excel cells) and, with ``serials``, Excel
+    serial day numbers. Naive values are read in ``zone``.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else localize(value, zone, field, value)
+    if isinstance(value, date):
+        return localize(datetime(value.year, value.month, value.day), zone, field, value)
+    if serials and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not 1 <= value <= _EXCEL_MAX_SERIAL:
+            raise ValidationError(field, value, "must be an Excel date (a serial day number from 1 to 2958465)")
+        # Whole seconds: serials carry float noise (0.5416666 for 13:00).
+        seconds = round(float(value) * 86400)
+        epoch = _EXCEL_EPOCH if value >= 61 else _EXCEL_EPOCH + timedelta(days=1)
+        naive = epoch + timedelta(seconds=seconds)
+        return localize(naive, zone, field, value)
+    if not isinstance(value, str):
+        raise ValidationError(field, value, WHEN_RULE)
+    text = value.strip()
+    if _ISO_START_RE.match(text):
+        iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        try:
+            if len(iso) == 10:
+                day = date.fromisoformat(iso)
+                return localize(datetime(day.year, day.month, day.day), zone, field, value)
+            moment = datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValidationError(field, value, WHEN_RULE) from None
+        return moment if moment.tzinfo is not None else localize(moment, zone, field, value)
+    m = _UK_RE.match(text)
+    if m is None:
+        raise ValidationError(field, value, WHEN_RULE)
+    d, mo, y, hh, mm, ss = m.groups()
+    try:
+        naive = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
+    except ValueError:
+        raise ValidationError(field, value, WHEN_RULE + " (no such day or time)") from None
+    return localize(naive, zone, field, value)
+
+
+PENCE_RULE: Final = (
+    "must be a whole, non-negative number of pence (e.g. 125000 for £1,250.00); for pounds pass --amount-unit pounds"
+)
+POUNDS_RULE: Final = "must be a non-negative amount in pounds with at most 2 decimal places, e.g. £1,234.56 or 1234.5"
+_PENCE_RE: Final = re.compile(r"^(?:\d+|\d{1,3}(?:,\d{3})+)$")
+_POUNDS_RE: Final = re.compile(r"^£?\s*(\d+|\d{1,3}(?:,\d{3})+)(?:\.(\d{1,2}))?$")
+_MAX_PENCE: Final = 10**14
+
+
+def parse_amount(value: object, unit: str = "pence", *, field: str = "amount_pence") -> int:
+    """Money as whole pence, exactly: ``£1,234.56`` (pounds) → 123456; ``1250`` (pence) → 1250."""
+    if unit == "pounds":
+        if isinstance(value, bool):
+            raise ValidationError(field, value, POUNDS_RULE)
+        if isinstance(value, (int, float, Decimal)):
+            try:
+                amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+            except InvalidOperation:
+                raise ValidationError(field, value, POUNDS_RULE) from None
+            pence = amount * 100
+            if not pence.is_finite() or pence != pence.to_integral_value() or pence < 0:
+                raise ValidationError(field, value, POUNDS_RULE)
+            result = int(pence)
+        elif isinstance(value, str):
+            m = _POUNDS_RE.match(value.strip())
+            if m is None:
+                raise ValidationError(field, value, POUNDS_RULE)
+            result = int(m.group(1).replace(",", "")) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+        else:
+            raise ValidationError(field, value, POUNDS_RULE)
+    elif unit == "pence":
+        if isinstance(value, bool):
+            raise ValidationError(field, value, PENCE_RULE)
+        if isinstance(value, int):
+            result = value
+        elif isinstance(value, float) and value.is_integer():
+            result = int(value)
+        elif isinstance(value, str) and _PENCE_RE.match(value.strip()):
+            result = int(value.strip().replace(",", ""))
+        else:
+            raise ValidationError(field, value, PENCE_RULE)
+        if result < 0:
+            raise ValidationError(field, value, PENCE_RULE)
+    else:
+        raise ConfigurationError(f"unknown amount unit {unit!r}: use one of {', '.join(AMOUNT_UNITS)}")
+    if result > _MAX_PENCE:
+        raise ValidationError(field, value, f"is too large (at most {_MAX_PENCE} pence)")
+    return result
+
+
+COUNT_RULE: Final = "must be a positive whole number (1 for one event, N for N aggregated)"
+_COUNT_RE: Final = re.compile(r"^\s*(?:\d+|\d{1,3}(?:,\d{3})+)\s*$")
+
+
+def parse_count(value: object, *, field: str = "count", zero: bool = False) -> int:
+    """A positive whole number (``1,234`` accepted); with ``zero``, 0 too (a wide cell with nothing in it)."""
+    if isinstance(value, str):
+        if value.isdigit():  # the fast, common case
+            number = int(value)
+        elif _COUNT_RE.match(value):
+            number = int(value.replace(",", ""))
+        else:
+            raise ValidationError(field, value, COUNT_RULE)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        raise ValidationError(field, value, COUNT_RULE)
+    if number < (0 if zero else 1) or number > 1_000_000_000:
+        raise ValidationError(field, value, COUNT_RULE)
+    return number
+
+
+RATING_RULE: Final = "must be a whole number from 1 (very dissatisfied) to 5 (very satisfied)"
+
+
+def parse_rating(value: object, *, field: str = "rating") -> int:
+    """A satisfaction rating, 1..5, from text (``"4"``) or a number (``4``, ``4.0``)."""
+    number: int | None = None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or not 1 <= number <= 5:
+        raise ValidationError(field, value, RATING_RULE)
+    return number

@@ -1,0 +1,831 @@
+"""From a history file's header and rows to the SDK's records: the column contract and the ids.
+
+The column contract (API.md, "Backfill input") in one place: which columns each
+data type takes, which it needs, how ``--map`` renames them, and the two *wide*
+shapes GOV.UK services published on the Performance Platform (alphagov
+stagecraft's data types), turned into one record per cell:
+
+``wide-transactions``
+    One row per period, a column per channel: ``channel_digital``,
+    ``channel_phone`` ... or simply ``digital``, ``phone``, ``paper``,
+    ``face_to_face`` (``face-to-face``), ``other``. The time is in
+    ``timestamp``, ``_timestamp``, ``period_start``, ``start_at`` or ``date``, or
+    a ``period`` label (``2026-03``); ``period`` may instead name the
+    granularity (``month``, as stagecraft's ``transactions-by-channel`` did).
+    ``stage`` is optional and defaults to ``completed``: those data sets
+    counted transactions done. Each non-zero cell becomes one ``transactions``
+    record with that cell's ``count``.
+``wide-satisfaction``
+    Stagecraft's ``customer-satisfaction``: a time column and ``rating_1`` ...
+    ``rating_5`` (counts of each answer); ``channel`` optional (default
+    ``digital``: the feedback page of the digital service); ``total``, when
+    present, must equal the sum of the five (a mismatch rejects the row);
+    ``comments`` and ``slug`` are read past. Each non-zero cell becomes one
+    ``satisfaction`` record.
+
+Ids make a backfill idempotent (API.md: "derives from the data set and the
+row's content and position"). A record's ``_id`` is 32 hex digits: 8 naming the
+run's source (SHA-256 of service, ``backfill``, data type, source name), 10 the
+row number, and 14 of the SHA-256 of all that plus the record's *key*: what the
+record is about, normalised (its UTC ``_timestamp``, stage or rating, channel)
+but not how many it counts. The row number in the middle keeps one file's ids
+in ascending order, so the platform's id index grows at its end instead of
+taking a random page per record (random ids halve the local platform's ingest
+rate once its index outgrows the page cache). Running the same file
+twice, or from two machines, stores each record once; a corrected *count* in
+place replaces the old figure; two exports that share a file name never collide
+unless they say the same thing on the same row. Rows that carry their own
+identity use the Tracker's ids instead, so backfilled and live records agree: a
+``transaction_id`` gives the Tracker's id for that transaction's start or
+completion (or satisfaction answer), and a cost row the Tracker's cost id
+(period label, cost type, channel), so a re-reported cost replaces the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any, Final, Literal
+
+from perf_sdk._backfill_readers import RawRow, parse_amount, parse_count, parse_rating, parse_when
+from perf_sdk._errors import ConfigurationError, ValidationError
+from perf_sdk._protocol import CHANNELS, DATA_TYPES, STAGES
+from perf_sdk._records import RecordBuilder, parse_period_label
+
+__all__ = ["SHAPES", "ColumnPlan", "RowBuilder", "plan_columns"]
+
+Shape = Literal["narrow", "wide-transactions", "wide-satisfaction"]
+SHAPES: Final = ("narrow", "wide-transactions", "wide-satisfaction")
+
+#: Columns each data type takes in the narrow (API.md) shape, and those it needs.
+COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "transactions": ("timestamp", "stage", "channel", "count", "transaction_id", "period"),
+    "satisfaction": ("timestamp", "rating", "channel", "count", "transaction_id"),
+    "costs": ("period", "amount_pence", "cost_type", "channel", "count", "timestamp"),
+}
+REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "transactions": ("timestamp", "stage", "channel"),
+    "satisfaction": ("timestamp", "rating", "channel"),
+    "costs": ("period", "amount_pence", "cost_type"),
+}
+#: The column that tells a narrow file's data type when --type is not given.
+_TYPE_COLUMN: Final = (("transactions", "stage"), ("satisfaction", "rating"), ("costs", "amount_pence"))
+#: Other spellings of a column, as backdrop exports and stagecraft schemas wrote them.
+_ALIASES: Final = {"_timestamp": "timestamp"}
+_TIME_COLUMNS: Final = ("timestamp", "period_start", "start_at", "_start_at", "date")
+#: Read past in the wide shapes: backdrop's computed fields and stagecraft's extras.
+_WIDE_IGNORED: Final = frozenset(
+    {
+        "_id",
+        "_updated_at",
+        "_count",
+        "_hour_start_at",
+        "_day_start_at",
+        "_week_start_at",
+        "_month_start_at",
+        "_quarter_start_at",
+        "_year_start_at",
+        "comments",
+        "slug",
+        "service",
+        "data_type",
+        "dashboard_slug",
+    }
+)
+_RATING_COLUMN_RE: Final = re.compile(r"^rating_([1-5])$")
+_WIDE_TRANSACTION_FIELDS: Final = frozenset({"stage", "period", *_TIME_COLUMNS})
+_WIDE_SATISFACTION_FIELDS: Final = frozenset({"channel", "total", "period", *_TIME_COLUMNS})
+_GRANULARITIES: Final = frozenset({"hour", "day", "week", "month", "quarter", "year"})
+_CHANNEL_RULE: Final = f"must be one of {', '.join(CHANNELS)}"
+_COST_CHANNEL_RULE: Final = _CHANNEL_RULE + ", or all"
+_STAGE_RULE: Final = f"must be one of {', '.join(STAGES)}"
+_COST_TYPE_RE: Final = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
+_CACHE_LIMIT: Final = 100_000
+_FAST_ISO_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}[T ](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:Z|z|\+00:00)?$")
+_UNSET: Final = object()
+_sha256: Final = hashlib.sha256
+
+
+def normalise_column(name: str) -> str:
+    """``" Face-to-face "`` → ``face_to_face``: headers written by people, read leniently."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+def _channel_of_column(name: str) -> str | None:
+    bare = name[8:] if name.startswith("channel_") else name
+    return bare if bare in CHANNELS else None
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which source column feeds which field, decided once from the header.
+
+    ``keys`` maps a field to its source key: an index for list rows (CSV,
+    Excel), a column name for mapping rows (JSON). ``cells`` lists a wide
+    shape's value columns as ``(channel or rating, key)``.
+    """
+
+    data_type: str
+    shape: Shape
+    keys: dict[str, Any]
+    cells: tuple[tuple[Any, Any], ...] = ()
+    #: Source column name -> field, for mapping rows (JSONL lines may have keys of their own).
+    by_name: dict[str, str] = field(default_factory=dict)
+    #: Source columns read past (--ignore-extra, or the wide shapes' extras).
+    ignored: frozenset[str] = frozenset()
+    width: int = 0
+    mapping: dict[str, str] = field(default_factory=dict)
+    ignore_extra: bool = False
+
+    def field_for(self, column: str) -> str | None:
+        """The field a column (of a JSON line) feeds; ``""`` to read past it, ``None`` if unknown."""
+        kind, value = _classify(column, self.mapping, self.data_type, self.shape)
+        if kind == "field":
+            return "timestamp" if self.shape != "narrow" and value in _TIME_COLUMNS else str(value)
+        if kind == "unknown" and not self.ignore_extra:
+            return None
+        return ""
+
+    def describe(self) -> str:
+        used = [*self.keys, *(str(c) for c, _ in self.cells)]
+        return f"{self.data_type} ({self.shape}): {', '.join(used)}"
+
+
+def _expected_columns(data_type: str, shape: Shape) -> str:
+    if shape == "wide-transactions":
+        return (
+            "a time column (timestamp, _timestamp, period_start, start_at or date, or a period label) and a column "
+            "per channel (channel_digital or digital, phone, paper, face_to_face, other); optional stage, period"
+        )
+    if shape == "wide-satisfaction":
+        return (
+            "a time column (timestamp, _timestamp, period_start ...) and rating_1 ... rating_5; optional channel, total"
+        )
+    cols = COLUMNS[data_type]
+    need = REQUIRED[data_type]
+    return ", ".join(need) + " (required); " + ", ".join(c for c in cols if c not in need) + " (optional)"
+
+
+def plan_columns(
+    header: Sequence[str],
+    *,
+    data_type: str | None = None,
+    shape: str | None = None,
+    column_map: Mapping[str, str] | None = None,
+    ignore_extra: bool = False,
+    by_index: bool = True,
+    source_name: str = "the file",
+) -> ColumnPlan:
+    """Decide the data type, the shape and each column's field, or fail naming what was expected.
+
+    Raises :class:`ConfigurationError` for unknown columns (unless
+    ``ignore_extra``), missing required ones, two columns for one field, or a
+    data type the columns do not tell.
+    """
+    if data_type is not None and data_type not in DATA_TYPES:
+        raise ConfigurationError(f"unknown data type {data_type!r}: use one of {', '.join(DATA_TYPES)}")
+    if shape is not None and shape not in SHAPES:
+        raise ConfigurationError(f"unknown shape {shape!r}: use one of {', '.join(SHAPES)}")
+    mapping: dict[str, str] = {}
+    for src, dst in (column_map or {}).items():
+        target = normalise_column(dst)
+        target = _ALIASES.get(target, target)
+        if not _known_anywhere(target):
+            raise ConfigurationError(
+                f"--map {src}={dst}: {dst!r} is not a column the backfill reads; fields are "
+                f"{', '.join(sorted({c for cols in COLUMNS.values() for c in cols}))}, or a wide shape's "
+                "channel_<channel> / rating_<n>"
+            )
+        mapping[src.strip()] = target
+        mapping[normalise_column(src)] = target
+    names = [_rename(raw, mapping) for raw in header]
+    present = {n for n in names if n}
+
+    # the shape
+    has_ratings = any(_RATING_COLUMN_RE.match(n) for n in present) and "rating" not in present
+    has_channel_cells = any(_channel_of_column(n) for n in present) and "channel" not in present
+    if shape is None or shape == "narrow":
+        if shape is None and has_ratings and data_type in (None, "satisfaction"):
+            shape = "wide-satisfaction"
+        elif shape is None and has_channel_cells and data_type in (None, "transactions") and "count" not in present:
+            shape = "wide-transactions"
+        else:
+            shape = "narrow"
+    wide_type = {"wide-transactions": "transactions", "wide-satisfaction": "satisfaction"}.get(shape)
+    if wide_type is not None:
+        if data_type not in (None, wide_type):
+            raise ConfigurationError(f"shape {shape} holds {wide_type}, not {data_type}")
+        data_type = wide_type
+    if data_type is None:
+        found = [t for t, col in _TYPE_COLUMN if col in present]
+        if len(found) != 1:
+            why = "columns of several" if found else "no column that tells the"
+            raise ConfigurationError(
+                f"{source_name} has {why} data type ({', '.join(sorted(present)) or 'no columns'}): expected a "
+                "stage (transactions), rating (satisfaction) or amount_pence (costs) column, or pass --type"
+            )
+        data_type = found[0]
+    shape_t: Shape = shape  # type: ignore[assignment]
+
+    keys: dict[str, Any] = {}
+    cells: list[tuple[Any, Any]] = []
+    by_name: dict[str, str] = {}
+    unknown: list[str] = []
+    ignored: set[str] = set()
+    for index, raw in enumerate(header):
+        key: Any = index if by_index else raw
+        original = "" if raw is None else str(raw)
+        kind, value = _classify(original, mapping, data_type, shape_t)
+        if kind == "cell":
+            if any(c == value for c, _ in cells):
+                raise ConfigurationError(f"{source_name} has two columns for {value}: {list(header)}")
+            cells.append((value, key))
+            by_name[original] = ""
+        elif kind == "field":
+            field_name = "timestamp" if shape_t != "narrow" and value in _TIME_COLUMNS else str(value)
+            if field_name in keys:
+                raise ConfigurationError(
+                    f"{source_name} has two columns for {field_name!r} (after --map): keep one, or rename with --map"
+                )
+            keys[field_name] = key
+            by_name[original] = field_name
+        elif kind == "ignored" or ignore_extra:
+            ignored.add(original)
+        else:
+            unknown.append(original)
+    if unknown:
+        raise ConfigurationError(
+            f"{source_name}: unknown column(s) {', '.join(repr(u) for u in unknown)} for {data_type} ({shape_t}); "
+            f"expected {_expected_columns(data_type, shape_t)}. Rename with --map SOURCE=FIELD, "
+            "or pass --ignore-extra to read past them"
+        )
+    if shape_t == "narrow":
+        missing = [c for c in REQUIRED[data_type] if c not in keys]
+        if data_type == "transactions" and missing == ["timestamp"] and "period" in keys:
+            missing = []  # a period label can name the time
+    else:
+        missing = [] if ("timestamp" in keys or "period" in keys) else ["a time column"]
+        if not cells:
+            missing.append("rating_1 ... rating_5" if shape_t == "wide-satisfaction" else "channel columns")
+    if missing:
+        raise ConfigurationError(
+            f"{source_name}: missing column(s) {', '.join(missing)} for {data_type} ({shape_t}); "
+            f"expected {_expected_columns(data_type, shape_t)}; found {', '.join(repr(str(h)) for h in header)}"
+        )
+    return ColumnPlan(
+        data_type,
+        shape_t,
+        keys,
+        tuple(cells),
+        by_name,
+        frozenset(ignored),
+        len(header),
+        mapping,
+        ignore_extra,
+    )
+
+
+def _rename(raw: object, mapping: Mapping[str, str]) -> str:
+    name = str(raw).strip() if raw is not None else ""
+    target = mapping.get(name) or mapping.get(normalise_column(name)) or normalise_column(name)
+    return _ALIASES.get(target, target)
+
+
+def _known_anywhere(name: str) -> bool:
+    return (
+        any(name in cols for cols in COLUMNS.values())
+        or name in _TIME_COLUMNS
+        or name == "total"
+        or _channel_of_column(name) is not None
+        or _RATING_COLUMN_RE.match(name) is not None
+    )
+
+
+def _classify(column: str, mapping: Mapping[str, str], data_type: str, shape: str) -> tuple[str, Any]:
+    """What a source column is under a plan: ("field", name), ("cell", channel or rating), ("ignored", None)
+    or ("unknown", None)."""
+    name = _rename(column, mapping)
+    if not name:
+        return "ignored", None
+    if shape == "wide-transactions":
+        channel = _channel_of_column(name)
+        if channel is not None:
+            return "cell", channel
+        allowed: frozenset[str] | tuple[str, ...] = _WIDE_TRANSACTION_FIELDS
+    elif shape == "wide-satisfaction":
+        m = _RATING_COLUMN_RE.match(name)
+        if m:
+            return "cell", int(m.group(1))
+        allowed = _WIDE_SATISFACTION_FIELDS
+    else:
+        allowed = COLUMNS[data_type]
+    if name in allowed:
+        return "field", name
+    if shape != "narrow" and name in _WIDE_IGNORED:
+        return "ignored", None
+    return "unknown", None
+
+
+def _present(value: Any) -> bool:
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
+
+
+class RowBuilder:
+    """Builds a chunk of rows into records; what a row breaks becomes a reject, not an exception.
+
+    Plain Python and caches on purpose: this is the backfill's hot loop. A
+    timestamp, a channel or a stage is parsed once per distinct text, not once
+    per row (history files repeat them), and a row is a dict for only as long
+    as it takes to read it.
+    """
+
+    def __init__(
+        self,
+        plan: ColumnPlan,
+        builder: RecordBuilder,
+        *,
+        source_name: str,
+        zone: tzinfo,
+        amount_unit: str = "pence",
+        serials: bool = False,
+        ignore_extra: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.builder = builder
+        self.zone = zone
+        self.amount_unit = amount_unit
+        self.serials = serials
+        self.ignore_extra = ignore_extra
+        self.data_type = plan.data_type
+        self._prefix = f"{builder.service}\x1fbackfill\x1f{plan.data_type}\x1f{source_name}\x1f".encode()
+        self._run = hashlib.sha256(self._prefix).hexdigest()[:8]
+        self._when: dict[Any, str] = {}
+        self._channels: dict[Any, str] = {}
+        self._stages: dict[Any, str] = {}
+        self._labels: dict[Any, tuple[str, str, str]] = {}
+        self._offsets: dict[str, Any] = {}
+        self._ratings: dict[Any, int] = {}
+        self._days: dict[str, bool] = {}
+        self._items = [(f, k) for f, k in plan.keys.items()]
+        self._key_fields: dict[Any, str | None] = {}
+        keys = plan.keys
+        self._fast: tuple[int, int, int, int | None, str, dict[Any, Any]] | None = None
+        if (
+            plan.shape == "narrow"
+            and plan.data_type in ("transactions", "satisfaction")
+            and isinstance(keys.get("timestamp"), int)
+            and "transaction_id" not in keys
+            and "period" not in keys
+        ):
+            key_field = "stage" if plan.data_type == "transactions" else "rating"
+            self._fast = (
+                keys["timestamp"],
+                keys[key_field],
+                keys["channel"],
+                keys.get("count"),
+                key_field,
+                self._stages if key_field == "stage" else self._ratings,
+            )
+        self._build: Callable[[int, RawRow], dict[str, Any] | list[dict[str, Any]]]
+        if plan.shape == "wide-transactions":
+            self._build = self._wide_transactions
+        elif plan.shape == "wide-satisfaction":
+            self._build = self._wide_satisfaction
+        else:
+            self._build = {
+                "transactions": self._transactions,
+                "satisfaction": self._satisfaction,
+                "costs": self._costs,
+            }[plan.data_type]
+
+    # -- reading a row ----------------------------------------------------------------------
+    def fields(self, raw: RawRow) -> dict[str, Any]:
+        """The row's values by field (absent or blank cells left out)."""
+        if isinstance(raw, list):
+            width = self.plan.width
+            if len(raw) > width and any(_present(v) for v in raw[width:]):
+                raise ValidationError(
+                    "row", len(raw), f"has {len(raw)} cells but the header has {width} (a delimiter inside a value?)"
+                )
+            n = len(raw)
+            out = {}
+            for f, k in self._items:
+                if k < n:
+                    v = raw[k]
+                    if v is not None and v != "":
+                        out[f] = v
+            return out
+        if isinstance(raw, str):
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                raise ValidationError("row", raw.strip()[:80], f"must be a JSON object ({exc})") from None
+            if not isinstance(obj, dict):
+                raise ValidationError("row", raw.strip()[:80], "must be a JSON object")
+            raw = obj
+        if not isinstance(raw, Mapping):
+            raise ValidationError("row", raw, "must be a mapping of column to value")
+        out = {}
+        names = self._key_fields
+        for key, value in raw.items():
+            name = names.get(key)
+            if name is None:
+                name = names[key] = self.plan.field_for(str(key))
+            if name is None:
+                raise ValidationError(
+                    str(key),
+                    value,
+                    f"is not a column of {self.data_type}; rename it with --map SOURCE=FIELD or pass --ignore-extra",
+                )
+            if name and _present(value):
+                out[name] = value
+        return out
+
+    @staticmethod
+    def cell(raw: RawRow, key: Any) -> Any:
+        if isinstance(raw, list):
+            return raw[key] if key < len(raw) else None
+        return raw.get(key) if isinstance(raw, Mapping) else None
+
+    @staticmethod
+    def parsed(raw: RawRow) -> RawRow:
+        """A JSON line as its object (once, for the wide shapes that read it twice)."""
+        if isinstance(raw, str):
+            try:
+                return json.loads(raw)
+            except ValueError as exc:
+                raise ValidationError("row", raw.strip()[:80], f"must be a JSON object ({exc})") from None
+        return raw
+
+    # -- the chunk --------------------------------------------------------------------------
+    def build(
+        self, rows: Sequence[tuple[int, RawRow]]
+    ) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, ValidationError]]]:
+        """``(records, row index of each record, [(row index, error)])`` for a chunk of rows."""
+        records: list[dict[str, Any]] = []
+        owners: list[int] = []
+        rejects: list[tuple[int, ValidationError]] = []
+        build = self._build
+        append, own = records.append, owners.append
+        slow: Sequence[tuple[int, tuple[int, RawRow]]] = (
+            self._fast_chunk(rows, records, owners) if self._fast is not None else list(enumerate(rows))
+        )
+        for index, (number, raw) in slow:
+            try:
+                built = build(number, raw)
+            except ValidationError as exc:
+                rejects.append((index, exc))
+                continue
+            if isinstance(built, dict):
+                append(built)
+                own(index)
+            else:
+                for record in built:
+                    append(record)
+                    own(index)
+        if slow and self._fast is not None:  # slow rows were appended after the fast ones: restore file order
+            order = sorted(range(len(records)), key=owners.__getitem__)
+            records[:] = [records[i] for i in order]
+            owners[:] = [owners[i] for i in order]
+        if len(self._when) > _CACHE_LIMIT:
+            self._when.clear()
+        if len(self._offsets) > _CACHE_LIMIT or len(self._days) > _CACHE_LIMIT:
+            self._offsets.clear()
+            self._days.clear()
+        return records, owners, rejects
+
+    def _fast_chunk(
+        self, rows: Sequence[tuple[int, RawRow]], records: list[dict[str, Any]], owners: list[int]
+    ) -> list[tuple[int, tuple[int, RawRow]]]:
+        """The common case of a narrow CSV transactions or satisfaction file, inlined.
+
+        Every value is looked up in the caches the general path fills
+        (channel, stage, rating text) or read by the ISO fast path; a row with
+        anything else (a first-seen value, an error, an odd time) is left for
+        the general path, which decides and explains. Same records, same ids,
+        about twice as fast.
+        """
+        assert self._fast is not None
+        ti, ki, ci, ni, field_name, keys = self._fast
+        width = self.plan.width
+        when = self._when
+        channels = self._channels
+        fast_iso = self._fast_iso
+        prefix, run, sha = self._prefix, self._run, _sha256
+        append, own = records.append, owners.append
+        slow: list[tuple[int, tuple[int, RawRow]]] = []
+        for index, item in enumerate(rows):
+            number, row = item
+            try:
+                if type(row) is not list or len(row) != width:
+                    raise LookupError
+                t = row[ti]
+                ts = when.get(t)
+                if ts is None:
+                    ts = fast_iso(t)
+                    if ts is None:
+                        raise LookupError
+                key = keys[row[ki]]
+                channel = channels[row[ci]]
+                if ni is None:
+                    count = 1
+                else:
+                    c = row[ni]
+                    if c.isdigit():
+                        count = int(c)
+                        if not 0 < count <= 1_000_000_000:
+                            raise LookupError
+                    elif c == "":
+                        count = 1
+                    else:
+                        raise LookupError
+            except (LookupError, TypeError, AttributeError):  # a typed (Excel) cell, or anything unusual
+                slow.append((index, item))
+                continue
+            digest = sha(prefix + f"{number}\x1f{ts}\x1f{key}\x1f{channel}".encode()).hexdigest()
+            append(
+                {
+                    "_id": f"{run}{number:010x}{digest[:14]}",
+                    "_timestamp": ts,
+                    "count": count,
+                    field_name: key,
+                    "channel": channel,
+                }
+            )
+            own(index)
+        return slow
+
+    # -- values -----------------------------------------------------------------------------
+    def _timestamp(self, value: Any) -> str:
+        try:
+            return self._when[value]
+        except (KeyError, TypeError):
+            pass
+        if type(value) is str:
+            text = self._fast_iso(value)
+            if text is not None:
+                return text  # not cached: a unique time a row is the common case here
+        text = self.builder.timestamp(parse_when(value, self.zone, serials=self.serials), field="timestamp")
+        with contextlib.suppress(TypeError):  # an unhashable cell is simply not cached
+            self._when[value] = text
+        return text
+
+    def _fast_iso(self, value: str) -> str | None:
+        """``YYYY-MM-DD[T ]HH:MM:SS`` with ``Z``, ``+00:00`` or no zone, without the general parser.
+
+        Files of events have a distinct time on every row, so this is the hot
+        path: whole seconds, UTC or the local zone outside the hour of a clock
+        change (the offset is looked up once per hour of data, a date checked
+        once per day). Anything else returns ``None`` for :func:`parse_when`.
+        """
+        if _FAST_ISO_RE.match(value) is None:
+            return None
+        day = value[:10]
+        ok = self._days.get(day)
+        if ok is None:
+            try:
+                ok = date.fromisoformat(day).year >= 1000
+            except ValueError:
+                ok = False
+            self._days[day] = ok
+        if not ok:
+            return None
+        tail = value[19:]
+        if tail == "":
+            hour = value[:13]
+            offset = self._offsets.get(hour, _UNSET)
+            if offset is _UNSET:
+                offset = self._offsets[hour] = self._hour_offset(datetime.fromisoformat(hour + ":00:00"))
+            if offset is None:
+                return None
+            if offset:
+                moment = datetime.fromisoformat(value) - offset
+                return None if moment.year < 1000 else moment.isoformat() + "+00:00"
+        elif tail not in ("Z", "+00:00", "z"):
+            return None
+        return f"{day}T{value[11:19]}+00:00"
+
+    def _hour_offset(self, moment: datetime) -> timedelta | None:
+        """The local zone's UTC offset for a whole wall-clock hour, or ``None`` if it changes within it."""
+        if self.zone is timezone.utc:
+            return timedelta(0)
+        first = moment.replace(minute=0, second=0, tzinfo=self.zone, fold=0)
+        last = moment.replace(minute=59, second=59, tzinfo=self.zone, fold=0)
+        a, b = first.utcoffset(), last.utcoffset()
+        a1 = first.replace(fold=1).utcoffset()
+        b1 = last.replace(fold=1).utcoffset()
+        if a is None or not a == b == a1 == b1:
+            return None  # a clock change (gap or repeat) in this hour: the general parser decides
+        return a
+
+    def _channel(self, value: Any, *, costs: bool = False) -> str:
+        try:
+            return self._channels[value]
+        except (KeyError, TypeError):
+            pass
+        text = normalise_column(value) if isinstance(value, str) else None
+        if text is None or not (text in CHANNELS or (costs and text == "all")):
+            raise ValidationError("channel", value, _COST_CHANNEL_RULE if costs else _CHANNEL_RULE)
+        self._channels[value] = text
+        return text
+
+    def _stage(self, value: Any) -> str:
+        try:
+            return self._stages[value]
+        except (KeyError, TypeError):
+            pass
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text not in STAGES:
+            raise ValidationError("stage", value, _STAGE_RULE)
+        self._stages[value] = text
+        return text
+
+    def _label(self, value: Any) -> tuple[str, str, str]:
+        """A period label's (label, granularity, start as ``_timestamp``)."""
+        try:
+            return self._labels[value]
+        except (KeyError, TypeError):
+            pass
+        p = parse_period_label(value)
+        out = (p.label, p.granularity, self.builder.timestamp(p.start))
+        self._labels[value] = out
+        return out
+
+    def _id(self, number: int, *key: str) -> str:
+        digest = _sha256(self._prefix + "\x1f".join((str(number), *key)).encode()).hexdigest()
+        return f"{self._run}{number:010x}{digest[:14]}"
+
+    def _when_and_period(self, f: Mapping[str, Any]) -> tuple[str, str | None]:
+        """A transactions row's time and optional granularity: from ``timestamp``, or a ``period`` label."""
+        period = f.get("period")
+        granularity = None
+        if period is not None:
+            text = period.strip().lower() if isinstance(period, str) else period
+            if text in _GRANULARITIES:
+                granularity = text
+            elif "timestamp" not in f:
+                _, granularity, ts = self._label(period)
+                return ts, granularity
+            else:
+                raise ValidationError(
+                    "period", period, "must be hour, day, week, month, quarter or year (or a label such as 2026-03)"
+                )
+        ts_value = f.get("timestamp")
+        if ts_value is None:
+            raise ValidationError("timestamp", None, "is required (or a period label such as 2026-03)")
+        return self._timestamp(ts_value), granularity
+
+    # -- record builders, one per data type and shape ----------------------------------------
+    def _transactions(self, number: int, raw: RawRow) -> dict[str, Any]:
+        f = self.fields(raw)
+        if "period" in f:
+            ts, granularity = self._when_and_period(f)
+        else:
+            ts_value = f.get("timestamp")
+            if ts_value is None:
+                raise ValidationError("timestamp", None, "is required")
+            ts, granularity = self._timestamp(ts_value), None
+        stage = f.get("stage")
+        stage = self._stage(stage) if stage is not None else _missing("stage")
+        channel = f.get("channel")
+        channel = self._channel(channel) if channel is not None else _missing("channel")
+        count = f.get("count")
+        count = 1 if count is None else parse_count(count)
+        tid = f.get("transaction_id")
+        if tid is not None:
+            rid = self.builder.natural_id("transactions", stage, self.builder.hash_transaction_id(_tid(tid)))
+        else:
+            digest = _sha256(self._prefix + f"{number}\x1f{ts}\x1f{stage}\x1f{channel}".encode()).hexdigest()
+            rid = f"{self._run}{number:010x}{digest[:14]}"
+        record = {"_id": rid, "_timestamp": ts, "count": count, "stage": stage, "channel": channel}
+        if granularity is not None:
+            record["period"] = granularity
+        return record
+
+    def _satisfaction(self, number: int, raw: RawRow) -> dict[str, Any]:
+        f = self.fields(raw)
+        ts_value = f.get("timestamp")
+        ts = self._timestamp(ts_value) if ts_value is not None else _missing("timestamp")
+        rating_value = f.get("rating")
+        rating = parse_rating(rating_value) if rating_value is not None else _missing("rating")
+        if type(rating_value) is str and len(self._ratings) < 100:
+            self._ratings[rating_value] = rating
+        channel = f.get("channel")
+        channel = self._channel(channel) if channel is not None else _missing("channel")
+        count = f.get("count")
+        count = 1 if count is None else parse_count(count)
+        tid = f.get("transaction_id")
+        if tid is not None:
+            rid = self.builder.natural_id("satisfaction", self.builder.hash_transaction_id(_tid(tid)))
+        else:
+            rid = self._id(number, ts, str(rating), channel)
+        return {"_id": rid, "_timestamp": ts, "count": count, "rating": rating, "channel": channel}
+
+    def _costs(self, number: int, raw: RawRow) -> dict[str, Any]:
+        f = self.fields(raw)
+        if "timestamp" in f:
+            raise ValidationError(
+                "timestamp",
+                f["timestamp"],
+                "a cost row names its period in period (2026-Q1, 2026-03, 2026), not a time",
+            )
+        period = f.get("period")
+        label, granularity, ts = self._label(period) if period is not None else _missing("period")
+        amount = f.get("amount_pence")
+        pence = parse_amount(amount, self.amount_unit) if amount is not None else _missing("amount_pence")
+        cost_type = f.get("cost_type")
+        if cost_type is None:
+            _missing("cost_type")
+        cost_type = str(cost_type).strip().lower()
+        if not _COST_TYPE_RE.match(cost_type) or len(cost_type) > 64:
+            raise ValidationError(
+                "cost_type", f.get("cost_type"), "must be a lower-case slug such as staff, it or accommodation"
+            )
+        channel = f.get("channel")
+        channel = "all" if channel is None else self._channel(channel, costs=True)
+        count = f.get("count")
+        count = 1 if count is None else parse_count(count)
+        return {
+            "_id": self.builder.natural_id("costs", label, cost_type, channel),
+            "_timestamp": ts,
+            "count": count,
+            "period": granularity,
+            "amount_pence": pence,
+            "channel": channel,
+            "cost_type": cost_type,
+        }
+
+    def _wide_transactions(self, number: int, raw: RawRow) -> list[dict[str, Any]]:
+        raw = self.parsed(raw)
+        f = self.fields(raw)
+        ts, granularity = self._when_and_period(f)
+        stage = f.get("stage")
+        stage = "completed" if stage is None else self._stage(stage)
+        out = []
+        for channel, key in self.plan.cells:
+            value = self.cell(raw, key)
+            if not _present(value):
+                continue
+            count = parse_count(value, field=f"channel_{channel}", zero=True)
+            if count:
+                record = {
+                    "_id": self._id(number, ts, stage, channel),
+                    "_timestamp": ts,
+                    "count": count,
+                    "stage": stage,
+                    "channel": channel,
+                }
+                if granularity is not None:
+                    record["period"] = granularity
+                out.append(record)
+        return out
+
+    def _wide_satisfaction(self, number: int, raw: RawRow) -> list[dict[str, Any]]:
+        raw = self.parsed(raw)
+        f = self.fields(raw)
+        if "timestamp" in f:
+            ts = self._timestamp(f["timestamp"])
+        elif "period" in f:
+            ts = self._label(f["period"])[2]
+        else:
+            ts = _missing("timestamp")
+        channel = f.get("channel")
+        channel = "digital" if channel is None else self._channel(channel)
+        out = []
+        total = 0
+        for rating, key in self.plan.cells:
+            value = self.cell(raw, key)
+            if not _present(value):
+                continue
+            count = parse_count(value, field=f"rating_{rating}", zero=True)
+            total += count
+            if count:
+                out.append(
+                    {
+                        "_id": self._id(number, ts, str(rating), channel),
+                        "_timestamp": ts,
+                        "count": count,
+                        "rating": rating,
+                        "channel": channel,
+                    }
+                )
+        stated = f.get("total")
+        if stated is not None and parse_count(stated, field="total", zero=True) != total:
+            raise ValidationError("total", stated, f"must equal rating_1 + ... + rating_5 ({total})")
+        return out
+
+
+def _missing(field_name: str) -> Any:
+    raise ValidationError(field_name, None, "is required")
+
+
+def _tid(value: Any) -> Any:
+    # Spreadsheet cells hold numeric ids as floats (12345.0): hash them as the text a service logged.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value.strip() if isinstance(value, str) else value

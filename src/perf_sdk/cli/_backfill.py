@@ -1,0 +1,187 @@
+"""``perf-sdk backfill``: load history from a CSV, JSONL (optionally gzipped) or Excel file.
+
+A thin shell over :func:`perf_sdk._backfill.backfill`: argument parsing, a Rich
+progress bar on standard error (rows read, sent, stored, rejected, rows/s, ETA
+by bytes of the file) and a summary on standard output. Exit status: 0 all rows
+accepted and stored, 1 some rows rejected (or records dead-lettered), 2 a usage
+or configuration error (including a file that is not what it claims), 130
+interrupted (a re-run resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from perf_sdk._backfill import BackfillSummary, backfill
+from perf_sdk._backfill_readers import AMOUNT_UNITS
+from perf_sdk._backfill_rows import SHAPES
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._protocol import DATA_TYPES
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "backfill",
+        help="load history from a CSV / JSONL / Excel file into the platform",
+        description=(
+            "Read a history file (CSV with any of , ; TAB | as delimiter, JSONL, either gzipped, or .xlsx), "
+            "check every row, and send the records through the durable spool to the platform, exactly once. "
+            "Rejected rows go to a reject file; re-running is safe and resumes an interrupted run."
+        ),
+    )
+    p.add_argument("file", type=Path, metavar="FILE", help="the history file")
+    p.add_argument("--service", help="the service's data group (PERF_SDK_SERVICE)")
+    p.add_argument("--type", dest="data_type", choices=DATA_TYPES, help="data type (default: told by the columns)")
+    p.add_argument("--shape", choices=SHAPES, help="narrow (one record a row), or a wide published shape")
+    p.add_argument("--dry-run", action="store_true", help="check and summarise, send nothing (needs no endpoint)")
+    p.add_argument(
+        "--map",
+        dest="maps",
+        action="append",
+        default=[],
+        metavar="SOURCE=FIELD",
+        help="read column SOURCE as FIELD (repeatable), e.g. --map When=timestamp",
+    )
+    p.add_argument("--ignore-extra", action="store_true", help="read past columns the data type does not use")
+    p.add_argument("--timezone", default="Europe/London", help="zone of naive times and dates (default Europe/London)")
+    p.add_argument("--amount-unit", choices=AMOUNT_UNITS, default="pence", help="unit of amount_pence (default pence)")
+    p.add_argument("--rejects", type=Path, metavar="PATH", help="reject file (default FILE.rejects.csv)")
+    p.add_argument("--sheet", help="Excel: the sheet to read (default: the first)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if an interrupted run left a checkpoint")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="stop waiting for delivery after this long")
+    p.add_argument("--checkpoint-every", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--endpoint", help="the platform's write API base URL (PERF_SDK_ENDPOINT)")
+    p.add_argument("--read-endpoint", help="the read API's base URL if apart (PERF_SDK_READ_ENDPOINT)")
+    p.add_argument("--token", help="bearer token (PERF_SDK_TOKEN)")
+    p.add_argument("--secret", help="HMAC key for transaction ids (PERF_SDK_SECRET)")
+    p.add_argument("--spool-dir", type=Path, help="durable outbox and checkpoints (PERF_SDK_SPOOL_DIR)")
+    p.set_defaults(func=run)
+
+
+def _parse_maps(maps: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in maps:
+        source, sep, target = item.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ConfigurationError(f"--map {item!r}: use SOURCE=FIELD, e.g. --map When=timestamp")
+        out[source.strip()] = target.strip()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    maps = _parse_maps(args.maps)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    progress = _Progress() if show_progress else None
+    try:
+        summary = backfill(
+            args.file,
+            service=args.service,
+            data_type=args.data_type,
+            dry_run=args.dry_run,
+            column_map=maps,
+            ignore_extra=args.ignore_extra,
+            timezone=args.timezone,
+            amount_unit=args.amount_unit,
+            shape=args.shape,
+            rejects=args.rejects,
+            endpoint=args.endpoint,
+            read_endpoint=args.read_endpoint,
+            token=args.token,
+            secret=args.secret,
+            spool_dir=args.spool_dir,
+            sheet=args.sheet,
+            resume=not args.no_resume,
+            wait=args.wait,
+            checkpoint_every=args.checkpoint_every,
+            on_progress=progress.update if progress else None,
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        print_summary(summary)
+    return summary.exit_status
+
+
+def print_summary(s: BackfillSummary) -> None:
+    """The run in a few lines, then counts per data set, per month and per channel."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)
+    verb = "would send" if s.dry_run else "sent"
+    head = f"{s.source}: {s.rows_read:,} rows read, {s.accepted:,} accepted, {s.rejected:,} rejected"
+    if s.rows_skipped:
+        head += f" ({s.rows_skipped:,} rows before row {s.resumed_from} done by an earlier run)"
+    console.print(head)
+    console.print(f"{verb} {s.records:,} {s.data_type} records ({s.shape}) to {s.service}/{s.data_type}")
+    if not s.dry_run:
+        console.print(f"stored {s.delivered:,}; pending {s.pending:,}; dead letters {s.dead_letters:,}")
+        if s.paused:
+            console.print(f"paused (check token and data set): {', '.join(s.paused)}")
+    if s.rejected and s.rejects_path:
+        console.print(f"rejected rows written to {s.rejects_path}")
+    if s.interrupted:
+        console.print("interrupted: run the same command again to resume")
+    console.print(f"{s.elapsed:.1f} s, {s.rows_per_second:,.0f} rows/s")
+    for title, table in (("data set", s.by_dataset), ("month", s.by_period), ("channel", s.by_channel)):
+        if not table:
+            continue
+        t = Table(title=f"per {title}", title_justify="left", box=None, pad_edge=False)
+        t.add_column(title)
+        t.add_column("records", justify="right")
+        t.add_column("count", justify="right")
+        if s.data_type == "costs":
+            t.add_column("amount (£)", justify="right")
+        for key in sorted(table):
+            tally = table[key]
+            cells = [key, f"{tally.records:,}", f"{tally.count:,}"]
+            if s.data_type == "costs":
+                cells.append(f"{tally.amount_pence / 100:,.2f}")
+            t.add_row(*cells)
+        console.print(t)
+
+
+class _Progress:
+    """Rich progress on standard error: bytes of the file drive the bar and the ETA."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]backfill"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task: Any = None
+
+    def update(self, s: BackfillSummary) -> None:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task("backfill", total=s.bytes_total or None, stats="")
+        stats = (
+            f"read {s.rows_read:,}  sent {s.submitted:,}  stored {s.delivered:,}  rejected {s.rejected:,}  "
+            f"{s.rows_per_second:,.0f} rows/s"
+        )
+        completed = s.bytes_read if not s.reading_done else (s.bytes_total or s.bytes_read)
+        self._progress.update(self._task, completed=completed, stats=stats)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._progress.stop()

@@ -1,0 +1,272 @@
+"""ASGI (Starlette, FastAPI, Quart, Django's ASGI handler ...): count journeys from page views.
+
+>>> app = FastAPI()  # doctest: +SKIP
+>>> app.add_middleware(PerfSdkMiddleware, tracker=tracker, journeys=[  # doctest: +SKIP
+...     Journey("apply", start="/apply", complete="/apply/confirmation"),
+... ])
+
+A pure ASGI middleware, not Starlette's ``BaseHTTPMiddleware``: it wraps
+``send`` and reads the status off ``http.response.start``, so streaming
+responses stream, background tasks and context variables behave, and a request
+no journey can match is passed straight through. It needs no framework (the
+``asgi`` extra installs Starlette, which it does not import).
+
+Nothing here blocks the event loop: counting only appends to the tracker's
+in-memory queue. The tracker's background workers (which open the spool, a
+SQLite file) are started off the loop at lifespan start-up, when the server
+runs a lifespan; otherwise the first count starts them, once. At lifespan
+shutdown the tracker delivers what it holds (closed if the middleware made it,
+flushed if it was given one), because uvicorn ends a worker without running
+``atexit``.
+
+The middleware adds ``scope["perf_sdk"]`` (the engine) for :func:`record_satisfaction`.
+A ``channel`` callable receives the ASGI ``scope``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._journey import Journey, JourneyEngine, Recorder, cookie_from_header
+
+__all__ = ["SCOPE_KEY", "PerfSdkMiddleware", "record_satisfaction", "serve_lifespan"]
+
+logger = logging.getLogger("perf_sdk")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The scope key where the middleware leaves its engine.
+SCOPE_KEY = "perf_sdk"
+
+
+class PerfSdkMiddleware:
+    """Counts ``journeys`` on the responses of ``app``.
+
+    ``tracker`` is a :class:`~perf_sdk.Tracker` or :class:`~perf_sdk.AsyncTracker`
+    (default: a Tracker from ``PERF_SDK_*`` environment variables). ``options``
+    are the counting options of :class:`~perf_sdk._journey.JourneyEngine`; with
+    ``use_session=True`` the state lives in ``scope["session"]`` (Starlette's
+    ``SessionMiddleware``, added *outside* this one).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tracker: Recorder | None = None,
+        journeys: Iterable[Journey] = (),
+        **options: Any,
+    ) -> None:
+        self.app = app
+        #: A tracker the middleware made is closed at lifespan shutdown; one it was given is flushed.
+        self._owns_tracker = tracker is None
+        if tracker is None:
+            from perf_sdk._tracker import Tracker
+
+            tracker = Tracker()
+        self.engine = JourneyEngine(tracker, journeys, **options)
+        self._warned_session = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        scope = dict(scope)  # ASGI: a middleware adds keys to its own copy
+        scope[SCOPE_KEY] = self.engine
+        engine = self.engine
+        if not engine.uses_routes and not engine.match(_app_path(scope)):
+            await self.app(scope, receive, send)  # most requests: no journey page
+            return
+
+        async def send_counting(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                header = self._observe(scope, message["status"])
+                if header is not None:
+                    message = dict(message)
+                    message["headers"] = [*message.get("headers", ()), (b"set-cookie", header)]
+            await send(message)
+
+        await self.app(scope, receive, send_counting)
+
+    def _observe(self, scope: Scope, status: int) -> bytes | None:
+        engine = self.engine
+        try:
+            route = scope.get("route")
+            routes = (getattr(route, "name", None),) if route is not None else ()
+            hits = engine.match(_app_path(scope), routes)
+            if not hits:
+                return None
+            headers = _headers(scope)
+            new = engine.observe(
+                hits,
+                method=scope.get("method", "GET"),
+                status=status,
+                user_agent=headers.get("user-agent"),
+                stored=self._stored(scope, headers),
+                request=scope,
+            )
+            if new is None:
+                return None
+            if engine.use_session:
+                session = scope.get("session")
+                if isinstance(session, MutableMapping):
+                    session[engine.session_key] = new
+                return None
+            host = headers.get("host") or _server_host(scope)
+            return engine.cookie(new, host=host, scheme=scope.get("scheme", "http")).header().encode("latin-1")
+        except Exception:  # counting must never fail a page
+            logger.exception("perf_sdk: journey counting failed for this request")
+            return None
+
+    def _stored(self, scope: Scope, headers: Mapping[str, str]) -> object:
+        engine = self.engine
+        if engine.use_session:
+            session = scope.get("session")
+            if not isinstance(session, Mapping):
+                if not self._warned_session:
+                    self._warned_session = True
+                    logger.error(
+                        "perf_sdk: use_session=True but the scope has no session: add Starlette's "
+                        "SessionMiddleware outside PerfSdkMiddleware; journeys are not counted"
+                    )
+                raise ConfigurationError("no session in the ASGI scope")
+            return session.get(engine.session_key)
+        return cookie_from_header(headers.get("cookie"), engine.cookie_name)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the tracker's workers at start-up; deliver what is left at shutdown.
+
+        Shutdown matters: uvicorn, after a graceful shutdown on SIGTERM,
+        re-raises the signal with its default action, so the process dies
+        without running ``atexit`` handlers. The lifespan's shutdown is the
+        last moment the tracker can deliver.
+        """
+        tracker, owns = self.engine.tracker, self._owns_tracker
+
+        async def receive_and_start() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.startup":
+                await start_workers(tracker)
+            return message
+
+        async def send_after_delivery(message: Message) -> None:
+            if message.get("type") == "lifespan.shutdown.complete":
+                await finish(tracker, close=owns)
+            await send(message)
+
+        await self.app(scope, receive_and_start, send_after_delivery)
+
+
+def _inner(tracker: Recorder) -> Any:
+    return getattr(tracker, "tracker", tracker)  # AsyncTracker wraps a Tracker
+
+
+async def start_workers(tracker: Recorder) -> None:
+    """Start the tracker's workers off the loop, so no request pays for opening the spool."""
+    start = getattr(_inner(tracker), "_ensure_started", None)
+    if start is None or not _on_asyncio():
+        return  # not asyncio (trio): the first count starts them instead
+    try:
+        await asyncio.to_thread(start)
+    except Exception:
+        logger.exception("perf_sdk: could not start the tracker's workers at start-up")
+
+
+async def finish(tracker: Recorder, *, close: bool) -> None:
+    """Deliver what the tracker holds (``close``: and stop it), off the loop, within its ``exit_timeout``."""
+    target = _inner(tracker)
+    timeout = float(getattr(getattr(target, "settings", None), "exit_timeout", 2.0))
+    call = getattr(target, "close" if close else "flush", None)
+    if call is None or not _on_asyncio():
+        return
+    try:
+        result = await asyncio.to_thread(call, timeout)
+        if not result:
+            logger.warning("perf_sdk: %s left at shutdown; the next tracker on the spool delivers them", result)
+    except Exception:
+        logger.exception("perf_sdk: could not deliver the tracker's records at shutdown")
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def serve_lifespan(
+    receive: Receive,
+    send: Send,
+    on_startup: Callable[[], Awaitable[None]],
+    on_shutdown: Callable[[], Awaitable[None]],
+) -> None:
+    """Answer the ASGI lifespan protocol for an application that has none (Django's ASGI handler)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await on_startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await on_shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _app_path(scope: Mapping[str, Any]) -> str:
+    """The path within the application: ASGI's ``path`` includes ``root_path`` (a mount prefix)."""
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path
+
+
+def _headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The few request headers counting reads (cookie headers joined, as HTTP/2 may split them)."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        if name in ("cookie", "user-agent", "host"):
+            value = raw_value.decode("latin-1")
+            out[name] = f"{out[name]}; {value}" if name == "cookie" and name in out else value
+    return out
+
+
+def _server_host(scope: Mapping[str, Any]) -> str | None:
+    server = scope.get("server")
+    return str(server[0]) if server else None
+
+
+def record_satisfaction(
+    scope_or_request: Any, rating: int, *, channel: str | None = None, journey: str | None = None
+) -> None:
+    """Record a rating (1..5) from a feedback form, given the ASGI scope or a request with ``.scope``.
+
+    Tied to the visitor's transaction (``journey``'s, else the one they touched
+    last) when there is one, so a second answer replaces the first. Only
+    enqueues: call it from ``async def`` views freely.
+    """
+    scope = scope_or_request if isinstance(scope_or_request, Mapping) else getattr(scope_or_request, "scope", None)
+    engine = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
+    if not isinstance(engine, JourneyEngine):
+        raise ConfigurationError("record_satisfaction needs perf_sdk.integrations.asgi.PerfSdkMiddleware on the app")
+    assert isinstance(scope, Mapping)
+    headers = _headers(scope)
+    if engine.use_session:
+        session = scope.get("session")
+        stored = session.get(engine.session_key) if isinstance(session, Mapping) else None
+    else:
+        stored = cookie_from_header(headers.get("cookie"), engine.cookie_name)
+    engine.record_satisfaction(rating, stored, channel=channel, journey=journey, request=scope)

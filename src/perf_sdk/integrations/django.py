@@ -1,0 +1,245 @@
+"""Django: count journeys from page views.
+
+In ``settings.py``::
+
+    MIDDLEWARE = [
+        ...,
+        "django.contrib.sessions.middleware.SessionMiddleware",  # only with "use_session": True
+        "perf_sdk.integrations.django.PerfSdkMiddleware",
+        ...,
+    ]
+    PERF_SDK = {
+        "service": "apply-for-a-licence",
+        "endpoint": "https://perf.example.gov.uk",  # or PERF_SDK_ENDPOINT
+        "token": ...,  "secret": ...,               # or PERF_SDK_TOKEN, PERF_SDK_SECRET
+        "journeys": [perf_sdk.Journey("apply", start="route:apply", complete="route:confirmation")],
+    }
+
+``PERF_SDK`` holds the :class:`~perf_sdk.Tracker`'s arguments, ``journeys``,
+and the counting options of :class:`~perf_sdk._journey.JourneyEngine`
+(``cookie_name``, ``cookie_secure``, ``cookie_max_age``, ``use_session``,
+``session_key``, ``bot_user_agents``, ``count_unstarted_completions``); or
+``"tracker"``: a tracker of your own (e.g. ``perf_sdk.testing.CapturingTracker``).
+
+One tracker per process: built the first time the middleware is (Django builds
+its middleware chain at start-up, so a configuration error fails the start,
+not a visitor's request) and shared by every handler in the process, sync or
+async. Created in a pre-fork server's master (``gunicorn --preload``), it is
+fork-safe: each worker gets its own queue, spool and threads.
+
+The middleware is both sync- and async-capable, so it adds no thread hop under
+ASGI (uvicorn, daphne) and none under WSGI (runserver, gunicorn); counting only
+appends to the tracker's in-memory queue, so it never blocks the event loop.
+
+Under an ASGI server, build the application with this module's
+:func:`get_asgi_application` instead of Django's: Django's handler refuses the
+lifespan protocol, and uvicorn ends its workers without running ``atexit``, so
+the lifespan's shutdown is where the tracker must deliver what it holds.
+Under WSGI servers ``atexit`` does it (gunicorn workers and runserver exit
+normally).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._journey import JourneyEngine, Recorder
+from perf_sdk.integrations.asgi import ASGIApp, Receive, Scope, Send, finish, serve_lifespan, start_workers
+
+try:
+    from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+    from django.conf import settings  # type: ignore[import-untyped,unused-ignore]
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+    raise ConfigurationError(
+        "perf_sdk.integrations.django needs Django, which is not installed: pip install 'perf-sdk[django]'"
+    ) from exc
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-untyped,unused-ignore]
+
+__all__ = ["PerfSdkMiddleware", "get_asgi_application", "get_engine", "record_satisfaction"]
+
+logger = logging.getLogger("perf_sdk")
+
+_ENGINE_OPTIONS = frozenset(
+    {
+        "cookie_name",
+        "cookie_secure",
+        "cookie_max_age",
+        "use_session",
+        "session_key",
+        "bot_user_agents",
+        "count_unstarted_completions",
+    }
+)
+#: The request attribute through which views (record_satisfaction) find the engine.
+_REQUEST_ATTR = "_perf_sdk_engine"
+
+_lock = threading.Lock()
+#: One tracker per process and configuration (tests may switch settings.PERF_SDK).
+_trackers: dict[tuple[tuple[str, str], ...], Recorder] = {}
+
+
+def _tracker_for(options: dict[str, Any]) -> Recorder:
+    from perf_sdk._tracker import Tracker
+
+    key = tuple(sorted((k, repr(v)) for k, v in options.items()))
+    with _lock:
+        tracker = _trackers.get(key)
+        if tracker is None:
+            tracker = _trackers[key] = Tracker(**options)
+        return tracker
+
+
+def get_engine() -> JourneyEngine:
+    """The engine for the current ``settings.PERF_SDK`` (the process's tracker and journeys)."""
+    config = getattr(settings, "PERF_SDK", None)
+    if not isinstance(config, dict):
+        raise ConfigurationError(
+            "settings.PERF_SDK is missing: set it to a dict such as "
+            "{'service': 'your-service', 'journeys': [perf_sdk.Journey(...)]} "
+            "(endpoint, token and secret may come from PERF_SDK_* environment variables)"
+        )
+    config = dict(config)
+    journeys = config.pop("journeys", ())
+    engine_options = {k: config.pop(k) for k in list(config) if k in _ENGINE_OPTIONS}
+    tracker = config.pop("tracker", None)
+    if tracker is None:
+        tracker = _tracker_for(config)
+    elif config:
+        raise ConfigurationError(
+            f"settings.PERF_SDK gives a 'tracker' and tracker arguments {sorted(config)}: give one or the other"
+        )
+    return JourneyEngine(tracker, journeys, **engine_options)
+
+
+class PerfSdkMiddleware:
+    """Counts the journeys of ``settings.PERF_SDK`` on each response; sync and async."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.engine = get_engine()
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        setattr(request, _REQUEST_ATTR, self.engine)
+        response = self.get_response(request)
+        self._observe(request, response)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        setattr(request, _REQUEST_ATTR, self.engine)
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        response = await get_response(request)
+        self._observe(request, response)
+        return response
+
+    def _observe(self, request: HttpRequest, response: HttpResponseBase) -> None:
+        engine = self.engine
+        try:
+            match = request.resolver_match
+            routes = (match.url_name, match.view_name) if match is not None and engine.uses_routes else ()
+            hits = engine.match(request.path_info, routes)
+            if not hits:
+                return
+            new = engine.observe(
+                hits,
+                method=request.method or "GET",
+                status=response.status_code,
+                user_agent=request.headers.get("User-Agent"),
+                stored=_stored(engine, request),
+                request=request,
+            )
+            if new is None:
+                return
+            if engine.use_session:
+                request.session[engine.session_key] = new
+            else:
+                c = engine.cookie(new, host=request.get_host(), scheme=request.scheme or "http")
+                response.set_cookie(
+                    c.name,
+                    c.value,
+                    max_age=c.max_age,
+                    path=c.path,
+                    secure=c.secure,
+                    httponly=c.httponly,
+                    samesite=c.samesite,
+                )
+        except Exception:  # counting must never fail a page
+            logger.exception("perf_sdk: journey counting failed for this request")
+
+
+def _stored(engine: JourneyEngine, request: HttpRequest) -> object:
+    if engine.use_session:
+        session = getattr(request, "session", None)
+        if session is None:
+            raise ConfigurationError(
+                "PERF_SDK use_session=True needs django.contrib.sessions' SessionMiddleware "
+                "listed before perf_sdk's middleware in MIDDLEWARE"
+            )
+        return session.get(engine.session_key)
+    return request.COOKIES.get(engine.cookie_name)
+
+
+def record_satisfaction(
+    request: HttpRequest, rating: int, *, channel: str | None = None, journey: str | None = None
+) -> None:
+    """Record a rating (1..5) from this request's feedback form.
+
+    Tied to the visitor's transaction (``journey``'s, else the one they touched
+    last) when there is one, so a second answer replaces the first. Safe to
+    call from async views: it only enqueues.
+    """
+    engine = getattr(request, _REQUEST_ATTR, None)
+    if not isinstance(engine, JourneyEngine):
+        raise ConfigurationError(
+            "record_satisfaction needs 'perf_sdk.integrations.django.PerfSdkMiddleware' in settings.MIDDLEWARE"
+        )
+    engine.record_satisfaction(rating, _stored(engine, request), channel=channel, journey=journey, request=request)
+
+
+def get_asgi_application() -> ASGIApp:
+    """Django's ASGI application, plus the lifespan protocol for the process's tracker.
+
+    A drop-in for ``django.core.asgi.get_asgi_application`` in ``asgi.py``: at
+    start-up the tracker's workers start off the event loop; at shutdown every
+    tracker this integration made is closed (delivering what it holds), and a
+    tracker given in ``PERF_SDK["tracker"]`` is flushed.
+    """
+    from django.core.asgi import get_asgi_application as django_asgi_application  # type: ignore[import-untyped,unused-ignore]
+
+    django_app = django_asgi_application()
+
+    def trackers() -> list[tuple[Recorder, bool]]:
+        with _lock:
+            made = [(t, True) for t in _trackers.values()]
+        given = (getattr(settings, "PERF_SDK", None) or {}).get("tracker")
+        return [*made, *([(given, False)] if given is not None else [])]
+
+    async def on_startup() -> None:
+        get_engine()  # builds the process's tracker now (and fails the start if misconfigured)
+        for tracker, _ in trackers():
+            await start_workers(tracker)
+
+    async def on_shutdown() -> None:
+        for tracker, made in trackers():
+            await finish(tracker, close=made)
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await serve_lifespan(receive, send, on_startup, on_shutdown)
+        else:
+            await django_app(scope, receive, send)
+
+    return application

@@ -1,0 +1,136 @@
+"""Backfill against the local platform: stored once however often it runs, and after a kill -9."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perf_sdk._backfill import backfill
+from tests.conftest import FAST, SECRET, SERVICE
+
+pytest.importorskip("uvicorn")
+from perf_sdk.platform import LocalPlatform
+
+TOKEN = "e2e-token"
+CHANNELS = ("digital", "phone", "paper", "face_to_face", "other")
+
+
+@pytest.fixture
+def platform() -> Iterator[LocalPlatform]:
+    with LocalPlatform(token=TOKEN) as p:
+        yield p
+
+
+def write_history(path: Path, rows: int) -> int:
+    """A transactions CSV; returns the sum of its counts."""
+    total = 0
+    with path.open("w", newline="") as handle:
+        w = csv.writer(handle)
+        w.writerow(["timestamp", "stage", "channel", "count"])
+        for i in range(rows):
+            count = i % 7 + 1
+            total += count
+            w.writerow(
+                [
+                    f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00",
+                    ("started", "completed")[i % 2],
+                    CHANNELS[i % 5],
+                    count,
+                ]
+            )
+    return total
+
+
+def stored(platform: LocalPlatform, data_type: str = "transactions") -> tuple[int, int]:
+    records = platform.records(SERVICE, data_type)
+    return len(records), sum(int(r["count"]) for r in records)
+
+
+def test_run_twice_stores_once(platform: LocalPlatform, tmp_path: Path) -> None:
+    file = tmp_path / "history.csv.gz"
+    plain = tmp_path / "history.csv"
+    total = write_history(plain, 2_000)
+    file.write_bytes(gzip.compress(plain.read_bytes()))
+    options = {"service": SERVICE, "endpoint": platform.url, "token": TOKEN, "secret": SECRET, "tracker_options": FAST}
+    first = backfill(file, spool_dir=tmp_path / "a", **options)  # type: ignore[arg-type]
+    assert first.delivered == 2_000 and first.exit_status == 0
+    second = backfill(file, spool_dir=tmp_path / "b", **options)  # another machine: its own spool
+    assert second.delivered == 2_000
+    assert stored(platform) == (2_000, total)
+
+
+def test_wide_satisfaction_and_costs(platform: LocalPlatform, tmp_path: Path) -> None:
+    sat = tmp_path / "satisfaction.csv"
+    sat.write_text("_timestamp;rating_1;rating_2;rating_3;rating_4;rating_5;total\n2026-01-05T00:00:00Z;1;2;3;4;5;15\n")
+    costs = tmp_path / "costs.jsonl"
+    costs.write_text(json.dumps({"period": "2026-Q1", "amount_pence": "£1,250.50", "cost_type": "staff"}) + "\n")
+    options = {
+        "service": SERVICE,
+        "endpoint": platform.url,
+        "token": TOKEN,
+        "secret": SECRET,
+        "spool_dir": tmp_path / "s",
+    }
+    assert backfill(sat, **options).records == 5  # type: ignore[arg-type]
+    assert backfill(costs, amount_unit="pounds", **options).records == 1  # type: ignore[arg-type]
+    assert stored(platform, "satisfaction") == (5, 15)
+    assert [r["amount_pence"] for r in platform.records(SERVICE, "costs")] == [125050]
+
+
+def test_kill_9_mid_backfill_then_rerun_stores_every_row_once(platform: LocalPlatform, tmp_path: Path) -> None:
+    file = tmp_path / "big.csv"
+    rows = 60_000
+    total = write_history(file, rows)
+    spool = tmp_path / "spool"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERF_SDK_")}
+    env.update(PERF_SDK_SERVICE=SERVICE, PERF_SDK_SECRET=SECRET, PERF_SDK_TOKEN=TOKEN, PERF_SDK_SPOOL_DIR=str(spool))
+    command = [
+        sys.executable,
+        "-m",
+        "perf_sdk",
+        "backfill",
+        str(file),
+        "--quiet",
+        "--json",
+        "--checkpoint-every",
+        "0.1",
+    ]
+    # First run: the platform is unreachable (a closed port), so the uploader keeps retrying while the
+    # reader spools and checkpoints; it is killed as soon as a checkpoint shows it mid-way.
+    dead = subprocess.Popen(
+        [*command, "--endpoint", "http://127.0.0.1:9"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    checkpoints = spool / "backfill"
+    deadline = time.monotonic() + 30
+    state: dict[str, object] = {}
+    while time.monotonic() < deadline and dead.poll() is None:
+        found = list(checkpoints.glob("*.json")) if checkpoints.is_dir() else []
+        if found:
+            try:
+                state = json.loads(found[0].read_text())
+            except (OSError, ValueError):
+                continue  # being replaced
+            if int(state["row"]) > 1:  # type: ignore[call-overload]
+                break
+        time.sleep(0.01)
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(10)
+    assert state and not state["reading_done"], "the first run was not caught mid-way"
+    assert platform.count(SERVICE, "transactions") == 0
+
+    done = subprocess.run([*command, "--endpoint", platform.url], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["resumed_from"] >= int(state["row"])  # type: ignore[call-overload]
+    assert summary["rows_read"] == rows and summary["complete"]
+    assert stored(platform) == (rows, total)

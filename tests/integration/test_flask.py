@@ -1,0 +1,162 @@
+"""The Flask integration, with real Flask apps and their test client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask, abort, redirect, session
+
+import perf_sdk
+from perf_sdk import ConfigurationError
+from perf_sdk.integrations import Journey
+from perf_sdk.integrations.flask import EXTENSION_KEY, init_app, record_satisfaction
+from perf_sdk.platform import LocalPlatform
+from perf_sdk.testing import CapturingTracker, capture
+from tests.conftest import FAST, SECRET, SERVICE
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
+JOURNEYS = [Journey("apply", start="/apply", complete="route:done")]
+
+
+def create_app(tracker: Any, **options: Any) -> Flask:
+    """An application factory, as services write them."""
+    app = Flask(__name__)
+    app.secret_key = "test-only-secret"
+    init_app(app, tracker, journeys=options.pop("journeys", JOURNEYS), **options)
+
+    @app.route("/apply", methods=["GET", "POST"])
+    def apply() -> Any:
+        return "form"
+
+    @app.get("/apply/done")
+    def done() -> str:
+        return "complete"
+
+    @app.get("/apply/broken")
+    def broken() -> str:
+        abort(500)
+
+    @app.post("/feedback")
+    def feedback() -> Any:
+        record_satisfaction(4)
+        return redirect("/thanks", code=303)
+
+    @app.get("/session")
+    def show_session() -> str:
+        return repr(dict(session))
+
+    return app
+
+
+@pytest.fixture
+def tracker() -> Iterator[CapturingTracker]:
+    with capture(service=SERVICE) as t:
+        yield t
+
+
+def test_counts_a_journey_and_ignores_refreshes(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client()
+    first = client.get("/apply", headers={"User-Agent": BROWSER})
+    assert "perf_sdk_txn=" in first.headers["Set-Cookie"]
+    assert client.get("/apply", headers={"User-Agent": BROWSER}).headers.get("Set-Cookie") is None  # refresh
+    client.get("/apply/done", headers={"User-Agent": BROWSER})
+    client.get("/apply/done", headers={"User-Agent": BROWSER})
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_cookie_flags_on_localhost_and_on_a_real_host(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client()
+    local = client.get("/apply").headers["Set-Cookie"]
+    assert "HttpOnly" in local and "SameSite=Lax" in local and "Path=/" in local and "Secure" not in local
+    remote = create_app(tracker).test_client().get("/apply", base_url="https://apply.service.gov.uk")
+    assert "Secure" in remote.headers["Set-Cookie"]
+
+
+def test_errors_and_bots_are_not_counted(tracker: CapturingTracker) -> None:
+    app = create_app(tracker, journeys=[Journey("apply", start="/apply", complete="/apply/broken")])
+    client = app.test_client()
+    client.get("/apply", headers={"User-Agent": "Googlebot/2.1"})
+    assert tracker.counts() == {}
+    client.get("/apply")
+    assert client.get("/apply/broken").status_code == 500
+    assert tracker.counts() == {"started": 1}
+
+
+def test_application_factory_keeps_apps_apart() -> None:
+    with capture(service=SERVICE) as one, capture(service=SERVICE) as two:
+        app_one, app_two = create_app(one), create_app(two)
+        assert app_one.extensions[EXTENSION_KEY].tracker is one
+        app_one.test_client().get("/apply")
+        assert one.counts() == {"started": 1} and two.counts() == {}
+        app_two.test_client().get("/apply")
+        assert two.counts() == {"started": 1}
+
+
+def test_satisfaction_from_a_feedback_form_is_tied_to_the_transaction(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client()
+    client.get("/apply")
+    client.get("/apply/done")
+    client.post("/feedback")
+    client.post("/feedback")
+    assert len(tracker.of("satisfaction")) == 2
+    assert len({r["_id"] for r in tracker.of("satisfaction")}) == 1  # one answer per transaction
+
+
+def test_record_satisfaction_without_init_app_says_what_to_do() -> None:
+    app = Flask(__name__)
+    with app.test_request_context("/"), pytest.raises(ConfigurationError, match="init_app"):
+        record_satisfaction(3)
+
+
+def test_session_mode_keeps_no_cookie_of_its_own(tracker: CapturingTracker) -> None:
+    client = create_app(tracker, use_session=True).test_client()
+    response = client.get("/apply")
+    assert "perf_sdk_txn=" not in response.headers.get("Set-Cookie", "")
+    assert "session=" in response.headers["Set-Cookie"]
+    assert "apply.s." in client.get("/session").get_data(as_text=True)
+    client.get("/apply/done")
+    client.get("/apply/done")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_failing_tracker_never_fails_the_page() -> None:
+    class Broken(CapturingTracker):
+        def start(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("boom")
+
+    client = create_app(Broken(SERVICE)).test_client()
+    assert client.get("/apply").status_code == 200
+
+
+def test_end_to_end_against_the_local_platform(tmp_path: Path) -> None:
+    with LocalPlatform(token="t") as platform:
+        tracker = perf_sdk.Tracker(
+            service=SERVICE, endpoint=platform.url, token="t", secret=SECRET, spool_dir=tmp_path, **FAST
+        )
+        try:
+            app = create_app(tracker)
+            for _ in range(5):
+                client = app.test_client()
+                client.get("/apply")
+                client.get("/apply/done")
+                client.get("/apply/done")
+            assert tracker.flush(timeout=10)
+        finally:
+            tracker.close()
+        stages = [r["stage"] for r in platform.records(SERVICE, "transactions")]
+        assert sorted(stages) == ["completed"] * 5 + ["started"] * 5
+
+
+def test_missing_flask_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['flask'] = None\n"
+        "try:\n    import perf_sdk.integrations.flask\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("ConfigurationError") and "pip install 'perf-sdk[flask]'" in out

@@ -1,0 +1,126 @@
+"""AsyncTracker: a Tracker's pipeline behind an asyncio API that never stalls the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from perf_sdk._async import AsyncTracker
+from perf_sdk.testing import capture
+from tests.conftest import FAST, SECRET, SERVICE, TOKEN
+from tests.faultserver import FaultPlan, FaultServer
+
+
+def make(server: FaultServer, spool_dir: Path) -> AsyncTracker:
+    return AsyncTracker(
+        service=SERVICE,
+        endpoint=f"http://127.0.0.1:{server.port}",
+        token=TOKEN,
+        secret=SECRET,
+        spool_dir=spool_dir,
+        **FAST,
+    )
+
+
+def test_recording_calls_are_plain_and_io_is_awaited() -> None:
+    with capture(service=SERVICE) as captured:
+        tracker = AsyncTracker(tracker=captured)
+        for name in ("start", "complete", "satisfaction", "cost", "record"):
+            method = getattr(tracker, name)
+            assert callable(method) and not inspect.iscoroutinefunction(method)
+    for name in ("flush", "close", "persist", "health", "submit", "open", "__aenter__", "__aexit__"):
+        assert inspect.iscoroutinefunction(getattr(AsyncTracker, name))
+
+
+def test_records_reach_the_platform(fault_server: Callable[..., FaultServer], spool_dir: Path) -> None:
+    server = fault_server()
+
+    async def main() -> None:
+        async with make(server, spool_dir) as tracker:
+            tracker.start("txn-1")
+            tracker.complete("txn-1")
+            tracker.complete("txn-1")  # stored once
+            tracker.satisfaction(5, transaction_id="txn-1")
+            tracker.cost(125_000, period="2026-Q1", cost_type="staff")
+            result = await tracker.flush(timeout=10)
+            assert result and not result.timed_out
+            assert (await tracker.health()).spool_depth == 0
+
+    asyncio.run(main())
+    assert len(server.store) == 4
+
+
+def test_flush_waits_off_the_event_loop(fault_server: Callable[..., FaultServer], spool_dir: Path) -> None:
+    """While flush waits out a slow platform, other tasks keep running."""
+    server = fault_server(FaultPlan(rate=1.0, faults=("slow",), slow_seconds=0.3))
+
+    async def main() -> tuple[int, float]:
+        tracker = make(server, spool_dir)
+        await tracker.open()
+        tracker.start("txn-1")
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        began = time.monotonic()
+        await tracker.flush(timeout=0.5)
+        waited = time.monotonic() - began
+        stop.set()
+        await task
+        await tracker.close(timeout=0)
+        return ticks, waited
+
+    ticks, waited = asyncio.run(main())
+    assert waited >= 0.4
+    assert ticks >= 10  # a blocked loop would have ticked once
+
+
+def test_wraps_an_existing_tracker() -> None:
+    async def main() -> None:
+        with capture(service=SERVICE) as captured:
+            tracker = AsyncTracker(tracker=captured)
+            assert tracker.tracker is captured and tracker.service == SERVICE
+            tracker.start("txn-1")
+            tracker.complete("txn-1")
+            await tracker.flush()
+            captured.assert_completed("txn-1")
+            assert await tracker.submit("transactions", []) == 0
+            assert await tracker.persist()
+
+    asyncio.run(main())
+
+
+def test_close_leaves_undelivered_records_on_disk(spool_dir: Path) -> None:
+    """A platform that is down: close returns within its timeout; the next tracker delivers."""
+
+    async def main() -> None:
+        tracker = AsyncTracker(
+            service=SERVICE, endpoint="http://127.0.0.1:9", token=TOKEN, secret=SECRET, spool_dir=spool_dir, **FAST
+        )
+        tracker.start("txn-1")
+        assert await tracker.persist()
+        began = time.monotonic()
+        result = await tracker.close(timeout=0.3)
+        assert time.monotonic() - began < 2 and result.pending == 1
+
+    asyncio.run(main())
+    server = FaultServer().start()
+    try:
+
+        async def deliver() -> None:
+            async with make(server, spool_dir) as tracker:
+                assert await tracker.flush(timeout=10)
+
+        asyncio.run(deliver())
+        assert len(server.store) == 1
+    finally:
+        server.stop()
