@@ -413,15 +413,20 @@ def localize(naive: datetime, zone: tzinfo, field: str, value: object) -> dateti
 def parse_when(value: object, zone: tzinfo, *, field: str = "timestamp", serials: bool = False) -> datetime:
     """A cell naming a moment, as an aware datetime.
 
-    Accepts ISO 8601 (with ``Z`` or an offset, or naive), a date alone
-    (midnight), ``DD/MM/YYYY`` with an optional ``HH:MM[:SS]`` (UK order, never
-    US), ``datetime``/``date`` objects (Excel cells) and, with ``serials``, Excel
+    Accepts ISO 8601 (with ``Z`` or an offset, or naive), a date alone,
+    ``DD/MM/YYYY`` with an optional ``HH:MM[:SS]`` (UK order, never US),
+    ``datetime``/``date`` objects (Excel cells) and, with ``serials``, Excel
     serial day numbers. Naive values are read in ``zone``.
+
+    A date alone means *that day*, so it is read as noon in ``zone``: midnight
+    London time in summer is 23:00 UTC the day before, and a daily total for
+    1 April would otherwise count in March, the previous quarter and the
+    previous financial year.
     """
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else localize(value, zone, field, value)
     if isinstance(value, date):
-        return localize(datetime(value.year, value.month, value.day), zone, field, value)
+        return localize(datetime(value.year, value.month, value.day, 12), zone, field, value)
     if serials and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not 1 <= value <= _EXCEL_MAX_SERIAL:
             raise ValidationError(field, value, "must be an Excel date (a serial day number from 1 to 2958465)")
@@ -438,7 +443,7 @@ def parse_when(value: object, zone: tzinfo, *, field: str = "timestamp", serials
         try:
             if len(iso) == 10:
                 day = date.fromisoformat(iso)
-                return localize(datetime(day.year, day.month, day.day), zone, field, value)
+                return localize(datetime(day.year, day.month, day.day, 12), zone, field, value)
             moment = datetime.fromisoformat(iso)
         except ValueError:
             raise ValidationError(field, value, WHEN_RULE) from None
@@ -448,7 +453,8 @@ def parse_when(value: object, zone: tzinfo, *, field: str = "timestamp", serials
         raise ValidationError(field, value, WHEN_RULE)
     d, mo, y, hh, mm, ss = m.groups()
     try:
-        naive = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
+        noon = hh is None  # a date alone: that day (see above)
+        naive = datetime(int(y), int(mo), int(d), 12 if noon else int(hh), int(mm or 0), int(ss or 0))
     except ValueError:
         raise ValidationError(field, value, WHEN_RULE + " (no such day or time)") from None
     return localize(naive, zone, field, value)

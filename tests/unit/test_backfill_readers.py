@@ -106,7 +106,7 @@ def test_jsonl_plain_and_gzipped(tmp_path: Path, gz: bool) -> None:
     records, rejects, _ = build(file)
     assert rejects == []
     assert [r["count"] for r in records] == [1, 2]
-    assert records[1]["_timestamp"] == "2026-01-06T00:00:00+00:00"  # midnight in London, GMT
+    assert records[1]["_timestamp"] == "2026-01-06T12:00:00+00:00"  # a date alone: noon in London (GMT)
 
 
 def test_json_list_for_small_files(tmp_path: Path) -> None:
@@ -419,9 +419,10 @@ def test_bst_edges() -> None:
     assert parse_when("2026-03-29T02:00:00", LONDON).astimezone(UTC) == datetime(2026, 3, 29, 1, tzinfo=UTC)
     # clocks go back 2026-10-25 02:00 BST: 01:30 happens twice; the first (BST) is taken
     assert parse_when("2026-10-25 01:30", LONDON).astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
-    # a date alone is midnight local
-    assert parse_when("2026-07-01", LONDON).astimezone(UTC) == datetime(2026, 6, 30, 23, tzinfo=UTC)
-    assert parse_when("2026-07-01", resolve_timezone("UTC")) == datetime(2026, 7, 1, tzinfo=UTC)
+    # a date alone is that day: noon local, so a BST date stays on its own UTC day (and month, and quarter)
+    assert parse_when("2026-07-01", LONDON).astimezone(UTC) == datetime(2026, 7, 1, 11, tzinfo=UTC)
+    assert parse_when("01/04/2026", LONDON).astimezone(UTC) == datetime(2026, 4, 1, 11, tzinfo=UTC)
+    assert parse_when("2026-07-01", resolve_timezone("UTC")) == datetime(2026, 7, 1, 12, tzinfo=UTC)
     with pytest.raises(ConfigurationError, match="unknown time zone"):
         resolve_timezone("Mars/Olympus")
 
