@@ -561,7 +561,7 @@ class _Run:
                 keep = [i for i, owner in enumerate(owners) if owner not in failed]
                 records = [records[i] for i in keep]
         if records and self.tracker is not None:
-            accepted = self.tracker.submit(self.data_type, records)
+            accepted = self.tracker.submit(self.data_type, records, validated=True)
             if accepted < len(records):
                 raise PerfSdkError(
                     f"the tracker stopped accepting records ({accepted} of {len(records)} taken): is it closed?"

@@ -50,7 +50,8 @@ _COMPLETE: Final = 1
 _SATISFACTION: Final = 2
 _COST: Final = 3
 _GENERIC: Final = 4
-_BUILT: Final = 5  # strict mode: a record already built and validated on the caller's thread
+_BUILT: Final = 5  # a record already built (strict mode, submit): validated again in the writer
+_VALIDATED: Final = 6  # submit(validated=True): built and validated by the caller (backfill), trusted
 
 _time = time.time
 ErrorHook = Callable[[BaseException, list[dict[str, Any]]], None]
@@ -283,17 +284,23 @@ class Tracker:
         self._slow_enqueue((_GENERIC, data_type, fields, at, count))
         return None
 
-    def submit(self, data_type: str, records: list[dict[str, Any]], *, timeout: float | None = None) -> int:
+    def submit(
+        self, data_type: str, records: list[dict[str, Any]], *, timeout: float | None = None, validated: bool = False
+    ) -> int:
         """Hand the pipeline records already built, ids included (backfill, replays).
 
         Unlike the recording calls this *waits* for room in the queue instead of
         refusing, because a script loading history wants back-pressure, not
         loss; it returns how many records were accepted (all, unless ``timeout``
         ran out or the tracker is closed). Records are validated in the
-        background like any other; a bad one is refused and reported.
+        background like any other, and a bad one is refused and reported;
+        ``validated=True`` says they are the output of
+        :func:`~perf_sdk._records.validate_records` already, and skips that
+        second pass (unless a ``before_send`` hook may have changed them).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         accepted = 0
+        kind = _VALIDATED if validated and self.before_send is None else _BUILT
         try:
             if not self._running:
                 self._ensure_started()
@@ -306,7 +313,7 @@ class Tracker:
                         self._drained.wait(0.05)
                 if self._closed:
                     return accepted
-                self._queue.append((_BUILT, data_type, record))
+                self._queue.append((kind, data_type, record))
                 accepted += 1
         except Exception as exc:
             self._refuse(exc, [])
@@ -606,6 +613,7 @@ class Tracker:
     def _process(self, builder: RecordBuilder, items: list[tuple[Any, ...]]) -> None:
         self.stats.add("accepted", len(items))
         by_type: dict[str, list[Any]] = {}  # records, or None where sampling left one out
+        trusted: dict[str, list[dict[str, Any]]] = {}
         transaction, satisfaction, cost, generic = (
             builder.transaction,
             builder.satisfaction,
@@ -626,8 +634,10 @@ class Tracker:
                     by_type.setdefault("costs", []).append(cost(*item[1:]))
                 elif kind == _GENERIC:
                     by_type.setdefault(item[1], []).append(generic(item[1], item[2], item[3], item[4]))
-                else:  # _BUILT
+                elif kind == _BUILT:
                     by_type.setdefault(item[1], []).append(item[2])
+                else:  # _VALIDATED
+                    trusted.setdefault(item[1], []).append(item[2])
             except ValidationError as exc:
                 self._refuse(exc, [])
             except Exception as exc:
@@ -641,11 +651,13 @@ class Tracker:
                 by_type[data_type] = kept
         segments: list[tuple[str, int, bytes]] = []
         size = self.settings.batch_size
-        for data_type, records in by_type.items():
+        for data_type in by_type.keys() | trusted.keys():
+            records = by_type.get(data_type, [])
             candidates = self._apply_before_send(records) if self.before_send is not None else records
-            good, bad = validate_records(data_type, candidates)
+            good, bad = validate_records(data_type, candidates) if candidates else ([], [])
             for index, error in bad:
                 self._refuse(error, [candidates[index]])
+            good.extend(trusted.get(data_type, ()))
             self.stats.journeys(data_type, good)
             dataset = f"{self.service}/{data_type}"
             for i in range(0, len(good), size):

@@ -393,3 +393,29 @@ def test_debug_logs_through_logging(memory: Memory, spool_dir: Path, caplog: pyt
     finally:
         logger.setLevel(level)
         logger.handlers[:] = handlers
+
+
+def test_submit_validated_records_skips_the_second_pass(memory: Memory, spool_dir: Path) -> None:
+    import perf_sdk._tracker as tracker_module
+
+    t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory)
+    records = [
+        {"_id": f"v-{i}", "_timestamp": "2026-01-01T00:00:00+00:00", "count": 1, "stage": "started", "channel": "paper"}
+        for i in range(100)
+    ]
+    calls: list[str] = []
+    original = tracker_module.validate_records
+
+    def counting(data_type: str, recs: list[dict[str, Any]]) -> Any:
+        calls.append(data_type)
+        return original(data_type, recs)
+
+    tracker_module.validate_records = counting  # type: ignore[assignment]
+    try:
+        assert t.submit("transactions", records, validated=True) == 100
+        assert t.flush(5)
+    finally:
+        tracker_module.validate_records = original
+        t.close(1)
+    assert len(memory.stored) == 100
+    assert calls == []  # trusted: validated once, by the caller
