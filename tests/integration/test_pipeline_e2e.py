@@ -50,6 +50,21 @@ def test_20000_mixed_records_arrive_exactly_once(
     assert tracker.stats.refused == 0
 
 
+def test_20000_mixed_records_on_the_local_platform(make_tracker: Callable[..., perf_sdk.Tracker]) -> None:
+    """The same, against perf_sdk's own platform: backdrop's validation, upsert and read API."""
+    from perf_sdk.platform import LocalPlatform
+
+    with LocalPlatform(token=TOKEN) as platform:
+        tracker = make_tracker(endpoint=platform.url)
+        n, total = record_mix(tracker)
+        assert tracker.flush(60)
+        stored = {dt: platform.records(SERVICE, dt) for dt in ("transactions", "satisfaction")}
+        assert sum(len(rs) for rs in stored.values()) == n == 20_000
+        assert sum(r["count"] for rs in stored.values() for r in rs) == total
+        assert len({r["_id"] for rs in stored.values() for r in rs}) == n
+        assert tracker.stats.dead_lettered == 0
+
+
 def test_20000_records_with_30_percent_of_requests_failing_in_every_way(
     fault_server: Callable[..., FaultServer], make_tracker: Callable[..., perf_sdk.Tracker]
 ) -> None:
