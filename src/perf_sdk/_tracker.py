@@ -80,9 +80,17 @@ class Tracker:
     ...                   token="...", secret="...")  # doctest: +SKIP
     >>> tracker.start("txn-123", channel="digital")  # doctest: +SKIP
 
-    Arguments fall back to ``PERF_SDK_*`` environment variables; see
-    :class:`~perf_sdk._config.Settings` for every option (``batch_size``,
-    ``commit_interval``, ``max_spool_bytes`` ...).
+    Arguments fall back to ``PERF_SDK_*`` environment variables (every option,
+    its variable and its default: ``docs/reference/configuration.md``).
+
+    Hooks, all called from the SDK's background threads and never allowed to
+    raise into it: ``on_error(error, records)`` for anything refused or failing,
+    ``on_dead_letter(error, records)`` for records the platform refused for good,
+    ``before_send(record) -> record | None`` to enrich or drop a record before
+    it is validated and spooled. OpenTelemetry: ``tracer_provider`` and
+    ``meter_provider`` (default: the global ones), and ``kpi_metrics=True`` for
+    the service's own journey counters. ``transport`` replaces the HTTP
+    transport (tests, other protocols).
     """
 
     #: False only for perf_sdk.testing's capturing tracker, which touches no disk.

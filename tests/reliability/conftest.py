@@ -15,7 +15,7 @@ class Row:
     accepted: int
     stored: int
     duplicates: int
-    max_call_us: float
+    max_call_us: float | None  # None: the calls ran in a child process
     resent: int = 0
 
 
@@ -37,6 +37,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     for r in ROWS:
         tr.write_line(
-            f"{r.fault:34} {r.runs:5} {r.accepted:9} {r.stored:9} {r.duplicates:10} {r.resent:8} {r.max_call_us:17.1f}"
+            f"{r.fault:34} {r.runs:5} {r.accepted:9} {r.stored:9} {r.duplicates:10} {r.resent:8} "
+            + (f"{r.max_call_us:17.1f}" if r.max_call_us is not None else f"{'-':>17}")
         )
     tr.write_line("duplicates: stored sum of count minus accepted; re-sent: records sent again on the wire (same _id)")

@@ -87,7 +87,7 @@ def test_sigkill_at_a_seeded_point(
     assert want <= ids
     assert accepted <= len(ids) <= accepted + BLOCK
     assert server.count_sum() == len(ids)
-    report(Row(f"SIGKILL during {phase}", 1, accepted, len(ids), server.count_sum() - len(ids), 0.0))
+    report(Row(f"SIGKILL during {phase}", 1, accepted, len(ids), server.count_sum() - len(ids), None))
 
 
 def test_processes_sharing_a_spool_dir_some_killed(
@@ -123,4 +123,4 @@ def test_processes_sharing_a_spool_dir_some_killed(
     assert last.flush(30)
     assert len(server.store) == accepted
     assert server.count_sum() == accepted
-    report(Row("4 processes, 1 spool_dir, killed", 4, accepted, len(server.store), server.count_sum() - accepted, 0.0))
+    report(Row("4 processes, 1 spool_dir, killed", 4, accepted, len(server.store), server.count_sum() - accepted, None))

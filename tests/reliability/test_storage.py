@@ -58,7 +58,7 @@ def test_disk_full_refuses_new_records_loudly_and_delivers_the_rest(
             assert server.count_sum() == accepted
         finally:
             tracker.close(2)
-        report(Row("disk full (16 MB tmpfs)", 1, accepted, len(server.store), server.count_sum() - accepted, 0.0))
+        report(Row("disk full (16 MB tmpfs)", 1, accepted, len(server.store), server.count_sum() - accepted, None))
 
 
 def test_read_only_spool_dir_fails_at_construction(tmp_path: Path) -> None:
