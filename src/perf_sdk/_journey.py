@@ -225,6 +225,18 @@ class CookieSpec:
     httponly: bool = True
     samesite: str = "Lax"
 
+    def set_on(self, response: Any) -> None:
+        """Set it on a Werkzeug (Flask) or Django response: both ``set_cookie`` take these keywords."""
+        response.set_cookie(
+            self.name,
+            self.value,
+            max_age=self.max_age,
+            path=self.path,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )
+
     def header(self) -> str:
         """The ``Set-Cookie`` header value, for integrations with no cookie helper (ASGI)."""
         parts = [f"{self.name}={self.value}", f"Path={self.path}"]

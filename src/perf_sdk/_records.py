@@ -307,15 +307,23 @@ class RecordBuilder:
             return None
         return count * n if type(count) is int else count
 
-    def transaction(
-        self, stage: str, transaction_id: object, channel: object, at: object, count: object
-    ) -> dict[str, Any] | None:
-        """A ``transactions`` record; ``None`` when sampling leaves it out."""
+    def _keyed(self, transaction_id: object, count: object) -> tuple[str | None, object] | None:
+        """The hashed transaction id and the count to send; ``None`` when sampling leaves the record out."""
         hashed = None if transaction_id is None else self.hash_transaction_id(transaction_id)
         if self.sample_every > 1:
             count = self._sample(hashed, count)
             if count is None:
                 return None
+        return hashed, count
+
+    def transaction(
+        self, stage: str, transaction_id: object, channel: object, at: object, count: object
+    ) -> dict[str, Any] | None:
+        """A ``transactions`` record; ``None`` when sampling leaves it out."""
+        keyed = self._keyed(transaction_id, count)
+        if keyed is None:
+            return None
+        hashed, count = keyed
         rid = self.random_id() if hashed is None else self.natural_id("transactions", str(stage), hashed)
         return {"_id": rid, "_timestamp": self.timestamp(at), "count": count, "stage": stage, "channel": channel}
 
@@ -323,11 +331,10 @@ class RecordBuilder:
         self, rating: object, transaction_id: object, channel: object, at: object, count: object
     ) -> dict[str, Any] | None:
         """A ``satisfaction`` record; ``None`` when sampling leaves it out."""
-        hashed = None if transaction_id is None else self.hash_transaction_id(transaction_id)
-        if self.sample_every > 1:
-            count = self._sample(hashed, count)
-            if count is None:
-                return None
+        keyed = self._keyed(transaction_id, count)
+        if keyed is None:
+            return None
+        hashed, count = keyed
         rid = self.random_id() if hashed is None else self.natural_id("satisfaction", hashed)
         return {"_id": rid, "_timestamp": self.timestamp(at), "count": count, "rating": rating, "channel": channel}
 

@@ -18,16 +18,15 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from perf_sdk.platform import LocalPlatform
+from tests.servers import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -51,25 +50,6 @@ def documented_command(example: str) -> tuple[dict[str, str], list[str]]:
     argv = [w for w in words if not re.match(r"^[A-Z_]+=", w)]
     argv[0] = sys.executable if argv[0] == "python" else str(BIN / argv[0])
     return env, argv
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the example exited while starting"
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the server's readiness: nothing to wait on across processes
-    raise AssertionError(f"{url} not ready in {timeout}s")
 
 
 def with_csrf(page: httpx.Response, data: dict[str, str]) -> dict[str, str]:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +29,7 @@ import pytest
 
 from perf_sdk.platform import LocalPlatform
 from tests.conftest import SECRET
+from tests.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +41,6 @@ TOKEN = "t"
 VISITORS, COMPLETING, REFRESHING = 1000, 600, 100
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 CSRF_RE = re.compile(r"name='csrfmiddlewaretoken' value='([^']+)'")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def command(server: str, port: int) -> list[str]:
@@ -88,19 +81,6 @@ def command(server: str, port: int) -> list[str]:
         "warning",
         "--no-access-log",
     ]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited while starting"
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling the server's readiness: nothing to wait on across processes
-    raise AssertionError(f"{url} not ready in {timeout}s")
 
 
 def visitor(base_url: str, transport: httpx.HTTPTransport, index: int) -> None:

@@ -166,16 +166,7 @@ class PerfSdkMiddleware:
             if engine.use_session:
                 request.session[engine.session_key] = new
             else:
-                c = engine.cookie(new, host=request.get_host(), scheme=request.scheme or "http")
-                response.set_cookie(
-                    c.name,
-                    c.value,
-                    max_age=c.max_age,
-                    path=c.path,
-                    secure=c.secure,
-                    httponly=c.httponly,
-                    samesite=c.samesite,
-                )
+                engine.cookie(new, host=request.get_host(), scheme=request.scheme or "http").set_on(response)
         except Exception:  # counting must never fail a page
             logger.exception("perf_sdk: journey counting failed for this request")
 

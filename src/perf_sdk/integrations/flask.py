@@ -107,16 +107,7 @@ def _after_request(response: Response) -> Response:
             if engine.use_session:
                 flask.session[engine.session_key] = new
             else:
-                c = engine.cookie(new, host=request.host, scheme=request.scheme)
-                response.set_cookie(
-                    c.name,
-                    c.value,
-                    max_age=c.max_age,
-                    path=c.path,
-                    secure=c.secure,
-                    httponly=c.httponly,
-                    samesite=c.samesite,
-                )
+                engine.cookie(new, host=request.host, scheme=request.scheme).set_on(response)
     except Exception:  # counting must never fail a page
         logger.exception("perf_sdk: journey counting failed for this request")
     return response
