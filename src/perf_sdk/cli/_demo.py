@@ -175,11 +175,12 @@ def _next_steps(console: Console, out: Path, dashboard: Path | None, url: str, k
     console.print(f"  {rel}/kpis.json, kpis.csv   the same figures for publishing")
     console.print(f"  {rel}/platform.sqlite   the local platform's data")
     console.print("\nTry next:")
-    serve = f"perf-sdk serve --db {rel}/platform.sqlite --token {TOKEN}"
-    if not keep:
-        console.print(f"  {serve}                 # explore the platform again")
-    console.print(f"  perf-sdk kpis --service {SERVICE} --endpoint {url} --period month    # monthly figures")
+    if not keep:  # the demo's platform stops with it: serve its data again on a known port
+        url = "http://127.0.0.1:8000"
+        console.print(f"  perf-sdk serve --db {rel}/platform.sqlite --token {TOKEN}   # the platform again, on {url}")
+    console.print(f"  perf-sdk kpis --service {SERVICE} --endpoint {url} --period month   # monthly figures")
     console.print(f"  curl '{url}/data/{SERVICE}/transactions?group_by=channel&collect=count:sum'")
-    console.print("  perf-sdk demo --keep-serving     # leave the platform up after the demo")
+    if not keep:
+        console.print("  perf-sdk demo --keep-serving   # or keep the demo's platform up when it finishes")
     console.print("  examples/ has a Flask, a Django and a FastAPI service that count their journeys with no code.")
     sys.stdout.flush()
