@@ -52,6 +52,9 @@ class AsyncTracker:
         **options: Any,
     ) -> None:
         if tracker is None:
+            # On an event loop a full queue must not make a recording call wait (the
+            # sync Tracker waits up to max_block for room): refuse, and report, at once.
+            options.setdefault("max_block", 0.0)
             tracker = Tracker(service, endpoint, spool_dir=spool_dir, **options)
         self.tracker = tracker
         # The hot path is the wrapped tracker's own bound methods: no extra frame per call.
@@ -71,8 +74,8 @@ class AsyncTracker:
     async def open(self) -> AsyncTracker:
         """Start the background workers now, off the event loop.
 
-        Otherwise the first recording call starts them, opening the spool
-        (SQLite) on the caller's thread: a few milliseconds, once. ``async with``
+        Otherwise the first recording call starts them: only a thread start,
+        since the writer thread opens the spool and the HTTP client itself. ``async with``
         and the ASGI middleware's lifespan startup call this for you.
         """
         await asyncio.to_thread(self.tracker._ensure_started)

@@ -124,3 +124,29 @@ def test_close_leaves_undelivered_records_on_disk(spool_dir: Path) -> None:
         assert len(server.store) == 1
     finally:
         server.stop()
+
+
+class _Sink:
+    def send(self, data_type: str, body: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_queue_never_blocks_the_event_loop(tmp_path: Path) -> None:
+    async def main() -> tuple[float, int]:
+        tracker = AsyncTracker(
+            service="svc", secret="s" * 32, spool_dir=tmp_path, transport=_Sink(), max_queue=100, commit_interval=1.0
+        )
+        tracker.complete("first")  # starts the writer, which then sleeps for commit_interval
+        started = time.perf_counter()
+        for i in range(1000):
+            tracker.complete(f"t{i}")  # the queue fills at 100: refused at once, not waited for
+        elapsed = time.perf_counter() - started
+        await tracker.close(5)
+        return elapsed, tracker.tracker.stats.refused
+
+    elapsed, refused = asyncio.run(main())
+    assert elapsed < 0.5
+    assert refused > 0
