@@ -31,6 +31,7 @@ from typing import Any, Final, Literal, get_args
 
 from perf_sdk._errors import ValidationError
 from perf_sdk._protocol import CHANNELS, COST_PERIODS
+from perf_sdk._records import parse_period_label
 
 __all__ = [
     "KPI_KEYS",
@@ -155,18 +156,13 @@ def cost_period(granularity: str, day: date) -> tuple[date, date]:
 
 
 def parse_cost_period_label(label: str) -> tuple[str, date]:
-    """``2026-03`` / ``2026-Q1`` / ``2026`` -> ``(granularity, start)``, the labels costs are named by."""
-    text = label.strip()
-    try:
-        if len(text) == 4 and text.isdigit():
-            return "year", date(int(text), 1, 1)
-        if len(text) == 7 and text[4:6].upper() == "-Q" and text[6] in "1234":
-            return "quarter", date(int(text[:4]), (int(text[6]) - 1) * 3 + 1, 1)
-        if len(text) == 7 and text[4] == "-":
-            return "month", date(int(text[:4]), int(text[5:]), 1)
-    except ValueError:
-        pass
-    raise ValidationError("period", label, "a month (2026-03), a quarter (2026-Q1) or a year (2026)")
+    """``2026-03`` / ``2026-Q1`` / ``2026`` -> ``(granularity, start)``, the labels costs are named by.
+
+    The same parser as ``Tracker.cost`` and backfill use (one rule for what a
+    label is), read case-insensitively (``2026-q1``) as files are written.
+    """
+    parsed = parse_period_label(label.strip().upper() if isinstance(label, str) else label)
+    return parsed.granularity, parsed.start.date()
 
 
 # ---------------------------------------------------------------------------
