@@ -78,7 +78,7 @@ class AsyncTracker:
         since the writer thread opens the spool and the HTTP client itself. ``async with``
         and the ASGI middleware's lifespan startup call this for you.
         """
-        await asyncio.to_thread(self.tracker._ensure_started)
+        await asyncio.to_thread(self.tracker.open)
         return self
 
     async def flush(self, timeout: float = 10.0) -> FlushResult:

@@ -383,10 +383,19 @@ class Tracker:
         self._slow_enqueue((_BUILT, data_type, good[0]))
 
     # lifecycle -------------------------------------------------------------------------------------
+    def open(self) -> Tracker:
+        """Start the background workers now rather than at the first record.
+
+        Cheap on purpose: it only starts a thread, since the slow parts (the
+        spool file, the HTTP client and its TLS context) are opened by the
+        writer. Idempotent; a closed tracker stays closed. Frameworks call it
+        at start-up (the ASGI lifespan, ``AsyncTracker.open``).
+        """
+        self._ensure_started()
+        return self
+
     def _ensure_started(self) -> None:
-        """Start the writer thread. Cheap on purpose: it runs on a caller's thread
-        (the first record, or the first after a fork), so the slow parts (the
-        spool file, the HTTP client and its TLS context) are opened by the writer."""
+        """Start the writer thread (the first record, or the first after a fork)."""
         with self._lifecycle:
             if self._running or self._closed:
                 return

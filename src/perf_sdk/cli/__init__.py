@@ -17,7 +17,7 @@ from perf_sdk._errors import ConfigurationError
 from perf_sdk._version import __version__
 
 #: Sub-command modules, imported only when their command runs (and for --help).
-_COMMANDS = ("_serve", "_demo", "_kpis", "_backfill", "_spool")
+_COMMANDS = ("_serve", "_demo", "_kpis", "_backfill", "_spool", "_publish", "_check", "_mark", "_alerts", "_platform")
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
