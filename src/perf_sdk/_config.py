@@ -36,6 +36,7 @@ ENV: Final = {
     "debug": "PERF_SDK_DEBUG",
     "allow_insecure_http": "PERF_SDK_ALLOW_INSECURE_HTTP",
     "ca_bundle": "PERF_SDK_CA_BUNDLE",
+    "enabled": "PERF_SDK_ENABLED",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -69,6 +70,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     service: str
+    #: False when the SDK is switched off (``enabled=False`` / ``PERF_SDK_ENABLED=0``) or,
+    #: when the caller allows it, has nowhere to send; ``disabled_reason`` says which.
+    enabled: bool = True
+    disabled_reason: str | None = None
     endpoint: str | None = None
     read_endpoint: str | None = None
     token: SecretStr | None = None
@@ -153,17 +158,30 @@ class Settings(BaseModel):
         cls,
         *,
         need_endpoint: bool = True,
-        need_secret: bool = True,
+        need_secret: bool = False,
+        allow_disabled: bool = False,
         environ: Mapping[str, str] | None = None,
         **given: Any,
     ) -> Settings:
-        """Build settings from keyword arguments, falling back to ``PERF_SDK_*``."""
+        """Build settings from keyword arguments, falling back to ``PERF_SDK_*``.
+
+        ``need_secret``: refuse settings without a secret (a caller that will hash
+        transaction ids at once, such as a backfill with a ``transaction_id`` column).
+        Otherwise the secret is optional, and ``settings.secret`` is None without one;
+        when given it must still be at least 16 characters.
+
+        ``allow_disabled``: instead of raising, return settings with ``enabled=False``
+        and a ``disabled_reason`` when the SDK is switched off (``enabled=False`` or
+        ``PERF_SDK_ENABLED=0``) or, with ``need_endpoint``, no endpoint is configured,
+        so a service's local run and its tests need no configuration (like Sentry
+        without a DSN). A bad value is still an error: a typo is not a way to switch off.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         for name, var in ENV.items():
             if name not in values and env.get(var) not in (None, ""):
                 values[name] = env[var]
-        for name in ("strict", "debug", "allow_insecure_http"):
+        for name in ("strict", "debug", "allow_insecure_http", "enabled"):
             if isinstance(values.get(name), str):
                 values[name] = _parse_bool(ENV[name], values[name])
         if "tokens" not in values:
@@ -172,6 +190,18 @@ class Settings(BaseModel):
             }
             if per_type:
                 values["tokens"] = per_type
+        reason = _disabled_reason(values, need_endpoint=need_endpoint, enabled_given=given.get("enabled") is not None)
+        if reason is not None and not allow_disabled and values.get("enabled") is False and need_endpoint:
+            raise ConfigurationError(
+                f"{reason}, but this needs perf_sdk on: unset PERF_SDK_ENABLED or pass enabled=True"
+            )
+        disabled = reason is not None and allow_disabled
+        if disabled:
+            values["enabled"] = False
+            values["disabled_reason"] = reason
+            # Nothing will be sent, so nothing else is required: a placeholder service keeps
+            # strict validation and the record builder working in a run with no configuration.
+            values.setdefault("service", _UNCONFIGURED_SERVICE)
         if "service" not in values:
             raise ConfigurationError("no service: pass service='your-service-slug' or set PERF_SDK_SERVICE")
         if "spool_dir" not in values and isinstance(values["service"], str):
@@ -184,7 +214,7 @@ class Settings(BaseModel):
             var = ENV.get(str(err["loc"][0]) if err["loc"] else "", "")
             where = f" (argument {field}=" + (f" or {var})" if var else ")")
             raise ConfigurationError(f"invalid {field}{where}: {err['msg']}") from None
-        settings._check(need_endpoint=need_endpoint, need_secret=need_secret)
+        settings._check(need_endpoint=need_endpoint and not disabled, need_secret=need_secret)
         return settings
 
     def _check(self, *, need_endpoint: bool, need_secret: bool) -> None:
@@ -204,6 +234,8 @@ class Settings(BaseModel):
             if not any(self.token_for(t) for t in DATA_TYPES):
                 raise ConfigurationError("no token: pass token=... (or tokens={...}) or set PERF_SDK_TOKEN")
         for url in (self.endpoint, self.read_endpoint):
+            if not self.enabled and url == self.endpoint:
+                continue  # switched off: nothing is sent to the write endpoint
             if url and url.startswith("http://") and not self.allow_insecure_http and not is_loopback_url(url):
                 raise ConfigurationError(
                     f"refusing plain http:// to a non-loopback host ({urlsplit(url).hostname}): tokens and records "
@@ -216,8 +248,21 @@ class Settings(BaseModel):
     def __repr_args__(self) -> Any:
         # SecretStr already masks; drop the noise of defaults for readable logs.
         for key, value in super().__repr_args__():
-            if key in {"service", "endpoint", "read_endpoint", "spool_dir", "strict", "token", "secret"}:
+            if key in {"service", "enabled", "endpoint", "read_endpoint", "spool_dir", "strict", "token", "secret"}:
                 yield key, value
+
+
+#: The service name of a switched-off tracker given none (a slug, so validation still holds).
+_UNCONFIGURED_SERVICE: Final = "unconfigured"
+
+
+def _disabled_reason(values: Mapping[str, Any], *, need_endpoint: bool, enabled_given: bool) -> str | None:
+    """Why the SDK is off, or None when it is on."""
+    if values.get("enabled") is False:
+        return "switched off by " + ("enabled=False" if enabled_given else "PERF_SDK_ENABLED")
+    if need_endpoint and values.get("endpoint") is None:
+        return "no endpoint configured (pass endpoint=... or set PERF_SDK_ENDPOINT to send records)"
+    return None
 
 
 def _parse_bool(var: str, text: str) -> bool:

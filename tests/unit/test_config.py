@@ -38,7 +38,6 @@ def test_per_type_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"secret": None}, "PERF_SDK_SECRET"),
         ({"secret": "short"}, "too short"),
         ({"endpoint": None}, "PERF_SDK_ENDPOINT"),
         ({"token": None}, "PERF_SDK_TOKEN"),
@@ -128,3 +127,97 @@ def test_unwritable_spool_dir_is_a_configuration_error(tmp_path: Path) -> None:
             perf_sdk.Tracker(service="svc", endpoint="https://x.gov.uk", token="t", secret=SECRET, spool_dir=ro)
     finally:
         ro.chmod(0o700)
+
+
+# -- the secret only when something must be hashed (issue 17 item 10) ------------------------------
+
+
+def test_secret_is_optional_and_none_without_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERF_SDK_SECRET", raising=False)
+    s = Settings.resolve(service="svc", endpoint="https://x.gov.uk", token="t", spool_dir=tmp_path)
+    assert s.secret is None
+
+
+def test_a_caller_that_hashes_at_once_still_requires_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERF_SDK_SECRET", raising=False)
+    with pytest.raises(ConfigurationError, match="PERF_SDK_SECRET"):
+        Settings.resolve(service="svc", need_endpoint=False, need_secret=True)
+
+
+@pytest.mark.parametrize("where", ["argument", "environment"])
+def test_a_short_secret_is_still_refused(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    given = {"secret": "short"} if where == "argument" else {}
+    if where == "environment":
+        monkeypatch.setenv("PERF_SDK_SECRET", "short")
+    with pytest.raises(ConfigurationError, match="too short"):
+        Settings.resolve(service="svc", endpoint="https://x.gov.uk", token="t", **given)
+
+
+# -- switched off (issue 17 item 9) ------------------------------------------------------------
+
+
+@pytest.fixture
+def bare_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PERF_SDK_SERVICE", "PERF_SDK_ENDPOINT", "PERF_SDK_TOKEN", "PERF_SDK_SECRET", "PERF_SDK_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_no_endpoint_with_allow_disabled_is_off_not_an_error() -> None:
+    s = Settings.resolve(allow_disabled=True)
+    assert s.enabled is False
+    assert s.disabled_reason is not None and "PERF_SDK_ENDPOINT" in s.disabled_reason
+    assert s.service == "unconfigured"
+    named = Settings.resolve(service="svc", allow_disabled=True)
+    assert named.service == "svc" and named.enabled is False
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_no_endpoint_without_allow_disabled_still_raises() -> None:
+    with pytest.raises(ConfigurationError, match="no endpoint"):
+        Settings.resolve(service="svc", token="t")
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_enabled_false_switches_off_even_with_a_full_configuration(tmp_path: Path) -> None:
+    s = Settings.resolve(
+        service="svc",
+        endpoint="https://x.gov.uk",
+        token="t",
+        secret=SECRET,
+        spool_dir=tmp_path,
+        enabled=False,
+        allow_disabled=True,
+    )
+    assert s.enabled is False
+    assert s.disabled_reason == "switched off by enabled=False"
+
+
+@pytest.mark.usefixtures("bare_env")
+@pytest.mark.parametrize("text", ["0", "false", "no", "off"])
+def test_perf_sdk_enabled_0_switches_off(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERF_SDK_ENABLED", text)
+    monkeypatch.setenv("PERF_SDK_ENDPOINT", "https://x.gov.uk")
+    monkeypatch.setenv("PERF_SDK_TOKEN", "t")
+    s = Settings.resolve(service="svc", allow_disabled=True)
+    assert s.enabled is False
+    assert s.disabled_reason == "switched off by PERF_SDK_ENABLED"
+    with pytest.raises(ConfigurationError, match="PERF_SDK_ENABLED"):
+        Settings.resolve(service="svc")
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_enabled_is_the_default_and_a_bad_value_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings.resolve(service="svc", endpoint="https://x.gov.uk", token="t", allow_disabled=True)
+    assert s.enabled is True and s.disabled_reason is None
+    monkeypatch.setenv("PERF_SDK_ENABLED", "maybe")
+    with pytest.raises(ConfigurationError, match="PERF_SDK_ENABLED"):
+        Settings.resolve(service="svc", allow_disabled=True)
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_switched_off_still_refuses_bad_values() -> None:
+    with pytest.raises(ConfigurationError, match="too short"):
+        Settings.resolve(service="svc", secret="short", allow_disabled=True)
+    with pytest.raises(ConfigurationError, match="service"):
+        Settings.resolve(service="Not A Slug", allow_disabled=True)
