@@ -33,7 +33,6 @@ What the caller can rely on:
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import os
@@ -45,6 +44,7 @@ from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from perf_sdk import _csv
 from perf_sdk._backfill_readers import AMOUNT_UNITS, Source, iterable_source, open_source, resolve_timezone
 from perf_sdk._backfill_rows import RowBuilder, plan_columns
 from perf_sdk._config import Settings
@@ -148,15 +148,15 @@ class _RejectFile:
         self.path = path
         self._append_at = append_at
         self._handle: TextIO | None = None
-        self._writer: Any = None
+        self._writer: _csv.SafeWriter | None = None
 
     def write(self, rows: list[tuple[int, str, Any, str, str]]) -> None:
         if self.path is None or not rows:
             return
         if self._handle is None:
             self._open()
+        assert self._handle is not None and self._writer is not None
         self._writer.writerows(rows)
-        assert self._handle is not None
         self._handle.flush()
 
     def _open(self) -> None:
@@ -166,14 +166,14 @@ class _RejectFile:
             handle.seek(self._append_at)
             handle.truncate()
             self._handle = handle
-            self._writer = csv.writer(handle)
+            self._writer = _csv.writer(handle)
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("w", encoding="utf-8", newline="")
         except OSError as exc:
             raise ConfigurationError(f"cannot write the reject file {str(self.path)!r}: {exc.strerror}") from exc
-        self._writer = csv.writer(self._handle)
+        self._writer = _csv.writer(self._handle)
         self._writer.writerow(_REJECT_HEADER)
 
     def offset(self) -> int:

@@ -20,7 +20,6 @@ cost record) is *unknown*: its value is ``None``, never 0 or 100%.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import defaultdict
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final, Literal, get_args
 
+from perf_sdk import _csv
 from perf_sdk._errors import ValidationError
 from perf_sdk._protocol import CHANNELS, COST_PERIODS
 from perf_sdk._records import parse_period_label
@@ -397,7 +397,7 @@ class KpiReport:
     def to_csv(self) -> str:
         """One row a period; each KPI as value, numerator, denominator and change columns."""
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer = _csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         for p in self.periods:
             row: dict[str, Any] = {
