@@ -30,6 +30,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -44,6 +45,7 @@ __all__ = [
     "AMOUNT_UNITS",
     "DELIMITERS",
     "Source",
+    "check_xlsx_parts",
     "iter_records_file",
     "open_source",
     "parse_amount",
@@ -59,6 +61,14 @@ AMOUNT_UNITS: Final = ("pence", "pounds")
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZIP_MAGIC: Final = b"PK\x03\x04"
 _SNIFF_BYTES: Final = 64 * 1024
+#: Limits on an .xlsx workbook's zip parts, checked before openpyxl opens it (a decompression bomb,
+#: a small file whose parts inflate to gigabytes, is refused instead of exhausting the host's memory).
+#: openpyxl holds some parts whole (shared strings, styles), so those get a lower cap than the
+#: worksheets it streams; a real export's parts compress 5-20:1, a bomb's hundreds or thousands to one.
+XLSX_MAX_LOADED_PART_BYTES: Final = 100 * 1024 * 1024
+XLSX_MAX_SHEET_PART_BYTES: Final = 2 * 1024 * 1024 * 1024
+XLSX_MAX_RATIO: Final = 100
+_XLSX_RATIO_FLOOR: Final = 16 * 1024 * 1024  # smaller parts may compress as well as they like
 _UTC: Final = timezone.utc
 
 RawRow = Any  # list[Any] for CSV and Excel, str (the line) for JSONL, dict for a JSON list or iterable
@@ -271,6 +281,42 @@ def _json_list_source(text: io.TextIOWrapper, name: str) -> Source:
     return Source("json", name, header, iter(list(enumerate(data, 1))))
 
 
+def check_xlsx_parts(file: Path) -> None:
+    """Refuse a workbook whose zip parts would inflate past the limits above, before anything inflates them.
+
+    The sizes are the zip's central directory's own: Python's :mod:`zipfile`
+    (which openpyxl reads through) never returns more than a part's declared
+    size, so a part that lies about its size fails its CRC instead of growing.
+    """
+    try:
+        with zipfile.ZipFile(file) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ConfigurationError(f"{file.name} is not a readable .xlsx workbook ({exc}): {_expected()}") from exc
+    total = 0
+    for part in parts:
+        size = part.file_size
+        total += size
+        streamed = part.filename.startswith("xl/worksheets/")
+        limit = XLSX_MAX_SHEET_PART_BYTES if streamed else XLSX_MAX_LOADED_PART_BYTES
+        if size > limit:
+            raise ConfigurationError(
+                f"{file.name}: part {part.filename} inflates to {size:,} bytes, over the limit of {limit:,} bytes "
+                "for an .xlsx part (a decompression bomb, or a workbook too large: export it as CSV instead)"
+            )
+        if size > _XLSX_RATIO_FLOOR and size > XLSX_MAX_RATIO * max(part.compress_size, 1):
+            raise ConfigurationError(
+                f"{file.name}: part {part.filename} inflates {size // max(part.compress_size, 1):,} times "
+                f"({part.compress_size:,} to {size:,} bytes), over the limit of {XLSX_MAX_RATIO}:1 for an .xlsx part "
+                "(a decompression bomb?): export it as CSV instead"
+            )
+    if total > XLSX_MAX_SHEET_PART_BYTES:
+        raise ConfigurationError(
+            f"{file.name} inflates to {total:,} bytes in all, over the limit of {XLSX_MAX_SHEET_PART_BYTES:,} bytes "
+            "for an .xlsx workbook: export it as CSV instead"
+        )
+
+
 def _open_xlsx(file: Path, sheet: str | None) -> Source:
     try:
         import openpyxl
@@ -278,6 +324,7 @@ def _open_xlsx(file: Path, sheet: str | None) -> Source:
         raise ConfigurationError(
             f"reading Excel workbooks needs openpyxl: pip install 'perf-sdk[excel]' ({exc})"
         ) from exc
+    check_xlsx_parts(file)
     try:
         book = openpyxl.load_workbook(file, read_only=True, data_only=True)
     except Exception as exc:
