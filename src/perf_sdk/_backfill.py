@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from perf_sdk import _csv
+from perf_sdk._backfill_columns import plan_columns
 from perf_sdk._backfill_readers import AMOUNT_UNITS, Source, iterable_source, open_source, resolve_timezone
-from perf_sdk._backfill_rows import RowBuilder, plan_columns
+from perf_sdk._backfill_rows import RowBuilder
 from perf_sdk._config import Settings
 from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from perf_sdk._backfill_columns import plan_columns
 from perf_sdk._backfill_readers import (
     iter_records_file,
     open_source,
@@ -24,7 +25,7 @@ from perf_sdk._backfill_readers import (
     parse_when,
     resolve_timezone,
 )
-from perf_sdk._backfill_rows import RowBuilder, plan_columns
+from perf_sdk._backfill_rows import RowBuilder
 from perf_sdk._errors import ConfigurationError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from perf_sdk._backfill import BackfillSummary, backfill
+from perf_sdk._backfill_columns import SHAPES
 from perf_sdk._backfill_readers import AMOUNT_UNITS
-from perf_sdk._backfill_rows import SHAPES
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._protocol import DATA_TYPES
 
