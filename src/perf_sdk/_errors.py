@@ -8,15 +8,20 @@ raise (unless ``strict=True``): these classes reach the host through the
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable
+from typing import Any, Final
 
 __all__ = [
+    "RETRYABLE_STATUSES",
     "ConfigurationError",
     "PerfSdkError",
     "RejectedError",
     "RetryableError",
     "TransportError",
     "ValidationError",
+    "error_class_for_status",
+    "scrub",
 ]
 
 
@@ -90,6 +95,52 @@ class RetryableError(TransportError):
     ) -> None:
         super().__init__(message, status=status, messages=messages)
         self.retry_after = retry_after
+
+
+#: The 4xx answers that may pass if asked again (time-out, too early, rate limit); every
+#: 5xx is retryable too. The one rule for the write and the read side.
+RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
+
+
+def error_class_for_status(status: int) -> type[RejectedError] | type[RetryableError]:
+    """Which error a non-success HTTP status is: retry it, or stop and say why.
+
+    Decided here once, so the uploader and the KPI reader never disagree about
+    whether a 425 is worth another try.
+    """
+    return RetryableError if status in RETRYABLE_STATUSES or status >= 500 else RejectedError
+
+
+#: Credentials however a server might echo them: an ``Authorization`` header line,
+#: a bearer or basic credential, a ``token=`` / ``secret=`` pair.
+_CREDENTIAL_RE: Final = re.compile(
+    r"(?i)(authorization\s*[:=]\s*)?\b(bearer|basic)\s+[^\s\"',;&}\]]+"
+    r"|\b(token|secret|password|api[_-]?key)(\"?\s*[:=]\s*\"?)[^\s\"',;&}\]]+"
+)
+#: Configured values shorter than this are not searched for (a test's ``token="t"``
+#: would otherwise blank every letter t); real tokens and secrets are far longer.
+_MIN_SECRET_LENGTH: Final = 4
+REDACTED: Final = "<redacted>"
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` from a server (an error message, a body) with credentials taken out.
+
+    A platform, proxy or hostile endpoint may echo the request's ``Authorization``
+    header back; that text then travels to logs, ``on_error``, ``health()`` and the
+    dead-letter table. Every server-provided text passes through here first: each
+    known secret value is replaced wherever it appears, and so is anything shaped
+    like a credential (``Bearer ...``, ``token=...``).
+    """
+    for value in sorted({v for v in secrets if v and len(v) >= _MIN_SECRET_LENGTH}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return _CREDENTIAL_RE.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    if match.group(2):  # Authorization: Bearer xyz -> Authorization: Bearer <redacted>
+        return f"{match.group(1) or ''}{match.group(2)} {REDACTED}"
+    return f"{match.group(3)}{match.group(4)}{REDACTED}"
 
 
 def _short(value: Any, limit: int = 80) -> str:

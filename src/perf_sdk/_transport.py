@@ -15,10 +15,22 @@ answer                 raises
 200 with another body  ``RetryableError`` (not a clear success; re-sending is
                        harmless because the platform upserts by ``_id``)
 time-out, dropped      ``RetryableError``
+answer too big, or     ``RetryableError`` (a broken proxy or a hostile
+not done in time       endpoint: tried again later, shown in ``health()``)
 =====================  ====================================================
 
+An endpoint is not trusted to be well-behaved. A response is read up to
+``max_response_bytes`` (the platform answers a few hundred bytes of JSON), and
+a whole request (connecting, sending, every byte of the answer) must finish
+within ``deadline`` seconds, not only each read within ``timeout``: a server
+trickling one byte every half second would otherwise hold the uploader, and
+every data set behind it, for ever. The deadline is enforced at the socket, by a
+network backend that gives each read and write only the time left.
+
 Tokens travel only in the ``Authorization`` header and never appear in a log
-line, a repr or an exception.
+line, a repr or an exception: every text the server sends back is scrubbed of
+the tokens (and any ``redact`` value, such as the HMAC secret) before it goes
+into an exception, because a server may echo the header it was sent.
 """
 
 from __future__ import annotations
@@ -27,19 +39,26 @@ import email.utils
 import gzip
 import json
 import ssl
+import threading
 import time
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+import httpcore
 import httpx
 
-from perf_sdk._errors import RejectedError, RetryableError
+from perf_sdk._errors import RetryableError, error_class_for_status, scrub
 from perf_sdk._version import __version__
 
-__all__ = ["HttpTransport", "Transport", "parse_retry_after"]
+__all__ = ["MAX_RESPONSE_BYTES", "HttpTransport", "Transport", "parse_retry_after"]
 
 USER_AGENT = f"perf-sdk/{__version__}"
-_RETRYABLE_4XX = {408, 425, 429}
+#: Most bytes of a response body read (after decompression): a platform's answer is a small JSON object.
+MAX_RESPONSE_BYTES: Final = 4 << 20
+#: A whole request's deadline, as a multiple of the per-read ``timeout``, when none is given.
+DEADLINE_FACTOR: Final = 3.0
 
 
 class Transport(Protocol):
@@ -67,18 +86,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _messages(response: httpx.Response) -> list[str]:
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        text = response.text[:200].strip()
-        return [text] if text else []
-    if isinstance(body, dict):
-        if isinstance(body.get("messages"), list):
-            return [str(m) for m in body["messages"]]
-        if body.get("message"):
-            return [str(body["message"])]
-    return []
+class _AnswerTooLarge(Exception):
+    pass
+
+
+class _DeadlinePassed(Exception):
+    pass
 
 
 class HttpTransport:
@@ -86,7 +99,8 @@ class HttpTransport:
 
     One ``httpx.Client`` (connection kept alive), TLS verified against the
     system's CAs or ``ca_bundle``; bodies above ``gzip_threshold`` bytes are
-    gzip-compressed.
+    gzip-compressed. ``deadline`` (default ``3 * timeout``) bounds a whole request;
+    ``max_response_bytes`` bounds what is read of an answer.
     """
 
     def __init__(
@@ -97,15 +111,24 @@ class HttpTransport:
         *,
         default_token: str | None = None,
         timeout: float = 10.0,
+        deadline: float | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         gzip_threshold: int = 32_768,
         ca_bundle: Path | None = None,
+        redact: Iterable[str | None] = (),
         client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.service = service
         self._tokens = dict(tokens)
         self._default_token = default_token
+        self._secrets = (*self._tokens.values(), default_token, *redact)
         self.gzip_threshold = gzip_threshold
+        self.deadline = deadline if deadline is not None else DEADLINE_FACTOR * timeout
+        self.max_response_bytes = max_response_bytes
+        self._clock = clock
+        self._local = threading.local()
         verify: ssl.SSLContext | bool = True
         if ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(ca_bundle))
@@ -113,19 +136,28 @@ class HttpTransport:
             # No TLS on this connection at all (redirects are not followed), so skip
             # loading a CA bundle: it holds the GIL for tens of milliseconds.
             verify = False
-        self._client = client or httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            verify=verify,
-            headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            limits=httpx.Limits(max_keepalive_connections=2, max_connections=4),
-            follow_redirects=False,
-        )
+        if client is None:
+            pool = httpx.HTTPTransport(
+                verify=verify, limits=httpx.Limits(max_keepalive_connections=2, max_connections=4)
+            )
+            _bound_by_deadline(pool, self._remaining)
+            client = httpx.Client(
+                transport=pool,
+                timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+                follow_redirects=False,
+            )
+        self._client = client
 
     def __repr__(self) -> str:
         return f"HttpTransport(endpoint={self.endpoint!r}, service={self.service!r}, tokens=<redacted>)"
 
     def url(self, data_type: str) -> str:
         return f"{self.endpoint}/data/{self.service}/{data_type}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this transport's tokens or ``redact`` values."""
+        return scrub(text, self._secrets)
 
     def send(self, data_type: str, body: bytes) -> None:
         headers = {"Content-Type": "application/json"}
@@ -136,45 +168,171 @@ class HttpTransport:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         url = self.url(data_type)
+        self._local.deadline = self._clock() + self.deadline
         try:
-            response = self._client.post(url, content=body, headers=headers)
-        except httpx.TimeoutException as exc:
+            with self._client.stream("POST", url, content=body, headers=headers) as response:
+                content = self._read(response)
+        except (_DeadlinePassed, httpx.TimeoutException) as exc:
+            if self._remaining() <= 0:
+                raise RetryableError(
+                    f"{url} did not finish answering within {self.deadline:g} s (the whole request's deadline; "
+                    "a slow or stalled endpoint)"
+                ) from None
             raise RetryableError(f"no answer from {url} in time ({type(exc).__name__})") from None
-        except (httpx.TransportError, ssl.SSLError, OSError) as exc:
-            raise RetryableError(f"could not reach {url}: {type(exc).__name__}: {_safe(exc)}") from None
-        self._verdict(url, response)
+        except _AnswerTooLarge:
+            raise RetryableError(
+                f"{url} answered with more than {self.max_response_bytes:,} bytes; perf_sdk stopped reading "
+                "(the platform answers a small JSON object: a proxy or the endpoint is misbehaving)"
+            ) from None
+        except (httpx.TransportError, httpx.StreamError, ssl.SSLError, OSError) as exc:
+            raise RetryableError(f"could not reach {url}: {type(exc).__name__}: {self._safe(exc)}") from None
+        finally:
+            self._local.deadline = None
+        self._verdict(url, response.status_code, response.headers, content)
 
-    @staticmethod
-    def _verdict(url: str, response: httpx.Response) -> None:
-        status = response.status_code
+    def _remaining(self) -> float:
+        """Seconds left of the current request on this thread (infinite outside one)."""
+        deadline: float | None = getattr(self._local, "deadline", None)
+        return float("inf") if deadline is None else deadline - self._clock()
+
+    def _read(self, response: httpx.Response) -> bytes:
+        """The answer's body, up to the size cap and within the deadline."""
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise _AnswerTooLarge
+            chunks.append(chunk)
+            if self._remaining() <= 0:
+                raise _DeadlinePassed
+        return b"".join(chunks)
+
+    def _verdict(self, url: str, status: int, headers: httpx.Headers, content: bytes) -> None:
+        body = _json(content)
         if status == 200:
-            try:
-                body: Any = response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-                body = None
             if isinstance(body, dict) and body.get("status") == "ok":
                 return
+            excerpt = self.scrub(content[:100].decode("utf-8", "replace"))
             raise RetryableError(
-                f"{url} answered 200 without a clear success ({response.text[:100]!r})",
+                f"{url} answered 200 without a clear success ({excerpt!r})",
                 status=status,
-                messages=_messages(response),
+                messages=self._messages(body, content),
             )
-        messages = _messages(response)
+        messages = self._messages(body, content)
         detail = f": {'; '.join(messages[:3])}" if messages else ""
-        if status in _RETRYABLE_4XX or status >= 500:
+        error = error_class_for_status(status)
+        if error is RetryableError:
             raise RetryableError(
                 f"{url} answered {status}{detail}",
                 status=status,
                 messages=messages,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(headers.get("Retry-After")),
             )
-        raise RejectedError(f"{url} answered {status}{detail}", status=status, messages=messages)
+        raise error(f"{url} answered {status}{detail}", status=status, messages=messages)
+
+    def _messages(self, body: Any, content: bytes) -> list[str]:
+        """The platform's own words, scrubbed, each at most 500 characters."""
+        if body is _NOT_JSON:
+            text = content[:200].decode("utf-8", "replace").strip()
+            found = [text] if text else []
+        elif isinstance(body, dict) and isinstance(body.get("messages"), list):
+            found = [str(m) for m in body["messages"][:20]]
+        elif isinstance(body, dict) and body.get("message"):
+            found = [str(body["message"])]
+        else:
+            found = []
+        return [self.scrub(m[:500]) for m in found]
+
+    def _safe(self, exc: BaseException) -> str:
+        """An exception's text without anything that looks like a credential."""
+        return self.scrub(str(exc)[:200])
 
     def close(self) -> None:
         self._client.close()
 
 
-def _safe(exc: BaseException) -> str:
-    """An exception's text without anything that looks like a credential."""
-    text = str(exc)
-    return "" if "Bearer" in text or "Authorization" in text else text[:200]
+_NOT_JSON: Final[Any] = object()
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
+        return _NOT_JSON
+
+
+# -- the whole-request deadline, at the socket ---------------------------------------------------
+
+
+def _bound_by_deadline(transport: httpx.HTTPTransport, remaining: Callable[[], float]) -> None:
+    """Make every socket operation of ``transport`` wait at most what is left of the request.
+
+    httpx has per-operation time-outs only; a deadline needs the network backend
+    under its connection pool. httpx offers no public way to give one, so this
+    wraps the pool's backend when it has the expected shape; otherwise the body
+    loop's own deadline check is what remains (headers are then bounded by the
+    per-read timeout alone).
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend, remaining)  # type: ignore[union-attr]
+
+
+def _bounded(timeout: float | None, remaining: Callable[[], float], error: type[Exception]) -> float:
+    left = remaining()
+    if left <= 0:
+        raise error("the request's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, remaining: Callable[[], float]) -> None:
+        self._inner = inner
+        self._remaining = remaining
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _bounded(timeout, self._remaining, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _bounded(timeout, self._remaining, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, bounded), self._remaining)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend, remaining: Callable[[], float]) -> None:
+        self._inner = inner
+        self._remaining = remaining
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream, self._remaining)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options), self._remaining)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)

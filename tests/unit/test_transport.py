@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import respx
 
-from perf_sdk import RejectedError, RetryableError
+from perf_sdk import RejectedError, RetryableError, TransportError
+from perf_sdk._errors import error_class_for_status, scrub
 from perf_sdk._transport import USER_AGENT, HttpTransport, parse_retry_after
 
 URL = "https://perf.example.gov.uk/data/svc/transactions"
@@ -113,3 +115,137 @@ def test_tls_is_verified_by_default() -> None:
         assert pool._ssl_context.verify_mode.name == "CERT_REQUIRED"
     finally:
         t.close()
+
+
+# -- hostile or broken endpoints (issue 12 item 5) -----------------------------------------------
+
+
+@respx.mock
+def test_an_answer_over_the_size_cap_is_retryable_and_not_read_to_the_end() -> None:
+    served: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            served.append(1)
+            yield b"x" * 65_536
+
+    respx.post(URL).mock(return_value=httpx.Response(200, content=endless()))
+    t = HttpTransport("https://perf.example.gov.uk", "svc", {"transactions": "tok-1"}, max_response_bytes=200_000)
+    try:
+        with pytest.raises(RetryableError, match="more than 200,000 bytes"):
+            t.send("transactions", BODY)
+    finally:
+        t.close()
+    assert len(served) == 4  # stopped at the first chunk past the cap
+
+
+@respx.mock
+def test_a_body_still_arriving_at_the_deadline_is_retryable() -> None:
+    now = [0.0]
+
+    def trickle() -> Iterator[bytes]:
+        while True:
+            now[0] += 0.5  # each byte half a second after the last: no read ever times out
+            yield b" "
+
+    respx.post(URL).mock(return_value=httpx.Response(200, content=trickle()))
+    t = HttpTransport(
+        "https://perf.example.gov.uk", "svc", {"transactions": "tok-1"}, deadline=30.0, clock=lambda: now[0]
+    )
+    try:
+        with pytest.raises(RetryableError, match="within 30 s"):
+            t.send("transactions", BODY)
+    finally:
+        t.close()
+    assert now[0] == pytest.approx(30.0)
+
+
+def test_the_deadline_defaults_to_three_read_timeouts() -> None:
+    t = HttpTransport("https://perf.example.gov.uk", "svc", {}, timeout=4.0)
+    try:
+        assert t.deadline == 12.0
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 429, 500])
+@respx.mock
+def test_server_text_echoing_credentials_is_scrubbed(status: int) -> None:
+    secret = "the-hmac-secret-value"
+    respx.post(URL).mock(
+        return_value=httpx.Response(
+            status,
+            json={
+                "messages": [
+                    "you sent Authorization: Bearer tok-transactions-1",
+                    "token tok-transactions-1 unknown; default tok-default-2",
+                    f"and the secret {secret}",
+                ]
+            },
+        )
+    )
+    t = HttpTransport(
+        "https://perf.example.gov.uk",
+        "svc",
+        {"transactions": "tok-transactions-1"},
+        default_token="tok-default-2",
+        redact=[secret],
+    )
+    try:
+        with pytest.raises(TransportError) as info:
+            t.send("transactions", BODY)
+    finally:
+        t.close()
+    texts = [str(info.value), repr(info.value), *info.value.messages]
+    for needle in ("tok-transactions-1", "tok-default-2", secret):
+        assert all(needle not in text for text in texts), needle
+    assert "<redacted>" in str(info.value)
+
+
+@respx.mock
+def test_a_plain_text_answer_is_scrubbed_too() -> None:
+    respx.post(URL).mock(return_value=httpx.Response(502, text="proxy error; request had Bearer tok-1-long-enough"))
+    t = HttpTransport("https://perf.example.gov.uk", "svc", {"transactions": "tok-1-long-enough"})
+    try:
+        with pytest.raises(RetryableError) as info:
+            t.send("transactions", BODY)
+    finally:
+        t.close()
+    assert "tok-1-long-enough" not in str(info.value)
+    assert info.value.messages == ["proxy error; request had Bearer <redacted>"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Authorization: Bearer abc.def-ghi", "Authorization: Bearer <redacted>"),
+        ('{"authorization": "Basic dXNlcjpwYXNz"}', '{"authorization": "Basic <redacted>"}'),
+        ("token=abc123&page=2", "token=<redacted>&page=2"),
+        ('"secret": "xyz"', '"secret": "<redacted>"'),
+        ("bad _timestamp: not ISO 8601", "bad _timestamp: not ISO 8601"),
+        ("the token is missing", "the token is missing"),
+    ],
+)
+def test_scrub_takes_out_anything_shaped_like_a_credential(text: str, expected: str) -> None:
+    assert scrub(text) == expected
+
+
+def test_scrub_takes_out_known_values_but_not_tiny_ones() -> None:
+    assert scrub("a secret-value-123 b", ["secret-value-123"]) == "a <redacted> b"
+    assert scrub("total", ["t", None, ""]) == "total"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, RejectedError),
+        (404, RejectedError),
+        (408, RetryableError),
+        (425, RetryableError),
+        (429, RetryableError),
+        (500, RetryableError),
+        (503, RetryableError),
+    ],
+)
+def test_one_rule_for_which_statuses_are_retried(status: int, error: type[Exception]) -> None:
+    assert error_class_for_status(status) is error
