@@ -24,15 +24,32 @@ The rules, and why:
 * After a journey completes, the next start draws a new id: a visitor applying
   twice is two transactions. The completed id is kept until then only so that a
   feedback page can tie its rating to the transaction just completed.
+* The SDK's cookie is *authenticated*: its value ends in an HMAC-SHA256 (128
+  bits) keyed with a key derived from the service's secret and name, checked in
+  constant time. A cookie that fails (made up, edited, truncated, or issued by
+  another service) reads as no cookie at all, and the response replaces it. So
+  a completion, and a satisfaction answer tied to a transaction, count only for
+  a start this SDK issued: nobody can inflate completions by inventing or
+  rotating ids. In session mode the framework's session is already signed or
+  server-side, so its value is stored as it is.
+* Cookie mode needs the secret. A tracker that will send records but has no
+  secret is refused when the integration is set up (a key drawn at random per
+  process would make every cookie fail at the other workers of a multi-worker
+  server, silently losing completions). A switched-off tracker sends nothing,
+  so there a random per-process key is used and said once at INFO.
 * Requests whose ``User-Agent`` matches :data:`DEFAULT_BOT_USER_AGENTS` (crawlers,
-  uptime monitors, command-line HTTP clients) are not counted. The default does
-  *not* match httpx's ``python-httpx/x.y``, so load tests count like visitors.
+  uptime monitors, command-line HTTP clients such as curl) are not counted, and
+  the first one skipped is said at INFO, so a first test with curl that counts
+  nothing explains itself. The default does *not* match httpx's
+  ``python-httpx/x.y``, so load tests count like visitors.
 * ``HEAD`` and ``OPTIONS`` requests (link checkers, CORS pre-flight) are never
   counted: no person saw a page.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -40,6 +57,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from perf_sdk._config import Settings
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._protocol import CHANNELS
 
@@ -82,6 +100,10 @@ _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _BOT_CACHE_SIZE: Final = 4096
 _STARTED: Final = "s"
 _COMPLETED: Final = "c"
+#: Domain separation: the cookie key is never the key that hashes transaction ids.
+_COOKIE_KEY_LABEL: Final = b"perf_sdk journey cookie v1"
+#: Hex digits of HMAC-SHA256 kept in the cookie: 128 bits, as many as the id itself.
+_MAC_HEX: Final = 32
 
 
 class Recorder(Protocol):
@@ -288,6 +310,10 @@ class VisitorState:
     def dumps(self) -> str:
         return "~".join(f"{name}.{e.state}.{e.txn}" for name, e in self.entries.items())
 
+    def replace_stored(self) -> None:
+        """Have the integration store this state even if no count changes it (a rejected cookie)."""
+        self.changed = True
+
     def _touch(self, name: str, entry: _Entry) -> None:
         self.entries.pop(name, None)
         self.entries[name] = entry  # most recent last
@@ -338,7 +364,13 @@ class JourneyEngine:
       count every user agent.
     * ``count_unstarted_completions``: count a completion for a visitor with no
       started journey (a visitor who started before the SDK was deployed, or
-      whose cookie was lost). Off by default: completion rate must not exceed 100%.
+      whose cookie was lost). Off by default: completion rate must not exceed
+      100%, and with it on anyone can add completions by loading the
+      confirmation page without a cookie.
+
+    In cookie mode the stored value is signed with a key derived from the
+    tracker's secret (see the module docstring); :meth:`load` and
+    :meth:`dump` are the only places that know the cookie's format.
     """
 
     def __init__(
@@ -392,6 +424,8 @@ class JourneyEngine:
                         self._scanned.append((p, journey, is_start))
         #: True when some journey names a route: an integration must wait for routing to know.
         self.uses_routes = bool(self._routes)
+        self._key = None if use_session else _cookie_key(tracker)
+        self._said_bot = False
 
     # matching --------------------------------------------------------------------------------
     def match(self, path: str, routes: Sequence[str | None] = ()) -> tuple[_Hit, ...]:
@@ -435,11 +469,46 @@ class JourneyEngine:
 
     def counts(self, method: str, status: int, user_agent: str | None) -> bool:
         """Whether a response of this kind can count at all (success, a person, a page view)."""
-        return 200 <= status < 400 and method.upper() not in _UNCOUNTED_METHODS and not self.is_bot(user_agent)
+        if not 200 <= status < 400 or method.upper() in _UNCOUNTED_METHODS:
+            return False
+        if self.is_bot(user_agent):
+            self._say_bot_once(user_agent or "")
+            return False
+        return True
+
+    def _say_bot_once(self, user_agent: str) -> None:
+        """The first request skipped as a bot, at INFO: a first test with curl otherwise counts zero in silence."""
+        if self._said_bot:
+            return
+        self._said_bot = True
+        logger.info(
+            "perf_sdk: not counting journey pages requested by bots or command-line clients "
+            "(User-Agent %r matched the bot rule); use a browser's User-Agent to test, or pass "
+            "bot_user_agents=None to count every client. Said once per process.",
+            user_agent[:120],
+        )
 
     # state -----------------------------------------------------------------------------------
     def load(self, stored: object) -> VisitorState:
-        return VisitorState.parse(stored, self.by_name)
+        """The visitor's state from their cookie (its signature checked) or session value.
+
+        A cookie whose signature fails reads as a new visitor whose state must
+        be stored again (``changed``), so the response replaces the bad cookie.
+        """
+        if self._key is None:
+            return VisitorState.parse(stored, self.by_name)
+        payload = _verified(self._key, stored)
+        state = VisitorState.parse(payload, self.by_name)
+        if payload is None and stored:
+            state.replace_stored()
+        return state
+
+    def dump(self, state: VisitorState) -> str:
+        """The value to store: signed for a cookie; ``""`` when nothing is left (remove it)."""
+        payload = state.dumps()
+        if self._key is None or not payload:
+            return payload
+        return f"{payload}.{_mac(self._key, payload)}"
 
     def observe(
         self,
@@ -464,7 +533,7 @@ class JourneyEngine:
                 self._step(hit, state, request)
             except Exception:
                 logger.exception("perf_sdk: journey %r not counted for this request", hit.journey.name)
-        return state.dumps() if state.changed else None
+        return self.dump(state) if state.changed else None
 
     def _step(self, hit: _Hit, state: VisitorState, request: Any) -> None:
         journey = hit.journey
@@ -519,11 +588,66 @@ class JourneyEngine:
 
     # cookies ---------------------------------------------------------------------------------
     def cookie(self, value: str, *, host: str | None, scheme: str = "http") -> CookieSpec:
-        """The visitor's cookie carrying ``value``, with flags for this site."""
+        """The visitor's cookie carrying ``value``, with flags for this site; ``""`` expires it."""
         secure = self.cookie_secure
         if secure is None:
             secure = scheme == "https" or not _is_loopback_host(host)
-        return CookieSpec(self.cookie_name, value, secure=secure, max_age=self.cookie_max_age)
+        max_age = self.cookie_max_age if value else 0
+        return CookieSpec(self.cookie_name, value, secure=secure, max_age=max_age)
+
+
+def _mac(key: bytes, payload: str) -> str:
+    return hmac.new(key, payload.encode("ascii"), hashlib.sha256).hexdigest()[:_MAC_HEX]
+
+
+def _verified(key: bytes, stored: object) -> str | None:
+    """The payload of a cookie value whose MAC is right, else ``None``; compared in constant time."""
+    if not isinstance(stored, str) or len(stored) > 4096 or not stored.isascii():
+        return None
+    payload, dot, mac = stored.rpartition(".")
+    if not dot or len(mac) != _MAC_HEX or not payload:
+        return None
+    return payload if hmac.compare_digest(mac, _mac(key, payload)) else None
+
+
+def _settings_of(tracker: object) -> Settings | None:
+    """The tracker's settings: a Tracker's own, or those of the Tracker an AsyncTracker wraps."""
+    for candidate in (tracker, getattr(tracker, "tracker", None)):
+        settings = getattr(candidate, "settings", None)
+        if isinstance(settings, Settings):
+            return settings
+    return None
+
+
+#: The key of switched-off trackers with no secret: random, this process only (nothing is sent anyway).
+_PROCESS_KEY: Final = secrets.token_bytes(32)
+
+
+def _cookie_key(tracker: object) -> bytes:
+    """The key that signs the journey cookie: derived from the service's secret and name.
+
+    Derived (never the secret itself) so a cookie's MAC can never be mistaken
+    for a hashed transaction id, and keyed with the service name so a cookie
+    from another service that shares the secret is still refused. Without a
+    secret there is nothing safe to derive from: a tracker that sends records
+    is refused here, at set-up; a switched-off one gets a per-process random key.
+    """
+    settings = _settings_of(tracker)
+    secret = settings.secret.get_secret_value() if settings is not None and settings.secret is not None else ""
+    if secret:
+        assert settings is not None
+        return hmac.new(secret.encode(), _COOKIE_KEY_LABEL + b"\0" + settings.service.encode(), hashlib.sha256).digest()
+    if settings is not None and not settings.enabled:
+        logger.info(
+            "perf_sdk: no secret and perf_sdk is off, so journey cookies are signed with a random key of this "
+            "process only; set PERF_SDK_SECRET before switching it on"
+        )
+        return _PROCESS_KEY
+    raise ConfigurationError(
+        "journey cookies are signed with a key derived from the service's secret, so that a made-up cookie "
+        "cannot count a completion, and this tracker has none: pass secret=... or set PERF_SDK_SECRET "
+        "(the same value in every worker), or pass use_session=True to keep the journey in the framework's session"
+    )
 
 
 def _is_loopback_host(host: str | None) -> bool:

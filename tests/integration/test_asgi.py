@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from perf_sdk.integrations import Journey
 from perf_sdk.integrations.asgi import SCOPE_KEY, PerfSdkMiddleware, record_satisfaction
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import SECRET, SERVICE
+from tests.integration.journey_cookies import COOKIE, bad_cookies, cookie_value, expires_the_cookie
 
 JOURNEYS = [Journey("apply", start="/apply", complete="route:done")]
 
@@ -187,42 +189,90 @@ def test_requests_off_the_journey_pass_straight_through(tracker: CapturingTracke
     assert SCOPE_KEY not in scope  # the caller's scope is not modified
 
 
-def test_lifespan_startup_starts_the_workers_off_the_loop(tmp_path: Path) -> None:
-    tracker = perf_sdk.Tracker(
-        service=SERVICE, endpoint="http://127.0.0.1:9", token="t", secret=SECRET, spool_dir=tmp_path
-    )
-    threads: list[str] = []
-    real = tracker._ensure_started
-
-    def ensure_started() -> None:
-        threads.append(threading.current_thread().name)
-        real()
-
-    tracker._ensure_started = ensure_started  # type: ignore[method-assign]
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        message = await receive()
-        assert message["type"] == "lifespan.startup"
-        await send({"type": "lifespan.startup.complete"})
+def run_lifespan(middleware: PerfSdkMiddleware) -> list[str]:
+    """Drive the lifespan protocol (start-up, then shutdown) through ``middleware``; the message types sent back."""
+    sent: list[str] = []
 
     async def run() -> None:
-        messages = [{"type": "lifespan.startup"}]
+        messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
 
         async def receive() -> Any:
             return messages.pop(0)
 
         async def send(message: Any) -> None:
-            return None
+            sent.append(message["type"])
 
-        await PerfSdkMiddleware(app, tracker=AsyncTracker(tracker=tracker), journeys=JOURNEYS)(
-            {"type": "lifespan"}, receive, send
-        )
+        await middleware({"type": "lifespan"}, receive, send)
 
+    asyncio.run(run())
+    return sent
+
+
+async def lifespan_app(scope: Any, receive: Any, send: Any) -> None:
+    """An app that answers the lifespan protocol, as Starlette does."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+@pytest.mark.parametrize("wrap", [lambda t: t, lambda t: AsyncTracker(tracker=t)], ids=["Tracker", "AsyncTracker"])
+def test_lifespan_startup_opens_the_tracker_off_the_loop(tmp_path: Path, wrap: Any) -> None:
+    tracker = perf_sdk.Tracker(
+        service=SERVICE, endpoint="http://127.0.0.1:9", token="t", secret=SECRET, spool_dir=tmp_path
+    )
+    threads: list[str] = []
+    real = tracker.open
+
+    def open_() -> perf_sdk.Tracker:
+        threads.append(threading.current_thread().name)
+        return real()
+
+    tracker.open = open_  # type: ignore[method-assign]
     try:
-        asyncio.run(run())
-        assert tracker._running and threads and threads[0] != threading.main_thread().name
+        run_lifespan(PerfSdkMiddleware(lifespan_app, tracker=wrap(tracker), journeys=JOURNEYS))
+        assert threads and threads[0] != threading.main_thread().name
     finally:
         tracker.close(timeout=0)
+
+
+def test_the_lifecycle_needs_only_the_trackers_public_calls() -> None:
+    """A tracker with nothing but ``settings``, ``open``, ``flush`` and ``close`` is started and closed."""
+
+    class Public:
+        settings = perf_sdk.Tracker  # replaced below: a real Settings object
+        calls: list[tuple[str, float | None]]
+
+        def __init__(self) -> None:
+            with capture(service=SERVICE) as donor:
+                self.settings = donor.settings  # type: ignore[assignment]
+            self.calls = []
+
+        def open(self) -> Public:
+            self.calls.append(("open", None))
+            return self
+
+        def flush(self, timeout: float = 10.0) -> Any:
+            self.calls.append(("flush", timeout))
+            return True
+
+        def close(self, timeout: float = 10.0) -> Any:
+            self.calls.append(("close", timeout))
+            return True
+
+        def start(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def complete(self, *args: Any, **kwargs: Any) -> None: ...
+
+        def satisfaction(self, *args: Any, **kwargs: Any) -> None: ...
+
+    public = Public()
+    sent = run_lifespan(PerfSdkMiddleware(lifespan_app, tracker=public, journeys=JOURNEYS))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert public.calls == [("open", None), ("flush", public.settings.exit_timeout)]  # given, so flushed
 
 
 def test_an_async_tracker_counts_like_a_tracker(tracker: CapturingTracker) -> None:
@@ -283,3 +333,67 @@ def test_lifespan_shutdown_flushes_a_given_tracker_after_the_apps_own_shutdown()
     asyncio.run(run())
     assert tracker.calls == ["flush"]  # given, not owned: flushed, not closed
     assert order == ["lifespan.startup.complete", "app shutdown", "lifespan.shutdown.complete"]
+
+
+# the journey cookie is authenticated ---------------------------------------------------------
+def ours(response: httpx.Response) -> str | None:
+    """The journey cookie's Set-Cookie header, among the app's own."""
+    return next((h for h in response.headers.get_list("set-cookie") if h.startswith(f"{COOKIE}=")), None)
+
+
+def started_cookie(tracker: Any) -> str:
+    return cookie_value(ours(visit(starlette_app(tracker), "/apply")[0]))
+
+
+def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
+    """Forged, tampered, replayed-from-another-service and truncated cookies: no completion, and the cookie goes."""
+    with (
+        capture(service="another-service") as other,
+        capture(service=SERVICE, secret="another-secret-0123456789") as third,
+    ):
+        cookies = bad_cookies(started_cookie(tracker), started_cookie(other), started_cookie(third))
+    tracker.clear()
+    app = starlette_app(tracker)
+    for kind, value in cookies.items():
+        (response,) = visit(app, "/apply/done", cookie=f"{COOKIE}={value}")
+        assert response.status_code == 200, kind
+        assert tracker.counts() == {}, kind
+        assert expires_the_cookie(ours(response)), kind
+
+
+def test_five_hundred_made_up_cookies_cannot_inflate_completions(tracker: CapturingTracker) -> None:
+    app = starlette_app(AsyncTracker(tracker=tracker))
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+            for _ in range(500):
+                client.cookies.clear()
+                forged = f"apply.s.{secrets.token_hex(16)}"
+                await client.get("/apply/done", headers={"Cookie": f"{COOKIE}={forged}"})
+
+    asyncio.run(run())
+    assert tracker.counts() == {}
+
+
+def test_a_bad_cookie_is_replaced_by_a_fresh_one_at_the_start(tracker: CapturingTracker) -> None:
+    forged = f"apply.c.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    (response,) = visit(starlette_app(tracker), "/apply", cookie=f"{COOKIE}={forged}")
+    fresh = cookie_value(ours(response))
+    assert fresh != forged
+    visit(starlette_app(tracker), "/apply/done", cookie=f"{COOKIE}={fresh}")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_made_up_cookie_ties_no_satisfaction_answer(tracker: CapturingTracker) -> None:
+    forged = f"apply.c.{secrets.token_hex(16)}"
+    visit(starlette_app(tracker), "/feedback", "/feedback", cookie=f"{COOKIE}={forged}")
+    assert len({r["_id"] for r in tracker.of("satisfaction")}) == 2  # two untied answers, not one transaction's
+
+
+def test_journey_cookies_need_the_secret(tmp_path: Path) -> None:
+    no_secret = perf_sdk.Tracker(service=SERVICE, endpoint="http://127.0.0.1:9", token="t", spool_dir=tmp_path)
+    try:
+        with pytest.raises(ConfigurationError, match=r"secret.*PERF_SDK_SECRET"):
+            PerfSdkMiddleware(starlette_app(None), tracker=AsyncTracker(tracker=no_secret), journeys=JOURNEYS)
+    finally:
+        no_secret.close(timeout=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,11 +37,13 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 
+import perf_sdk
 from perf_sdk import ConfigurationError
 from perf_sdk.integrations import Journey
 from perf_sdk.integrations.django import PerfSdkMiddleware, get_engine, record_satisfaction
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import SECRET, SERVICE
+from tests.integration.journey_cookies import COOKIE, bad_cookies
 
 
 def form(request: HttpRequest) -> HttpResponse:
@@ -172,8 +175,21 @@ def test_configuration_errors_say_what_to_set() -> None:
         get_engine()
     with capture() as t, override_settings(PERF_SDK={"tracker": t, "service": "x"}), pytest.raises(ConfigurationError):
         get_engine()
-    with override_settings(PERF_SDK={"service": SERVICE}), pytest.raises(ConfigurationError, match="secret"):
+    with override_settings(PERF_SDK={"service": SERVICE}), pytest.raises(ConfigurationError, match="endpoint"):
         get_engine()
+
+
+def test_journey_cookies_need_the_secret(tmp_path: Path) -> None:
+    """Without a secret a made-up cookie could count a completion: refused when the middleware is built."""
+    no_secret = perf_sdk.Tracker(service=SERVICE, endpoint="http://127.0.0.1:9", token="t", spool_dir=tmp_path)
+    try:
+        with override_settings(PERF_SDK={"tracker": no_secret, "journeys": JOURNEYS}):
+            with pytest.raises(ConfigurationError, match=r"secret.*PERF_SDK_SECRET"):
+                PerfSdkMiddleware(lambda request: HttpResponse("page"))
+        with override_settings(PERF_SDK={"tracker": no_secret, "journeys": JOURNEYS, "use_session": True}):
+            PerfSdkMiddleware(lambda request: HttpResponse("page"))  # Django's session is signed or server-side
+    finally:
+        no_secret.close(timeout=1)
 
 
 def test_missing_django_names_the_extra() -> None:
@@ -216,3 +232,64 @@ def test_asgi_application_closes_the_process_tracker_at_lifespan_shutdown(tmp_pa
         asyncio.run(run())
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert tracker._closed  # type: ignore[attr-defined]
+
+
+# the journey cookie is authenticated ---------------------------------------------------------
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
+
+
+def started_cookie(tracker: CapturingTracker) -> str:
+    with override_settings(PERF_SDK={"tracker": tracker, "journeys": JOURNEYS}):
+        return str(Client(HTTP_USER_AGENT=BROWSER).get("/apply").cookies[COOKIE].value)
+
+
+def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
+    """Forged, tampered, replayed-from-another-service and truncated cookies: no completion, and the cookie goes."""
+    with (
+        capture(service="another-service") as other,
+        capture(service=SERVICE, secret="another-secret-0123456789") as third,
+    ):
+        cookies = bad_cookies(started_cookie(tracker), started_cookie(other), started_cookie(third))
+    tracker.clear()
+    for kind, value in cookies.items():
+        response = Client(HTTP_USER_AGENT=BROWSER).get("/apply/done", HTTP_COOKIE=f"{COOKIE}={value}")
+        assert response.status_code == 200, kind
+        assert tracker.counts() == {}, kind
+        assert response.cookies[COOKIE]["max-age"] == 0 and response.cookies[COOKIE].value == "", kind
+
+
+def test_five_hundred_made_up_cookies_cannot_inflate_completions(tracker: CapturingTracker) -> None:
+    client = Client(HTTP_USER_AGENT=BROWSER)
+    for _ in range(500):
+        client.cookies.clear()
+        client.get("/apply/done", HTTP_COOKIE=f"{COOKIE}=apply.s.{secrets.token_hex(16)}")
+    assert tracker.counts() == {}
+
+
+def test_async_made_up_cookies_complete_nothing(tracker: CapturingTracker) -> None:
+    async def run() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=get_asgi_application()), base_url="http://localhost"
+        ) as client:
+            for _ in range(50):
+                forged = f"apply.s.{secrets.token_hex(16)}"
+                await client.get("/apply/done", headers={"Cookie": f"{COOKIE}={forged}"})
+
+    asyncio.run(run())
+    assert tracker.counts() == {}
+
+
+def test_a_bad_cookie_is_replaced_by_a_fresh_one_at_the_start(tracker: CapturingTracker) -> None:
+    client = Client(HTTP_USER_AGENT=BROWSER)
+    forged = f"apply.c.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    fresh = client.get("/apply", HTTP_COOKIE=f"{COOKIE}={forged}").cookies[COOKIE].value
+    assert fresh and fresh != forged
+    client.get("/apply/done")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_made_up_cookie_ties_no_satisfaction_answer(tracker: CapturingTracker) -> None:
+    forged = f"apply.c.{secrets.token_hex(16)}"
+    for _ in range(2):
+        Client(HTTP_USER_AGENT=BROWSER).get("/feedback", HTTP_COOKIE=f"{COOKIE}={forged}")
+    assert len({r["_id"] for r in tracker.of("satisfaction")}) == 2  # two untied answers, not one transaction's

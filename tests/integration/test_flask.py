@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from perf_sdk.integrations.flask import EXTENSION_KEY, init_app, record_satisfac
 from perf_sdk.platform import LocalPlatform
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import FAST, SECRET, SERVICE
+from tests.integration.journey_cookies import COOKIE, bad_cookies, cookie_value, expires_the_cookie
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 JOURNEYS = [Journey("apply", start="/apply", complete="route:done")]
@@ -160,3 +163,64 @@ def test_missing_flask_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("ConfigurationError") and "pip install 'perf-sdk[flask]'" in out
+
+
+# the journey cookie is authenticated ---------------------------------------------------------
+def started_cookie(app: Flask) -> str:
+    response = app.test_client().get("/apply", headers={"User-Agent": BROWSER})
+    return cookie_value(response.headers.get("Set-Cookie"))
+
+
+def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
+    """Forged, tampered, replayed-from-another-service and truncated cookies: no completion, and the cookie goes."""
+    app = create_app(tracker)
+    with (
+        capture(service="another-service") as other,
+        capture(service=SERVICE, secret="another-secret-0123456789") as third,
+    ):
+        cookies = bad_cookies(started_cookie(app), started_cookie(create_app(other)), started_cookie(create_app(third)))
+    tracker.clear()
+    client = app.test_client(use_cookies=False)
+    for kind, value in cookies.items():
+        response = client.get("/apply/done", headers={"User-Agent": BROWSER, "Cookie": f"{COOKIE}={value}"})
+        assert response.status_code == 200, kind
+        assert tracker.counts() == {}, kind
+        assert expires_the_cookie(response.headers.get("Set-Cookie")), kind
+
+
+def test_five_hundred_made_up_cookies_cannot_inflate_completions(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client(use_cookies=False)
+    for _ in range(500):
+        forged = f"apply.s.{secrets.token_hex(16)}"
+        client.get("/apply/done", headers={"User-Agent": BROWSER, "Cookie": f"{COOKIE}={forged}"})
+    assert tracker.counts() == {}
+
+
+def test_a_bad_cookie_is_replaced_by_a_fresh_one_at_the_start(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client()
+    forged = f"apply.c.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    fresh = cookie_value(
+        client.get("/apply", headers={"User-Agent": BROWSER, "Cookie": f"{COOKIE}={forged}"}).headers.get("Set-Cookie")
+    )
+    assert fresh != forged
+    client.get("/apply/done", headers={"User-Agent": BROWSER})
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_made_up_cookie_ties_no_satisfaction_answer(tracker: CapturingTracker) -> None:
+    client = create_app(tracker).test_client(use_cookies=False)
+    forged = f"apply.c.{secrets.token_hex(16)}"
+    for _ in range(2):
+        client.post("/feedback", headers={"User-Agent": BROWSER, "Cookie": f"{COOKIE}={forged}"})
+    assert len({r["_id"] for r in tracker.of("satisfaction")}) == 2  # two untied answers, not one transaction's
+
+
+def test_a_request_skipped_as_a_bot_is_said_at_info(
+    tracker: CapturingTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = create_app(tracker).test_client()
+    with caplog.at_level(logging.INFO, logger="perf_sdk"):
+        client.get("/apply", headers={"User-Agent": "curl/8.5.0"})
+        client.get("/apply", headers={"User-Agent": "curl/8.5.0"})
+    assert tracker.counts() == {}
+    assert [r.levelno for r in caplog.records if "curl/8.5.0" in r.getMessage()] == [logging.INFO]

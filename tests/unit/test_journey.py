@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import perf_sdk
 from perf_sdk import ConfigurationError
 from perf_sdk._journey import (
     DEFAULT_BOT_USER_AGENTS,
@@ -138,11 +142,11 @@ def test_the_transaction_id_rotates_after_a_completion(tracker: CapturingTracker
     engine = engine_for(tracker)
     visitor = Visitor(engine)
     visitor.get("/apply")
-    first = VisitorState.parse(visitor.stored).transaction_id("apply")
+    first = visitor.engine.load(visitor.stored).transaction_id("apply")
     visitor.get("/apply/confirmation")
-    assert VisitorState.parse(visitor.stored).transaction_id("apply") == first  # kept only for the feedback page
+    assert visitor.engine.load(visitor.stored).transaction_id("apply") == first  # kept only for the feedback page
     visitor.get("/apply")  # applies again: a new transaction
-    second = VisitorState.parse(visitor.stored).transaction_id("apply")
+    second = visitor.engine.load(visitor.stored).transaction_id("apply")
     assert second is not None and first is not None and second != first
     visitor.get("/apply/confirmation")
     assert tracker.counts() == {"started": 2, "completed": 2}
@@ -153,7 +157,7 @@ def test_the_transaction_id_rotates_after_a_completion(tracker: CapturingTracker
 def test_ids_given_to_the_tracker_combine_journey_and_a_random_128_bit_id(tracker: CapturingTracker) -> None:
     visitor = Visitor(engine_for(tracker))
     visitor.get("/apply")
-    name, _, token = VisitorState.parse(visitor.stored).transaction_id("apply").partition(":")  # type: ignore[union-attr]
+    name, _, token = visitor.engine.load(visitor.stored).transaction_id("apply").partition(":")  # type: ignore[union-attr]
     assert name == "apply"
     assert re.fullmatch(r"[0-9a-f]{32}", token)
     record = tracker.assert_started(f"apply:{token}")
@@ -167,7 +171,7 @@ def test_two_journeys_on_one_visitor_do_not_collide(tracker: CapturingTracker) -
     visitor.get("/renew")
     visitor.get("/renew/done")
     visitor.get("/apply/confirmation")
-    state = VisitorState.parse(visitor.stored)
+    state = visitor.engine.load(visitor.stored)
     assert state.transaction_id("apply") != state.transaction_id("renew")
     assert tracker.counts() == {"started": 2, "completed": 2}
 
@@ -298,7 +302,8 @@ def test_a_malformed_stored_value_reads_as_a_new_visitor(tracker: CapturingTrack
 
 def test_state_of_removed_journeys_is_dropped(tracker: CapturingTracker) -> None:
     engine = engine_for(tracker)
-    old = "gone.s.0123456789abcdef0123456789abcdef~apply.c.fedcba9876543210fedcba9876543210"
+    raw = "gone.s.0123456789abcdef0123456789abcdef~apply.c.fedcba9876543210fedcba9876543210"
+    old = engine.dump(VisitorState.parse(raw))  # signed, as a visitor's browser would hold it
     assert list(engine.load(old).entries) == ["apply"]
     assert "gone" not in repr(engine.load(old)) and "fedcba" not in repr(engine.load(old))
 
@@ -347,7 +352,7 @@ def test_satisfaction_is_tied_to_the_transaction_just_completed(tracker: Capturi
     visitor.get("/apply/confirmation")
     engine.record_satisfaction(3, visitor.stored)
     engine.record_satisfaction(5, visitor.stored)  # a second answer replaces the first
-    txn = VisitorState.parse(visitor.stored).transaction_id("apply")
+    txn = visitor.engine.load(visitor.stored).transaction_id("apply")
     expected = tracker._caller_builder.natural_id("satisfaction", tracker._caller_builder.hash_transaction_id(txn))
     assert {r["_id"] for r in tracker.of("satisfaction")} == {expected}
     assert tracker.of("satisfaction")[-1]["rating"] == 5
@@ -358,3 +363,142 @@ def test_satisfaction_without_a_journey_is_recorded_untied(tracker: CapturingTra
     engine.record_satisfaction(4, None)
     engine.record_satisfaction(4, None)
     assert len({r["_id"] for r in tracker.of("satisfaction")}) == 2
+
+
+# the authenticated cookie ----------------------------------------------------------------------
+def started_cookie(engine: JourneyEngine) -> str:
+    visitor = Visitor(engine)
+    visitor.get("/apply")
+    assert visitor.stored is not None
+    return visitor.stored
+
+
+def bad_cookies(engine: JourneyEngine, tracker: CapturingTracker) -> dict[str, str]:
+    """Every way a visitor could hand back a cookie this service did not issue."""
+    valid = started_cookie(engine)
+    payload, _, mac = valid.rpartition(".")
+    name, state, txn = payload.split(".")
+    flip = {"0": "1"}
+    with capture(service="another-service") as other:  # same secret, another service
+        from_other_service = started_cookie(JourneyEngine(other, (APPLY,)))
+    with capture(service="apply-for-a-licence", secret="another-secret-0123456789") as other:
+        from_other_secret = started_cookie(JourneyEngine(other, (APPLY,)))
+    tracker.clear()
+    return {
+        "forged, unsigned": f"{name}.s.{secrets.token_hex(16)}",
+        "forged, made-up mac": f"{name}.s.{secrets.token_hex(16)}.{secrets.token_hex(16)}",
+        "tampered id": f"{name}.{state}.{txn[:-1]}{flip.get(txn[-1], '0')}.{mac}",
+        "tampered state": f"{name}.c.{txn}.{mac}",
+        "tampered mac": f"{payload}.{mac[:-1]}{flip.get(mac[-1], '0')}",
+        "another service, same secret": from_other_service,
+        "same service, another secret": from_other_secret,
+        "truncated by one": valid[:-1],
+        "truncated to half": valid[: len(valid) // 2],
+        "mac dropped": payload,
+        "non-ascii": valid[:-1] + "é",
+    }
+
+
+def test_a_valid_cookie_is_signed_and_completes(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker)
+    cookie = started_cookie(engine)
+    assert re.fullmatch(r"apply\.s\.[0-9a-f]{32}\.[0-9a-f]{32}", cookie)
+    engine.observe(engine.match("/apply/confirmation"), method="GET", status=200, user_agent=BROWSER, stored=cookie)
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_forged_tampered_replayed_and_truncated_cookies_complete_nothing(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker)
+    for kind, cookie in bad_cookies(engine, tracker).items():
+        new = engine.observe(
+            engine.match("/apply/confirmation"), method="GET", status=200, user_agent=BROWSER, stored=cookie
+        )
+        assert tracker.counts() == {}, kind
+        assert new == "", kind  # the bad cookie is replaced (removed: there is nothing to keep)
+        assert engine.load(cookie).entries == {}, kind
+
+
+def test_five_hundred_made_up_cookies_count_no_completion(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker)
+    hits = engine.match("/apply/confirmation")
+    for _ in range(500):
+        forged = f"apply.s.{secrets.token_hex(16)}"
+        engine.observe(hits, method="GET", status=200, user_agent=BROWSER, stored=forged)
+    assert tracker.counts() == {}
+
+
+def test_a_start_with_a_bad_cookie_issues_a_fresh_signed_one(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker)
+    visitor = Visitor(engine)
+    visitor.stored = f"apply.c.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    visitor.get("/apply")
+    assert visitor.stored is not None and engine.load(visitor.stored).entries["apply"].state == "s"
+    visitor.get("/apply/confirmation")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_satisfaction_is_tied_only_to_a_transaction_this_sdk_issued(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker)
+    forged_txn = secrets.token_hex(16)
+    forged = f"apply.c.{forged_txn}"
+    engine.record_satisfaction(5, forged)
+    engine.record_satisfaction(5, forged)
+    builder = tracker._caller_builder
+    tied = builder.natural_id("satisfaction", builder.hash_transaction_id(f"apply:{forged_txn}"))
+    ids = {r["_id"] for r in tracker.of("satisfaction")}
+    assert tied not in ids and len(ids) == 2  # two untied answers, not one transaction's
+
+
+def test_session_mode_stores_the_state_unsigned(tracker: CapturingTracker) -> None:
+    """The framework signs (or keeps server-side) its own session: no second signature."""
+    visitor = Visitor(engine_for(tracker, use_session=True))
+    visitor.get("/apply")
+    assert re.fullmatch(r"apply\.s\.[0-9a-f]{32}", visitor.stored or "")
+
+
+class _NoSend:
+    def send(self, data_type: str, body: bytes) -> None:  # pragma: no cover - nothing is recorded
+        raise AssertionError("nothing should be sent")
+
+    def close(self) -> None:
+        return None
+
+
+def test_cookie_mode_without_a_secret_is_refused_at_set_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERF_SDK_SECRET", raising=False)
+    tracker = perf_sdk.Tracker(service="apply-for-a-licence", transport=_NoSend(), spool_dir=tmp_path)
+    try:
+        with pytest.raises(ConfigurationError, match=r"secret.*PERF_SDK_SECRET.*use_session=True"):
+            JourneyEngine(tracker, (APPLY,))
+        JourneyEngine(tracker, (APPLY,), use_session=True)  # the framework's session needs no key of ours
+    finally:
+        tracker.close(timeout=1)
+
+
+def test_a_switched_off_tracker_without_a_secret_signs_with_a_process_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("PERF_SDK_SECRET", raising=False)
+    tracker = perf_sdk.Tracker(service="apply-for-a-licence", transport=_NoSend(), spool_dir=tmp_path, enabled=False)
+    try:
+        with caplog.at_level(logging.INFO, logger="perf_sdk"):
+            engine = JourneyEngine(tracker, (APPLY,))
+        assert "random key of this process" in caplog.text
+        cookie = engine.dump(VisitorState.parse(f"apply.s.{secrets.token_hex(16)}"))
+        assert engine.load(cookie).entries and JourneyEngine(tracker, (APPLY,)).load(cookie).entries
+    finally:
+        tracker.close(timeout=1)
+
+
+def test_the_first_request_skipped_as_a_bot_is_said_once_at_info(
+    tracker: CapturingTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = engine_for(tracker)
+    with caplog.at_level(logging.INFO, logger="perf_sdk"):
+        Visitor(engine, user_agent="curl/8.5.0").get("/apply")
+        Visitor(engine, user_agent="curl/8.5.0").get("/apply")
+        Visitor(engine, user_agent="Wget/1.21.4").get("/apply")
+    said = [r for r in caplog.records if "bot" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert "curl/8.5.0" in said[0].getMessage() and "bot_user_agents=None" in said[0].getMessage()
+    assert tracker.counts() == {}

@@ -25,22 +25,19 @@ A ``channel`` callable receives the ASGI ``scope``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._journey import Journey, JourneyEngine, Recorder, cookie_from_header
+from perf_sdk.integrations._lifecycle import Message, Receive, Send, finish, serve_lifespan, start_workers
 
 __all__ = ["SCOPE_KEY", "PerfSdkMiddleware", "record_satisfaction", "serve_lifespan"]
 
 logger = logging.getLogger("perf_sdk")
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: The scope key where the middleware leaves its engine.
@@ -121,7 +118,10 @@ class PerfSdkMiddleware:
             if engine.use_session:
                 session = scope.get("session")
                 if isinstance(session, MutableMapping):
-                    session[engine.session_key] = new
+                    if new:
+                        session[engine.session_key] = new
+                    else:
+                        session.pop(engine.session_key, None)
                 return None
             host = headers.get("host") or _server_host(scope)
             return engine.cookie(new, host=host, scheme=scope.get("scheme", "http")).header().encode("latin-1")
@@ -147,10 +147,9 @@ class PerfSdkMiddleware:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the tracker's workers at start-up; deliver what is left at shutdown.
 
-        Shutdown matters: uvicorn, after a graceful shutdown on SIGTERM,
-        re-raises the signal with its default action, so the process dies
-        without running ``atexit`` handlers. The lifespan's shutdown is the
-        last moment the tracker can deliver.
+        Shutdown matters: uvicorn ends a worker without running ``atexit``
+        (see :mod:`perf_sdk.integrations._lifecycle`), so the lifespan's
+        shutdown is the last moment the tracker can deliver.
         """
         tracker, owns = self.engine.tracker, self._owns_tracker
 
@@ -166,62 +165,6 @@ class PerfSdkMiddleware:
             await send(message)
 
         await self.app(scope, receive_and_start, send_after_delivery)
-
-
-def _inner(tracker: Recorder) -> Any:
-    return getattr(tracker, "tracker", tracker)  # AsyncTracker wraps a Tracker
-
-
-async def start_workers(tracker: Recorder) -> None:
-    """Start the tracker's workers off the loop, so no request pays for opening the spool."""
-    start = getattr(_inner(tracker), "_ensure_started", None)
-    if start is None or not _on_asyncio():
-        return  # not asyncio (trio): the first count starts them instead
-    try:
-        await asyncio.to_thread(start)
-    except Exception:
-        logger.exception("perf_sdk: could not start the tracker's workers at start-up")
-
-
-async def finish(tracker: Recorder, *, close: bool) -> None:
-    """Deliver what the tracker holds (``close``: and stop it), off the loop, within its ``exit_timeout``."""
-    target = _inner(tracker)
-    timeout = float(getattr(getattr(target, "settings", None), "exit_timeout", 2.0))
-    call = getattr(target, "close" if close else "flush", None)
-    if call is None or not _on_asyncio():
-        return
-    try:
-        result = await asyncio.to_thread(call, timeout)
-        if not result:
-            logger.warning("perf_sdk: %s left at shutdown; the next tracker on the spool delivers them", result)
-    except Exception:
-        logger.exception("perf_sdk: could not deliver the tracker's records at shutdown")
-
-
-def _on_asyncio() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-async def serve_lifespan(
-    receive: Receive,
-    send: Send,
-    on_startup: Callable[[], Awaitable[None]],
-    on_shutdown: Callable[[], Awaitable[None]],
-) -> None:
-    """Answer the ASGI lifespan protocol for an application that has none (Django's ASGI handler)."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await on_startup()
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await on_shutdown()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def _app_path(scope: Mapping[str, Any]) -> str:

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._journey import JourneyEngine, Recorder
-from perf_sdk.integrations.asgi import ASGIApp, Receive, Scope, Send, finish, serve_lifespan, start_workers
+from perf_sdk.integrations._lifecycle import Receive, Send, finish, serve_lifespan, start_workers
+from perf_sdk.integrations.asgi import ASGIApp, Scope
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -164,7 +165,10 @@ class PerfSdkMiddleware:
             if new is None:
                 return
             if engine.use_session:
-                request.session[engine.session_key] = new
+                if new:
+                    request.session[engine.session_key] = new
+                else:
+                    request.session.pop(engine.session_key, None)
             else:
                 engine.cookie(new, host=request.get_host(), scheme=request.scheme or "http").set_on(response)
         except Exception:  # counting must never fail a page

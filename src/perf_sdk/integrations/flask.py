@@ -105,7 +105,10 @@ def _after_request(response: Response) -> Response:
         )
         if new is not None:
             if engine.use_session:
-                flask.session[engine.session_key] = new
+                if new:
+                    flask.session[engine.session_key] = new
+                else:
+                    flask.session.pop(engine.session_key, None)
             else:
                 engine.cookie(new, host=request.host, scheme=request.scheme).set_on(response)
     except Exception:  # counting must never fail a page
