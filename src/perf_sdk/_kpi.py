@@ -16,6 +16,16 @@ Definitions (GOV.UK Service Manual, ``shared/spec/PLATFORM.md``):
 
 A KPI without a denominator (or, for cost per transaction, a period without a
 cost record) is *unknown*: its value is ``None``, never 0 or 100%.
+
+Honest figures: a KPI that cannot be right (more completions than starts in a
+period, a share above 100%) is *flagged*: its value is ``None`` and
+:attr:`Kpi.flag` says why, so no output ever shows a plain 160%. The current,
+unfinished period is *partial* (:attr:`PeriodKpis.partial`) and is not the
+report's :attr:`KpiReport.headline` while a complete period exists.
+
+With a performance definition (``perf-sdk.toml``, :mod:`perf_sdk._definition`)
+each period also carries its targets' verdicts (met / missed / unknown) and the
+service's other KPIs, computed from the measures in :attr:`Counts.measures`.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final, Literal, get_args
 
 from perf_sdk import _csv
+from perf_sdk._definition import Definition, OtherKpi, Target
 from perf_sdk._errors import ValidationError
 from perf_sdk._protocol import CHANNELS, COST_PERIODS
 from perf_sdk._records import parse_period_label
@@ -42,13 +53,16 @@ __all__ = [
     "CountsBuilder",
     "Kpi",
     "KpiReport",
+    "OtherKpiValue",
     "Period",
     "PeriodKind",
     "PeriodKpis",
+    "TargetResult",
     "compute_report",
     "cost_period",
     "format_change",
     "format_fraction",
+    "format_kpi",
     "format_pence",
     "format_value",
     "parse_cost_period_label",
@@ -56,7 +70,7 @@ __all__ = [
     "periods_between",
 ]
 
-PeriodKind = Literal["month", "quarter", "year", "financial-year"]
+PeriodKind = Literal["day", "week", "month", "quarter", "year", "financial-year"]
 PERIOD_KINDS: Final[tuple[str, ...]] = get_args(PeriodKind)
 
 #: The four mandatory KPIs, in the order the Service Manual lists them.
@@ -91,8 +105,9 @@ def _month_start(d: date) -> date:
 class Period:
     """A reporting period: ``start`` inclusive, ``end`` exclusive (as backdrop's ``_end_at``).
 
-    All periods are whole UTC calendar months or unions of them, which is why
-    the sources only ever need monthly buckets.
+    Months, quarters and years are whole UTC calendar months or unions of them
+    (monthly buckets suffice); days and weeks (Monday to Sunday, as backdrop's
+    ``week``) need daily buckets (:attr:`Counts.bucket`).
     """
 
     start: date
@@ -116,6 +131,12 @@ def period_containing(day: date, kind: str) -> Period:
     """The period of ``kind`` that holds ``day``; financial years start on 1 April (``2025-26``)."""
     if isinstance(day, datetime):
         day = day.astimezone(timezone.utc).date() if day.tzinfo else day.date()
+    if kind == "day":
+        return Period(day, day + timedelta(days=1), "day", day.isoformat())
+    if kind == "week":
+        start = day - timedelta(days=day.weekday())
+        iso = start.isocalendar()
+        return Period(start, start + timedelta(days=7), "week", f"{iso[0]}-W{iso[1]:02d}")
     if kind == "month":
         start = _month_start(day)
         return Period(start, _add_months(start, 1), "month", f"{start:%Y-%m}")
@@ -172,22 +193,31 @@ def parse_cost_period_label(label: str) -> tuple[str, date]:
 TransactionKey = tuple[date, str, str]  # (month start, stage, channel)
 SatisfactionKey = tuple[date, int, str]  # (month start, rating, channel)
 CostKey = tuple[str, date, str, str]  # (granularity, cost period start, channel, cost_type)
+MeasureKey = tuple[date, str]  # (bucket start, measure id)
+Bucket = Literal["day", "month"]
+#: Period kinds that need daily buckets.
+FINE_KINDS: Final = frozenset({"day", "week"})
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Everything the KPIs need, summed; buckets are (at most) one UTC month.
+    """Everything the KPIs need, summed; buckets are one UTC month, or one UTC day.
 
-    ``transactions``: (month start, stage, channel) -> count.
-    ``satisfaction``: (month start, rating, channel) -> count of answers.
+    ``transactions``: (bucket start, stage, channel) -> count.
+    ``satisfaction``: (bucket start, rating, channel) -> count of answers.
     ``costs``: (granularity, cost period start, channel, cost_type) -> pence.
     A key present in ``costs`` means cost records exist, even at 0 pence: that
     makes the cost per transaction known (possibly 0), where no key leaves it unknown.
+    ``measures``: (bucket start, measure id) -> (sum of the measure's field,
+    number of records carrying it), for the other KPIs of a definition.
+    ``bucket``: ``month`` (enough for months and longer) or ``day`` (days and weeks too).
     """
 
     transactions: Mapping[TransactionKey, int] = field(default_factory=dict)
     satisfaction: Mapping[SatisfactionKey, int] = field(default_factory=dict)
     costs: Mapping[CostKey, int] = field(default_factory=dict)
+    measures: Mapping[MeasureKey, tuple[float, int]] = field(default_factory=dict)
+    bucket: Bucket = "month"
 
     def data_dates(self) -> list[date]:
         """The buckets holding any data, to frame a report when no range is given."""
@@ -200,39 +230,51 @@ class Counts:
 class CountsBuilder:
     """Accumulates records into a :class:`Counts`; sources feed it one record or one sum at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, bucket: Bucket = "month") -> None:
+        if bucket not in ("day", "month"):
+            raise ValidationError("bucket", bucket, "day or month")
+        self.bucket: Bucket = bucket
         self._transactions: defaultdict[TransactionKey, int] = defaultdict(int)
         self._satisfaction: defaultdict[SatisfactionKey, int] = defaultdict(int)
         self._costs: defaultdict[CostKey, int] = defaultdict(int)
+        self._measures: defaultdict[MeasureKey, list[float]] = defaultdict(lambda: [0.0, 0])
+
+    def _bucket(self, at: date) -> date:
+        day = _utc_date(at)
+        return day if self.bucket == "day" else _month_start(day)
 
     def add_transactions(self, at: date, stage: str, channel: str, count: int) -> None:
         if stage not in ("started", "completed"):
             raise ValidationError("stage", stage, "started or completed")
         if count:
-            self._transactions[(_bucket(at), stage, channel)] += count
+            self._transactions[(self._bucket(at), stage, channel)] += count
 
     def add_satisfaction(self, at: date, rating: int, channel: str, count: int) -> None:
         if rating not in RATINGS:
             raise ValidationError("rating", rating, "an integer from 1 to 5")
         if count:
-            self._satisfaction[(_bucket(at), rating, channel)] += count
+            self._satisfaction[(self._bucket(at), rating, channel)] += count
 
     def add_cost(self, granularity: str, at: date, channel: str, cost_type: str, amount_pence: int) -> None:
         start, _ = cost_period(granularity, _utc_date(at))
         self._costs[(granularity, start, channel, cost_type)] += amount_pence
 
+    def add_measure(self, at: date, measure_id: str, total: float, records: int) -> None:
+        """``records`` records carrying a measure's field, summing to ``total``, in the bucket of ``at``."""
+        if records:
+            cell = self._measures[(self._bucket(at), measure_id)]
+            cell[0] += total
+            cell[1] += records
+
     def build(self) -> Counts:
-        return Counts(dict(self._transactions), dict(self._satisfaction), dict(self._costs))
+        measures = {k: (float(v[0]), int(v[1])) for k, v in self._measures.items()}
+        return Counts(dict(self._transactions), dict(self._satisfaction), dict(self._costs), measures, self.bucket)
 
 
 def _utc_date(at: date) -> date:
     if isinstance(at, datetime):
         return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
     return at
-
-
-def _bucket(at: date) -> date:
-    return _month_start(_utc_date(at))
 
 
 # ---------------------------------------------------------------------------
@@ -245,23 +287,101 @@ class Kpi:
     """One KPI: ``value`` = ``numerator / denominator``, or ``None`` when unknown.
 
     Ratios (completion rate, satisfaction, take-up) are fractions 0..1;
-    cost per transaction is in pence.
+    cost per transaction is in pence. ``flag`` says why a figure that cannot
+    be right (a share above 100%) is withheld: ``value`` is then ``None``.
     """
 
     value: float | None
     numerator: float
     denominator: float
+    flag: str | None = None
 
     @property
     def known(self) -> bool:
         return self.value is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "numerator": self.numerator, "denominator": self.denominator}
+        out: dict[str, Any] = {"value": self.value, "numerator": self.numerator, "denominator": self.denominator}
+        if self.flag is not None:
+            out["flag"] = self.flag
+        return out
 
 
 def _ratio(numerator: float, denominator: float) -> Kpi:
     return Kpi(numerator / denominator if denominator else None, numerator, denominator)
+
+
+def _share(numerator: float, denominator: float, what: str, of: str) -> Kpi:
+    """A ratio that is a share (at most 100%); above that it is flagged, never published."""
+    kpi = _ratio(numerator, denominator)
+    if kpi.value is not None and kpi.value > 1.0:
+        return Kpi(
+            None,
+            numerator,
+            denominator,
+            f"cannot be right: {_count(numerator)} {what} but only {_count(denominator)} {of} "
+            f"({kpi.value * 100:.0f}%); records are missing or dated in another period",
+        )
+    return kpi
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """A target (from the definition) against a period's value: ``met``, ``missed`` or ``unknown``."""
+
+    key: str
+    target: Target
+    value: float | None
+    status: str
+    unit: str = "percent"
+
+    def describe(self) -> str:
+        """The bound in words: ``at least 80.0%``, ``at most £25.00``."""
+        parts = []
+        if self.target.min is not None:
+            parts.append(f"at least {_format_unit(self.unit, self.target.min)}")
+        if self.target.max is not None:
+            parts.append(f"at most {_format_unit(self.unit, self.target.max)}")
+        return " and ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "min": self.target.min,
+            "max": self.target.max,
+            "period": self.target.period,
+            "text": self.describe(),
+        }
+
+
+@dataclass(frozen=True)
+class OtherKpiValue:
+    """One of the definition's other KPIs in one period."""
+
+    definition: OtherKpi
+    kpi: Kpi
+    target: TargetResult | None = None
+
+    @property
+    def key(self) -> str:
+        return self.definition.key
+
+    @property
+    def unit(self) -> str:
+        return self.definition.display_unit
+
+    def formatted(self) -> str:
+        if self.kpi.flag:
+            return f"not shown ({self.kpi.flag})"
+        return "unknown" if self.kpi.value is None else _format_unit(self.unit, self.kpi.value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.definition.name,
+            "unit": self.unit,
+            **self.kpi.to_dict(),
+            "target": None if self.target is None else self.target.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -308,12 +428,28 @@ class PeriodKpis:
     costs_by_type: Mapping[str, int]
     #: The previous period's value of each KPI key (``None`` where unknown there).
     previous: Mapping[str, float | None]
+    #: The period has not ended yet (its figures will still grow).
+    partial: bool = False
+    #: The definition's targets that apply to this period, by KPI key.
+    targets: Mapping[str, TargetResult] = field(default_factory=dict)
+    #: The definition's other KPIs, in its order.
+    other: tuple[OtherKpiValue, ...] = ()
 
     def kpi(self, key: str) -> Kpi:
         if key not in _TRENDED:
             raise KeyError(key)
         value: Kpi = getattr(self, key)
         return value
+
+    @property
+    def flags(self) -> dict[str, str]:
+        """KPI key -> why its figure is withheld, for every flagged KPI of the period."""
+        out = {key: self.kpi(key).flag for key in _TRENDED if self.kpi(key).flag}
+        out.update(
+            {f"{c.channel}.completion_rate": c.completion_rate.flag for c in self.channels if c.completion_rate.flag}
+        )
+        out.update({o.key: o.kpi.flag for o in self.other if o.kpi.flag})
+        return {k: v for k, v in out.items() if v}
 
     def change(self, key: str) -> float | None:
         """This period's value minus the previous one's; ``None`` if either is unknown."""
@@ -343,6 +479,10 @@ class PeriodKpis:
             "ratings": {str(r): self.ratings.get(r, 0) for r in RATINGS},
             "channels": {c.channel: c.to_dict() for c in self.channels},
             "costs_by_type": dict(self.costs_by_type),
+            "partial": self.partial,
+            "flags": self.flags,
+            "targets": {key: t.to_dict() for key, t in self.targets.items()},
+            "other_kpis": {o.key: o.to_dict() for o in self.other},
         }
 
 
@@ -352,7 +492,11 @@ _CSV_FIELDS: Final = (
     "start",
     "end",
     *(f"{key}_{part}" for key in _TRENDED for part in ("value", "numerator", "denominator", "change")),
+    "partial",
+    *(f"{key}_flag" for key in _TRENDED),
+    *(f"{key}_target" for key in KPI_KEYS),
 )
+_OTHER_CSV_PARTS: Final = ("value", "numerator", "denominator", "flag", "target")
 
 
 @dataclass(frozen=True)
@@ -366,6 +510,8 @@ class KpiReport:
     #: The range asked for (``None`` when it came from the data), both inclusive.
     requested_start: date | None = None
     requested_end: date | None = None
+    #: The performance definition the report was computed with (targets, other KPIs, title).
+    definition: Definition | None = None
 
     @property
     def start(self) -> date | None:
@@ -380,6 +526,25 @@ class KpiReport:
     @property
     def latest(self) -> PeriodKpis | None:
         return self.periods[-1] if self.periods else None
+
+    @property
+    def headline(self) -> PeriodKpis | None:
+        """The period to show "at a glance": the latest *complete* one, if any (else the latest).
+
+        The current period's figures are still growing (a month two days old
+        has two days of completions against its costs), so it is shown in the
+        table, marked partial, but never leads.
+        """
+        complete = [p for p in self.periods if not p.partial]
+        return complete[-1] if complete else self.latest
+
+    @property
+    def title(self) -> str | None:
+        return self.definition.title if self.definition else None
+
+    @property
+    def organisation(self) -> str | None:
+        return self.definition.organisation if self.definition else None
 
     def __iter__(self) -> Iterator[PeriodKpis]:
         return iter(self.periods)
@@ -397,7 +562,9 @@ class KpiReport:
     def to_csv(self) -> str:
         """One row a period; each KPI as value, numerator, denominator and change columns."""
         out = io.StringIO()
-        writer = _csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        others = [k.key for k in self.definition.kpis] if self.definition else []
+        fields = [*_CSV_FIELDS, *(f"{key}_{part}" for key in others for part in _OTHER_CSV_PARTS)]
+        writer = _csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for p in self.periods:
             row: dict[str, Any] = {
@@ -413,6 +580,17 @@ class KpiReport:
                 row[f"{key}_denominator"] = kpi.denominator
                 change = p.change(key)
                 row[f"{key}_change"] = "" if change is None else repr(change)
+                row[f"{key}_flag"] = kpi.flag or ""
+            row["partial"] = "true" if p.partial else "false"
+            for key in KPI_KEYS:
+                target = p.targets.get(key)
+                row[f"{key}_target"] = target.status if target else ""
+            for o in p.other:
+                row[f"{o.key}_value"] = "" if o.kpi.value is None else repr(o.kpi.value)
+                row[f"{o.key}_numerator"] = o.kpi.numerator
+                row[f"{o.key}_denominator"] = o.kpi.denominator
+                row[f"{o.key}_flag"] = o.kpi.flag or ""
+                row[f"{o.key}_target"] = o.target.status if o.target else ""
             writer.writerow(row)
         return out.getvalue()
 
@@ -429,11 +607,19 @@ class _Tally:
     ratings: defaultdict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
     costs: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     has_costs: bool = False
+    #: measure id -> [sum, records]
+    measures: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))
 
 
 def _tally(counts: Counts, kind: str) -> dict[date, _Tally]:
     """Roll monthly buckets (and cost periods) up into periods of ``kind``, keyed by period start."""
+    if kind in FINE_KINDS and counts.bucket != "day":
+        raise ValidationError("period", kind, "days and weeks need daily counts (CountsBuilder(bucket='day'))")
     tallies: defaultdict[date, _Tally] = defaultdict(_Tally)
+    for (day, measure_id), (total, records) in counts.measures.items():
+        cell = tallies[period_containing(day, kind).start].measures[measure_id]
+        cell[0] += total
+        cell[1] += records
     for (day, stage, channel), n in counts.transactions.items():
         t = tallies[period_containing(day, kind).start]
         (t.started if stage == "started" else t.completed)[channel] += n
@@ -454,7 +640,13 @@ def _channel_order(t: _Tally) -> list[str]:
     return [c for c in CHANNELS if c in seen] + sorted(seen - set(CHANNELS))
 
 
-def _period_kpis(p: Period, t: _Tally, previous: Mapping[str, float | None]) -> PeriodKpis:
+def _period_kpis(
+    p: Period,
+    t: _Tally,
+    previous: Mapping[str, float | None],
+    definition: Definition | None = None,
+    today: date | None = None,
+) -> PeriodKpis:
     completed_all = sum(t.completed.values())
     answers = sum(t.ratings.values())
     ratings = {r: sum(n for (rating, _), n in t.ratings.items() if rating == r) for r in RATINGS}
@@ -470,7 +662,7 @@ def _period_kpis(p: Period, t: _Tally, previous: Mapping[str, float | None]) -> 
                 channel=ch,
                 started=t.started[ch],
                 completed=t.completed[ch],
-                completion_rate=_ratio(t.completed[ch], t.started[ch]),
+                completion_rate=_share(t.completed[ch], t.started[ch], "completions", "starts"),
                 user_satisfaction=_ratio(ch_satisfied, ch_answers),
                 share=_ratio(t.completed[ch], completed_all),
             )
@@ -478,25 +670,85 @@ def _period_kpis(p: Period, t: _Tally, previous: Mapping[str, float | None]) -> 
     cost = _ratio(cost_total, completed_all)
     if not t.has_costs:
         cost = Kpi(None, cost_total, completed_all)
+    values = {
+        "completion_rate": _share(
+            t.completed["digital"], t.started["digital"], "digital completions", "digital starts"
+        ),
+        "user_satisfaction": _share(satisfied, answers, "satisfied answers", "answers"),
+        "satisfaction_score": _ratio(weighted, answers),
+        "cost_per_transaction": cost,
+        "digital_take_up": _share(t.completed["digital"], completed_all, "digital completions", "completions"),
+    }
     return PeriodKpis(
         period=p.kind,
         start=p.start,
         end=p.end,
         label=p.label,
-        completion_rate=_ratio(t.completed["digital"], t.started["digital"]),
-        user_satisfaction=_ratio(satisfied, answers),
-        satisfaction_score=_ratio(weighted, answers),
-        cost_per_transaction=cost,
-        digital_take_up=_ratio(t.completed["digital"], completed_all),
+        **values,
         ratings=ratings,
         channels=tuple(channels),
         costs_by_type=dict(sorted(t.costs.items())),
         previous=previous,
+        partial=today is not None and p.end > today,
+        targets=_targets(definition, p.kind, values),
+        other=_others(definition, p.kind, t),
     )
 
 
-def compute_periods(counts: Counts, periods: Iterable[Period]) -> list[PeriodKpis]:
-    """The KPIs of each period, each with the values of the period just before it."""
+def _targets(definition: Definition | None, kind: str, values: Mapping[str, Kpi]) -> dict[str, TargetResult]:
+    if definition is None:
+        return {}
+    out = {}
+    for key in KPI_KEYS:
+        target = definition.targets.for_key(key)
+        if target is not None and target.applies_to(kind):
+            value = values[key].value
+            unit = "pence" if key == "cost_per_transaction" else "percent"
+            out[key] = TargetResult(key, target, value, target.verdict(value), unit)
+    return out
+
+
+def _other_kpi(kpi: OtherKpi, t: _Tally) -> Kpi:
+    """An other KPI from the period's measure totals (see :class:`~perf_sdk._definition.OtherKpi`)."""
+    if kpi.compute == "ratio":
+        assert kpi.numerator is not None and kpi.denominator is not None
+        num = t.measures.get(kpi.numerator.id, (0.0, 0.0))[0]
+        den = t.measures.get(kpi.denominator.id, (0.0, 0.0))[0]
+        if kpi.display_unit == "percent":
+            return _share(num, den, kpi.numerator.describe(), kpi.denominator.describe())
+        return _ratio(num, den)
+    assert kpi.of is not None
+    total, records = t.measures.get(kpi.of.id, (0.0, 0.0))
+    if kpi.compute == "sum":
+        # No record at all is unknown (nothing was sent), never a silent 0.
+        return Kpi(total if records else None, total, records)
+    return _ratio(total, records)
+
+
+def _others(definition: Definition | None, kind: str, t: _Tally) -> tuple[OtherKpiValue, ...]:
+    if definition is None:
+        return ()
+    out = []
+    for kpi in definition.kpis:
+        value = _other_kpi(kpi, t)
+        target = None
+        if kpi.target is not None and kpi.target.applies_to(kind):
+            target = TargetResult(kpi.key, kpi.target, value.value, kpi.target.verdict(value.value), kpi.display_unit)
+        out.append(OtherKpiValue(kpi, value, target))
+    return tuple(out)
+
+
+def compute_periods(
+    counts: Counts,
+    periods: Iterable[Period],
+    *,
+    definition: Definition | None = None,
+    today: date | None = None,
+) -> list[PeriodKpis]:
+    """The KPIs of each period, each with the values of the period just before it.
+
+    ``today`` marks periods not yet ended as partial; ``definition`` adds targets and other KPIs.
+    """
     wanted = list(periods)
     if not wanted:
         return []
@@ -513,7 +765,7 @@ def compute_periods(counts: Counts, periods: Iterable[Period]) -> list[PeriodKpi
     for p in wanted:
         before = bare(p.previous())
         previous = {key: before.kpi(key).value for key in _TRENDED}
-        out.append(_period_kpis(p, tallies.get(p.start, _Tally()), previous))
+        out.append(_period_kpis(p, tallies.get(p.start, _Tally()), previous, definition, today))
     return out
 
 
@@ -525,11 +777,14 @@ def compute_report(
     end: date | None = None,
     service: str | None = None,
     published_at: datetime | None = None,
+    definition: Definition | None = None,
+    today: date | None = None,
 ) -> KpiReport:
     """A :class:`KpiReport` over whole periods of ``period`` touching ``start`` .. ``end`` (inclusive).
 
     Without ``start`` / ``end`` the report runs from the first to the last
-    period holding data; with no data at all it has no periods.
+    period holding data; with no data at all it has no periods. A period that
+    ends after ``today`` (default: the UTC date of ``published_at``) is partial.
 
     >>> b = CountsBuilder()
     >>> b.add_transactions(date(2026, 1, 5), "started", "digital", 10)
@@ -544,13 +799,17 @@ def compute_report(
     first = start or (min(data[0], end) if data and end else data[0] if data else end)
     last = end or (max(data[-1], first) if data and first else data[-1] if data else first)
     periods = periods_between(first, last, kind) if first and last else []
+    published = published_at or datetime.now(timezone.utc)
+    if today is None:
+        today = published.astimezone(timezone.utc).date() if published.tzinfo else published.date()
     return KpiReport(
-        periods=tuple(compute_periods(counts, periods)),
+        periods=tuple(compute_periods(counts, periods, definition=definition, today=today)),
         kind=kind,
         service=service,
-        published_at=published_at or datetime.now(timezone.utc),
+        published_at=published,
         requested_start=start,
         requested_end=end,
+        definition=definition,
     )
 
 
@@ -561,6 +820,23 @@ def compute_report(
 
 def format_pence(pence: float) -> str:
     return f"£{pence / 100:,.2f}"
+
+
+def _format_unit(unit: str, value: float) -> str:
+    """A number in its unit: ``percent`` -> ``80.0%``, ``pence`` -> ``£12.34``, else ``4.2 days``."""
+    if unit == "percent":
+        return f"{value * 100:.1f}%"
+    if unit == "pence":
+        return format_pence(value)
+    number = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+    return f"{number} {unit}".rstrip()
+
+
+def format_kpi(key: str, kpi: Kpi) -> str:
+    """A KPI's value, or why it is withheld: ``80.0%``, ``unknown``, ``not shown (cannot be right: ...)``."""
+    if kpi.flag:
+        return f"not shown ({kpi.flag})"
+    return format_value(key, kpi.value)
 
 
 def format_value(key: str, value: float | None) -> str:

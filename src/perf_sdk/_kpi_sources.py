@@ -4,7 +4,9 @@ Each source reduces its data to a :class:`~perf_sdk._kpi.Counts` (monthly
 buckets) and :func:`kpis` hands that to the pure arithmetic in ``_kpi.py``. The
 read API is asked for server-side sums per month (``period=month``,
 ``group_by``, ``collect=...:sum``), never for raw records: a service's KPIs for
-years of traffic cost three small requests.
+years of traffic cost three small requests (and one more per measure of a
+performance definition's other KPIs: ``filter_by`` and ``collect=field:sum``).
+Days and weeks are read in daily buckets, longer periods in monthly ones.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from perf_sdk._definition import Definition, Measure, load_definition
 from perf_sdk._errors import (
     ConfigurationError,
     RejectedError,
@@ -26,7 +29,9 @@ from perf_sdk._errors import (
     ValidationError,
 )
 from perf_sdk._kpi import (
+    FINE_KINDS,
     PERIOD_KINDS,
+    Bucket,
     Counts,
     CountsBuilder,
     KpiReport,
@@ -47,6 +52,8 @@ __all__ = [
 
 #: Without ``start``, how far back the read API is asked (the report then starts at the first data).
 DEFAULT_LOOKBACK_MONTHS: Final = 36
+#: The same for days and weeks (daily buckets: a year of them is a bigger answer).
+DEFAULT_LOOKBACK_MONTHS_FINE: Final = 4
 #: Naive times and bare dates in files are read here, as in ``perf-sdk backfill``.
 FILE_TIMEZONE: Final = ZoneInfo("Europe/London")
 
@@ -186,18 +193,51 @@ def _add_record(builder: CountsBuilder, record: Mapping[str, Any], data_type: st
         raise ValidationError("data_type", data_type, f"one of {', '.join(DATA_TYPES)}")
 
 
-def counts_from_records(records: RecordsInput) -> Counts:
+def _measure_value(record: Mapping[str, Any], measure: Measure) -> float | None:
+    """The record's contribution to ``measure`` (``None``: it does not carry a number there)."""
+    if not measure.matches(record):
+        return None
+    if measure.field == "count":
+        return float(_int(record, "count", 1))
+    value = record.get(measure.field)
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def counts_from_records(records: RecordsInput, *, measures: Iterable[Measure] = (), bucket: Bucket = "month") -> Counts:
     """Counts from records in the platform's shape, e.g. what a LocalPlatform stored or a test made.
 
     ``records`` is one iterable of mixed records (each one's type told by its
     fields: ``amount_pence`` -> costs, ``rating`` -> satisfaction, ``stage`` ->
-    transactions) or a mapping ``{"transactions": [...], "satisfaction": [...], "costs": [...]}``.
+    transactions) or a mapping ``{"transactions": [...], "satisfaction": [...], "costs": [...]}``;
+    the mapping may hold custom data types (``tracker.record("outcomes", ...)``)
+    that ``measures`` (a definition's other KPIs) total, and ``marks``.
     """
-    builder = CountsBuilder()
+    builder = CountsBuilder(bucket)
+    by_type: dict[str, list[Measure]] = {}
+    for m in measures:
+        by_type.setdefault(m.data_type, []).append(m)
     if isinstance(records, Mapping):
         for data_type, items in records.items():
+            wanted = by_type.get(data_type, [])
+            own = data_type in DATA_TYPES
+            if not own and not wanted:
+                if data_type == "marks":
+                    continue
+                raise ValidationError(
+                    "data_type", data_type, f"one of {', '.join(DATA_TYPES)}, or a data type a measure names"
+                )
             for record in items:
-                _add_record(builder, record, data_type)
+                if own:
+                    _add_record(builder, record, data_type)
+                for m in wanted:
+                    value = _measure_value(record, m)
+                    if value is not None:
+                        builder.add_measure(_timestamp(record), m.id, value, 1)
     else:
         for record in records:
             _add_record(builder, record, None)
@@ -293,12 +333,15 @@ def counts_from_read_api(
     token: str | None = None,
     timeout: float = 30.0,
     client: httpx.Client | None = None,
+    measures: Iterable[Measure] = (),
+    bucket: Bucket = "month",
 ) -> Counts:
-    """Monthly sums of the service's three data sets between ``start`` and ``end`` (exclusive).
+    """Monthly (or daily) sums of the service's three data sets between ``start`` and ``end`` (exclusive).
 
     A 404 on one data set means the service has no records of that type yet;
     a 404 on all three means the platform does not know the service, which is
-    a :class:`ConfigurationError`. ``start`` and ``end`` must be month starts.
+    a :class:`ConfigurationError`. ``start`` and ``end`` must be month starts
+    (any dates for daily buckets). Each of ``measures`` costs one more request.
     """
     base = read_endpoint.rstrip("/")
     headers = {"Accept": "application/json"}
@@ -306,11 +349,11 @@ def counts_from_read_api(
         headers["Authorization"] = f"Bearer {token}"
     own = client is None
     http = client or httpx.Client(timeout=timeout)
-    builder = CountsBuilder()
+    builder = CountsBuilder(bucket)
     missing = []
     try:
         for data_type, query in _QUERIES.items():
-            params = (("period", "month"), *query, ("start_at", _iso(start)), ("end_at", _iso(end)))
+            params = (("period", bucket), *query, ("start_at", _iso(start)), ("end_at", _iso(end)))
             url = f"{base}/data/{service}/{data_type}"
             groups = _fetch(http, url, params, headers)
             if groups is None:
@@ -319,6 +362,8 @@ def counts_from_read_api(
             collect = query[-1][1]
             for group in groups:
                 _add_group(builder, data_type, group, collect)
+        for measure in measures:
+            _add_measure(http, base, service, measure, (("period", bucket),), start, end, headers, builder)
     finally:
         if own:
             http.close()
@@ -329,6 +374,44 @@ def counts_from_read_api(
             "and the read endpoint"
         )
     return builder.build()
+
+
+def _filter_value(value: str | int | float | bool) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _add_measure(
+    http: httpx.Client,
+    base: str,
+    service: str,
+    measure: Measure,
+    period: tuple[tuple[str, str], ...],
+    start: date,
+    end: date,
+    headers: Mapping[str, str],
+    builder: CountsBuilder,
+) -> None:
+    """One measure's per-bucket sum and record count: ``filter_by`` each ``where``, ``collect`` sum and count."""
+    params = (
+        *period,
+        *(("filter_by", f"{k}:{_filter_value(v)}") for k, v in measure.where.items()),
+        ("collect", f"{measure.field}:sum"),
+        ("collect", f"{measure.field}:count"),
+        ("start_at", _iso(start)),
+        ("end_at", _iso(end)),
+    )
+    groups = _fetch(http, f"{base}/data/{service}/{measure.data_type}", params, headers)
+    for group in groups or ():
+        for value in group.get("values", [group]):
+            total, records = value.get(f"{measure.field}:sum"), value.get(f"{measure.field}:count")
+            if total is None or not records or "_start_at" not in value:
+                continue
+            builder.add_measure(_start_day(value), measure.id, float(total), int(records))
+
+
+def _start_day(value: Mapping[str, Any]) -> date:
+    at = parse_timestamp(str(value["_start_at"])) or datetime.fromisoformat(str(value["_start_at"]))
+    return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
 
 
 def _add_group(builder: CountsBuilder, data_type: str, group: Mapping[str, Any], collect: str) -> None:
@@ -381,6 +464,7 @@ def kpis(
     timeout: float = 30.0,
     client: httpx.Client | None = None,
     today: date | None = None,
+    definition: Definition | str | os.PathLike[str] | None = None,
 ) -> KpiReport:
     """The four KPIs per period, from records, a file, or the platform's read API.
 
@@ -394,7 +478,13 @@ def kpis(
     reported quarterly), ``year`` or ``financial-year``; ``financial_year=True``
     turns ``year`` into years starting 1 April (``2025-26``). Periods are whole:
     ``start`` and ``end`` (dates, both inclusive) select the periods they touch;
-    without them the report spans the periods holding data.
+    without them the report spans the periods holding data. ``day`` and
+    ``week`` (Monday to Sunday) are read in daily buckets.
+
+    ``definition`` (a :class:`~perf_sdk._definition.Definition` or the path of a
+    ``perf-sdk.toml``) adds each period's targets (met / missed / unknown) and
+    the service's other KPIs. Periods that end after ``today`` (default: the
+    current UTC date) are marked partial.
 
     >>> report = kpis(records=[
     ...     {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 4},
@@ -408,6 +498,9 @@ def kpis(
             raise ValidationError("financial_year", financial_year, "only with period='year'")
         period = "financial-year"
     first, last = _as_date(start, "start"), _as_date(end, "end")
+    if definition is not None and not isinstance(definition, Definition):
+        definition = load_definition(definition)
+    measures = definition.measures() if definition else ()
     if period not in PERIOD_KINDS:  # refused before any I/O
         raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
     if first and last and last < first:
@@ -424,13 +517,17 @@ def kpis(
         else:
             records = source
     settings = resolve_read_settings(
-        service=service, endpoint=endpoint, read_endpoint=url or read_endpoint, token=token
+        service=service or (definition.service if definition else None),
+        endpoint=endpoint,
+        read_endpoint=url or read_endpoint,
+        token=token,
     )
+    bucket: Bucket = "day" if period in FINE_KINDS else "month"
 
     if records is not None:
-        counts = counts_from_records(records)
+        counts = counts_from_records(records, measures=measures, bucket=bucket)
     elif path is not None:
-        counts = counts_from_records(read_records_file(path))
+        counts = counts_from_records(read_records_file(path), bucket=bucket)
     else:
         if not settings.read_endpoint:
             raise ConfigurationError(
@@ -444,10 +541,11 @@ def kpis(
                 f"service {settings.service!r} is not a data-group slug (lower-case letters, digits and '-')"
             )
         now = today or datetime.now(timezone.utc).date()
+        lookback = DEFAULT_LOOKBACK_MONTHS_FINE if bucket == "day" else DEFAULT_LOOKBACK_MONTHS
         window_start = (
             period_containing(first, period).previous().start  # the period before: for the first change
             if first
-            else period_containing(_month_offset(now, -DEFAULT_LOOKBACK_MONTHS), period).start
+            else period_containing(_month_offset(now, -lookback), period).start
         )
         window_end = period_containing(last or max(now, first or now), period).end
         counts = counts_from_read_api(
@@ -458,5 +556,15 @@ def kpis(
             token=settings.token,
             timeout=timeout,
             client=client,
+            measures=measures,
+            bucket=bucket,
         )
-    return compute_report(counts, period=period, start=first, end=last, service=settings.service)
+    return compute_report(
+        counts,
+        period=period,
+        start=first,
+        end=last,
+        service=settings.service,
+        definition=definition,
+        today=today,
+    )

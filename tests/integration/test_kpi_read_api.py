@@ -116,7 +116,7 @@ def test_default_range_from_the_platform(
 ) -> None:
     p, records = platform
     from_api = kpis(read_endpoint=p.url, service=SVC, period="quarter", today=date(2026, 6, 1))
-    from_memory = kpis(records=records, service=SVC, period="quarter")
+    from_memory = kpis(records=records, service=SVC, period="quarter", today=date(2026, 6, 1))
     assert from_api.to_list() == from_memory.to_list()
     assert from_api.periods[0].label == "2024-Q4"
 

@@ -329,3 +329,61 @@ def test_formatting() -> None:
     assert format_change("cost_per_transaction", -50.0) == "down £0.50"
     assert format_change("completion_rate", 0.0) == "no change"
     assert format_change("completion_rate", None) == "no comparison"
+
+
+# -- honest figures -----------------------------------------------------------
+
+
+def test_completions_above_starts_are_flagged_never_published() -> None:
+    # 16 digital completions against 10 starts: a plain ratio would say 160%
+    c = counts({(D(2026, 1, 1), "started", "digital"): 10, (D(2026, 1, 1), "completed", "digital"): 16})
+    p = only(compute_report(c, period="quarter"))
+    assert p.completion_rate.value is None
+    assert p.completion_rate.flag is not None
+    assert "16 digital completions but only 10 digital starts" in p.completion_rate.flag
+    assert "completion_rate" in p.flags
+    data = p.to_dict()
+    assert data["completion_rate"]["value"] is None
+    assert "cannot be right" in data["completion_rate"]["flag"]
+    row = next(csv.DictReader(io.StringIO(compute_report(c, period="quarter").to_csv())))
+    assert row["completion_rate_value"] == ""
+    assert "cannot be right" in row["completion_rate_flag"]
+    # the channel's own rate too
+    digital = next(ch for ch in p.channels if ch.channel == "digital")
+    assert digital.completion_rate.value is None and digital.completion_rate.flag
+
+
+def test_current_period_is_partial_and_not_the_headline() -> None:
+    c = counts(
+        {
+            (D(2026, 1, 1), "started", "digital"): 10,
+            (D(2026, 1, 1), "completed", "digital"): 8,
+            (D(2026, 4, 1), "started", "digital"): 2,
+            (D(2026, 4, 1), "completed", "digital"): 2,
+        }
+    )
+    report = compute_report(c, period="quarter", today=D(2026, 4, 20))
+    q1, q2 = report.periods
+    assert (q1.partial, q2.partial) == (False, True)
+    assert report.latest is q2
+    assert report.headline is q1
+    assert json.loads(report.to_json())[1]["partial"] is True
+    # once the quarter is over, it is complete and leads
+    later = compute_report(c, period="quarter", today=D(2026, 7, 1))
+    assert later.headline is later.periods[-1]
+
+
+def test_days_and_weeks_need_daily_buckets() -> None:
+    b = CountsBuilder("day")
+    b.add_transactions(datetime(2026, 3, 2, 9, tzinfo=timezone.utc), "started", "digital", 4)  # a Monday
+    b.add_transactions(datetime(2026, 3, 8, 23, tzinfo=timezone.utc), "completed", "digital", 3)  # its Sunday
+    b.add_transactions(datetime(2026, 3, 9, 1, tzinfo=timezone.utc), "started", "digital", 5)
+    weeks = compute_report(b.build(), period="week")
+    assert [(p.label, p.start, p.completion_rate.value) for p in weeks.periods] == [
+        ("2026-W10", D(2026, 3, 2), 0.75),
+        ("2026-W11", D(2026, 3, 9), 0.0),
+    ]
+    days = compute_report(b.build(), period="day")
+    assert len(days.periods) == 8 and days.periods[0].label == "2026-03-02"
+    with pytest.raises(ValidationError, match="daily counts"):
+        compute_report(counts({(D(2026, 3, 1), "started", "digital"): 1}), period="week")

@@ -146,7 +146,7 @@ def test_read_api_numbers(api: respx.MockRouter) -> None:
 
 def test_read_api_matches_memory_source(api: respx.MockRouter) -> None:
     from_api = kpis(service=SVC, read_endpoint=BASE, start="2026-01-01", end="2026-03-31", today=TODAY)
-    from_memory = kpis(records=RECORDS, service=SVC, start="2026-01-01", end="2026-03-31")
+    from_memory = kpis(records=RECORDS, service=SVC, start="2026-01-01", end="2026-03-31", today=TODAY)
     assert from_api.to_list() == from_memory.to_list()
 
 

@@ -191,3 +191,67 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+DEFINITION = """\
+title = "Apply for a licence"
+organisation = "Department for Licences"
+
+[targets]
+completion_rate = {min = 0.85}
+cost_per_transaction = {max_pence = 2500}
+"""
+
+
+def test_definition_adds_targets_in_every_format(
+    records_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text(DEFINITION)
+    base = ["kpis", "--file", str(records_file), "--definition", str(definition)]
+    assert main([*base, "--format", "json"]) == 0
+    q1 = json.loads(capsys.readouterr().out)[1]
+    # 8 / 10 = 80% < 85%; £500 / 10 = £50.00 > £25.00
+    assert q1["targets"]["completion_rate"]["status"] == "missed"
+    assert q1["targets"]["cost_per_transaction"]["status"] == "missed"
+    assert main([*base, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[1]["completion_rate_target"] == "missed"
+    assert main(base) == 0
+    table = capsys.readouterr().out
+    assert "KPIs for Apply for a licence (Department for Licences)" in table
+    assert "80.0% [MISSED]" in table
+    assert "Completion rate: at least 85.0%" in table
+
+
+def test_a_bad_definition_is_a_usage_error_naming_the_line(
+    records_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text("[targets]\ncompletion_rate = {min = 85}\n")
+    assert main(["kpis", "--file", str(records_file), "--definition", str(definition)]) == 2
+    err = capsys.readouterr().err
+    assert "perf-sdk.toml, line 2" in err and "write 0.85 (for 85%)" in err
+
+
+def test_flagged_figure_is_not_printed_as_a_plain_percentage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "r.jsonl"
+    rows = [
+        {"_timestamp": "2026-01-05T09:00:00Z", "stage": "started", "channel": "digital", "count": 10},
+        {"_timestamp": "2026-01-05T09:00:00Z", "stage": "completed", "channel": "digital", "count": 16},
+    ]
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["kpis", "--file", str(file)]) == 0
+    out = capsys.readouterr().out
+    assert "160.0%" not in out
+    assert "not shown*" in out and "16 digital completions but only 10 digital starts" in out
+
+
+def test_format_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["kpis", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--format {table,csv,json,html}" in text
+    assert "json (API.md's shape)" in text
