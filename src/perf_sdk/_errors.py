@@ -55,7 +55,9 @@ class TransportError(PerfSdkError):
     """Talking to the platform failed.
 
     ``status`` is the HTTP status when there was an answer (``None`` for a
-    connection failure or time-out); ``messages`` are the platform's own words.
+    connection failure or time-out); ``messages`` are the platform's own words;
+    ``reason`` is the failure in a few words ("connection refused", "answered
+    503"), for a line that says what delivery is waiting for.
     """
 
     def __init__(
@@ -64,9 +66,11 @@ class TransportError(PerfSdkError):
         *,
         status: int | None = None,
         messages: list[str] | None = None,
+        reason: str | None = None,
     ) -> None:
         self.status = status
         self.messages = list(messages or [])
+        self.reason = reason or (f"answered {status}" if status is not None else None)
         super().__init__(message)
 
 
@@ -92,8 +96,9 @@ class RetryableError(TransportError):
         status: int | None = None,
         messages: list[str] | None = None,
         retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
-        super().__init__(message, status=status, messages=messages)
+        super().__init__(message, status=status, messages=messages, reason=reason)
         self.retry_after = retry_after
 
 

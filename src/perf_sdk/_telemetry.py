@@ -51,9 +51,14 @@ class Stats:
     retries: int = 0
     requests: int = 0
     adopted: int = 0
+    #: Accepted records close() could not write to the spool (no spool, a full disk): logged at ERROR.
+    unpersisted: int = 0
     last_success: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    #: While the uploader waits to retry: what for, in words ("waiting for https://...:
+    #: connection refused, retry 4 in 8 s; records are safe on disk"); None otherwise.
+    waiting_for: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _otel: _Instruments | None = field(default=None, repr=False, compare=False)
 
@@ -116,6 +121,7 @@ class _Instruments:
         "dead_lettered": "records the platform refused for good",
         "sampled_out": "records left out by sampling (their kept peers carry their counts)",
         "retries": "upload attempts retried",
+        "unpersisted": "accepted records close() could not write to the spool (logged at ERROR)",
     }
 
     def __init__(
@@ -224,6 +230,16 @@ class Health:
     dead_letters: int
     paused: tuple[str, ...]
     counters: dict[str, Any]
+
+    @property
+    def waiting_for(self) -> str | None:
+        """What delivery is waiting for, when it is (a platform it cannot reach, a 503 ...), else None.
+
+        Show it on a progress line or a status page: it says where, why, when the
+        next try is, and that the records are safe on disk.
+        """
+        value = self.counters.get("waiting_for")
+        return value if isinstance(value, str) else None
 
     @property
     def healthy(self) -> bool:

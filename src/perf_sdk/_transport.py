@@ -176,16 +176,22 @@ class HttpTransport:
             if self._remaining() <= 0:
                 raise RetryableError(
                     f"{url} did not finish answering within {self.deadline:g} s (the whole request's deadline; "
-                    "a slow or stalled endpoint)"
+                    "a slow or stalled endpoint)",
+                    reason=f"no complete answer within {self.deadline:g} s",
                 ) from None
-            raise RetryableError(f"no answer from {url} in time ({type(exc).__name__})") from None
+            raise RetryableError(
+                f"no answer from {url} in time ({type(exc).__name__})", reason="no answer in time"
+            ) from None
         except _AnswerTooLarge:
             raise RetryableError(
                 f"{url} answered with more than {self.max_response_bytes:,} bytes; perf_sdk stopped reading "
-                "(the platform answers a small JSON object: a proxy or the endpoint is misbehaving)"
+                "(the platform answers a small JSON object: a proxy or the endpoint is misbehaving)",
+                reason="answer too large",
             ) from None
         except (httpx.TransportError, httpx.StreamError, ssl.SSLError, OSError) as exc:
-            raise RetryableError(f"could not reach {url}: {type(exc).__name__}: {self._safe(exc)}") from None
+            raise RetryableError(
+                f"could not reach {url}: {type(exc).__name__}: {self._safe(exc)}", reason=_reason(exc)
+            ) from None
         finally:
             self._local.deadline = None
         self._verdict(url, response.status_code, response.headers, content)
@@ -253,6 +259,25 @@ class HttpTransport:
 
 
 _NOT_JSON: Final[Any] = object()
+
+#: Words of a socket error -> what a person reads in "waiting for ...: <reason>".
+_REASONS: Final = (
+    ("refused", "connection refused"),
+    ("name or service not known", "host not found"),
+    ("nodename nor servname", "host not found"),
+    ("temporary failure in name resolution", "host not found"),
+    ("certificate", "TLS certificate not trusted"),
+    ("reset", "connection reset"),
+    ("network is unreachable", "network unreachable"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).lower()
+    for words, reason in _REASONS:
+        if words in text:
+            return reason
+    return f"cannot connect ({type(exc).__name__})"
 
 
 def _json(content: bytes) -> Any:

@@ -20,6 +20,16 @@ happens otherwise is policy, and all of it lives here:
 Re-sending is always safe because every record carries a fixed ``_id`` and the
 platform upserts by it; so a crash between "platform stored it" and "spool
 forgot it" costs one duplicate request, never a duplicate record.
+
+While it waits to retry, the uploader says what for, in one line a person can act
+on ("waiting for https://...: connection refused, retry 4 in 8 s; records are safe
+on disk"): in ``Stats.waiting_for`` (so ``health().waiting_for``, a progress line)
+and in the log.
+
+The thread is only a driver: :meth:`Uploader.run_pass` is one whole pass (every
+data set with work gets a request, retried to a verdict) and runs on the
+caller's thread, with the clock, the sleep and the jitter injectable, so the
+policy above is tested by calling it, not by polling a live worker.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ class Uploader:
         transport: Transport,
         stats: Stats,
         *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
         batch_size: int = 1000,
         batch_bytes: int = 2_000_000,
         retry_initial: float = 0.5,
@@ -81,6 +94,10 @@ class Uploader:
         self.adopt_every = adopt_every
         self.on_error = on_error
         self.on_dead_letter = on_dead_letter
+        self._clock = clock
+        #: How a back-off waits; by default on the stop event, so stop() cuts it short.
+        self._sleep_for = sleep
+        self._rng = rng or random.Random()
         #: dataset -> monotonic time until which it is paused, and why.
         self.paused: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
@@ -121,7 +138,7 @@ class Uploader:
         return self._thread is not None and self._thread.is_alive()
 
     def paused_datasets(self) -> tuple[str, ...]:
-        now = time.monotonic()
+        now = self._clock()
         return tuple(ds for ds, (until, _) in self.paused.items() if until > now)
 
     # the loop ----------------------------------------------------------------------------------
@@ -133,9 +150,7 @@ class Uploader:
                     self._adopt_now.clear()
                     next_adopt = time.monotonic() + self.adopt_every
                     self.stats.add("adopted", self.spool.adopt_orphans())
-                worked = self._pass()
-            except _Stopped:
-                break
+                worked = self.run_pass()
             except sqlite3.ProgrammingError:
                 break  # the spool was closed under us (close() timed out): the next process adopts it
             except Exception as exc:  # never let the worker die
@@ -154,24 +169,33 @@ class Uploader:
             self.progress.notify_all()
 
     def _idle_wait(self) -> float:
-        now = time.monotonic()
+        now = self._clock()
         waits = [until - now for until, _ in self.paused.values() if until > now]
         return max(0.05, min([self.adopt_every, *waits]))
 
-    def _pass(self) -> bool:
-        """One request per data set with work; True if anything was attempted."""
+    def run_pass(self) -> bool:
+        """One pass: a request per data set with work, each retried to a verdict.
+
+        True if anything was attempted. Returns early (False) when the uploader is
+        asked to stop, even in the middle of a back-off: what was not delivered
+        stays in the spool.
+        """
         worked = False
-        now = time.monotonic()
-        for dataset in self.spool.datasets():
-            if self._stop.is_set():
-                raise _Stopped
-            until, _ = self.paused.get(dataset, (0.0, ""))
-            if until > now:
-                continue
-            segments = self.spool.next_batch(dataset, self.batch_size, self.batch_bytes)
-            if segments:
-                self._deliver(dataset, segments)
-                worked = True
+        try:
+            for dataset in self.spool.datasets():
+                if self._stop.is_set():
+                    return False
+                until, _ = self.paused.get(dataset, (0.0, ""))
+                if until > self._clock():
+                    continue
+                segments = self.spool.next_batch(dataset, self.batch_size, self.batch_bytes)
+                if segments:
+                    self._deliver(dataset, segments)
+                    worked = True
+        except _Stopped:
+            return False
+        finally:
+            self.stats.waiting_for = None
         return worked
 
     # delivery ----------------------------------------------------------------------------------
@@ -203,6 +227,7 @@ class Uploader:
             )
         self.paused.pop(dataset, None)
         self.spool.remove(segments)
+        self.stats.waiting_for = None
 
     def _resolve(
         self,
@@ -258,14 +283,18 @@ class Uploader:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         ceiling = min(self.retry_max, self.retry_initial * 2 ** min(state.attempt_number - 1, 30))
-        delay = random.uniform(self.retry_initial / 2, ceiling)
+        delay = self._rng.uniform(self.retry_initial / 2, ceiling)
         if retry_after is not None:
             delay = max(float(retry_after), 0.0)
             delay = min(delay, max(self.retry_max, 1.0) * 10)
         return float(delay)
 
     def _sleep(self, seconds: float) -> None:
-        if self._stop.wait(seconds):
+        if self._sleep_for is not None:
+            self._sleep_for(seconds)
+            if self._stop.is_set():
+                raise _Stopped
+        elif self._stop.wait(seconds):
             raise _Stopped
 
     def _before_sleep(self, state: RetryCallState) -> None:
@@ -273,14 +302,23 @@ class Uploader:
         exc = state.outcome.exception() if state.outcome else None
         message = str(exc)
         self.stats.error(message)
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
+        waiting = self.waiting_text(exc, state.attempt_number, delay)
+        self.stats.waiting_for = waiting
         level = (
             logging.WARNING
             if state.attempt_number in (1, 10, 100) or state.attempt_number % 1000 == 0
             else logging.DEBUG
         )
-        logger.log(level, "perf_sdk: upload failed (attempt %d), retrying: %s", state.attempt_number, message)
+        logger.log(level, "perf_sdk: %s (%s)", waiting, message)
         if state.attempt_number == 1 and self.on_error is not None and isinstance(exc, TransportError):
             self._hook(self.on_error, exc, [])
+
+    def waiting_text(self, exc: BaseException | None, retry: int, delay: float) -> str:
+        """What a wait is for, in words a person can act on (for ``health()`` and progress lines)."""
+        where = getattr(self.transport, "endpoint", None) or "the platform"
+        reason = getattr(exc, "reason", None) or (str(exc) if exc is not None else "no answer")
+        return f"waiting for {where}: {reason}, retry {retry} in {delay:.0f} s; records are safe on disk"
 
     def _delivered(self, n: int) -> None:
         self.stats.delivered_now(n)
@@ -305,7 +343,7 @@ class Uploader:
 
     def _pause(self, dataset: str, exc: RejectedError, n: int) -> None:
         first = dataset not in self.paused
-        self.paused[dataset] = (time.monotonic() + self.pause_seconds, str(exc))
+        self.paused[dataset] = (self._clock() + self.pause_seconds, str(exc))
         self.stats.error(str(exc))
         hint = {
             401: "the token is missing or wrong for this data set (token=/tokens=, PERF_SDK_TOKEN)",

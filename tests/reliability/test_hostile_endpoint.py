@@ -330,3 +330,25 @@ def test_an_endpoint_echoing_the_token_in_a_5xx_leaks_it_nowhere(
     assert TOKEN not in health.last_error
     assert all(TOKEN not in str(e) for e in errors)
     assert TOKEN not in caplog.text
+
+
+def test_an_unreachable_platform_says_what_delivery_waits_for(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    errors: list[BaseException] = []
+    seen = threading.Event()
+    tracker = tracker_for(f"http://127.0.0.1:{port}", tmp_path, errors, seen)
+    try:
+        tracker.complete("t-1", channel="digital")
+        result = tracker.flush(timeout=0.1)
+        assert result.timed_out
+        assert seen.wait(WAIT)
+        waiting = tracker.health().waiting_for
+        assert waiting is not None
+        assert waiting.startswith(f"waiting for http://127.0.0.1:{port}: connection refused, retry ")
+        assert waiting.endswith("; records are safe on disk")
+    finally:
+        tracker.close(timeout=0.5)

@@ -1,8 +1,16 @@
-"""Upload policy: retries, bisection, splitting, pausing, stopping."""
+"""Upload policy: retries, bisection, splitting, pausing, stopping.
+
+The policy tests call ``Uploader.run_pass()`` on the test's own thread, with a
+scripted transport, a real spool, a fake clock and a sleep that only records how
+long the uploader asked to wait: no live worker to poll, no waiting. Two tests at
+the end drive the real thread (stop during a back-off, the loop's wake-ups).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +21,7 @@ import pytest
 
 from perf_sdk import RejectedError, RetryableError
 from perf_sdk._spool import Spool
-from perf_sdk._telemetry import Stats
+from perf_sdk._telemetry import Health, Stats
 from perf_sdk._uploader import Uploader
 
 
@@ -47,31 +55,43 @@ def fill(spool: Spool, n: int, dataset: str = "svc/transactions") -> list[str]:
     return ids
 
 
-def run_until_empty(uploader: Uploader, spool: Spool, timeout: float = 10.0) -> None:
-    uploader.start()
-    deadline = time.monotonic() + timeout
-    with uploader.progress:
-        while spool.depth()[0] and time.monotonic() < deadline:
-            uploader.wake()
-            uploader.progress.wait(0.2)
-    assert uploader.stop(5.0)
+class Clock:
+    """Monotonic time the test moves; ``sleep`` records each back-off and moves time on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
 
 
-def wait_passes(uploader: Uploader, k: int = 2) -> None:
-    """Until ``k`` more full passes have run, waking the worker each time."""
-    with uploader.progress:
-        target = uploader.passes + k
-        while uploader.passes < target:
-            uploader.wake()
-            uploader.progress.wait(0.05)
-
-
-def make(tmp_path: Path, transport: Scripted, **kw: Any) -> tuple[Uploader, Spool, Stats]:
+def make(tmp_path: Path, transport: Scripted, **kw: Any) -> tuple[Uploader, Spool, Stats, Clock]:
     spool = Spool(tmp_path)
     stats = Stats()
-    options: dict[str, Any] = {"retry_initial": 0.001, "retry_max": 0.01, "pause_seconds": 60.0}
+    clock = Clock()
+    options: dict[str, Any] = {
+        "retry_initial": 0.5,
+        "retry_max": 60.0,
+        "pause_seconds": 60.0,
+        "clock": clock,
+        "sleep": clock.sleep,
+        "rng": random.Random(7),
+    }
     options.update(kw)
-    return Uploader(spool, transport, stats, **options), spool, stats
+    return Uploader(spool, transport, stats, **options), spool, stats, clock
+
+
+def drain(uploader: Uploader, spool: Spool, passes: int = 10) -> None:
+    """Run passes on this thread until the spool is empty (or ``passes`` ran)."""
+    for _ in range(passes):
+        if not spool.depth()[0]:
+            return
+        uploader.run_pass()
 
 
 def test_a_bad_record_is_bisected_out_and_dead_lettered(tmp_path: Path) -> None:
@@ -81,11 +101,12 @@ def test_a_bad_record_is_bisected_out_and_dead_lettered(tmp_path: Path) -> None:
             RejectedError("400", status=400, messages=["rating out of range"]) if bad & {r["_id"] for r in rs} else None
         )
     )
-    uploader, spool, stats = make(tmp_path, transport, batch_size=64)
+    uploader, spool, stats, _ = make(tmp_path, transport, batch_size=64)
     errors: list[tuple[BaseException, list[dict[str, Any]]]] = []
     uploader.on_dead_letter = lambda e, rs: errors.append((e, rs))
     ids = fill(spool, 50)
-    run_until_empty(uploader, spool)
+    assert uploader.run_pass() is True  # one pass settles the whole batch
+    assert spool.depth()[0] == 0
     assert set(transport.stored) == set(ids) - bad
     assert stats.delivered == 48 and stats.dead_lettered == 2
     dead = spool.dead()
@@ -96,13 +117,25 @@ def test_a_bad_record_is_bisected_out_and_dead_lettered(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_a_whole_batch_of_bad_records_is_dead_lettered_one_by_one(tmp_path: Path) -> None:
+    transport = Scripted(lambda rs: RejectedError("422", status=422, messages=["no"]))
+    uploader, spool, stats, _ = make(tmp_path, transport)
+    fill(spool, 4)
+    uploader.run_pass()
+    assert spool.depth()[0] == 0
+    assert stats.dead_lettered == 4 and stats.delivered == 0
+    assert len(spool.dead()) == 4
+    spool.close()
+
+
 def test_413_splits_until_it_fits_and_dead_letters_a_lone_giant(tmp_path: Path) -> None:
     transport = Scripted(
         lambda rs: RejectedError("413", status=413) if len(rs) > 8 or any(r["_id"] == "r0003" for r in rs) else None
     )
-    uploader, spool, stats = make(tmp_path, transport)
+    uploader, spool, _, _ = make(tmp_path, transport)
     ids = fill(spool, 40)
-    run_until_empty(uploader, spool)
+    uploader.run_pass()
+    assert spool.depth()[0] == 0
     assert set(transport.stored) == set(ids) - {"r0003"}
     (dead,) = spool.dead()
     assert dead.record["_id"] == "r0003"
@@ -114,58 +147,137 @@ def test_413_splits_until_it_fits_and_dead_letters_a_lone_giant(tmp_path: Path) 
 def test_retryable_errors_retry_until_success_honouring_retry_after(tmp_path: Path) -> None:
     answers = iter(
         [
-            RetryableError("503", status=503, retry_after=0.05),
+            RetryableError("503", status=503, retry_after=7.0),
             RetryableError("drop"),
             RetryableError("429", status=429),
         ]
     )
     transport = Scripted(lambda rs: next(answers, None))
-    uploader, spool, stats = make(tmp_path, transport)
+    uploader, spool, stats, clock = make(tmp_path, transport)
     fill(spool, 5)
-    started = time.monotonic()
-    run_until_empty(uploader, spool)
-    assert time.monotonic() - started >= 0.05  # waited as the platform asked
+    assert uploader.run_pass() is True
     assert len(transport.stored) == 5
     assert stats.retries == 3
     assert len(transport.requests) == 4
+    assert clock.slept[0] == 7.0  # as the platform asked
+    assert all(0.25 <= s <= 0.5 * 2**i for i, s in enumerate(clock.slept[1:], start=1))  # full jitter, doubling
+    assert stats.waiting_for is None  # delivered: no longer waiting
+    spool.close()
+
+
+def test_back_off_doubles_up_to_the_ceiling(tmp_path: Path) -> None:
+    answers = iter([RetryableError("503", status=503)] * 12)
+    transport = Scripted(lambda rs: next(answers, None))
+    uploader, spool, _, clock = make(tmp_path, transport, retry_initial=1.0, retry_max=8.0, rng=random.Random(1))
+    fill(spool, 1)
+    uploader.run_pass()
+    assert len(clock.slept) == 12
+    assert all(0.5 <= s <= 8.0 for s in clock.slept)
+    assert max(clock.slept) > 4.0  # it did grow past the early ceilings
+
+
+def test_a_huge_retry_after_is_capped(tmp_path: Path) -> None:
+    answers = iter([RetryableError("503", status=503, retry_after=86_400)])
+    transport = Scripted(lambda rs: next(answers, None))
+    uploader, spool, _, clock = make(tmp_path, transport, retry_max=60.0)
+    fill(spool, 1)
+    uploader.run_pass()
+    assert clock.slept == [600.0]  # ten times the ceiling, not a day
+
+
+def test_while_retrying_it_says_what_it_waits_for(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str | None] = []
+    transport = Scripted(lambda rs: None)
+    transport.endpoint = "http://127.0.0.1:8999"  # type: ignore[attr-defined]
+    failures = iter([RetryableError("could not reach ...", reason="connection refused")] * 4)
+
+    def verdict(records: list[dict[str, Any]]) -> Exception | None:
+        seen.append(uploader.stats.waiting_for)
+        return next(failures, None)
+
+    transport.verdict = verdict
+    uploader, spool, stats, clock = make(tmp_path, transport, retry_initial=1.0, retry_max=8.0)
+    fill(spool, 1)
+    caplog.set_level("WARNING", logger="perf_sdk")
+    uploader.run_pass()
+    assert seen[0] is None
+    assert seen[4] == (
+        f"waiting for http://127.0.0.1:8999: connection refused, retry 4 in {clock.slept[3]:.0f} s; "
+        "records are safe on disk"
+    )
+    assert "waiting for http://127.0.0.1:8999: connection refused, retry 1 in" in caplog.text
+    assert stats.waiting_for is None
     spool.close()
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_configuration_errors_pause_the_data_set_and_keep_records(tmp_path: Path, status: int) -> None:
     transport = Scripted(lambda rs: RejectedError(str(status), status=status))
-    uploader, spool, stats = make(tmp_path, transport)
+    uploader, spool, stats, clock = make(tmp_path, transport)
     seen: list[BaseException] = []
     uploader.on_error = lambda e, rs: seen.append(e)
     fill(spool, 5, "svc/costs")
     fill(spool, 3, "svc/transactions")
-    uploader.start()
-    with uploader.progress:
-        uploader.progress.wait_for(lambda: set(uploader.paused_datasets()) == {"svc/costs", "svc/transactions"}, 5)
+    uploader.run_pass()
+    assert set(uploader.paused_datasets()) == {"svc/costs", "svc/transactions"}
     calls = len(transport.requests)
-    wait_passes(uploader, 3)
-    assert len(transport.requests) == calls  # paused: not hammering the platform
-    assert uploader.stop(5)
+    clock.now += 59.0
+    assert uploader.run_pass() is False  # paused: not hammering the platform
+    assert len(transport.requests) == calls
     assert spool.depth()[0] == 8  # nothing lost
     assert stats.dead_lettered == 0
     assert len(seen) == 2 and all(getattr(e, "status", None) == status for e in seen)
+    clock.now += 2.0
+    uploader.run_pass()  # after pause_seconds, one probe per data set; the same answer pauses again
+    assert len(transport.requests) == calls + 2
+    assert len(seen) == 2  # reported once, not on every probe
     spool.close()
 
 
 def test_pause_ends_and_records_flow_once_fixed(tmp_path: Path) -> None:
     state = {"token_ok": False}
     transport = Scripted(lambda rs: None if state["token_ok"] else RejectedError("401", status=401))
-    uploader, spool, _ = make(tmp_path, transport, pause_seconds=0.05)
+    uploader, spool, _, clock = make(tmp_path, transport, pause_seconds=300.0)
     fill(spool, 4)
-    uploader.start()
-    with uploader.progress:
-        uploader.progress.wait_for(lambda: uploader.paused_datasets(), 5)
+    uploader.run_pass()
+    assert uploader.paused_datasets() == ("svc/transactions",)
     state["token_ok"] = True
-    with uploader.progress:
-        uploader.progress.wait_for(lambda: spool.depth()[0] == 0, 5)
+    uploader.wake(probe_paused=True)  # what flush() does: the caller may have fixed it
+    uploader.run_pass()
     assert len(transport.stored) == 4
-    assert uploader.stop(5)
+    assert uploader.paused_datasets() == ()
     spool.close()
+
+
+def test_a_pass_sends_each_data_set_one_batch_at_a_time(tmp_path: Path) -> None:
+    transport = Scripted(lambda rs: None)
+    uploader, spool, stats, _ = make(tmp_path, transport, batch_size=10)
+    fill(spool, 25, "svc/transactions")
+    fill(spool, 5, "svc/costs")
+    uploader.run_pass()
+    assert sorted(len(r) for r in transport.requests) == [5, 25]  # a segment is never split across requests
+    drain(uploader, spool)
+    assert stats.delivered == 30
+    spool.close()
+
+
+def test_a_stop_during_a_back_off_ends_the_pass_and_keeps_the_records(tmp_path: Path) -> None:
+    transport = Scripted(lambda rs: RetryableError("503", status=503))
+    uploader, spool, _, clock = make(tmp_path, transport)
+
+    def sleep(seconds: float) -> None:
+        clock.slept.append(seconds)
+        uploader.stop(0)  # as close() would, from another thread
+
+    uploader._sleep_for = sleep
+    fill(spool, 1)
+    assert uploader.run_pass() is False
+    assert len(clock.slept) == 1
+    assert spool.depth()[0] == 1
+    spool.close()
+
+
+# -- the thread ----------------------------------------------------------------------------------
 
 
 def test_stop_interrupts_a_long_back_off(tmp_path: Path) -> None:
@@ -176,12 +288,44 @@ def test_stop_interrupts_a_long_back_off(tmp_path: Path) -> None:
         return RetryableError("503", status=503, retry_after=3600)
 
     transport = Scripted(verdict)
-    uploader, spool, _ = make(tmp_path, transport)
+    spool = Spool(tmp_path)
+    uploader = Uploader(spool, transport, Stats())  # the real clock and sleep
     fill(spool, 1)
     uploader.start()
-    assert asked.wait(5)
-    started = time.monotonic()
-    assert uploader.stop(5)
-    assert time.monotonic() - started < 1.0
+    assert asked.wait(30)
+    assert uploader.stop(30)  # a back-off of an hour, cut short
     assert spool.depth()[0] == 1
     spool.close()
+
+
+def test_the_thread_delivers_when_woken(tmp_path: Path) -> None:
+    transport = Scripted(lambda rs: None)
+    spool = Spool(tmp_path)
+    uploader = Uploader(spool, transport, Stats(), adopt_every=3600)
+    uploader.start()
+    try:
+        fill(spool, 3)
+        with uploader.progress:
+            uploader.wake()
+            assert uploader.progress.wait_for(lambda: spool.depth()[0] == 0, 30)
+    finally:
+        assert uploader.stop(30)
+    assert len(transport.stored) == 3
+    spool.close()
+
+
+def test_health_shows_what_delivery_waits_for() -> None:
+    stats = Stats()
+    stats.waiting_for = "waiting for https://x: answered 503, retry 2 in 1 s; records are safe on disk"
+    health = Health(
+        spool_depth=1,
+        oldest_pending_age=1.0,
+        last_success=None,
+        last_error="503",
+        dead_letters=0,
+        paused=(),
+        counters=stats.snapshot(),
+    )
+    assert health.waiting_for == stats.waiting_for
+    stats.waiting_for = None
+    assert dataclasses.replace(health, counters=stats.snapshot()).waiting_for is None
