@@ -367,6 +367,12 @@ class JourneyEngine:
       whose cookie was lost). Off by default: completion rate must not exceed
       100%, and with it on anyone can add completions by loading the
       confirmation page without a cookie.
+    * ``consent``: a callable given the framework's request (as ``channel`` is)
+      that says whether this visitor agreed to the statistics cookie. When it
+      answers False the SDK neither reads nor sets its cookie (or session
+      value) and counts nothing for the request; a rating is recorded untied.
+      A callable that raises counts as no consent. ``None``: no check (a
+      service relying on PECR's statistics exception, or on ``use_session``).
 
     In cookie mode the stored value is signed with a key derived from the
     tracker's secret (see the module docstring); :meth:`load` and
@@ -385,6 +391,7 @@ class JourneyEngine:
         session_key: str = DEFAULT_SESSION_KEY,
         bot_user_agents: str | re.Pattern[str] | None = DEFAULT_BOT_USER_AGENTS,
         count_unstarted_completions: bool = False,
+        consent: Callable[[Any], bool] | None = None,
     ) -> None:
         self.tracker = tracker
         self.journeys: tuple[Journey, ...] = tuple(journeys)
@@ -405,6 +412,9 @@ class JourneyEngine:
         self.use_session = use_session
         self.session_key = session_key
         self.count_unstarted_completions = count_unstarted_completions
+        if consent is not None and not callable(consent):
+            raise ConfigurationError(f"consent must be a callable(request) -> bool, not {consent!r}")
+        self.consent = consent
         if isinstance(bot_user_agents, str):
             bot_user_agents = re.compile(bot_user_agents, re.IGNORECASE)
         self._bots = bot_user_agents
@@ -488,6 +498,16 @@ class JourneyEngine:
             user_agent[:120],
         )
 
+    def consented(self, request: Any) -> bool:
+        """Whether the ``consent`` rule lets this request use the SDK's cookie; no rule: yes."""
+        if self.consent is None:
+            return True
+        try:
+            return bool(self.consent(request))
+        except Exception:
+            logger.exception("perf_sdk: the consent callable failed; this request is not counted")
+            return False
+
     # state -----------------------------------------------------------------------------------
     def load(self, stored: object) -> VisitorState:
         """The visitor's state from their cookie (its signature checked) or session value.
@@ -525,7 +545,7 @@ class JourneyEngine:
         Never raises: a failure (a channel callable that raises) is logged and
         that count skipped, rather than guessed or allowed to fail the page.
         """
-        if not hits or not self.counts(method, status, user_agent):
+        if not hits or not self.counts(method, status, user_agent) or not self.consented(request):
             return None
         state = self.load(stored)
         for hit in hits:
@@ -573,7 +593,7 @@ class JourneyEngine:
         last (typically the one just completed); one answer per transaction,
         the latest standing. With no journey it is recorded untied.
         """
-        state = self.load(stored)
+        state = self.load(stored if self.consented(request) else None)
         name = journey if journey is not None else state.latest()
         txn = state.transaction_id(name) if name is not None else None
         if channel is None:

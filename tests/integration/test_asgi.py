@@ -397,3 +397,22 @@ def test_journey_cookies_need_the_secret(tmp_path: Path) -> None:
             PerfSdkMiddleware(starlette_app(None), tracker=AsyncTracker(tracker=no_secret), journeys=JOURNEYS)
     finally:
         no_secret.close(timeout=1)
+
+
+def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
+    def consent(scope: Any) -> bool:
+        return b"cookies_policy=accepted" in dict(scope["headers"]).get(b"cookie", b"")
+
+    app = starlette_app(tracker, consent=consent)
+    (refused,) = visit(app, "/apply")
+    assert ours(refused) is None and tracker.counts() == {}
+
+    async def agreed() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            client.cookies.set("cookies_policy", "accepted")
+            await client.get("/apply")
+            await client.get("/apply/done")
+
+    asyncio.run(agreed())
+    assert tracker.counts() == {"started": 1, "completed": 1}

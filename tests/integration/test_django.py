@@ -293,3 +293,16 @@ def test_a_made_up_cookie_ties_no_satisfaction_answer(tracker: CapturingTracker)
     for _ in range(2):
         Client(HTTP_USER_AGENT=BROWSER).get("/feedback", HTTP_COOKIE=f"{COOKIE}={forged}")
     assert len({r["_id"] for r in tracker.of("satisfaction")}) == 2  # two untied answers, not one transaction's
+
+
+def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
+    def consent(request: HttpRequest) -> bool:
+        return request.COOKIES.get("cookies_policy") == "accepted"
+
+    with override_settings(PERF_SDK={"tracker": tracker, "journeys": JOURNEYS, "consent": consent}):
+        client = Client(HTTP_USER_AGENT=BROWSER)
+        assert COOKIE not in client.get("/apply").cookies and tracker.counts() == {}
+        client.cookies["cookies_policy"] = "accepted"
+        assert client.get("/apply").cookies[COOKIE].value
+        client.get("/apply/done")
+    assert tracker.counts() == {"started": 1, "completed": 1}

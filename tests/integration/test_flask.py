@@ -224,3 +224,15 @@ def test_a_request_skipped_as_a_bot_is_said_at_info(
         client.get("/apply", headers={"User-Agent": "curl/8.5.0"})
     assert tracker.counts() == {}
     assert [r.levelno for r in caplog.records if "curl/8.5.0" in r.getMessage()] == [logging.INFO]
+
+
+def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
+    """The cookie banner's answer decides: no statistics cookie, and no count, without it."""
+    app = create_app(tracker, consent=lambda request: request.cookies.get("cookies_policy") == "accepted")
+    client = app.test_client()
+    response = client.get("/apply", headers={"User-Agent": BROWSER})
+    assert "perf_sdk_txn" not in response.headers.get("Set-Cookie", "") and tracker.counts() == {}
+    client.set_cookie("cookies_policy", "accepted")
+    assert "perf_sdk_txn=" in client.get("/apply", headers={"User-Agent": BROWSER}).headers["Set-Cookie"]
+    client.get("/apply/done", headers={"User-Agent": BROWSER})
+    assert tracker.counts() == {"started": 1, "completed": 1}

@@ -502,3 +502,39 @@ def test_the_first_request_skipped_as_a_bot_is_said_once_at_info(
     assert len(said) == 1 and said[0].levelno == logging.INFO
     assert "curl/8.5.0" in said[0].getMessage() and "bot_user_agents=None" in said[0].getMessage()
     assert tracker.counts() == {}
+
+
+# consent -------------------------------------------------------------------------------------
+def test_without_consent_nothing_is_read_set_or_counted(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker, consent=lambda request: request["agreed"])
+    hits = engine.match("/apply")
+    assert (
+        engine.observe(hits, method="GET", status=200, user_agent=BROWSER, stored=None, request={"agreed": False})
+        is None
+    )
+    assert tracker.counts() == {}
+    cookie = engine.observe(hits, method="GET", status=200, user_agent=BROWSER, stored=None, request={"agreed": True})
+    assert cookie is not None and tracker.counts() == {"started": 1}
+    done = engine.match("/apply/confirmation")
+    engine.observe(done, method="GET", status=200, user_agent=BROWSER, stored=cookie, request={"agreed": False})
+    assert tracker.counts() == {"started": 1}  # consent withdrawn: the cookie is not even read
+
+
+def test_without_consent_a_rating_is_recorded_untied(tracker: CapturingTracker) -> None:
+    engine = engine_for(tracker, consent=lambda request: False)
+    engine.record_satisfaction(4, engine.dump(VisitorState.parse(f"apply.c.{secrets.token_hex(16)}")))
+    engine.record_satisfaction(4, engine.dump(VisitorState.parse(f"apply.c.{secrets.token_hex(16)}")))
+    assert len(tracker.of("satisfaction")) == 2
+
+
+def test_a_failing_consent_callable_counts_as_no_consent(
+    tracker: CapturingTracker, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(request: Any) -> bool:
+        raise KeyError("cookies_policy")
+
+    visitor = Visitor(engine_for(tracker, consent=broken))
+    assert visitor.get("/apply") is None
+    assert tracker.counts() == {} and "consent callable failed" in caplog.text
+    with pytest.raises(ConfigurationError, match="consent"):
+        engine_for(tracker, consent="yes")

@@ -18,7 +18,8 @@ In ``settings.py``::
 ``PERF_SDK`` holds the :class:`~perf_sdk.Tracker`'s arguments, ``journeys``,
 and the counting options of :class:`~perf_sdk._journey.JourneyEngine`
 (``cookie_name``, ``cookie_secure``, ``cookie_max_age``, ``use_session``,
-``session_key``, ``bot_user_agents``, ``count_unstarted_completions``); or
+``session_key``, ``bot_user_agents``, ``count_unstarted_completions``,
+``consent``); or
 ``"tracker"``: a tracker of your own (e.g. ``perf_sdk.testing.CapturingTracker``).
 
 One tracker per process: built the first time the middleware is (Django builds
@@ -75,6 +76,7 @@ _ENGINE_OPTIONS = frozenset(
         "session_key",
         "bot_user_agents",
         "count_unstarted_completions",
+        "consent",
     }
 )
 #: The request attribute through which views (record_satisfaction) find the engine.

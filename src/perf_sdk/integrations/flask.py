@@ -58,7 +58,7 @@ def init_app(
     environment variables. ``options`` are the counting options of
     :class:`~perf_sdk._journey.JourneyEngine` (``cookie_name``,
     ``cookie_secure``, ``cookie_max_age``, ``use_session``,
-    ``bot_user_agents``, ``count_unstarted_completions``). With
+    ``bot_user_agents``, ``count_unstarted_completions``, ``consent``). With
     ``use_session=True`` the state lives in Flask's ``session`` (which needs
     ``app.secret_key``). Returns the engine, also at ``app.extensions["perf_sdk"]``.
     """
