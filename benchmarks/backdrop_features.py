@@ -45,9 +45,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from starlette.testclient import TestClient
+# This folder holds a platform.py of its own, which would shadow the standard library's.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from perf_sdk.platform import create_app
+from starlette.testclient import TestClient  # noqa: E402
+
+from perf_sdk.platform import create_app  # noqa: E402
 
 ADMIN_TOKEN = "dev-create-endpoint-token"
 #: Keys backdrop derives and stores itself; its fixtures carry them because its steps write to storage directly.

@@ -7,17 +7,29 @@ platform sees, so perf_sdk's transport can be tested against this server. Every
 error body carries ``status`` and ``message``; a 400 also carries ``messages``,
 one line per problem.
 
-SQLite work (and JSON decoding, which can take a while on a 10 MB body) runs in
-Starlette's thread pool so that one slow request does not stall the others.
+SQLite work, JSON decoding (which can take a while on a 10 MB body) and the
+rendering of every read answer run in Starlette's thread pool, never on the
+event loop, so that heavy reads do not stall ``/_status`` or writes; a read's
+work is bounded besides (``ReadLimits``: a 400 naming the limit).
+
+Beyond the write and read APIs, backdrop's operational routes:
+``GET /_status/data-sets`` (data sets not written within their
+``max_age_expected``) and ``DELETE /data-sets/<name>`` (with the admin token).
+Reads carry backdrop's caching headers (``Cache-Control`` by the data set's
+``realtime`` and ``published`` settings, an ``ETag`` answered with 304 on
+``If-None-Match``) and ``Access-Control-Allow-Origin: *``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import io
 import json
 import sqlite3
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,14 +40,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from perf_sdk import _csv
 from perf_sdk._errors import ConfigurationError
-from perf_sdk._protocol import SLUG_RE
 from perf_sdk._version import __version__
+from perf_sdk.platform import _periods
+from perf_sdk.platform._backend import Backend
+from perf_sdk.platform._datasets import DataSetConfig, PlatformConfig
 from perf_sdk.platform._openapi import openapi_spec
-from perf_sdk.platform._query import QueryError, parse_query
+from perf_sdk.platform._query import (
+    DEFAULT_LIMITS,
+    QueryError,
+    ReadLimits,
+    ReadQuery,
+    parse_query,
+    shift_to_data,
+    too_much,
+)
 from perf_sdk.platform._store import InvalidRecords, Store, prepare
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DECOMPRESSED_BYTES", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DECOMPRESSED_BYTES", "create_app", "render_csv"]
 
 #: Largest request body accepted as sent (compressed or not).
 DEFAULT_MAX_BODY_BYTES: Final = 5 * 1024 * 1024
@@ -97,7 +120,7 @@ def _decode(body: bytes) -> list[Any]:
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
-        raise _Answer(_error(400, f"the request body is not valid JSON: {exc}")) from None
+        raise _Answer(_error(400, f'Error parsing JSON: "{exc}"')) from None
     if isinstance(data, dict):
         return [data]
     if isinstance(data, list):
@@ -105,43 +128,81 @@ def _decode(body: bytes) -> list[Any]:
     raise _Answer(_error(400, "the request body must be a JSON object or a list of objects"))
 
 
+_UNPUBLISHED: Final = "Warning: This data-set is unpublished. Data may be subject to change or be inaccurate."
+_BEARER_FORM: Final = "Expected header of form: Authorization: Bearer <token>"
+_CORS: Final = {"Access-Control-Allow-Origin": "*"}
+_NO_CACHE: Final = {"Cache-Control": "no-cache", **_CORS}
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _csv_cell(value: Any) -> Any:
+    """A JSON value as a CSV cell: lists and objects (a set, a group's ``values``) as JSON text."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def render_csv(data: list[dict[str, Any]]) -> bytes:
+    """``format=csv``: backdrop's columns (every key, sorted) with formula-looking cells neutralised."""
+    out = io.StringIO()
+    header = sorted({key for item in data for key in item})
+    writer = _csv.writer(out)
+    if data:
+        writer.writerow(header)
+    for item in data:
+        writer.writerow([_csv_cell(item.get(key, "")) for key in header])
+    return out.getvalue().encode("utf-8")
+
+
 class _Platform:
-    """The routes' shared state: the store, who may write where, body limits."""
+    """The routes' shared state: the store, the data-set configuration, body and read limits."""
 
     def __init__(
         self,
-        store: Store,
-        token: str | None,
-        tokens: Mapping[str, str] | None,
+        store: Backend,
+        config: PlatformConfig,
         max_body_bytes: int,
         max_decompressed_bytes: int,
+        clock: Callable[[], datetime],
+        read_limits: ReadLimits,
     ) -> None:
         self.store = store
-        self.token = token.encode() if token is not None else None
-        self.tokens = {tuple(k.split("/")): v.encode() for k, v in (tokens or {}).items()}
+        self.config = config
         self.max_body_bytes = max_body_bytes
         self.max_decompressed_bytes = max_decompressed_bytes
+        self.clock = clock
+        self.read_limits = read_limits
         self.spec = openapi_spec(max_body_bytes=max_body_bytes)
 
     # ---------------------------------------------------------------- helpers
 
-    def expected_token(self, group: str, type_: str) -> bytes:
-        """The data set's write token; 404 when the data set cannot exist."""
-        if self.token is not None:
-            if SLUG_RE.match(group) and SLUG_RE.match(type_):
-                return self.token
-        else:
-            expected = self.tokens.get((group, type_))
-            if expected is not None:
-                return expected
-        raise _Answer(_error(404, f"there is no data set {group}/{type_}"))
+    def data_set(self, group: str, type_: str) -> DataSetConfig:
+        """The data set's settings; 404 when it cannot exist."""
+        found = self.config.data_set(group, type_)
+        if found is None:
+            raise _Answer(_error(404, f"there is no data set {group}/{type_}"))
+        return found
 
     @staticmethod
-    def authorise(request: Request, expected: bytes) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            message = "Unauthorized: send the data set's token as Authorization: Bearer <token>"
-            raise _Answer(_error(401, message, headers={"WWW-Authenticate": "bearer"}))
+    def _check_token(request: Request, expected: str | None, refused: str) -> None:
+        header = request.headers.get("authorization")
+        if header is None:
+            raise _Answer(_error(401, _BEARER_FORM, headers={"WWW-Authenticate": "bearer"}))
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise _Answer(_error(401, _BEARER_FORM, headers={"WWW-Authenticate": "bearer"}))
+        if expected is None or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            # Backdrop echoes the token it was given; a message is logged and shown, so not here.
+            raise _Answer(_error(401, refused, headers={"WWW-Authenticate": "bearer"}))
+
+    def authorise(self, request: Request, data_set: DataSetConfig) -> None:
+        refused = f"Unauthorized: Invalid bearer token for '{data_set.name}'"
+        self._check_token(request, self.config.write_token(data_set), refused)
 
     async def body(self, request: Request) -> bytes:
         limit = self.max_body_bytes
@@ -158,6 +219,8 @@ class _Platform:
         return b"".join(chunks)
 
     def records(self, request: Request, body: bytes) -> list[Any]:
+        if not body:
+            raise _Answer(_error(400, "Expected JSON request body but received zero bytes."))
         encoding = request.headers.get("content-encoding", "").strip().lower()
         return _decode(_decompress(body, encoding, self.max_decompressed_bytes))
 
@@ -169,55 +232,149 @@ class _Platform:
         except (sqlite3.Error, RuntimeError):
             alive = False
         if not alive:
-            return _error(500, "cannot reach the database")
-        return JSONResponse({"status": "ok", "message": "database seems fine", "version": __version__})
+            return _error(500, "cannot reach the database", headers=_NO_CACHE)
+        body = {"status": "ok", "message": "database seems fine", "version": __version__}
+        return JSONResponse(body, headers=_NO_CACHE)
+
+    async def status_data_sets(self, request: Request) -> Response:
+        """Backdrop's ``/_status/data-sets``: the data sets not written within their ``max_age_expected``."""
+        updated = await run_in_threadpool(self.store.last_updated)
+        now = _periods.to_us(self.clock())
+        failing: list[dict[str, Any]] = []
+        for (group, type_), last in sorted(updated.items()):
+            data_set = self.config.data_set(group, type_)
+            if data_set is None or data_set.max_age_expected is None or last is None:
+                continue
+            late = (now - last) // 1_000_000 - data_set.max_age_expected
+            if late >= 0:
+                failing.append(
+                    {
+                        "name": data_set.name,
+                        "data-group": group,
+                        "data-type": type_,
+                        "seconds-out-of-date": late,
+                        "last-updated": _periods.iso(last),
+                        "max-age-expected": data_set.max_age_expected,
+                    }
+                )
+        if not failing:
+            body: dict[str, Any] = {"status": "ok", "data_sets": None, "message": "All data_sets are in date"}
+        else:
+            noun = "data-sets are" if len(failing) > 1 else "data-set is"
+            body = {"status": "not okay", "data_sets": failing, "message": f"{len(failing)} {noun} out of date"}
+        return JSONResponse(body, headers=_NO_CACHE)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.spec)
 
-    async def data_set(self, request: Request) -> Response:
+    async def data_set_route(self, request: Request) -> Response:
         group: str = request.path_params["group"]
         type_: str = request.path_params["type"]
         try:
+            data_set = self.data_set(group, type_)
             if request.method in ("GET", "HEAD"):
-                return await self.read(request, group, type_)
-            expected = self.expected_token(group, type_)
-            self.authorise(request, expected)
+                return await self.read(request, data_set)
+            self.authorise(request, data_set)
             body = await self.body(request)
             if request.method == "PUT":
-                return await self.put(request, group, type_, body)
-            return await self.post(request, group, type_, body)
+                return await self.put(request, data_set, body)
+            return await self.post(request, data_set, body)
         except _Answer as answer:
             return answer.response
 
-    async def read(self, request: Request, group: str, type_: str) -> Response:
+    async def read(self, request: Request, data_set: DataSetConfig) -> Response:
+        """A read, worked and rendered on a worker thread: the event loop only passes bytes on."""
         try:
-            query = parse_query(request.query_params.multi_items())
-            data = await run_in_threadpool(self.store.read, group, type_, query)
+            query = parse_query(
+                request.query_params.multi_items(),
+                now=self.clock(),
+                raw_queries_allowed=data_set.raw_queries_allowed,
+            )
+            rendered = await run_in_threadpool(self._answer, data_set, query)
         except QueryError as exc:
-            return _error(400, str(exc))
-        if data is None:
-            return _error(404, f"there is no data set {group}/{type_}")
-        return JSONResponse({"data": data})
+            return _error(400, str(exc), headers=_CORS)
+        if rendered is None:
+            return _error(404, f"there is no data set {data_set.path}", headers=_CORS)
+        content, media_type = rendered
+        etag = '"' + hashlib.sha1(content, usedforsecurity=False).hexdigest() + '"'
+        headers = {"ETag": etag, **_CORS}
+        if not data_set.published:
+            headers["Cache-Control"] = "no-cache"
+        else:
+            headers["Cache-Control"] = f"max-age={120 if data_set.realtime else 1800}, must-revalidate"
+        if query.format == "csv":
+            headers["Content-Disposition"] = "attachment; filename=export.csv"
+        wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+        if etag in wanted or "*" in wanted:
+            return Response(status_code=304, headers=headers)
+        return Response(content, media_type=media_type, headers=headers)
 
-    async def post(self, request: Request, group: str, type_: str, body: bytes) -> Response:
+    def _answer(self, data_set: DataSetConfig, query: ReadQuery) -> tuple[bytes, str] | None:
+        def run(q: ReadQuery) -> list[dict[str, Any]] | None:
+            return self.store.read(data_set.group, data_set.type, q, self.read_limits)
+
+        data = shift_to_data(run, query)
+        if data is None:
+            return None
+        if query.format == "csv":
+            return render_csv(data), "text/csv; charset=utf-8"
+        body: dict[str, Any] = {"data": data}
+        if not data_set.published:
+            body["warning"] = _UNPUBLISHED
+        content = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        if len(content) > self.read_limits.bytes:
+            raise too_much(
+                "bytes", len(content), self.read_limits.bytes, "narrow the query (start_at/end_at, filter_by, limit)"
+            )
+        return content, "application/json"
+
+    async def post(self, request: Request, data_set: DataSetConfig, body: bytes) -> Response:
         def work() -> None:
             try:
                 prepared = prepare(self.records(request, body))
             except InvalidRecords as exc:
                 message = f"{len(exc.messages)} problem(s) in the records"
                 raise _Answer(_error(400, message, messages=exc.messages)) from None
-            self.store.write(group, type_, prepared)
+            now = _periods.to_us(self.clock())
+            self.store.write(data_set.group, data_set.type, prepared, now_us=now)
 
         await run_in_threadpool(work)
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-cache"})
 
-    async def put(self, request: Request, group: str, type_: str, body: bytes) -> Response:
+    async def put(self, request: Request, data_set: DataSetConfig, body: bytes) -> Response:
         records = await run_in_threadpool(self.records, request, body)
         if records:
             return _error(400, "Not implemented: you can only pass an empty JSON list to empty the data set")
-        await run_in_threadpool(self.store.empty, group, type_)
+        await run_in_threadpool(self.store.empty, data_set.group, data_set.type)
         return JSONResponse({"status": "ok"})
+
+    def _named(self, name: str) -> DataSetConfig | None:
+        found = self.config.by_name(name)
+        if found is not None:
+            return found
+        matches = [k for k in self.store.last_updated() if f"{k[0]}-{k[1]}" == name]
+        return DataSetConfig(*matches[0]) if len(matches) == 1 else None
+
+    async def delete_data_set(self, request: Request) -> Response:
+        """Backdrop's ``DELETE /data-sets/<name>``, with the admin token: the data set's records are gone."""
+        name: str = request.path_params["name"]
+        try:
+            refused = f'Unauthorized: invalid or no token given for "{name}".'
+            self._check_token(request, self.config.admin_token, refused)
+        except _Answer as answer:
+            return answer.response
+
+        def work() -> bool:
+            data_set = self._named(name)
+            if data_set is None or not self.store.delete(data_set.group, data_set.type):
+                return False
+            if (data_set.group, data_set.type) in self.config.data_sets:
+                self.store.create(data_set.group, data_set.type)  # declared: it stays, empty
+            return True
+
+        if not await run_in_threadpool(work):
+            return _error(404, f'No collection exists with name "{name}"')
+        return JSONResponse({"status": "ok", "message": f"Deleted {name}"}, headers={"Cache-Control": "no-cache"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -229,20 +386,25 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, f"internal error: {type(exc).__name__}")
 
 
-def _check_tokens(token: str | None, tokens: Mapping[str, str] | None) -> None:
-    if (token is None) == (tokens is None):
-        raise ConfigurationError("give the platform exactly one of token= (every data set) or tokens= (per data set)")
-    if token is not None and not token.strip():
-        raise ConfigurationError("token= must not be empty")
-    for name, value in (tokens or {}).items():
-        group, sep, type_ = name.partition("/")
-        if not (sep and SLUG_RE.match(group) and SLUG_RE.match(type_)):
-            raise ConfigurationError(
-                f"tokens: {name!r} is not a data set name: use '<group>/<type>', lower-case slugs, "
-                "e.g. 'apply-for-a-licence/transactions'"
-            )
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigurationError(f"tokens: the token for {name!r} must be a non-empty string")
+def _platform_config(
+    token: str | None, tokens: Mapping[str, str] | None, config: PlatformConfig | Mapping[str, Any] | None
+) -> PlatformConfig:
+    given = [name for name, value in (("token", token), ("tokens", tokens), ("config", config)) if value is not None]
+    if len(given) != 1:
+        raise ConfigurationError(
+            "give the platform exactly one of token= (every data set), tokens= (per data set) "
+            "or config= (a data-set configuration)"
+        )
+    if token is not None:
+        if not isinstance(token, str) or not token.strip():
+            raise ConfigurationError("token= must not be empty")
+        return PlatformConfig.single_token(token)
+    if tokens is not None:
+        return PlatformConfig.from_tokens(tokens)
+    if isinstance(config, PlatformConfig):
+        return config
+    assert config is not None
+    return PlatformConfig.from_mapping(config, "config=")
 
 
 def create_app(
@@ -250,32 +412,44 @@ def create_app(
     db: str | Path = ":memory:",
     token: str | None = None,
     tokens: Mapping[str, str] | None = None,
+    config: PlatformConfig | Mapping[str, Any] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
+    read_limits: ReadLimits = DEFAULT_LIMITS,
+    clock: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The platform as an ASGI application (see the package docstring).
 
     Give exactly one of ``token`` (one bearer token for every data set; any
-    ``<group>/<type>`` of slugs is created on its first write) or ``tokens``
-    (``{"group/type": token}``: only those data sets exist). ``db`` is a SQLite
-    file, created if missing, or ``":memory:"``. The store is ``app.state.store``;
-    it stays open for the application's life (close it with
+    ``<group>/<type>`` of slugs is created on its first write), ``tokens``
+    (``{"group/type": token}``: only those data sets exist) or ``config`` (a
+    :class:`~perf_sdk.platform._datasets.PlatformConfig` or the mapping of a
+    data-set configuration file: tokens, per-data-set settings, services'
+    metadata). ``db`` is a SQLite file, created if missing, or ``":memory:"``.
+    ``read_limits`` bounds the work of one read (a 400 past it); ``clock``
+    (default: the system's, in UTC) dates writes and anchors relative reads.
+
+    The store is ``app.state.store`` and the configuration ``app.state.config``;
+    the store stays open for the application's life (close it with
     ``app.state.store.close()``).
     """
-    _check_tokens(token, tokens)
+    settings = _platform_config(token, tokens, config)
     if max_body_bytes < 1 or max_decompressed_bytes < 1:
         raise ConfigurationError("max_body_bytes and max_decompressed_bytes must be positive")
     store = Store(db)
-    platform = _Platform(store, token, tokens, max_body_bytes, max_decompressed_bytes)
-    for group, type_ in platform.tokens:
+    platform = _Platform(store, settings, max_body_bytes, max_decompressed_bytes, clock or _utc_now, read_limits)
+    for group, type_ in settings.data_sets:
         store.create(group, type_)
     app = Starlette(
         routes=[
             Route("/_status", platform.status, methods=["GET"]),
+            Route("/_status/data-sets", platform.status_data_sets, methods=["GET"]),
             Route("/openapi.json", platform.openapi, methods=["GET"]),
-            Route("/data/{group}/{type}", platform.data_set, methods=["GET", "POST", "PUT"]),
+            Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT"]),
+            Route("/data-sets/{name}", platform.delete_data_set, methods=["DELETE"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.store = store
+    app.state.config = settings
     return app

@@ -45,9 +45,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from perf_sdk._protocol import parse_timestamp, record_problems
+from perf_sdk._protocol import parse_lenient_timestamp, platform_record_problems
 from perf_sdk.platform import _periods, _query
-from perf_sdk.platform._query import ROLLUP, ROWS, SENTINEL_HOUR, QueryError, ReadQuery
+from perf_sdk.platform._query import DEFAULT_LIMITS, ROLLUP, ROWS, SENTINEL_HOUR, QueryError, ReadLimits, ReadQuery
 
 __all__ = ["MAX_DIM_CHARS", "InvalidRecords", "Prepared", "Store", "prepare"]
 
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     id INTEGER PRIMARY KEY,
     grp TEXT NOT NULL,
     typ TEXT NOT NULL,
+    updated INTEGER,
     UNIQUE (grp, typ)
 );
 CREATE TABLE IF NOT EXISTS records (
@@ -133,19 +134,32 @@ def dumps(fields: dict[str, Any]) -> str:
     return _ENCODER.encode(fields)
 
 
+def _instant(index: int, key: str, text: str, messages: list[str]) -> int | None:
+    """Microseconds since the epoch of a time field (checked by the record rules), or a message."""
+    dt = parse_lenient_timestamp(text)
+    assert dt is not None  # platform_record_problems checked it
+    us = _periods.to_us(dt)
+    if not _periods.MIN_US <= us <= _periods.MAX_US:
+        messages.append(f"record {index}: {key} is out of range once in UTC: {text!r}")
+        return None
+    return us
+
+
 def prepare(records: Sequence[Any]) -> list[Prepared]:
     """Check ``records`` as backdrop does and put them in stored form.
 
     Raises :class:`InvalidRecords` listing every problem of every record, each
     message prefixed with the record's index in the request (``record 3: ...``).
-    Beyond :func:`perf_sdk._protocol.record_problems` the store refuses what it
-    cannot hold faithfully: integers outside 64 bits, and times whose UTC
-    instant falls outside the years 1 to 9999.
+    The rules are :func:`perf_sdk._protocol.platform_record_problems` (what any
+    client may send, lenient where backdrop is); beyond them the store refuses
+    what it cannot hold faithfully: integers outside 64 bits, and times whose
+    UTC instant falls outside the years 1 to 9999. ``_start_at`` and ``_end_at``
+    are kept in UTC ISO form, as backdrop gives them back.
     """
     messages: list[str] = []
     out: list[Prepared] = []
     for index, record in enumerate(records):
-        problems = record_problems(record)
+        problems = platform_record_problems(record)
         if problems:
             messages += [f"record {index}: {p}" for p in problems]
             continue
@@ -160,13 +174,12 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
                     wide += (key,)
             elif kind is int and not _MIN_INT <= value <= _MAX_INT:
                 messages.append(f"record {index}: the value for field {key!r} does not fit in 64 bits")
-        ts: int | None = None
-        if text is not None:
-            dt = parse_timestamp(text)
-            assert dt is not None  # record_problems checked it
-            ts = _periods.to_us(dt)
-            if not _periods.MIN_US <= ts <= _periods.MAX_US:
-                messages.append(f"record {index}: _timestamp is out of range once in UTC: {text!r}")
+        for key in ("_start_at", "_end_at"):
+            if fields.get(key) is not None:
+                us = _instant(index, key, fields[key], messages)
+                if us is not None:
+                    fields[key] = _periods.iso(us)
+        ts = None if text is None else _instant(index, "_timestamp", text, messages)
         if messages:
             continue
         body = dumps(fields)
@@ -218,6 +231,9 @@ class Store:
             self._conn.execute("PRAGMA wal_autocheckpoint = 10000")
             self._conn.execute("PRAGMA journal_size_limit = 67108864")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(datasets)")}
+        if "updated" not in columns:  # a database made before data sets kept their last write
+            self._conn.execute("ALTER TABLE datasets ADD COLUMN updated INTEGER")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._wide_seen: dict[int, set[str]] = defaultdict(set)
@@ -269,7 +285,16 @@ class Store:
             self._conn.close()
 
     def ping(self) -> bool:
-        """Whether the database answers."""
+        """Whether the database answers.
+
+        In memory every request shares one connection behind a lock; a health
+        check must not queue behind a long read, and a held lock means the
+        database is at work, so that answers yes at once.
+        """
+        if self._memory and not self._closed:
+            if not self._lock.acquire(blocking=False):
+                return True
+            self._lock.release()
         with self._reader() as conn:
             return bool(conn.execute("SELECT 1").fetchone() == (1,))
 
@@ -296,12 +321,18 @@ class Store:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, group: str, type_: str, records: Sequence[Prepared]) -> None:
-        """Store ``records`` (from :func:`prepare`) in one transaction, creating the data set."""
+    def write(self, group: str, type_: str, records: Sequence[Prepared], *, now_us: int | None = None) -> None:
+        """Store ``records`` (from :func:`prepare`) in one transaction, creating the data set.
+
+        ``now_us`` (microseconds since the epoch) is kept as the data set's last
+        write, for ``/_status/data-sets``.
+        """
         with self._transaction() as conn:
             ds = self._create(conn, group, type_)
             if not records:
                 return
+            if now_us is not None:
+                conn.execute("UPDATE datasets SET updated = ? WHERE id = ?", (now_us, ds))
             # Count the batch into the rollup first: the trigger then subtracts
             # whatever the upsert replaces, including a record sent twice here.
             added = Counter((r.hour, r.dims or r.body) for r in records)
@@ -321,7 +352,27 @@ class Store:
                 conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
             self._wide_seen.pop(ds, None)
 
+    def delete(self, group: str, type_: str) -> bool:
+        """Remove the data set and everything in it; ``False`` if it did not exist."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT id FROM datasets WHERE grp = ? AND typ = ?", (group, type_)).fetchone()
+            if row is None:
+                return False
+            ds = int(row[0])
+            for table in ("records", "rollup", "wide_fields"):
+                conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
+            conn.execute("DELETE FROM datasets WHERE id = ?", (ds,))
+            self._ids.pop((group, type_), None)
+            self._wide_seen.pop(ds, None)
+            return True
+
     # ------------------------------------------------------------------ reads
+
+    def last_updated(self) -> dict[tuple[str, str], int | None]:
+        """Every data set and its last write (microseconds since the epoch, ``None`` if never)."""
+        with self._reader() as conn:
+            rows = conn.execute("SELECT grp, typ, updated FROM datasets").fetchall()
+        return {(g, t): (None if u is None else int(u)) for g, t, u in rows}
 
     def records(self, group: str, type_: str) -> list[dict[str, Any]]:
         """Every record of the data set as the read API returns it (``[]`` if unknown)."""
@@ -337,11 +388,14 @@ class Store:
             ).fetchone()
         return int(row[0])
 
-    def read(self, group: str, type_: str, query: ReadQuery) -> list[dict[str, Any]] | None:
+    def read(
+        self, group: str, type_: str, query: ReadQuery, limits: ReadLimits = DEFAULT_LIMITS
+    ) -> list[dict[str, Any]] | None:
         """The ``data`` of a read query; ``None`` when the data set does not exist.
 
         Raises :class:`~perf_sdk.platform._query.QueryError` for a query that
-        can only be refused once the data is known (too many periods).
+        can only be refused once the data is known: past one of ``limits``
+        (periods, groups times periods, records, bytes), or a sum over text.
         """
         with self._reader() as conn:
             row = conn.execute("SELECT id FROM datasets WHERE grp = ? AND typ = ?", (group, type_)).fetchone()
@@ -349,26 +403,40 @@ class Store:
                 return None
             ds = int(row[0])
             if not query.is_grouped:
-                sql, params = _query.records_sql(query, ds)
-                return [_query.record_from_row(*r) for r in conn.execute(sql, params)]
+                return self._records(conn, ds, query, limits)
             source = ROLLUP if self._rollup_serves(conn, ds, query) else ROWS
-            periods = self._periods(conn, ds, query, source)
+            periods = self._periods(conn, ds, query, source, limits)
             bounds = None
             if periods is not None:
                 bounds = [(_periods.to_us(lo) // source.unit, _periods.to_us(hi) // source.unit) for lo, hi in periods]
             sql, params = _query.aggregate_sql(query, source, ds, bounds)
             try:
-                rows = conn.execute(sql, params).fetchall()
+                return _query.shape(query, conn.execute(sql, params), periods, limits)
             except sqlite3.OperationalError as exc:
                 if "integer overflow" not in str(exc):
                     raise
-                sql, params = _query.aggregate_sql(query, source, ds, bounds, exact=False)
-                rows = conn.execute(sql, params).fetchall()
-            return _query.shape(query, rows, periods)
+            sql, params = _query.aggregate_sql(query, source, ds, bounds, exact=False)
+            return _query.shape(query, conn.execute(sql, params), periods, limits)
+
+    @staticmethod
+    def _records(conn: sqlite3.Connection, ds: int, query: ReadQuery, limits: ReadLimits) -> list[dict[str, Any]]:
+        """A plain query's records, refused (400) past ``limits.records`` or ``limits.bytes``."""
+        sql, params = _query.records_sql(query, ds, cap=limits.records + 1)
+        out: list[dict[str, Any]] = []
+        size = 0
+        hint = "add limit=, filter_by, or start_at and end_at"
+        for rid, ts, body in conn.execute(sql, params):
+            if len(out) >= limits.records:
+                raise _query.too_much("records", len(out) + 1, limits.records, hint)
+            size += len(body) + len(rid) + 40
+            if size > limits.bytes:
+                raise _query.too_much("bytes", size, limits.bytes, hint)
+            out.append(_query.record_from_row(rid, ts, body))
+        return out
 
     def _rollup_serves(self, conn: sqlite3.Connection, ds: int, query: ReadQuery) -> bool:
         fields = query.fields
-        if "_id" in fields:
+        if "_id" in fields or (query.inclusive and query.end_at is not None):
             return False
         for bound in (query.start_at, query.end_at):
             if bound is not None and _periods.to_us(bound) % _periods.US_PER_HOUR:
@@ -383,8 +451,11 @@ class Store:
 
     @staticmethod
     def _periods(
-        conn: sqlite3.Connection, ds: int, query: ReadQuery, source: _query.Source
+        conn: sqlite3.Connection, ds: int, query: ReadQuery, source: _query.Source, limits: ReadLimits
     ) -> list[tuple[datetime, datetime]] | None:
+        """The periods of the answer: from the period holding ``start_at`` (or the first
+        record) to the one holding ``end_at`` (or the last record), as backdrop's
+        ``Period.range`` (bounds off a boundary widen to the periods around them)."""
         period = query.period
         if period is None:
             return None
@@ -396,9 +467,14 @@ class Store:
                 if first is None:
                     return []
                 if start is None:
-                    start = _periods.floor(period, _periods.from_us(first * source.unit))
+                    start = _periods.from_us(first * source.unit)
                 if end is None:
-                    end = _periods.step(period, _periods.floor(period, _periods.from_us(last * source.unit)))
-            return _periods.span(period, start, end, _query.MAX_PERIODS)
-        except OverflowError as exc:
-            raise QueryError(f"the query spans too many periods ({exc}); narrow start_at and end_at") from None
+                    end = _periods.from_us(last * source.unit + source.unit)
+            lo = _periods.floor(period, start)
+            hi = end if _periods.is_boundary(period, end) else _periods.step(period, _periods.floor(period, end))
+            return _periods.span(period, lo, hi, limits.periods)
+        except OverflowError:
+            raise QueryError(
+                f"the query spans more than {limits.periods} periods of a {period}: "
+                "narrow start_at and end_at (or duration), or use a longer period"
+            ) from None

@@ -67,11 +67,17 @@ def test_invalid_data_set_name_is_404(platform: Platform, url: str) -> None:
         ({"Bad-key": 1}, "record 0: 'Bad-key' is not a valid key"),
         ({"a": 1}, "record 0: 'a' is not a valid key"),
         ({"_secret": 1}, "record 0: '_secret' is not a recognised internal field"),
-        ({"nested": {"a": 1}}, "must be a string, integer, float or boolean"),
-        ({"listed": [1]}, "must be a string, integer, float or boolean"),
-        ({"nothing": None}, "must be a string, integer, float or boolean"),
-        ({"_timestamp": "2026-01-05T10:00:00"}, "_timestamp is not a valid datetime object"),
+        ({"nested": {"a": 1}}, "must be a string, integer, float, boolean or null"),
+        ({"listed": [1]}, "must be a string, integer, float, boolean or null"),
+        ({"_timestamp": "2026-01-05T25:00:00"}, "_timestamp is not a valid datetime object"),
         ({"_timestamp": "2026-02-30T10:00:00Z"}, "_timestamp is not a valid datetime object"),
+        ({"_timestamp": "05/01/2026"}, "_timestamp is not a valid datetime object"),
+        ({"_timestamp": "2026-01-05T10:00:00+24:00"}, "_timestamp is not a valid datetime object"),
+        ({"_start_at": "soon"}, "_start_at is not a valid datetime object"),
+        ({"_end_at": 5}, "_end_at is not a valid datetime object"),
+        ({"_week_start_at": "2026-01-05T00:00:00Z"}, "'_week_start_at' is not a recognised internal field"),
+        ({"svc\n": 1}, "is not a valid key"),
+        ({"caf\u00e9": 1}, "is not a valid key"),
         ({"_timestamp": 1700000000}, "_timestamp is not a valid datetime object"),
         ({"_id": "has space"}, "_id is not a valid id"),
         ({"_id": ""}, "_id is not a valid id"),
@@ -94,8 +100,9 @@ def test_one_message_per_problem_prefixed_by_index_and_nothing_stored(platform: 
     response = platform.post([RECORD, {"Bad-key": 1, "_timestamp": "nope"}, 7])
     assert response.status_code == 400
     assert response.json()["messages"] == [
-        "record 1: 'Bad-key' is not a valid key",
-        "record 1: _timestamp is not a valid datetime object: 'nope'",
+        "record 1: 'Bad-key' is not a valid key: keys are ASCII letters, digits and _, at least two characters",
+        "record 1: _timestamp is not a valid datetime object: 'nope' (ISO 8601, e.g. 2024-01-15T10:00:00Z; "
+        "a fraction, a naive time (UTC) or a date alone are accepted)",
         "record 2: record must be a JSON object, got int",
     ]
     assert platform.count() == 0

@@ -1,0 +1,278 @@
+"""The platform's data-set configuration: who may write where, and how each data set answers.
+
+Backdrop kept this in stagecraft, its admin application; here it is one JSON
+file (``perf-sdk serve --tokens-file``) or a mapping given to
+:func:`~perf_sdk.platform.create_app`. Two shapes are read:
+
+* the original one, ``{"<group>/<type>": "<token>", ...}``: only those data
+  sets exist, each with its token and the default settings;
+* the full one::
+
+    {
+      "token": "...",               # optional: one token for every data set
+      "admin_token": "...",         # optional: DELETE /data-sets/<name>
+      "services": {"<group>": {"title": "...", "organisation": "...",
+                               "description": "...", "start_date": "2024-04-01"}},
+      "data_sets": {"<group>/<type>": {"token": "...", "name": "...",
+                                       "raw_queries_allowed": true, "published": true,
+                                       "realtime": false, "max_age_expected": 86400}}
+    }
+
+  With ``token`` any ``<group>/<type>`` of slugs is created on its first
+  write and ``data_sets`` only adjusts settings; without it only the listed
+  data sets exist and each needs its own ``token``.
+
+Settings, as backdrop's data-set configuration means them:
+
+``raw_queries_allowed`` (default **true** here, false on backdrop)
+    whether a read may list records (no ``group_by`` nor ``period``); when
+    false, backdrop's checks on bounds apply too: at least 7 days, midnight,
+    a Monday for weeks, the first of the month for months.
+``published`` (default true)
+    an unpublished data set answers with backdrop's warning and ``no-cache``.
+``realtime`` (default false)
+    ``Cache-Control: max-age=120`` instead of ``1800``.
+``max_age_expected`` (seconds, default 31 days, ``null`` for never)
+    ``GET /_status/data-sets`` lists a data set not written for longer.
+
+The services' metadata (title, organisation, description, start date) is
+for the pages that publish the figures: :meth:`PlatformConfig.service` and
+:meth:`PlatformConfig.services` are the accessors.
+
+Tokens are kept out of every ``repr``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, Final
+
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._protocol import SLUG_RE
+
+__all__ = ["DEFAULT_MAX_AGE_EXPECTED", "DataSetConfig", "PlatformConfig", "ServiceConfig", "load_config"]
+
+#: Backdrop's default: a data set not written for 31 days is out of date.
+DEFAULT_MAX_AGE_EXPECTED: Final = 2_678_400
+_DATA_SET_KEYS: Final = frozenset({"token", "name", "raw_queries_allowed", "published", "realtime", "max_age_expected"})
+_SERVICE_KEYS: Final = frozenset({"title", "organisation", "description", "start_date"})
+_TOP_KEYS: Final = frozenset({"token", "admin_token", "services", "data_sets"})
+
+
+@dataclass(frozen=True)
+class DataSetConfig:
+    """One data set's settings (see the module docstring)."""
+
+    group: str
+    type: str
+    token: str | None = field(default=None, repr=False)
+    name: str = ""
+    raw_queries_allowed: bool = True
+    published: bool = True
+    realtime: bool = False
+    max_age_expected: int | None = DEFAULT_MAX_AGE_EXPECTED
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.group}-{self.type}")
+
+    @property
+    def path(self) -> str:
+        """``<group>/<type>``."""
+        return f"{self.group}/{self.type}"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A service's metadata, for the pages that publish its figures."""
+
+    slug: str
+    title: str | None = None
+    organisation: str | None = None
+    description: str | None = None
+    start_date: date | None = None
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """Every data set the platform knows, the tokens, and the services' metadata."""
+
+    token: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    data_sets: Mapping[tuple[str, str], DataSetConfig] = field(default_factory=dict)
+    service_info: Mapping[str, ServiceConfig] = field(default_factory=dict)
+
+    def data_set(self, group: str, type_: str) -> DataSetConfig | None:
+        """The data set's settings; ``None`` when it cannot exist (not declared, no shared token)."""
+        found = self.data_sets.get((group, type_))
+        if found is not None:
+            return found
+        if self.token is not None and SLUG_RE.match(group) and SLUG_RE.match(type_):
+            return DataSetConfig(group, type_)
+        return None
+
+    def by_name(self, name: str) -> DataSetConfig | None:
+        """The declared data set called ``name`` (backdrop's name, used by ``DELETE /data-sets/<name>``)."""
+        return next((d for d in self.data_sets.values() if d.name == name), None)
+
+    def write_token(self, data_set: DataSetConfig) -> str | None:
+        """The token that writes ``data_set``: its own, else the shared one."""
+        return data_set.token if data_set.token is not None else self.token
+
+    def service(self, slug: str) -> ServiceConfig | None:
+        """The metadata of the service whose data group is ``slug``, if configured."""
+        return self.service_info.get(slug)
+
+    def services(self) -> list[ServiceConfig]:
+        """Every configured service, by slug."""
+        return [self.service_info[k] for k in sorted(self.service_info)]
+
+    @classmethod
+    def single_token(cls, token: str) -> PlatformConfig:
+        """One token for every data set, all settings at their defaults."""
+        return cls(token=_text(token, "token", "the configuration"))
+
+    @classmethod
+    def from_tokens(cls, tokens: Mapping[str, Any], source: str = "tokens") -> PlatformConfig:
+        """The original shape: ``{"<group>/<type>": "<token>"}``."""
+        data_sets = {}
+        for name, token in tokens.items():
+            group, type_ = _data_set_name(name, source)
+            data_sets[(group, type_)] = DataSetConfig(
+                group, type_, token=_text(token, f"the token for {name!r}", source)
+            )
+        return cls(data_sets=data_sets)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "the data-set configuration") -> PlatformConfig:
+        """Either shape (see the module docstring); :class:`ConfigurationError` naming the field otherwise."""
+        if not isinstance(data, Mapping) or not data:
+            raise ConfigurationError(f"{source} must be a non-empty JSON object")
+        if not (set(data) & {"data_sets", "services", "token", "admin_token"}):
+            return cls.from_tokens(data, source)
+        unknown = set(data) - _TOP_KEYS
+        if unknown:
+            raise ConfigurationError(
+                f"{source}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_TOP_KEYS))}"
+            )
+        token = _text(data["token"], "token", source) if data.get("token") is not None else None
+        admin = _text(data["admin_token"], "admin_token", source) if data.get("admin_token") is not None else None
+        data_sets: dict[tuple[str, str], DataSetConfig] = {}
+        for name, settings in _mapping(data.get("data_sets", {}), "data_sets", source).items():
+            item = _data_set(name, _mapping(settings, f"data_sets[{name!r}]", source), source)
+            if item.token is None and token is None:
+                raise ConfigurationError(f"{source}: data_sets[{name!r}] needs a 'token' (or give a top-level 'token')")
+            data_sets[(item.group, item.type)] = item
+        names = [d.name for d in data_sets.values()]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ConfigurationError(f"{source}: two data sets are named {dup!r}; give each a different 'name'")
+        if not data_sets and token is None:
+            raise ConfigurationError(f"{source}: give 'data_sets' with their tokens, or one 'token' for every data set")
+        services = {
+            slug: _service(slug, _mapping(info, f"services[{slug!r}]", source), source)
+            for slug, info in _mapping(data.get("services", {}), "services", source).items()
+        }
+        return cls(token=token, admin_token=admin, data_sets=data_sets, service_info=services)
+
+    def with_defaults(self, **settings: Any) -> PlatformConfig:
+        """A copy where every declared data set takes ``settings`` (for tests)."""
+        return replace(self, data_sets={k: replace(v, **settings) for k, v in self.data_sets.items()})
+
+
+def load_config(path: str | Path) -> PlatformConfig:
+    """Read a data-set configuration file (either shape); :class:`ConfigurationError` if it cannot be used."""
+    source = f"--tokens-file {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read {source}: {exc}") from None
+    return PlatformConfig.from_mapping(data, source)
+
+
+def _mapping(value: Any, what: str, source: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{source}: {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, what: str, source: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{source}: {what} must be a non-empty string")
+    return value
+
+
+def _data_set_name(name: Any, source: str) -> tuple[str, str]:
+    group, sep, type_ = str(name).partition("/")
+    if not (isinstance(name, str) and sep and SLUG_RE.match(group) and SLUG_RE.match(type_)):
+        raise ConfigurationError(
+            f"{source}: {name!r} is not a data set name: use '<group>/<type>', lower-case slugs, "
+            "e.g. 'apply-for-a-licence/transactions'"
+        )
+    return group, type_
+
+
+def _flag(settings: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = settings.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _data_set(name: str, settings: Mapping[str, Any], source: str) -> DataSetConfig:
+    group, type_ = _data_set_name(name, source)
+    where = f"{source}: data_sets[{name!r}]"
+    unknown = set(settings) - _DATA_SET_KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_DATA_SET_KEYS))}"
+        )
+    token = _text(settings["token"], f"data_sets[{name!r}].token", source) if "token" in settings else None
+    label = settings.get("name", "")
+    if not isinstance(label, str) or (label and not all(c.isascii() and (c.isalnum() or c in "-_") for c in label)):
+        raise ConfigurationError(f"{where}: name must be ASCII letters, digits, - and _, got {label!r}")
+    max_age = settings.get("max_age_expected", DEFAULT_MAX_AGE_EXPECTED)
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 0):
+        raise ConfigurationError(
+            f"{where}: max_age_expected must be a whole number of seconds or null, got {max_age!r}"
+        )
+    return DataSetConfig(
+        group,
+        type_,
+        token=token,
+        name=label,
+        raw_queries_allowed=_flag(settings, "raw_queries_allowed", True, where),
+        published=_flag(settings, "published", True, where),
+        realtime=_flag(settings, "realtime", False, where),
+        max_age_expected=max_age,
+    )
+
+
+def _service(slug: str, info: Mapping[str, Any], source: str) -> ServiceConfig:
+    where = f"{source}: services[{slug!r}]"
+    if not SLUG_RE.match(slug):
+        raise ConfigurationError(f"{where}: a service is named by its data group, a lower-case slug")
+    unknown = set(info) - _SERVICE_KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_SERVICE_KEYS))}"
+        )
+    texts: dict[str, str | None] = {}
+    for key in ("title", "organisation", "description"):
+        value = info.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{where}: {key} must be text, got {value!r}")
+        texts[key] = value
+    start: date | None = None
+    if info.get("start_date") is not None:
+        try:
+            start = date.fromisoformat(str(info["start_date"]))
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: start_date must be a date YYYY-MM-DD, got {info['start_date']!r}"
+            ) from None
+    return ServiceConfig(slug, texts["title"], texts["organisation"], texts["description"], start)
