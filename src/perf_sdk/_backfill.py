@@ -40,12 +40,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from perf_sdk import _csv
-from perf_sdk._backfill_columns import plan_columns
+from perf_sdk._backfill_columns import ColumnPlan, looks_like_header, plan_columns
 from perf_sdk._backfill_readers import AMOUNT_UNITS, Source, iterable_source, open_source, resolve_timezone
 from perf_sdk._backfill_rows import RowBuilder
 from perf_sdk._config import Settings
@@ -53,7 +53,7 @@ from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records
 from perf_sdk._tracker import Tracker
 
-__all__ = ["BackfillSummary", "Tally", "backfill"]
+__all__ = ["BackfillOptions", "BackfillSummary", "Tally", "backfill", "run_backfill"]
 
 DEFAULT_CHUNK: Final = 5_000
 #: Upload batches for a Tracker the backfill builds itself: history is bulk, and five times the live
@@ -116,6 +116,10 @@ class BackfillSummary:
     by_dataset: dict[str, Tally] = field(default_factory=dict)
     by_period: dict[str, Tally] = field(default_factory=dict)
     by_channel: dict[str, Tally] = field(default_factory=dict)
+    #: The header's row number in a CSV file or a sheet (title or notes rows above it are read past).
+    header_row: int | None = None
+    #: How each source column was read: (column as written, what it feeds). ``--dry-run`` prints it.
+    columns: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -209,6 +213,51 @@ def _write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class BackfillOptions:
+    """Everything a backfill is told besides its source, in one value: how to read, where to send, how to run.
+
+    :func:`backfill` takes these as keyword arguments (its public signature)
+    and builds one of these; the steps below each take the few they need.
+    """
+
+    # reading
+    service: str | None = None
+    data_type: str | None = None
+    shape: str | None = None
+    column_map: Mapping[str, str] | None = None
+    ignore_extra: bool = False
+    timezone: str | tzinfo = "Europe/London"
+    amount_unit: str = "pence"
+    source_name: str | None = None
+    sheet: str | None = None
+    # sending
+    tracker: Tracker | None = None
+    endpoint: str | None = None
+    read_endpoint: str | None = None
+    token: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    spool_dir: str | os.PathLike[str] | None = None
+    tracker_options: Mapping[str, Any] | None = None
+    # running
+    dry_run: bool = False
+    rejects: str | os.PathLike[str] | None = None
+    chunk_size: int = DEFAULT_CHUNK
+    checkpoint_every: float = 2.0
+    resume: bool = True
+    wait: float | None = None
+    on_progress: Callable[[BackfillSummary], None] | None = None
+    #: The clock future times are judged by (tests); ``None``: now.
+    now: datetime | None = None
+
+    def check(self) -> None:
+        """Refuse options that are wrong whatever the source, before anything is opened."""
+        if self.amount_unit not in AMOUNT_UNITS:
+            raise ConfigurationError(f"unknown amount unit {self.amount_unit!r}: use one of {', '.join(AMOUNT_UNITS)}")
+        if self.chunk_size < 1:
+            raise ConfigurationError("chunk_size must be at least 1")
+
+
 def backfill(
     source: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
     *,
@@ -243,11 +292,14 @@ def backfill(
     ``wide-satisfaction``) likewise. ``column_map`` renames source columns
     (``{"When": "timestamp"}``); other unknown columns are refused unless
     ``ignore_extra``. Naive times are read in ``timezone``; ``amount_unit``
-    ``"pounds"`` reads ``amount_pence`` as pounds (``£1,234.56``), exactly.
+    ``"pounds"`` reads ``amount_pence`` as pounds (``£1,234.56``), exactly;
+    a spreadsheet cell formatted in pounds, or text starting with ``£``, is
+    pounds either way.
 
     Sends through ``tracker`` when given (it is left open), else through a
     Tracker built from ``endpoint``, ``token``, ``secret``, ``spool_dir`` (and
-    ``PERF_SDK_*``), closed at the end. Waits for delivery (up to ``wait``
+    ``PERF_SDK_*``), closed at the end. The secret is needed only when a row
+    has a ``transaction_id`` to hash. Waits for delivery (up to ``wait``
     seconds; ``None``: until everything is stored, dead-lettered, or its data
     set paused). Rejected rows go to ``rejects`` (default
     ``<source>.rejects.csv`` beside a file source). Ctrl-C stops cleanly: the
@@ -256,110 +308,207 @@ def backfill(
     Raises :class:`ConfigurationError` before sending anything when the source
     or the settings are wrong.
     """
+    options = BackfillOptions(
+        service=service,
+        data_type=data_type,
+        shape=shape,
+        column_map=column_map,
+        ignore_extra=ignore_extra,
+        timezone=timezone,
+        amount_unit=amount_unit,
+        source_name=source_name,
+        sheet=sheet,
+        tracker=tracker,
+        endpoint=endpoint,
+        read_endpoint=read_endpoint,
+        token=token,
+        secret=secret,
+        spool_dir=spool_dir,
+        tracker_options=tracker_options,
+        dry_run=dry_run,
+        rejects=rejects,
+        chunk_size=chunk_size,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        wait=wait,
+        on_progress=on_progress,
+    )
+    return run_backfill(source, options)
+
+
+def run_backfill(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], options: BackfillOptions
+) -> BackfillSummary:
+    """:func:`backfill` with its options in one value: open, plan, connect, then run."""
     started = time.monotonic()
-    if amount_unit not in AMOUNT_UNITS:
-        raise ConfigurationError(f"unknown amount unit {amount_unit!r}: use one of {', '.join(AMOUNT_UNITS)}")
-    if chunk_size < 1:
-        raise ConfigurationError("chunk_size must be at least 1")
-    zone = resolve_timezone(timezone)
-    path: Path | None = None
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        src = open_source(path, sheet=sheet)
-    elif isinstance(source, Iterable):
-        src = iterable_source(source, name=source_name or "rows")
-    else:
-        raise ConfigurationError(f"source must be a file path or an iterable of dicts, not {type(source).__name__}")
+    options.check()
+    zone = resolve_timezone(options.timezone)
+    path, src = open_backfill_source(source, options)
     with src:
-        name = source_name or src.name
+        name = options.source_name or src.name
         plan = plan_columns(
             src.header,
-            data_type=data_type,
-            shape=shape,
-            column_map=column_map,
-            ignore_extra=ignore_extra,
+            data_type=options.data_type,
+            shape=options.shape,
+            column_map=options.column_map,
+            ignore_extra=options.ignore_extra,
             by_index=src.kind in ("csv", "xlsx"),
             source_name=src.name,
         )
-        owned = False
-        if tracker is not None:
-            if service is not None and service != tracker.service:
-                raise ConfigurationError(f"service={service!r} but the tracker given records {tracker.service!r}")
-            secret_value = tracker.settings.secret.get_secret_value() if tracker.settings.secret else None
-            settings = tracker.settings
-        elif dry_run:
-            settings = Settings.resolve(
-                need_endpoint=False,
-                need_secret="transaction_id" in plan.keys,
-                service=service,
-                secret=secret,
-                spool_dir=Path(spool_dir) if spool_dir is not None else None,
-            )
-            secret_value = settings.secret.get_secret_value() if settings.secret else None
-        else:
-            tracker = Tracker(
-                service=service,
-                endpoint=endpoint,
-                read_endpoint=read_endpoint,
-                token=token,
-                secret=secret,
-                spool_dir=Path(spool_dir) if spool_dir is not None else None,
-                **{**BULK_TRACKER_OPTIONS, **dict(tracker_options or {})},
-            )
-            owned = True
-            settings = tracker.settings
-            secret_value = settings.secret.get_secret_value() if settings.secret else None
+        link = connect(plan, options, source_name=name)
         try:
+            summary = BackfillSummary(
+                service=link.settings.service,
+                data_type=plan.data_type,
+                source=str(path) if path is not None else name,
+                shape=plan.shape,
+                dry_run=options.dry_run,
+                bytes_total=src.size,
+                header_row=src.header_row if src.kind in ("csv", "xlsx") else None,
+                columns=list(plan.readings),
+            )
+            rows = RowBuilder(
+                plan,
+                RecordBuilder(link.settings.service, link.secret),
+                source_name=name,
+                zone=zone,
+                amount_unit=options.amount_unit,
+                serials=src.typed_cells,
+                ignore_extra=options.ignore_extra,
+                can_hash=link.secret is not None,
+                now=options.now,
+            )
             return _Run(
                 src,
-                plan_builder=RowBuilder(
-                    plan,
-                    RecordBuilder(settings.service, secret_value),
-                    source_name=name,
-                    zone=zone,
-                    amount_unit=amount_unit,
-                    serials=src.typed_cells,
-                    ignore_extra=ignore_extra,
-                ),
-                summary=BackfillSummary(
-                    service=settings.service,
-                    data_type=plan.data_type,
-                    source=str(path) if path is not None else name,
-                    shape=plan.shape,
-                    dry_run=dry_run,
-                    bytes_total=src.size,
-                ),
-                tracker=None if dry_run else tracker,
-                rejects=Path(rejects) if rejects is not None else (Path(f"{path}.rejects.csv") if path else None),
-                checkpoint=(
-                    _checkpoint_path(
-                        settings.spool_dir,
-                        path,
-                        service=settings.service,
-                        data_type=plan.data_type,
-                        options={
-                            "shape": plan.shape,
-                            "map": dict(column_map or {}),
-                            "ignore_extra": ignore_extra,
-                            "timezone": str(zone),
-                            "amount_unit": amount_unit,
-                            "source_name": name,
-                            "sheet": sheet,
-                        },
-                    )
-                    if path is not None and not dry_run
-                    else None
-                ),
-                resume=resume,
-                chunk_size=chunk_size,
-                checkpoint_every=checkpoint_every,
-                wait=wait,
-                on_progress=on_progress,
+                plan_builder=rows,
+                summary=summary,
+                tracker=link.tracker,
+                rejects=_rejects_path(options, path),
+                checkpoint=_checkpoint_for(options, path, plan, link.settings, zone, name),
+                resume=options.resume,
+                chunk_size=options.chunk_size,
+                checkpoint_every=options.checkpoint_every,
+                wait=options.wait,
+                on_progress=options.on_progress,
                 started=started,
             ).run()
         finally:
-            if owned and tracker is not None:
-                tracker.close(timeout=1.0)
+            link.close()
+
+
+def open_backfill_source(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]], options: BackfillOptions
+) -> tuple[Path | None, Source]:
+    """The source as numbered rows: a file (its header found below any title rows), or rows in memory."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        column_map = options.column_map
+        return path, open_source(
+            path, sheet=options.sheet, header_test=lambda cells: looks_like_header(cells, column_map)
+        )
+    if isinstance(source, Iterable):
+        return None, iterable_source(source, name=options.source_name or "rows")
+    raise ConfigurationError(f"source must be a file path or an iterable of dicts, not {type(source).__name__}")
+
+
+@dataclass
+class _Link:
+    """Where the records go: the settings, the secret (if any) and the Tracker (none for a dry run)."""
+
+    settings: Settings
+    secret: str | None = field(repr=False)
+    tracker: Tracker | None
+    owned: bool = False
+
+    def close(self) -> None:
+        if self.owned and self.tracker is not None:
+            self.tracker.close(timeout=1.0)
+
+
+def connect(plan: ColumnPlan, options: BackfillOptions, *, source_name: str) -> _Link:
+    """Settings, secret and Tracker for a run, refusing before anything is read what cannot work.
+
+    The secret is asked for only when the columns hold a ``transaction_id``
+    (a JSON line with one, in a file whose first line had none, stops the run
+    at that row instead: see :class:`RowBuilder`). A Tracker that would drop
+    what it is given (switched off, or no endpoint) is refused: a backfill
+    that "succeeds" by sending nothing is the worst outcome.
+    """
+    need_secret = "transaction_id" in plan.keys
+    tracker = options.tracker
+    if tracker is not None:
+        if options.service is not None and options.service != tracker.service:
+            raise ConfigurationError(f"service={options.service!r} but the tracker given records {tracker.service!r}")
+        if not options.dry_run and not tracker.settings.enabled:
+            raise ConfigurationError(
+                f"the tracker given is switched off ({tracker.settings.disabled_reason}): a backfill through it "
+                "would send nothing"
+            )
+        link = _Link(tracker.settings, _secret_of(tracker.settings), None if options.dry_run else tracker)
+    else:
+        settings = Settings.resolve(
+            need_endpoint=not options.dry_run,
+            service=options.service,
+            endpoint=options.endpoint,
+            read_endpoint=options.read_endpoint,
+            token=options.token,
+            secret=options.secret,
+            spool_dir=Path(options.spool_dir) if options.spool_dir is not None else None,
+        )
+        link = _Link(settings, _secret_of(settings), None)
+    if need_secret and link.secret is None:
+        raise ConfigurationError(
+            f"no secret: {source_name} has a transaction_id column, and transaction ids are sent only as "
+            "HMAC-SHA256 hashes keyed with the service's secret: pass --secret or set PERF_SDK_SECRET "
+            "(secret= in Python)"
+        )
+    if tracker is None and not options.dry_run:
+        link.tracker = Tracker(
+            service=options.service,
+            endpoint=options.endpoint,
+            read_endpoint=options.read_endpoint,
+            token=options.token,
+            secret=options.secret,
+            spool_dir=Path(options.spool_dir) if options.spool_dir is not None else None,
+            **{**BULK_TRACKER_OPTIONS, **dict(options.tracker_options or {})},
+        )
+        link.owned = True
+        link.settings = link.tracker.settings
+    return link
+
+
+def _secret_of(settings: Settings) -> str | None:
+    secret = settings.secret.get_secret_value() if settings.secret is not None else None
+    return secret or None
+
+
+def _rejects_path(options: BackfillOptions, path: Path | None) -> Path | None:
+    if options.rejects is not None:
+        return Path(options.rejects)
+    return Path(f"{path}.rejects.csv") if path is not None else None
+
+
+def _checkpoint_for(
+    options: BackfillOptions, path: Path | None, plan: ColumnPlan, settings: Settings, zone: tzinfo, name: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """Where a file's run keeps its place (none for rows in memory or a dry run), keyed by all that shapes it."""
+    if path is None or options.dry_run:
+        return None
+    return _checkpoint_path(
+        settings.spool_dir,
+        path,
+        service=settings.service,
+        data_type=plan.data_type,
+        options={
+            "shape": plan.shape,
+            "map": dict(options.column_map or {}),
+            "ignore_extra": options.ignore_extra,
+            "timezone": str(zone),
+            "amount_unit": options.amount_unit,
+            "source_name": name,
+            "sheet": options.sheet,
+        },
+    )
 
 
 def _checkpoint_path(

@@ -27,11 +27,12 @@ import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,9 @@ from perf_sdk._errors import ConfigurationError, ValidationError
 __all__ = [
     "AMOUNT_UNITS",
     "DELIMITERS",
+    "HEADER_SCAN_ROWS",
+    "CurrencyCell",
+    "HeaderTest",
     "Source",
     "check_xlsx_parts",
     "iter_records_file",
@@ -72,6 +76,26 @@ _XLSX_RATIO_FLOOR: Final = 16 * 1024 * 1024  # smaller parts may compress as wel
 _UTC: Final = timezone.utc
 
 RawRow = Any  # list[Any] for CSV and Excel, str (the line) for JSONL, dict for a JSON list or iterable
+#: Decides whether a row of cells is the header (``open_source(header_test=...)``): files have title
+#: and notes rows above it. Rows past the first ``HEADER_SCAN_ROWS`` non-blank ones are never tried.
+HeaderTest = Callable[[Sequence[object]], bool]
+HEADER_SCAN_ROWS: Final = 20
+
+
+@dataclass(frozen=True)
+class CurrencyCell:
+    """A number from a spreadsheet cell formatted as money (``"£"#,##0.00``): an amount in ``symbol``'s unit.
+
+    The cell's format is the only place a workbook says that 1250.5 means
+    pounds and not pence, so the reader keeps it with the number.
+    """
+
+    amount: int | float
+    symbol: str
+    number_format: str
+
+    def __str__(self) -> str:
+        return f"{self.symbol}{self.amount}"
 
 
 # =============================================================================================
@@ -102,6 +126,8 @@ class Source:
     size: int | None = None
     #: True when cells carry their own types (Excel): numbers in a time column are serial dates.
     typed_cells: bool = False
+    #: The header's row number (rows above it: a title, notes, blank lines).
+    header_row: int = 1
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     def original(self, raw: RawRow) -> str:
@@ -111,7 +137,9 @@ class Source:
         if isinstance(raw, Mapping):
             return json.dumps(raw, default=str, ensure_ascii=False)
         out = io.StringIO()
-        csv.writer(out, delimiter=self.delimiter, lineterminator="").writerow(["" if v is None else v for v in raw])
+        csv.writer(out, delimiter=self.delimiter, lineterminator="").writerow(
+            ["" if v is None else str(v) for v in raw]
+        )
         return out.getvalue()
 
     def close(self) -> None:
@@ -134,8 +162,14 @@ def _expected() -> str:
     )
 
 
-def open_source(path: str | os.PathLike[str], *, sheet: str | None = None) -> Source:
+def open_source(
+    path: str | os.PathLike[str], *, sheet: str | None = None, header_test: HeaderTest | None = None
+) -> Source:
     """Open a history file, telling its format by its bytes first and its name second.
+
+    ``header_test`` finds the header of a CSV file or a sheet below a title or
+    notes: the first of the first :data:`HEADER_SCAN_ROWS` non-blank rows it
+    accepts (when it accepts none, or without it, the first non-blank row).
 
     Raises :class:`ConfigurationError` for a missing, empty, binary or
     malformed file, naming what was expected.
@@ -154,7 +188,7 @@ def open_source(path: str | os.PathLike[str], *, sheet: str | None = None) -> So
         suffixes = [s.lower() for s in file.suffixes]
         if head.startswith(_ZIP_MAGIC) or (suffixes and suffixes[-1] in (".xlsx", ".xlsm")):
             raw.close()
-            return _open_xlsx(file, sheet)
+            return _open_xlsx(file, sheet, header_test)
         stream: IO[bytes] = raw
         compressed = head.startswith(_GZIP_MAGIC)
         if compressed:
@@ -163,7 +197,7 @@ def open_source(path: str | os.PathLike[str], *, sheet: str | None = None) -> So
                 suffixes = suffixes[:-1]
         elif suffixes and suffixes[-1] == ".gz":
             raise ConfigurationError(f"{file.name} is named .gz but is not gzip-compressed: {_expected()}")
-        source = _open_text(stream, file.name, suffixes[-1] if suffixes else "")
+        source = _open_text(stream, file.name, suffixes[-1] if suffixes else "", header_test)
         source.compressed = compressed
         source.size = size
         source.position = raw.tell
@@ -174,7 +208,7 @@ def open_source(path: str | os.PathLike[str], *, sheet: str | None = None) -> So
         raise
 
 
-def _open_text(stream: IO[bytes], name: str, suffix: str) -> Source:
+def _open_text(stream: IO[bytes], name: str, suffix: str, header_test: HeaderTest | None = None) -> Source:
     buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream, _SNIFF_BYTES)
     try:
         head = buffered.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
@@ -196,7 +230,7 @@ def _open_text(stream: IO[bytes], name: str, suffix: str) -> Source:
         return _json_list_source(text, name)
     if first == b"{" or suffix in (".jsonl", ".ndjson"):
         return _jsonl_source(text, name)
-    return _csv_source(text, name)
+    return _csv_source(text, name, header_test)
 
 
 def _sniff_delimiter(line: str) -> str:
@@ -207,21 +241,42 @@ def _sniff_delimiter(line: str) -> str:
     return best if counts[best] else ","
 
 
-def _csv_source(text: io.TextIOWrapper, name: str) -> Source:
+def _csv_source(text: io.TextIOWrapper, name: str, header_test: HeaderTest | None = None) -> Source:
+    scanned: list[str] = []  # lines read while looking for the header, fed back to the reader when not it
+    lines_read = 0
+    chosen: tuple[int, int, str, list[str]] | None = None  # (index in scanned, line number, delimiter, cells)
+    first: tuple[int, int, str, list[str]] | None = None
     try:
-        first_line = text.readline()
+        while len(scanned) < HEADER_SCAN_ROWS * 4:
+            line = text.readline()
+            if not line:
+                break
+            lines_read += 1
+            scanned.append(line)
+            if not line.strip():
+                continue
+            delimiter = _sniff_delimiter(line)
+            cells = next(csv.reader([line], delimiter=delimiter), [])
+            candidate = (len(scanned) - 1, lines_read, delimiter, cells)
+            if first is None:
+                first = candidate
+                if header_test is None:
+                    break
+            if header_test is not None and header_test(cells):
+                chosen = candidate
+                break
+            if sum(1 for x in scanned if x.strip()) >= HEADER_SCAN_ROWS:
+                break
     except UnicodeDecodeError as exc:
         raise ConfigurationError(f"{name} is not UTF-8 text ({exc.reason}): {_expected()}") from None
-    while first_line and not first_line.strip():  # blank lines before the header
-        first_line = text.readline()
-    delimiter = _sniff_delimiter(first_line)
-    header = next(csv.reader([first_line], delimiter=delimiter), [])
-    if not any(h.strip() for h in header):
+    chosen = chosen or first
+    if chosen is None or not any(h.strip() for h in chosen[3]):
         raise ConfigurationError(f"{name} has no header row: {_expected()}")
-    reader = csv.reader(text, delimiter=delimiter)
+    index, header_number, delimiter, header = chosen
+    reader = csv.reader(itertools.chain(scanned[index + 1 :], text), delimiter=delimiter)
 
     def rows() -> Iterator[tuple[int, RawRow]]:
-        number = 1
+        number = header_number
         try:
             for row in reader:
                 number += 1
@@ -232,7 +287,7 @@ def _csv_source(text: io.TextIOWrapper, name: str) -> Source:
         except csv.Error as exc:
             raise ConfigurationError(f"{name}: malformed CSV after row {number} ({exc})") from None
 
-    return Source("csv", name, header, rows(), delimiter=delimiter)
+    return Source("csv", name, header, rows(), delimiter=delimiter, header_row=header_number)
 
 
 def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
@@ -317,7 +372,7 @@ def check_xlsx_parts(file: Path) -> None:
         )
 
 
-def _open_xlsx(file: Path, sheet: str | None) -> Source:
+def _open_xlsx(file: Path, sheet: str | None, header_test: HeaderTest | None = None) -> Source:
     try:
         import openpyxl
     except ImportError as exc:
@@ -334,27 +389,38 @@ def _open_xlsx(file: Path, sheet: str | None) -> Source:
     except (KeyError, IndexError):
         book.close()
         raise ConfigurationError(f"{file.name} has no sheet {sheet!r}; sheets: {book.sheetnames}") from None
-    it = ws.iter_rows(values_only=True)
+    it = (tuple(_cell_value(c) for c in row) for row in ws.iter_rows())
     header_row: tuple[Any, ...] | None = None
+    first: tuple[int, tuple[Any, ...]] | None = None
+    skipped: list[tuple[int, tuple[Any, ...]]] = []  # rows looked at for the header, and not it
     number = 0
     for row in it:
         number += 1
-        if any(c not in (None, "") for c in row):
-            header_row = row
+        if not any(c not in (None, "") for c in row):
+            continue
+        if first is None:
+            first = (number, row)
+        if header_test is None or header_test(list(row)):
+            header_row, header_number = row, number
+            break
+        skipped.append((number, row))
+        if len(skipped) >= HEADER_SCAN_ROWS:
             break
     if header_row is None:
-        book.close()
-        raise ConfigurationError(f"{file.name} (sheet {ws.title!r}) is empty: {_expected()}")
+        if first is None:
+            book.close()
+            raise ConfigurationError(f"{file.name} (sheet {ws.title!r}) is empty: {_expected()}")
+        header_number, header_row = first  # none looked like a header: the first row, and its error
+        replay = [(n, r) for n, r in skipped if n > header_number]
+    else:
+        replay = []
     width = len(header_row)
     while width and header_row[width - 1] in (None, ""):
         width -= 1
     header = ["" if c is None else str(c) for c in header_row[:width]]
-    header_number = number
 
     def rows() -> Iterator[tuple[int, RawRow]]:
-        n = header_number
-        for row in it:
-            n += 1
+        for n, row in itertools.chain(replay, ((k, r) for k, r in enumerate(it, number + 1))):
             cells = list(row[:width])
             if any(c not in (None, "") for c in cells):
                 cells.extend([None] * (width - len(cells)))
@@ -363,9 +429,57 @@ def _open_xlsx(file: Path, sheet: str | None) -> Source:
                 yield n, cells
 
     # openpyxl reads the zip itself: no byte position to report, so the progress bar is indeterminate.
-    source = Source("xlsx", file.name, header, rows(), typed_cells=True)
+    source = Source("xlsx", file.name, header, rows(), typed_cells=True, header_row=header_number)
     source._closers.append(book)
     return source
+
+
+#: ``[$-409]`` and the like: a locale tag in a number format, not a currency.
+_LOCALE_TAG_RE: Final = re.compile(r"\[\$-[0-9A-Fa-f]+\]")
+_OTHER_CURRENCIES: Final = ("$", "€", "¥", "US$", "EUR", "USD")
+
+
+def _cell_value(cell: Any) -> Any:
+    """A cell's value with what its number format says: a date cell is a date, a money cell is money.
+
+    openpyxl gives a date-formatted cell as a ``datetime`` at midnight; read as
+    a moment, 1 April at midnight in London summer time is 31 March 23:00 UTC,
+    the previous month. A cell whose format shows a date and no time holds a
+    *day*, so it becomes a :class:`~datetime.date` (read as noon local, like a
+    date written as text). A number formatted as a currency becomes a
+    :class:`CurrencyCell`, so ``parse_amount`` reads it in that currency.
+    """
+    value = cell.value
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.hour == value.minute == value.second == value.microsecond == 0 and _shows_date_only(cell):
+            return value.date()
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        symbol = _currency_of(getattr(cell, "number_format", None) or "General")
+        if symbol is not None:
+            return CurrencyCell(value, symbol, cell.number_format)
+    return value
+
+
+def _shows_date_only(cell: Any) -> bool:
+    from openpyxl.styles.numbers import is_datetime
+
+    return bool(is_datetime(getattr(cell, "number_format", None) or "General") == "date")
+
+
+def _currency_of(number_format: str) -> str | None:
+    """The currency a number format shows (``£`` for ``"£"#,##0.00`` or ``[$£-809]#,##0``), or ``None``."""
+    if number_format == "General":
+        return None
+    text = _LOCALE_TAG_RE.sub("", number_format)
+    if "£" in text:
+        return "£"
+    for symbol in _OTHER_CURRENCIES:
+        if symbol in text:
+            return symbol
+    return None
 
 
 def iterable_source(rows: Iterable[Mapping[str, Any]], name: str = "<iterable>") -> Source:
@@ -406,9 +520,16 @@ def iter_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             elif isinstance(raw, Mapping):
                 yield dict(raw)
             elif isinstance(raw, list) and source.kind in ("csv", "xlsx"):
-                yield {k: v for k, v in zip(header, raw, strict=False) if k and v not in (None, "")}
+                yield {k: _plain(k, v) for k, v in zip(header, raw, strict=False) if k and v not in (None, "")}
             else:
                 raise ValidationError("row", number, "a JSON object per line")
+
+
+def _plain(column: str, value: Any) -> Any:
+    """A typed cell as a plain value: a money cell in ``amount_pence`` as pence, elsewhere its number."""
+    if isinstance(value, CurrencyCell):
+        return parse_amount(value, field=column) if column == "amount_pence" else value.amount
+    return value
 
 
 # =============================================================================================
@@ -517,43 +638,64 @@ _MAX_PENCE: Final = 10**14
 
 
 def parse_amount(value: object, unit: str = "pence", *, field: str = "amount_pence") -> int:
-    """Money as whole pence, exactly: ``£1,234.56`` (pounds) → 123456; ``1250`` (pence) → 1250."""
-    if unit == "pounds":
-        if isinstance(value, bool):
-            raise ValidationError(field, value, POUNDS_RULE)
-        if isinstance(value, (int, float, Decimal)):
-            try:
-                amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-            except InvalidOperation:
-                raise ValidationError(field, value, POUNDS_RULE) from None
-            pence = amount * 100
-            if not pence.is_finite() or pence != pence.to_integral_value() or pence < 0:
-                raise ValidationError(field, value, POUNDS_RULE)
-            result = int(pence)
-        elif isinstance(value, str):
-            m = _POUNDS_RE.match(value.strip())
-            if m is None:
-                raise ValidationError(field, value, POUNDS_RULE)
-            result = int(m.group(1).replace(",", "")) * 100 + int((m.group(2) or "0").ljust(2, "0"))
-        else:
-            raise ValidationError(field, value, POUNDS_RULE)
-    elif unit == "pence":
-        if isinstance(value, bool):
-            raise ValidationError(field, value, PENCE_RULE)
-        if isinstance(value, int):
-            result = value
-        elif isinstance(value, float) and value.is_integer():
-            result = int(value)
-        elif isinstance(value, str) and _PENCE_RE.match(value.strip()):
-            result = int(value.strip().replace(",", ""))
-        else:
-            raise ValidationError(field, value, PENCE_RULE)
-        if result < 0:
-            raise ValidationError(field, value, PENCE_RULE)
-    else:
+    """Money as whole pence, exactly: ``£1,234.56`` (pounds) → 123456; ``1250`` (pence) → 1250.
+
+    What the value says of itself wins over ``unit``: a spreadsheet cell
+    formatted as pounds (a :class:`CurrencyCell`) and text that starts with
+    ``£`` are pounds whatever the unit, because reading them as pence would
+    load the figures a hundred times too small. A cell in another currency is
+    refused.
+    """
+    if unit not in AMOUNT_UNITS:
         raise ConfigurationError(f"unknown amount unit {unit!r}: use one of {', '.join(AMOUNT_UNITS)}")
+    if isinstance(value, CurrencyCell):
+        if value.symbol != "£":
+            raise ValidationError(
+                field, str(value), f"is formatted as {value.symbol} ({value.number_format}): amounts must be in pounds"
+            )
+        result = _pounds(value.amount, value, field)
+    elif unit == "pounds" or (isinstance(value, str) and value.lstrip().startswith("£")):
+        result = _pounds(value, value, field)
+    else:
+        result = _pence(value, field)
     if result > _MAX_PENCE:
         raise ValidationError(field, value, f"is too large (at most {_MAX_PENCE} pence)")
+    return result
+
+
+def _pounds(value: object, original: object, field: str) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(field, original, POUNDS_RULE)
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        except InvalidOperation:
+            raise ValidationError(field, original, POUNDS_RULE) from None
+        pence = amount * 100
+        if not pence.is_finite() or pence != pence.to_integral_value() or pence < 0:
+            raise ValidationError(field, original, POUNDS_RULE)
+        return int(pence)
+    if isinstance(value, str):
+        m = _POUNDS_RE.match(value.strip())
+        if m is None:
+            raise ValidationError(field, original, POUNDS_RULE)
+        return int(m.group(1).replace(",", "")) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+    raise ValidationError(field, original, POUNDS_RULE)
+
+
+def _pence(value: object, field: str) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(field, value, PENCE_RULE)
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, float) and value.is_integer():
+        result = int(value)
+    elif isinstance(value, str) and _PENCE_RE.match(value.strip()):
+        result = int(value.strip().replace(",", ""))
+    else:
+        raise ValidationError(field, value, PENCE_RULE)
+    if result < 0:
+        raise ValidationError(field, value, PENCE_RULE)
     return result
 
 

@@ -32,13 +32,43 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from perf_sdk._backfill_columns import ColumnPlan, normalise_column
+from perf_sdk._backfill_columns import ColumnPlan, channel_name, normalise_column
 from perf_sdk._backfill_readers import RawRow, parse_amount, parse_count, parse_rating, parse_when
-from perf_sdk._errors import ValidationError
+from perf_sdk._errors import ConfigurationError, ValidationError
 from perf_sdk._protocol import CHANNELS, STAGES
 from perf_sdk._records import RecordBuilder, parse_period_label
 
-__all__ = ["RowBuilder"]
+__all__ = ["BLANK_COUNT_RULE", "CLOCK_SKEW", "RowBuilder", "month_label"]
+
+#: How far ahead of this machine's clock a record's time may be (another machine's clock may run
+#: fast); anything later is refused: history cannot be in the future, and a typo in the year
+#: (2062 for 2026) would otherwise sit in the figures until then.
+CLOCK_SKEW: Final = timedelta(minutes=5)
+BLANK_COUNT_RULE: Final = (
+    "is blank: a blank count means no data (or 0), not one event; write the number, or leave the row out"
+)
+_MONTHS: Final = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ),
+        1,
+    )
+    for name in names
+}
+_MONTH_NAME_RE: Final = re.compile(r"^([a-z]+)\.?[\s\-/]+(\d{4}|\d{2})$")
 
 _GRANULARITIES: Final = frozenset({"hour", "day", "week", "month", "quarter", "year"})
 _CHANNEL_RULE: Final = f"must be one of {', '.join(CHANNELS)}"
@@ -74,6 +104,8 @@ class RowBuilder:
         amount_unit: str = "pence",
         serials: bool = False,
         ignore_extra: bool = False,
+        can_hash: bool = True,
+        now: datetime | None = None,
     ) -> None:
         self.plan = plan
         self.builder = builder
@@ -81,6 +113,12 @@ class RowBuilder:
         self.amount_unit = amount_unit
         self.serials = serials
         self.ignore_extra = ignore_extra
+        self.can_hash = can_hash
+        #: Records timed after this (UTC, ``YYYY-MM-DDTHH:MM:SS``, the width every ``_timestamp`` starts
+        #: with) are refused as in the future: one string comparison a record.
+        self._latest = ((now or datetime.now(timezone.utc)).astimezone(timezone.utc) + CLOCK_SKEW).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
         self.data_type = plan.data_type
         self._prefix = f"{builder.service}\x1fbackfill\x1f{plan.data_type}\x1f{source_name}\x1f".encode()
         self._run = hashlib.sha256(self._prefix).hexdigest()[:8]
@@ -135,10 +173,11 @@ class RowBuilder:
             n = len(raw)
             out = {}
             for f, k in self._items:
-                if k < n:
-                    v = raw[k]
-                    if v is not None and v != "":
-                        out[f] = v
+                v = raw[k] if k < n else None
+                if v is not None and v != "":
+                    out[f] = v
+                elif f == "count":
+                    out[f] = ""  # a blank count is refused, never read as 1
             return out
         if isinstance(raw, str):
             try:
@@ -164,6 +203,8 @@ class RowBuilder:
                 )
             if name and _present(value):
                 out[name] = value
+            elif name == "count":
+                out[name] = ""  # a blank count is refused, never read as 1
         return out
 
     @staticmethod
@@ -212,12 +253,43 @@ class RowBuilder:
             order = sorted(range(len(records)), key=owners.__getitem__)
             records[:] = [records[i] for i in order]
             owners[:] = [owners[i] for i in order]
+        self._refuse_future(records, owners, rejects, rows)
         if len(self._when) > _CACHE_LIMIT:
             self._when.clear()
         if len(self._offsets) > _CACHE_LIMIT or len(self._days) > _CACHE_LIMIT:
             self._offsets.clear()
             self._days.clear()
         return records, owners, rejects
+
+    def _refuse_future(
+        self,
+        records: list[dict[str, Any]],
+        owners: list[int],
+        rejects: list[tuple[int, ValidationError]],
+        rows: Sequence[tuple[int, RawRow]],
+    ) -> None:
+        """Take out the rows with a record timed after now (plus :data:`CLOCK_SKEW`), as rejects."""
+        latest = self._latest
+        late = {owners[i]: r["_timestamp"] for i, r in enumerate(records) if r["_timestamp"][:19] > latest}
+        if not late:
+            return
+        costs = self.data_type == "costs"
+        for index, ts in late.items():
+            rejects.append(
+                (
+                    index,
+                    ValidationError(
+                        "period" if costs else "timestamp",
+                        ts,
+                        f"is in the future: after {latest}Z (this machine's clock plus "
+                        f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes for clock skew)",
+                    ),
+                )
+            )
+        keep = [i for i, owner in enumerate(owners) if owner not in late]
+        records[:] = [records[i] for i in keep]
+        owners[:] = [owners[i] for i in keep]
+        rejects.sort(key=lambda item: item[0])
 
     def _fast_chunk(
         self, rows: Sequence[tuple[int, RawRow]], records: list[dict[str, Any]], owners: list[int]
@@ -260,8 +332,6 @@ class RowBuilder:
                         count = int(c)
                         if not 0 < count <= 1_000_000_000:
                             raise LookupError
-                    elif c == "":
-                        count = 1
                     else:
                         raise LookupError
             except (LookupError, TypeError, AttributeError):  # a typed (Excel) cell, or anything unusual
@@ -348,8 +418,9 @@ class RowBuilder:
             return self._channels[value]
         except (KeyError, TypeError):
             pass
-        text = normalise_column(value) if isinstance(value, str) else None
-        if text is None or not (text in CHANNELS or (costs and text == "all")):
+        name = normalise_column(value) if isinstance(value, str) else None
+        text = "all" if costs and name == "all" else (channel_name(name) if name is not None else None)
+        if text is None:
             raise ValidationError("channel", value, _COST_CHANNEL_RULE if costs else _CHANNEL_RULE)
         self._channels[value] = text
         return text
@@ -371,10 +442,23 @@ class RowBuilder:
             return self._labels[value]
         except (KeyError, TypeError):
             pass
-        p = parse_period_label(value)
+        p = parse_period_label(month_label(value, self.zone))
         out = (p.label, p.granularity, self.builder.timestamp(p.start))
         self._labels[value] = out
         return out
+
+    def _hash(self, number: int, transaction_id: Any) -> str:
+        """A transaction id's HMAC, or a :class:`ConfigurationError` that stops the run when there is no secret.
+
+        Not a reject: every later row with an id would fail the same way, and
+        the fix is a flag, not the file.
+        """
+        if not self.can_hash:
+            raise ConfigurationError(
+                f"no secret: row {number} has a transaction_id, and transaction ids are sent only as HMAC-SHA256 "
+                "hashes keyed with the service's secret: pass --secret or set PERF_SDK_SECRET (secret= in Python)"
+            )
+        return self.builder.hash_transaction_id(_tid(transaction_id))
 
     def _id(self, number: int, *key: str) -> str:
         digest = _sha256(self._prefix + "\x1f".join((str(number), *key)).encode()).hexdigest()
@@ -414,11 +498,10 @@ class RowBuilder:
         stage = self._stage(stage) if stage is not None else _missing("stage")
         channel = f.get("channel")
         channel = self._channel(channel) if channel is not None else _missing("channel")
-        count = f.get("count")
-        count = 1 if count is None else parse_count(count)
+        count = _count(f)
         tid = f.get("transaction_id")
         if tid is not None:
-            rid = self.builder.natural_id("transactions", stage, self.builder.hash_transaction_id(_tid(tid)))
+            rid = self.builder.natural_id("transactions", stage, self._hash(number, tid))
         else:
             digest = _sha256(self._prefix + f"{number}\x1f{ts}\x1f{stage}\x1f{channel}".encode()).hexdigest()
             rid = f"{self._run}{number:010x}{digest[:14]}"
@@ -437,11 +520,10 @@ class RowBuilder:
             self._ratings[rating_value] = rating
         channel = f.get("channel")
         channel = self._channel(channel) if channel is not None else _missing("channel")
-        count = f.get("count")
-        count = 1 if count is None else parse_count(count)
+        count = _count(f)
         tid = f.get("transaction_id")
         if tid is not None:
-            rid = self.builder.natural_id("satisfaction", self.builder.hash_transaction_id(_tid(tid)))
+            rid = self.builder.natural_id("satisfaction", self._hash(number, tid))
         else:
             rid = self._id(number, ts, str(rating), channel)
         return {"_id": rid, "_timestamp": ts, "count": count, "rating": rating, "channel": channel}
@@ -468,8 +550,7 @@ class RowBuilder:
             )
         channel = f.get("channel")
         channel = "all" if channel is None else self._channel(channel, costs=True)
-        count = f.get("count")
-        count = 1 if count is None else parse_count(count)
+        count = _count(f)
         return {
             "_id": self.builder.natural_id("costs", label, cost_type, channel),
             "_timestamp": ts,
@@ -487,11 +568,13 @@ class RowBuilder:
         stage = f.get("stage")
         stage = "completed" if stage is None else self._stage(stage)
         out = []
+        total = 0
         for channel, key in self.plan.cells:
             value = self.cell(raw, key)
             if not _present(value):
                 continue
             count = parse_count(value, field=f"channel_{channel}", zero=True)
+            total += count
             if count:
                 record = {
                     "_id": self._id(number, ts, stage, channel),
@@ -503,6 +586,10 @@ class RowBuilder:
                 if granularity is not None:
                     record["period"] = granularity
                 out.append(record)
+        stated = f.get("total")
+        if stated is not None and parse_count(stated, field="total", zero=True) != total:
+            channels = " + ".join(str(c) for c, _ in self.plan.cells)
+            raise ValidationError("total", stated, f"must equal {channels} ({total})")
         return out
 
     def _wide_satisfaction(self, number: int, raw: RawRow) -> list[dict[str, Any]]:
@@ -549,3 +636,32 @@ def _tid(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return value.strip() if isinstance(value, str) else value
+
+
+def _count(f: Mapping[str, Any]) -> int:
+    """A narrow row's count: 1 without a count column (a row is an event), never 1 for a blank cell in one."""
+    if "count" not in f:
+        return 1
+    value = f["count"]
+    if not _present(value):
+        raise ValidationError("count", "" if value is None else value, BLANK_COUNT_RULE)
+    return parse_count(value)
+
+
+def month_label(value: Any, zone: tzinfo) -> Any:
+    """A ``Month`` cell as a period label: a date (an Excel cell) or ``April 2026`` / ``Apr-26`` → ``2026-04``.
+
+    Anything else comes back as it was, for the period label parser to read or refuse.
+    """
+    if isinstance(value, datetime):
+        moment = value.astimezone(zone) if value.tzinfo is not None else value
+        return f"{moment.year:04d}-{moment.month:02d}"
+    if isinstance(value, date):
+        return f"{value.year:04d}-{value.month:02d}"
+    if isinstance(value, str):
+        m = _MONTH_NAME_RE.match(value.strip().lower())
+        if m is not None and m.group(1) in _MONTHS:
+            year = int(m.group(2))
+            year = year + 2000 if year < 100 else year
+            return f"{year:04d}-{_MONTHS[m.group(1)]:02d}"
+    return value

@@ -135,7 +135,7 @@ def test_xlsx_datetime_cells_and_serial_dates(tmp_path: Path) -> None:
         "2026-07-01T08:30:00+00:00",
         "2026-01-01T00:00:00+00:00",
         "2026-01-01T12:00:00+00:00",
-        "2026-01-02T00:00:00+00:00",
+        "2026-01-02T12:00:00+00:00",  # a date cell is that day: noon, like a date written as text
     ]
     assert records[1]["count"] == 2
 
@@ -269,7 +269,7 @@ def test_satisfaction_row_rules(tmp_path: Path, line: str, field: str, rule: str
     [
         ("2026-Q5,100,staff,all,", "pence", "period", "period label"),
         ("2026-13,100,staff,all,", "pence", "period", "period label"),
-        ("2026-Q1,£100,staff,all,", "pence", "amount_pence", "--amount-unit pounds"),
+        ("2026-Q1,100.50,staff,all,", "pence", "amount_pence", "--amount-unit pounds"),
         ("2026-Q1,-5,staff,all,", "pence", "amount_pence", "non-negative"),
         ("2026-Q1,1.234,staff,all,", "pounds", "amount_pence", "at most 2 decimal places"),
         ("2026-Q1,100,Staff Costs!,all,", "pence", "cost_type", "slug"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,111 @@ def test_an_ordinary_workbook_passes_the_check(tmp_path: Path) -> None:
         _workbook_bytes([["timestamp", "stage", "channel"], *[["2026-01-05T10:00:00Z", "started", "digital"]] * 500])
     )
     assert backfill(file, service=SERVICE, dry_run=True).accepted == 500
+
+
+# -- what the cells' formats say (issue 17 items 1, 2 and 4) ------------------------------------------
+
+
+def _save(path: Path, rows: list[list[object]], formats: dict[str, str] | None = None) -> Path:
+    """A workbook with ``rows``; ``formats`` sets number formats by cell (``{"B3": '"£"#,##0.00'}``)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    for ref, number_format in (formats or {}).items():
+        sheet[ref].number_format = number_format
+    book.save(path)
+    return path
+
+
+def test_a_date_cell_in_summer_time_stays_in_its_month(tmp_path: Path) -> None:
+    file = _save(
+        tmp_path / "daily.xlsx",
+        [
+            ["Date", "Stage", "Channel", "Count"],
+            [datetime(2025, 4, 1), "completed", "digital", 10],  # 1 April, British Summer Time
+            [datetime(2025, 4, 1), "completed", "digital", 3],  # the same day as a date-and-time cell
+            [datetime(2025, 4, 1, 0, 30), "completed", "digital", 2],
+        ],
+        {"A2": "dd/mm/yyyy", "A3": "dd/mm/yyyy hh:mm", "A4": "dd/mm/yyyy hh:mm"},
+    )
+    summary = backfill(file, service=SERVICE, dry_run=True, column_map={"Date": "timestamp"})
+    assert summary.rejected == 0
+    # the date cell is that day (noon in London): April; the time cells are the moments they say
+    assert summary.by_period["2025-04"].count == 10
+    assert summary.by_period["2025-03"].count == 5
+
+
+def test_date_cells_build_noon_local_timestamps(tmp_path: Path) -> None:
+    from tests.unit.test_backfill_readers import build
+
+    file = _save(
+        tmp_path / "h.xlsx",
+        [["timestamp", "stage", "channel"], [datetime(2025, 4, 1), "started", "digital"]],
+        {"A2": "d mmmm yyyy"},
+    )
+    records, rejects, _ = build(file)
+    assert rejects == [] and records[0]["_timestamp"] == "2025-04-01T11:00:00+00:00"
+
+
+def test_currency_cells_are_pounds_and_other_fractions_are_refused_with_the_hint(tmp_path: Path) -> None:
+    pounds = '"£"#,##0.00'
+    file = _save(
+        tmp_path / "costs.xlsx",
+        [
+            ["period", "amount_pence", "cost_type"],
+            ["2025-Q1", 125000.00, "staff"],
+            ["2025-Q2", 48250.5, "staff"],
+            ["2025-Q3", 99.5, "it"],  # a plain number with pence in it: neither unit is safe to guess
+            ["2025-Q4", 125000, "it"],  # a plain whole number: pence, as always
+            ["2026-Q1", 10, "accommodation"],
+        ],
+        {"B2": pounds, "B3": pounds, "B6": "[$£-809]#,##0.00"},
+    )
+    rejects = tmp_path / "rejects.csv"
+    summary = backfill(file, service=SERVICE, dry_run=True, rejects=rejects)
+    assert summary.accepted == 4 and summary.rejected == 1
+    assert summary.by_period["2025-01"].amount_pence == 12_500_000
+    assert summary.by_period["2025-04"].amount_pence == 4_825_050
+    assert summary.by_period["2025-10"].amount_pence == 125_000
+    assert summary.by_period["2026-01"].amount_pence == 1_000
+    text = rejects.read_text()
+    assert "99.5" in text and "--amount-unit pounds" in text
+
+
+def test_a_cell_in_another_currency_is_refused(tmp_path: Path) -> None:
+    file = _save(
+        tmp_path / "usd.xlsx",
+        [["period", "amount_pence", "cost_type"], ["2025-Q1", 100.0, "staff"]],
+        {"B2": '"$"#,##0.00'},
+    )
+    rejects = tmp_path / "rejects.csv"
+    assert backfill(file, service=SERVICE, dry_run=True, rejects=rejects).rejected == 1
+    assert "amounts must be in pounds" in rejects.read_text()
+
+
+def test_a_real_monthly_sheet_title_rows_channel_names_and_a_checked_total(tmp_path: Path) -> None:
+    file = _save(
+        tmp_path / "monthly.xlsx",
+        [
+            ["Apply for a licence: transactions by channel"],
+            ["Source: case management system. Figures are provisional."],
+            [],
+            ["Month", "Online", "Telephone", "By post", "In person", "Total"],
+            [datetime(2025, 4, 1), 900, 50, 30, 20, 1000],
+            [datetime(2025, 5, 1), 950, 40, None, 10, 1000],
+            [datetime(2025, 6, 1), 1, 1, 1, 1, 5],  # the total disagrees: the row is refused
+        ],
+        {"A5": "mmm-yy", "A6": "mmm-yy", "A7": "mmm-yy"},
+    )
+    rejects = tmp_path / "rejects.csv"
+    summary = backfill(file, service=SERVICE, dry_run=True, rejects=rejects)
+    assert summary.shape == "wide-transactions" and summary.header_row == 4
+    assert (summary.accepted, summary.rejected) == (2, 1)
+    assert summary.by_period["2025-04"].count == 1000 and summary.by_period["2025-05"].count == 1000
+    assert summary.by_channel["digital"].count == 1850 and summary.by_channel["paper"].count == 30
+    assert "face_to_face" in summary.by_channel and "total" not in summary.by_channel
+    readings = dict(summary.columns)
+    assert readings["Online"].startswith("channel digital") and readings["By post"].startswith("channel paper")
+    assert "not counted again" in readings["Total"] and readings["Month"].startswith("period")
+    assert "must equal digital + phone + paper + face_to_face (4)" in rejects.read_text()
