@@ -390,30 +390,11 @@ def _open_xlsx(file: Path, sheet: str | None, header_test: HeaderTest | None = N
         book.close()
         raise ConfigurationError(f"{file.name} has no sheet {sheet!r}; sheets: {book.sheetnames}") from None
     it = (tuple(_cell_value(c) for c in row) for row in ws.iter_rows())
-    header_row: tuple[Any, ...] | None = None
-    first: tuple[int, tuple[Any, ...]] | None = None
-    skipped: list[tuple[int, tuple[Any, ...]]] = []  # rows looked at for the header, and not it
-    number = 0
-    for row in it:
-        number += 1
-        if not any(c not in (None, "") for c in row):
-            continue
-        if first is None:
-            first = (number, row)
-        if header_test is None or header_test(list(row)):
-            header_row, header_number = row, number
-            break
-        skipped.append((number, row))
-        if len(skipped) >= HEADER_SCAN_ROWS:
-            break
-    if header_row is None:
-        if first is None:
-            book.close()
-            raise ConfigurationError(f"{file.name} (sheet {ws.title!r}) is empty: {_expected()}")
-        header_number, header_row = first  # none looked like a header: the first row, and its error
-        replay = [(n, r) for n, r in skipped if n > header_number]
-    else:
-        replay = []
+    found = _find_sheet_header(it, header_test)
+    if found is None:
+        book.close()
+        raise ConfigurationError(f"{file.name} (sheet {ws.title!r}) is empty: {_expected()}")
+    header_number, header_row, replay, number = found
     width = len(header_row)
     while width and header_row[width - 1] in (None, ""):
         width -= 1
@@ -432,6 +413,34 @@ def _open_xlsx(file: Path, sheet: str | None, header_test: HeaderTest | None = N
     source = Source("xlsx", file.name, header, rows(), typed_cells=True, header_row=header_number)
     source._closers.append(book)
     return source
+
+
+def _find_sheet_header(
+    it: Iterator[tuple[Any, ...]], header_test: HeaderTest | None
+) -> tuple[int, tuple[Any, ...], list[tuple[int, tuple[Any, ...]]], int] | None:
+    """The header row of a sheet: the first non-blank row ``header_test`` accepts among the first few.
+
+    Returns ``(its row number, its cells, rows after it already read, rows read)``,
+    or ``None`` for an empty sheet. When no row passes, the first non-blank row
+    is the header (so the column error names what the file has).
+    """
+    first: tuple[int, tuple[Any, ...]] | None = None
+    looked: list[tuple[int, tuple[Any, ...]]] = []
+    number = 0
+    for row in it:
+        number += 1
+        if not any(c not in (None, "") for c in row):
+            continue
+        if first is None:
+            first = (number, row)
+        if header_test is None or header_test(list(row)):
+            return number, row, [], number
+        looked.append((number, row))
+        if len(looked) >= HEADER_SCAN_ROWS:
+            break
+    if first is None:
+        return None
+    return first[0], first[1], [(n, r) for n, r in looked if n > first[0]], number
 
 
 #: ``[$-409]`` and the like: a locale tag in a number format, not a currency.

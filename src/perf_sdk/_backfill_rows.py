@@ -163,22 +163,9 @@ class RowBuilder:
 
     # -- reading a row ----------------------------------------------------------------------
     def fields(self, raw: RawRow) -> dict[str, Any]:
-        """The row's values by field (absent or blank cells left out)."""
+        """The row's values by field (absent or blank cells left out, but a blank count kept to be refused)."""
         if isinstance(raw, list):
-            width = self.plan.width
-            if len(raw) > width and any(_present(v) for v in raw[width:]):
-                raise ValidationError(
-                    "row", len(raw), f"has {len(raw)} cells but the header has {width} (a delimiter inside a value?)"
-                )
-            n = len(raw)
-            out = {}
-            for f, k in self._items:
-                v = raw[k] if k < n else None
-                if v is not None and v != "":
-                    out[f] = v
-                elif f == "count":
-                    out[f] = ""  # a blank count is refused, never read as 1
-            return out
+            return self._list_fields(raw)
         if isinstance(raw, str):
             try:
                 obj = json.loads(raw)
@@ -189,6 +176,25 @@ class RowBuilder:
             raw = obj
         if not isinstance(raw, Mapping):
             raise ValidationError("row", raw, "must be a mapping of column to value")
+        return self._mapping_fields(raw)
+
+    def _list_fields(self, raw: list[Any]) -> dict[str, Any]:
+        width = self.plan.width
+        if len(raw) > width and any(_present(v) for v in raw[width:]):
+            raise ValidationError(
+                "row", len(raw), f"has {len(raw)} cells but the header has {width} (a delimiter inside a value?)"
+            )
+        n = len(raw)
+        out = {}
+        for f, k in self._items:
+            v = raw[k] if k < n else None
+            if v is not None and v != "":
+                out[f] = v
+            elif f == "count":
+                out[f] = ""  # a blank count is refused, never read as 1
+        return out
+
+    def _mapping_fields(self, raw: Mapping[Any, Any]) -> dict[str, Any]:
         out = {}
         names = self._key_fields
         for key, value in raw.items():
