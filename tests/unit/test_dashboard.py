@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from perf_sdk import ConfigurationError
 from perf_sdk._dashboard import dashboard_html, render_dashboard
 from perf_sdk._kpi import Counts, KpiReport, compute_report
 
@@ -59,7 +58,7 @@ def _parse(page: str) -> _Collector:
 
 def test_self_contained(page: str) -> None:
     assert not re.search(r"""\b(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
-    assert "<script" not in page.lower()
+    assert "<script" not in page.lower()  # (a published page carries only JSON-LD, no code)
     assert "<link" not in page.lower()
     assert "@import" not in page
     assert "url(http" not in page
@@ -68,9 +67,10 @@ def test_self_contained(page: str) -> None:
 def test_headline_figures_and_trend(page: str) -> None:
     for name in ("Completion rate", "User satisfaction", "Cost per transaction", "Digital take-up"):
         assert f'<h3 class="headline-name">{name}</h3>' in page
-    assert "2026-Q1 at a glance" in page
-    assert "from 2025-Q4" in page
-    assert "Published at" in page
+    assert "January to March 2026 at a glance" in page
+    assert "from October to December 2025" in page
+    assert "2026-Q1" not in page and "2025-Q4" not in page  # never a bare machine label
+    assert "Published on" in page
     assert 'datetime="2026-04-02T09:30:00+00:00"' in page
     assert "Quarterly figures from 1 January 2025 to 31 March 2026" in page
 
@@ -81,11 +81,11 @@ def test_every_chart_has_a_text_alternative_and_a_table(page: str) -> None:
     assert len(svgs) == 5
     for a in svgs:
         assert a.get("role") == "img"
-        label = a.get("aria-labelledby")
-        assert label
-        assert f'<title id="{label}">' in page
+        assert a.get("aria-label")  # axe's svg-img-alt: the image is named
         assert "viewbox" in a  # scales with the column (HTMLParser lower-cases names)
         assert "width" not in a
+    assert page.count("<title>") == 1 + 5  # the page's, and one inside each chart
+    assert not [a for tag, a in parsed.tags if a.get("role") and tag not in ("svg", "div")]
     tables = page.count("<table>")
     assert tables == 5
     assert page.count("<caption") == 5
@@ -127,8 +127,9 @@ def test_empty_report() -> None:
 def test_financial_years_and_months() -> None:
     fy = dashboard_html(_report(period="financial-year"))
     assert "2025-26 at a glance" in fy
+    assert "2024-25" in fy and "(partial)" not in fy
     months = dashboard_html(_report(period="month"))
-    assert "2026-03 at a glance" in months
+    assert "March 2026 at a glance" in months
 
 
 def test_render_dashboard_writes_the_file(tmp_path: Path) -> None:
@@ -137,7 +138,42 @@ def test_render_dashboard_writes_the_file(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partial_period_is_marked_and_not_the_headline() -> None:
+    report = _report(period="quarter")
+    page = dashboard_html(
+        compute_report(
+            Counts(
+                {(date(2026, 1, 1), "started", "digital"): 10, (date(2026, 4, 1), "started", "digital"): 5},
+                {},
+                {},
+            ),
+            service="svc",
+            published_at=datetime(2026, 5, 10, tzinfo=timezone.utc),
+        )
+    )
+    assert "April to June 2026 is not over yet." in page
+    assert "April to June 2026 (partial)" in page
+    assert "January to March 2026 at a glance" in page
+    assert report.periods
+
+
+def test_satisfaction_levels_are_named() -> None:
+    page = dashboard_html(_report())
+    for label in (
+        "Very dissatisfied",
+        "Dissatisfied",
+        "Neither satisfied nor dissatisfied",
+        "Satisfied",
+        "Very satisfied",
+    ):
+        assert f'<th scope="col">{label}</th>' in page
+
+
+def test_print_stylesheet(page: str) -> None:
+    assert "@media print" in page
+
+
+def test_no_chart_library_needed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vl_convert", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'perf-sdk\[dashboard\]'"):
-        dashboard_html(_report())
+    monkeypatch.setitem(sys.modules, "altair", None)
+    assert "<svg" in dashboard_html(_report())

@@ -1,0 +1,606 @@
+"""``perf_sdk.publish``: what the Service Manual asks a service to publish, as a static site.
+
+Since GDS closed the Performance Platform (2021) a service publishes its own
+performance data and lists it on data.gov.uk under "Digital service
+performance". :func:`publish` writes, for every service a platform holds (or
+those named), from the platform's read API or from local files:
+
+* ``index.html``: the services list (``_publish_site``), and its other orders;
+* ``<service>/index.html``: the service's page (``_dashboard``);
+* ``<service>/kpis.csv`` / ``kpis.json``: one row per period, with their JSON
+  Table Schema ``kpis.schema.json``; ``services.csv`` (every service and period);
+* ``<service>/ckan-dataset.json``: data.gov.uk's CKAN payload; ``datapackage.json``
+  (Frictionless) describing every file.
+
+Output is deterministic: no wall clock, no set order; the publication time is
+``published_at`` or, without it, the end of the last month holding data. A
+row's revision date is kept from the files already in ``out`` while its
+figures do not change, so a scheduled publish diffs only what changed.
+Re-running overwrites the same paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
+from perf_sdk._errors import ConfigurationError, RejectedError, ValidationError
+from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report, period_containing
+from perf_sdk._kpi_sources import (
+    RecordsInput,
+    counts_from_read_api,
+    counts_from_records,
+    read_records_file,
+    resolve_read_settings,
+)
+from perf_sdk._periods import human_label
+from perf_sdk._protocol import SLUG_RE
+from perf_sdk._publish_files import (
+    KPI_FIELDS,
+    LICENCE,
+    SERVICE_FIELDS,
+    TOPIC,
+    ServiceInfo,
+    absolute,
+    ckan_dataset,
+    dumps,
+    iso_utc,
+    kpi_rows,
+    service_rows,
+    table_schema,
+    to_csv,
+)
+from perf_sdk._publish_site import LIST_CSS, LOWER_IS_BETTER, ListRow, list_pages
+
+__all__ = ["PublishResult", "ServiceInfo", "publish"]
+
+#: Without ``start``, how many years back the read API is asked.
+DEFAULT_YEARS: Final = 5
+#: Periods a site is published by (days and weeks are for monitoring, not publication).
+PUBLISH_PERIODS: Final = ("month", "quarter", "year", "financial-year")
+_FREQUENCY: Final = {"month": "monthly", "quarter": "quarterly", "year": "annual", "financial-year": "annual"}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish` wrote: the site root, the services, and every file (relative paths, sorted)."""
+
+    out: Path
+    services: tuple[str, ...]
+    files: tuple[str, ...]
+    published_at: datetime
+    #: The period the services list compares (the latest complete one), if any.
+    period: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+
+def _info(value: ServiceInfo | Mapping[str, Any] | str, slug: str) -> ServiceInfo:
+    if isinstance(value, ServiceInfo):
+        return value
+    if isinstance(value, str):
+        return ServiceInfo(slug, value)
+    fallback = ServiceInfo.from_slug(slug)
+    return ServiceInfo(
+        slug,
+        str(value.get("title") or fallback.title),
+        str(value.get("organisation") or value.get("organization") or ""),
+        str(value.get("description") or ""),
+    )
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise ValidationError("published_at", text, "an ISO 8601 date-time, e.g. 2026-04-02T09:30:00Z") from None
+    if value.tzinfo is None:
+        raise ValidationError("published_at", value.isoformat(), "a date-time with a zone (Z or +01:00)")
+    return value.astimezone(timezone.utc)
+
+
+def _as_date(value: date | str | None, name: str) -> date | None:
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(name, value, "a date, YYYY-MM-DD") from None
+
+
+def discover_services(
+    read_endpoint: str, *, token: str | None = None, client: httpx.Client | None = None, timeout: float = 30.0
+) -> dict[str, ServiceInfo]:
+    """The services a platform holds, with their metadata, from its data-set listing.
+
+    Backdrop's configuration API (stagecraft) lists data sets at ``GET /data-sets``:
+    a JSON list of objects with ``data_group`` and ``data_type``; perf_sdk reads
+    ``title`` / ``organisation`` / ``description`` (or a ``service`` object holding
+    them) beside them when the platform has them. A platform without the listing
+    needs the services named (``--service``).
+    """
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    url = f"{read_endpoint.rstrip('/')}/data-sets"
+    try:
+        response = http.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
+    finally:
+        if own:
+            http.close()
+    if response.status_code >= 400:
+        raise ConfigurationError(
+            f"the platform at {read_endpoint} does not list its data sets (GET /data-sets answered "
+            f"{response.status_code}): name the services with --service (service= in Python)"
+        )
+    data = response.json()
+    items = data.get("data", data.get("data_sets", [])) if isinstance(data, dict) else data
+    found: dict[str, ServiceInfo] = {}
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        group = item.get("data_group") or item.get("group")
+        if not isinstance(group, str) or not SLUG_RE.match(group):
+            continue
+        meta = item.get("service") if isinstance(item.get("service"), Mapping) else item
+        info = _info(meta, group)  # type: ignore[arg-type]
+        if group not in found or (info.title != ServiceInfo.from_slug(group).title and not found[group].organisation):
+            found[group] = info
+    return dict(sorted(found.items()))
+
+
+def _month_after(day: date) -> date:
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+# ---------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------
+
+
+def publish(
+    out: str | os.PathLike[str],
+    *,
+    service: str | Sequence[str] | None = None,
+    source: Any = None,
+    endpoint: str | None = None,
+    read_endpoint: str | None = None,
+    token: str | None = None,
+    records: Mapping[str, RecordsInput] | None = None,
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
+    base_url: str | None = None,
+    published_at: datetime | str | None = None,
+    period: str = "quarter",
+    start: date | str | None = None,
+    end: date | str | None = None,
+    service_title: str | None = None,
+    organisation: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, ServiceInfo | Mapping[str, Any] | str] | None = None,
+    timeout: float = 30.0,
+    client: httpx.Client | None = None,
+    workers: int = 4,
+) -> PublishResult:
+    """Write the performance site for one or many services into ``out``; see the module docstring.
+
+    Sources, in order: ``records`` (``{service: records}``), ``files``
+    (``{service: path}``, CSV/JSONL as ``perf-sdk backfill`` reads them), else
+    the read API at ``source`` (a URL or a running ``LocalPlatform``) /
+    ``read_endpoint`` / ``endpoint`` (or ``PERF_SDK_READ_ENDPOINT``,
+    ``PERF_SDK_ENDPOINT``) for ``service`` (one slug or several), or for every
+    service the platform lists. ``service_title``, ``organisation`` and
+    ``description`` name a single service; ``metadata`` names many
+    (``{slug: ServiceInfo | {"title": ..., "organisation": ...}}``). Without
+    either, a title is made from the slug.
+
+    >>> import tempfile
+    >>> result = publish(tempfile.mkdtemp(), records={"renew-a-permit": [
+    ...     {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 4},
+    ...     {"_timestamp": "2026-01-05T10:30:00Z", "stage": "completed", "channel": "digital", "count": 3},
+    ... ]}, published_at="2026-04-02T09:30:00Z")
+    >>> "renew-a-permit/kpis.csv" in result.files, result.period
+    (True, '2026-Q1')
+    """
+    if period not in PUBLISH_PERIODS:
+        raise ValidationError("period", period, f"one of {', '.join(PUBLISH_PERIODS)}")
+    when = _as_datetime(published_at)
+    first, last = _as_date(start, "start"), _as_date(end, "end")
+    if first and last and last < first:
+        raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
+    if base_url is not None and not base_url.startswith(("https://", "http://")):
+        raise ValidationError("base_url", base_url, "an absolute http(s) URL, e.g. https://perf.example.gov.uk")
+    names = [service] if isinstance(service, str) else list(service or [])
+    for name in names:
+        if not SLUG_RE.match(name):
+            raise ValidationError("service", name, "a data-group slug: lower-case letters, digits and '-'")
+    counts, infos = _gather(
+        names, source, endpoint, read_endpoint, token, records, files, when, first, last, timeout, client, workers
+    )
+    if not counts:
+        raise ConfigurationError("nothing to publish: no services were found or named")
+    for slug, value in (metadata or {}).items():
+        infos[slug] = _info(value, slug)
+    if len(counts) == 1 and (service_title or organisation or description):
+        slug = next(iter(counts))
+        base = infos.get(slug) or ServiceInfo.from_slug(slug)
+        infos[slug] = ServiceInfo(
+            slug, service_title or base.title, organisation or base.organisation, description or base.description
+        )
+    if when is None:
+        latest = max((c.data_dates()[-1] for c in counts.values() if c.data_dates()), default=None)
+        if latest is None:
+            raise ConfigurationError("no records to publish; give published_at= (--published-at) to publish empty")
+        when = datetime.combine(_month_after(latest), time(0), tzinfo=timezone.utc)
+    return _Site(Path(out), period, when, first, last, base_url).write(
+        {slug: counts[slug] for slug in sorted(counts)},
+        {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts},
+    )
+
+
+def _gather(
+    names: list[str],
+    source: Any,
+    endpoint: str | None,
+    read_endpoint: str | None,
+    token: str | None,
+    records: Mapping[str, RecordsInput] | None,
+    files: Mapping[str, str | os.PathLike[str]] | None,
+    when: datetime | None,
+    first: date | None,
+    last: date | None,
+    timeout: float,
+    client: httpx.Client | None,
+    workers: int,
+) -> tuple[dict[str, Counts], dict[str, ServiceInfo]]:
+    counts: dict[str, Counts] = {}
+    infos: dict[str, ServiceInfo] = {}
+    for slug in list(records or {}) + list(files or {}):
+        if not SLUG_RE.match(slug):
+            raise ValidationError("service", slug, "a data-group slug: lower-case letters, digits and '-'")
+    if records is not None or files is not None:
+        for slug, items in (records or {}).items():
+            counts[slug] = counts_from_records(items)
+        for slug, path in (files or {}).items():
+            counts[slug] = counts_from_records(read_records_file(path))
+        return counts, infos
+    url = source if isinstance(source, str) else getattr(source, "url", None)
+    settings = resolve_read_settings(endpoint=endpoint, read_endpoint=url or read_endpoint, token=token)
+    if not settings.read_endpoint:
+        raise ConfigurationError(
+            "no source to publish from: pass records= or files=, or a read API with read_endpoint= / endpoint= "
+            "(--read-endpoint, --endpoint, PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)"
+        )
+    base = settings.read_endpoint
+    own = client is None
+    http = client or httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=workers))
+    try:
+        if not names:
+            infos = discover_services(base, token=settings.token, client=http)
+            names = list(infos)
+        else:
+            try:
+                infos = discover_services(base, token=settings.token, client=http)
+            except ConfigurationError:
+                infos = {}
+        now = when.date() if when else datetime.now(timezone.utc).date()
+        window_end = period_containing(last or now, "month").end
+        window_start = first or date(window_end.year - DEFAULT_YEARS, window_end.month, 1)
+        window_start = date(window_start.year, window_start.month, 1)
+
+        def one(slug: str) -> tuple[str, Counts]:
+            return slug, counts_from_read_api(
+                base, slug, start=window_start, end=window_end, token=settings.token, client=http
+            )
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            counts = dict(pool.map(one, names))
+    except RejectedError:
+        raise
+    finally:
+        if own:
+            http.close()
+    return counts, infos
+
+
+# ---------------------------------------------------------------------------
+# Writing the site
+# ---------------------------------------------------------------------------
+
+
+class _Site:
+    def __init__(
+        self, out: Path, period: str, when: datetime, first: date | None, last: date | None, base_url: str | None
+    ) -> None:
+        self.out = out
+        self.period = period
+        self.when = when
+        self.as_of = when.date()
+        self.first = first
+        self.last = last
+        self.base_url = base_url.rstrip("/") + "/" if base_url else None
+        #: Every file written (relative path -> its bytes), for the data package's hashes.
+        self.files: dict[str, bytes] = {}
+        # The period every service is compared on: the latest one over at publication.
+        self.compared = period_containing(self.as_of, period).previous()
+
+    def _report(self, slug: str, counts: Counts) -> KpiReport:
+        report = compute_report(
+            counts, period=self.period, start=self.first, end=self.last, service=slug, published_at=self.when
+        )
+        kept = tuple(p for p in report.periods if p.start < self.as_of)  # nothing from after publication
+        return KpiReport(kept, report.kind, slug, self.when, report.requested_start, report.requested_end)
+
+    def _previous_rows(self, slug: str) -> dict[str, Any]:
+        path = self.out / slug / "kpis.json"
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {r["period"]: r for r in rows if isinstance(r, dict) and "period" in r} if isinstance(rows, list) else {}
+
+    def write(self, counts: Mapping[str, Counts], infos: Mapping[str, ServiceInfo]) -> PublishResult:
+        reports = {slug: self._report(slug, c) for slug, c in counts.items()}
+        rows = {
+            slug: kpi_rows(r.periods, self.as_of, self._previous_rows(slug), self.when.date())
+            for slug, r in reports.items()
+        }
+        list_rows = [self._list_row(infos[s], reports[s]) for s in reports]
+        medians, ranks = _compare(list_rows)
+        for slug, report in reports.items():
+            self._service(infos[slug], report, rows[slug], medians, ranks.get(slug, {}))
+        every_row = [r for slug in reports for r in service_rows(infos[slug], reports[slug].periods, rows[slug])]
+        self._put("services.csv", to_csv(every_row, SERVICE_FIELDS))
+        self._put("services.schema.json", dumps(table_schema(SERVICE_FIELDS, ["service", "period"])))
+        compared = human_label(self.compared.kind, self.compared.start, self.compared.end)
+        intro = (
+            f"The four KPIs of {len(reports):,} government services for {compared}, the latest complete "
+            f"{self.period.replace('-', ' ')}, with the change from the one before. "
+            '<a href="services.csv">Download every service and period (CSV)</a>.'
+        )
+        head = f"<style>{CSS}{LIST_CSS}</style>" + json_ld(self._catalogue_ld(infos))
+        for name, text in list_pages(
+            list_rows, period_name=compared, medians=medians, head=head, intro=intro, footer=_FOOTER
+        ).items():
+            self._put(name, text.replace('href="services.csv"', 'href="../services.csv"') if "/" in name else text)
+        self._put("datapackage.json", dumps(self._datapackage(reports, infos)))
+        return PublishResult(self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label)
+
+    def _put(self, name: str, text: str) -> None:
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
+        try:
+            unchanged = path.read_bytes() == data
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        self.files[name] = data
+
+    def _list_row(self, info: ServiceInfo, report: KpiReport) -> ListRow:
+        p = next((x for x in report.periods if x.start == self.compared.start), None)
+        year_ago = self.compared.end.replace(year=self.compared.end.year - 1)
+        volume_periods = [x for x in report.periods if x.start >= year_ago and x.end <= self.compared.end]
+        volume = sum(c.completed for x in volume_periods for c in x.channels) if volume_periods else None
+        return ListRow(
+            info,
+            {k: p.kpi(k).value if p else None for k in KPI_KEYS},
+            {k: p.change(k) if p else None for k in KPI_KEYS},
+            volume,
+        )
+
+    def _service(
+        self,
+        info: ServiceInfo,
+        report: KpiReport,
+        rows: list[dict[str, Any]],
+        medians: Mapping[str, float | None],
+        ranks: Mapping[str, tuple[int, int]],
+    ) -> None:
+        slug = info.slug
+        schema = table_schema(KPI_FIELDS, ["period"])
+        self._put(f"{slug}/kpis.csv", to_csv(rows, KPI_FIELDS))
+        self._put(f"{slug}/kpis.json", dumps(rows))
+        self._put(f"{slug}/kpis.schema.json", dumps(schema))
+        frequency = _FREQUENCY[self.period]
+        coverage = (report.periods[0].start, report.periods[-1].end - timedelta(days=1)) if report.periods else None
+        resources = [
+            ("KPIs per period (CSV)", f"{slug}/kpis.csv", "CSV", "One row per period: the four KPIs and counts"),
+            ("KPIs per period (JSON)", f"{slug}/kpis.json", "JSON", "The same rows as the CSV, as JSON"),
+            ("Table Schema", f"{slug}/kpis.schema.json", "JSON", "What each column means (JSON Table Schema)"),
+            ("Performance page", f"{slug}/", "HTML", "The service's performance dashboard"),
+        ]
+        self._put(
+            f"{slug}/ckan-dataset.json",
+            dumps(
+                ckan_dataset(
+                    info,
+                    resources,
+                    base_url=self.base_url,
+                    frequency=frequency,
+                    published_at=self.when,
+                    coverage=coverage,
+                )
+            ),
+        )
+        context = PageContext(
+            info=info,
+            as_of=self.as_of,
+            files=[
+                ("KPIs per period (CSV)", "kpis.csv"),
+                ("KPIs per period (JSON)", "kpis.json"),
+                ("What each column means (JSON Table Schema)", "kpis.schema.json"),
+                ("data.gov.uk dataset description (CKAN JSON)", "ckan-dataset.json"),
+            ],
+            ranks=ranks,
+            medians=medians,
+            home="../index.html",
+            json_ld=self._dataset_ld(info, coverage),
+        )
+        self._put(f"{slug}/index.html", dashboard_html(report, context))
+
+    def _dataset_ld(self, info: ServiceInfo, coverage: tuple[date, date] | None) -> dict[str, Any]:
+        slug = info.slug
+        data: dict[str, Any] = {
+            "@context": "https://schema.org",
+            "@type": "Dataset",
+            "name": f"{info.title}: service performance",
+            "description": info.description
+            or f"The four mandatory KPIs of the {info.title} service per period: completion rate, user "
+            "satisfaction, cost per transaction and digital take-up.",
+            "url": absolute(self.base_url, f"{slug}/"),
+            "license": LICENCE["path"],
+            "isAccessibleForFree": True,
+            "keywords": [TOPIC, "KPI", "completion rate", "user satisfaction", "digital take-up"],
+            "dateModified": iso_utc(self.when),
+            "distribution": [
+                {
+                    "@type": "DataDownload",
+                    "encodingFormat": "text/csv",
+                    "contentUrl": absolute(self.base_url, f"{slug}/kpis.csv"),
+                },
+                {
+                    "@type": "DataDownload",
+                    "encodingFormat": "application/json",
+                    "contentUrl": absolute(self.base_url, f"{slug}/kpis.json"),
+                },
+            ],
+        }
+        if info.organisation:
+            data["creator"] = {"@type": "Organization", "name": info.organisation}
+        if coverage:
+            data["temporalCoverage"] = f"{coverage[0].isoformat()}/{coverage[1].isoformat()}"
+        return data
+
+    def _catalogue_ld(self, infos: Mapping[str, ServiceInfo]) -> dict[str, Any]:
+        return {
+            "@context": "https://schema.org",
+            "@type": "Dataset",
+            "name": "Digital service performance: every service",
+            "description": "The four mandatory KPIs of each government service, per period, for comparison.",
+            "url": absolute(self.base_url, ""),
+            "license": LICENCE["path"],
+            "isAccessibleForFree": True,
+            "keywords": [TOPIC, "KPI"],
+            "dateModified": iso_utc(self.when),
+            "distribution": [
+                {
+                    "@type": "DataDownload",
+                    "encodingFormat": "text/csv",
+                    "contentUrl": absolute(self.base_url, "services.csv"),
+                }
+            ],
+        }
+
+    def _datapackage(self, reports: Mapping[str, KpiReport], infos: Mapping[str, ServiceInfo]) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = [
+            _tabular("services", "services.csv", "csv", "services.schema.json", "Every service and period"),
+        ]
+        for slug in reports:
+            title = infos[slug].title
+            resources += [
+                _tabular(f"{slug}-kpis-csv", f"{slug}/kpis.csv", "csv", f"{slug}/kpis.schema.json", f"{title}: KPIs"),
+                _tabular(
+                    f"{slug}-kpis-json", f"{slug}/kpis.json", "json", f"{slug}/kpis.schema.json", f"{title}: KPIs"
+                ),
+            ]
+        tabular = {r["path"] for r in resources}
+        resources += [_other(name) for name in sorted(self.files) if name not in tabular]
+        for resource in resources:
+            if resource["format"] == "json" and "schema" in resource:
+                continue  # frictionless 5 cannot count the bytes of a JSON table it parses
+            data = self.files[resource["path"]]
+            resource["bytes"] = len(data)
+            resource["hash"] = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        return {
+            "profile": "data-package",
+            "name": "digital-service-performance",
+            "title": "Digital service performance",
+            "description": "The four mandatory KPIs of government services, as the GOV.UK Service Manual asks "
+            "services to publish them.",
+            "licenses": [dict(LICENCE)],
+            "keywords": [TOPIC],
+            "created": iso_utc(self.when),
+            "homepage": absolute(self.base_url, "index.html") if self.base_url else None,
+            "resources": resources,
+        }
+
+
+def _tabular(name: str, path: str, fmt: str, schema: str, title: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "path": path,
+        "profile": "tabular-data-resource",
+        "title": title,
+        "format": fmt,
+        "mediatype": "text/csv" if fmt == "csv" else "application/json",
+        "encoding": "utf-8",
+        "schema": schema,
+    }
+
+
+def _other(path: str) -> dict[str, Any]:
+    fmt = path.rsplit(".", 1)[-1]
+    name = path.replace("/", "-").replace("_", "-").lower()
+    # "type": "file": checked by size and hash only (frictionless would read a
+    # CKAN payload, which has "resources", as a data package).
+    return {
+        "name": name,
+        "path": path,
+        "type": "file",
+        "profile": "data-resource",
+        "format": fmt,
+        "mediatype": {"html": "text/html", "json": "application/json"}.get(fmt, "application/octet-stream"),
+        "encoding": "utf-8",
+    }
+
+
+def _compare(
+    rows: Iterable[ListRow],
+) -> tuple[dict[str, float | None], dict[str, dict[str, tuple[int, int]]]]:
+    """The median of each KPI across services, and each service's rank (1 = best; ties share a rank)."""
+    rows = list(rows)
+    medians: dict[str, float | None] = {}
+    ranks: dict[str, dict[str, tuple[int, int]]] = {}
+    for key in KPI_KEYS:
+        known = [(v, r.info.slug) for r in rows if (v := r.values.get(key)) is not None]
+        medians[key] = statistics.median(v for v, _ in known) if known else None
+        values = sorted((v for v, _ in known), reverse=key not in LOWER_IS_BETTER)
+        first_at: dict[float, int] = {}
+        for i, v in enumerate(values):
+            first_at.setdefault(v, i + 1)
+        for v, slug in known:
+            ranks.setdefault(slug, {})[key] = (first_at[v], len(known))
+    return medians, ranks
+
+
+_FOOTER: Final = (
+    '<footer class="width"><p>Completion rate, user satisfaction, cost per transaction and digital take-up are '
+    "the four KPIs every government service measures (GOV.UK Service Manual). A figure shown as "
+    "<em>unknown</em> had nothing to divide by. Data: Open Government Licence v3.0.</p></footer>"
+)

@@ -1,0 +1,245 @@
+"""perf_sdk.publish from records and files: the site's files, their contents, determinism."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perf_sdk import ConfigurationError, ValidationError
+from perf_sdk._publish import ServiceInfo, publish
+from perf_sdk._publish_files import KPI_FIELDS, SERVICE_FIELDS
+from perf_sdk.cli import main
+
+PUBLISHED = "2026-04-02T09:30:00Z"
+
+
+def _records(seed: int, months: int = 15, *, costs: bool = True) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(months):
+        year, month = 2025 + i // 12, i % 12 + 1
+        ts = f"{year}-{month:02d}-10T10:00:00Z"
+        out += [
+            {"_timestamp": ts, "stage": "started", "channel": "digital", "count": 100 + seed * 10 + i},
+            {"_timestamp": ts, "stage": "completed", "channel": "digital", "count": 70 + seed * 5 + i},
+            {"_timestamp": ts, "stage": "completed", "channel": "phone", "count": 30 - seed},
+        ]
+        out += [{"_timestamp": ts, "rating": r, "channel": "digital", "count": r * 2 + seed} for r in range(1, 6)]
+        if costs:
+            out.append({"_timestamp": ts, "period": "month", "amount_pence": 200_000 + seed, "channel": "all"})
+    return out
+
+
+RECORDS = {"apply-for-a-licence": _records(0), "renew-a-permit": _records(1), "book-a-test": _records(2, costs=False)}
+META = {
+    "apply-for-a-licence": ServiceInfo("apply-for-a-licence", "Apply for a licence", "Licensing Office"),
+    "renew-a-permit": {"title": "Renew a permit", "organisation": "Permit Agency"},
+}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    publish(out, records=RECORDS, metadata=META, published_at=PUBLISHED, base_url="https://perf.example.gov.uk/")
+    return out
+
+
+def test_the_files_the_issue_names(site: Path) -> None:
+    for name in ("index.html", "services.csv", "datapackage.json", "services.schema.json"):
+        assert (site / name).is_file()
+    for slug in RECORDS:
+        for name in ("index.html", "kpis.csv", "kpis.json", "kpis.schema.json", "ckan-dataset.json"):
+            assert (site / slug / name).is_file(), f"{slug}/{name}"
+
+
+def test_same_data_same_bytes_and_rerun_replaces(site: Path, tmp_path: Path) -> None:
+    publish(tmp_path, records=RECORDS, metadata=META, published_at=PUBLISHED, base_url="https://perf.example.gov.uk/")
+    assert _tree(tmp_path) == _tree(site)
+    publish(tmp_path, records=RECORDS, metadata=META, published_at=PUBLISHED, base_url="https://perf.example.gov.uk/")
+    assert _tree(tmp_path) == _tree(site)  # nothing duplicated, nothing left behind
+
+
+def test_kpis_rows(site: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO((site / "apply-for-a-licence" / "kpis.csv").read_text("utf-8"))))
+    assert list(rows[0]) == [f["name"] for f in KPI_FIELDS]
+    q1 = next(r for r in rows if r["period"] == "2026-Q1")
+    assert q1["period_name"] == "January to March 2026"
+    assert (q1["start"], q1["end"], q1["complete"]) == ("2026-01-01", "2026-03-31", "true")
+    assert q1["completion_rate_numerator"] == str(sum(70 + i for i in (12, 13, 14)))
+    assert q1["satisfaction_very_satisfied"] == "30"  # 10 a month, three months
+    assert q1["satisfaction_answers"] == str(3 * sum(r * 2 for r in range(1, 6)))
+    assert q1["completed_phone"] == "90"
+    assert q1["revision_date"] == "2026-04-02"
+    unknown = next(r for r in csv.DictReader(io.StringIO((site / "book-a-test" / "kpis.csv").read_text("utf-8"))))
+    assert unknown["cost_per_transaction_value"] == ""
+    assert unknown["cost_per_transaction_unknown_reason"] == "no cost records"
+    as_json = json.loads((site / "apply-for-a-licence" / "kpis.json").read_text("utf-8"))
+    assert [r["period"] for r in as_json] == [r["period"] for r in rows]
+    assert as_json[-1]["complete"] is True
+    assert as_json[-1]["completion_rate_unknown_reason"] == ""
+
+
+def test_services_csv_is_every_service_by_period(site: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO((site / "services.csv").read_text("utf-8"))))
+    assert list(rows[0]) == [f["name"] for f in SERVICE_FIELDS]
+    assert {(r["service"], r["period"]) for r in rows} == {
+        (s, p) for s in RECORDS for p in ("2025-Q1", "2025-Q2", "2025-Q3", "2025-Q4", "2026-Q1")
+    }
+    assert {r["organisation"] for r in rows} == {"Licensing Office", "Permit Agency", ""}
+
+
+def test_schemas_describe_the_columns(site: Path) -> None:
+    schema = json.loads((site / "apply-for-a-licence" / "kpis.schema.json").read_text("utf-8"))
+    names = [f["name"] for f in schema["fields"]]
+    assert names == [f["name"] for f in KPI_FIELDS]
+    titles = {f["name"]: f["title"] for f in schema["fields"]}
+    assert titles["satisfaction_very_dissatisfied"] == "Very dissatisfied"
+    assert titles["satisfaction_very_satisfied"] == "Very satisfied"
+    assert schema["primaryKey"] == ["period"]
+
+
+def test_ckan_payload(site: Path) -> None:
+    ckan = json.loads((site / "renew-a-permit" / "ckan-dataset.json").read_text("utf-8"))
+    assert ckan["license_id"] == "uk-ogl"
+    assert ckan["title"] == "Renew a permit: service performance"
+    assert ckan["owner_org"] == "permit-agency"
+    assert {"name": "Digital service performance"} in ckan["tags"]
+    assert ckan["update_frequency"] == "quarterly"
+    urls = [r["url"] for r in ckan["resources"]]
+    assert "https://perf.example.gov.uk/renew-a-permit/kpis.csv" in urls
+    assert all(u.startswith("https://perf.example.gov.uk/") for u in urls)
+
+
+def _ld(page: str) -> dict[str, Any]:
+    match = re.search(r'<script type="application/ld\+json">(.*?)</script>', page, re.DOTALL)
+    assert match
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def test_json_ld_in_every_page(site: Path) -> None:
+    ld = _ld((site / "renew-a-permit" / "index.html").read_text("utf-8"))
+    assert ld["@type"] == "Dataset"
+    assert ld["creator"] == {"@type": "Organization", "name": "Permit Agency"}
+    assert ld["distribution"][0]["contentUrl"] == "https://perf.example.gov.uk/renew-a-permit/kpis.csv"
+    assert ld["temporalCoverage"] == "2025-01-01/2026-03-31"
+    assert _ld((site / "index.html").read_text("utf-8"))["@type"] == "Dataset"
+
+
+def test_services_list_compares(site: Path) -> None:
+    page = (site / "index.html").read_text("utf-8")
+    assert "January to March 2026, the latest complete quarter" in page
+    assert "Median across services" in page
+    assert page.index("Apply for a licence") < page.index("Book a test") < page.index("Renew a permit")
+    # sortable without script: each heading links to a pre-rendered order
+    assert 'href="sorted/completion-rate-descending.html"' in page
+    cost = (site / "sorted" / "cost-per-transaction-ascending.html").read_text("utf-8")
+    assert 'aria-sort="ascending"' in cost
+    # cheapest first; Book a test has no cost records: unknown, last
+    assert cost.index("Renew a permit") < cost.index("Apply for a licence") < cost.index("Book a test")
+    assert '<th scope="col">Rank</th>' in cost
+    # filterable without script: a page per organisation
+    org = (site / "organisations" / "permit-agency.html").read_text("utf-8")
+    assert "Renew a permit" in org and "Apply for a licence" not in org.split("<tbody>")[1]
+
+
+def test_service_page_shows_rank_median_and_files(site: Path) -> None:
+    page = (site / "apply-for-a-licence" / "index.html").read_text("utf-8")
+    assert "Ranked 2 of 2 services" in page  # cost: the dearer of the two with cost records
+    assert "Ranked 3 of 3 services" in page
+    assert 'href="kpis.csv"' in page and 'href="ckan-dataset.json"' in page
+    assert 'href="../index.html"' in page
+    assert "Licensing Office" in page
+
+
+def test_revision_dates_survive_while_figures_do_not_change(tmp_path: Path) -> None:
+    recs = {"renew-a-permit": _records(1)}
+    publish(tmp_path, records=recs, published_at="2026-04-02T09:30:00Z")
+    changed = [*recs["renew-a-permit"], {"_timestamp": "2026-02-10T10:00:00Z", "stage": "started", "channel": "phone"}]
+    publish(tmp_path, records={"renew-a-permit": changed}, published_at="2026-05-01T09:30:00Z")
+    rows = json.loads((tmp_path / "renew-a-permit" / "kpis.json").read_text("utf-8"))
+    dates = {r["period"]: r["revision_date"] for r in rows}
+    assert dates["2025-Q4"] == "2026-04-02"
+    assert dates["2026-Q1"] == "2026-05-01"
+
+
+def test_csv_cells_cannot_be_formulas(tmp_path: Path) -> None:
+    publish(
+        tmp_path,
+        records={"renew-a-permit": _records(1)},
+        metadata={"renew-a-permit": {"title": '=HYPERLINK("http://evil.example")', "organisation": "@org"}},
+        published_at=PUBLISHED,
+    )
+    row = next(csv.DictReader(io.StringIO((tmp_path / "services.csv").read_text("utf-8"))))
+    assert row["service_title"] == '\'=HYPERLINK("http://evil.example")'
+    assert row["organisation"] == "'@org"
+
+
+def test_markup_in_metadata_is_text(tmp_path: Path) -> None:
+    title = "</script><script>alert(1)</script>"
+    publish(tmp_path, records={"renew-a-permit": _records(1)}, service_title=title, published_at=PUBLISHED)
+    page = (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    assert "<script>alert" not in page
+    assert _ld(page)["name"].startswith(title)
+    assert "alert" not in (tmp_path / "index.html").read_text("utf-8").replace("&lt;script&gt;alert", "")
+
+
+def test_published_at_from_the_data(tmp_path: Path) -> None:
+    result = publish(tmp_path, records={"renew-a-permit": _records(1, months=14)})
+    # data through February 2026: published as of 1 March, January to March is partial
+    assert result.published_at.isoformat() == "2026-03-01T00:00:00+00:00"
+    assert result.period == "2025-Q4"
+    page = (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    assert "January to March 2026 (partial)" in page
+    rows = json.loads((tmp_path / "renew-a-permit" / "kpis.json").read_text("utf-8"))
+    assert rows[-1]["complete"] is False
+
+
+def test_a_single_service_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _records(1)) + "\n", encoding="utf-8")
+    out = tmp_path / "site"
+    argv = ["publish", "--out", str(out), "--service", "renew-a-permit", "--file", str(path)]
+    assert main([*argv, "--published-at", PUBLISHED, "--service-title", "Renew your permit"]) == 0
+    assert "Renew your permit" in (out / "renew-a-permit" / "index.html").read_text("utf-8")
+    from_records = tmp_path / "again"
+    publish(from_records, records={"renew-a-permit": _records(1)}, published_at=PUBLISHED)
+    assert (out / "renew-a-permit" / "kpis.csv").read_bytes() == (
+        from_records / "renew-a-permit" / "kpis.csv"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--published-at", "yesterday"], "invalid --published-at 'yesterday'"),
+        (["--published-at", "2026-04-02T09:30:00"], "a date-time with a zone"),
+        (["--base-url", "perf.example.gov.uk"], "invalid --base-url"),
+        (["--file", "x.csv"], "--file x.csv: name the service"),
+    ],
+)
+def test_cli_refuses_bad_input_naming_the_flag(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["publish", "--out", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_source_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERF_SDK_ENDPOINT", raising=False)
+    monkeypatch.delenv("PERF_SDK_READ_ENDPOINT", raising=False)
+    with pytest.raises(ConfigurationError, match="no source to publish from"):
+        publish(tmp_path)
+    with pytest.raises(ValidationError, match="period"):
+        publish(tmp_path, records=RECORDS, period="week")
+    assert date(2026, 1, 1)
