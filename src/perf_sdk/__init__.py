@@ -3,25 +3,61 @@
 Record journeys with :class:`Tracker` (or :class:`AsyncTracker`); every record
 is validated, spooled to disk and delivered exactly once in effect to a
 Performance Platform write API.
+
+The names below are imported on first use, not with the package: a service
+that only records never pays for the KPI, backfill or asyncio code, and
+pytest's plugin discovery imports nothing of the SDK until a test uses it.
 """
 
-from perf_sdk._async import AsyncTracker
-from perf_sdk._backfill import BackfillSummary, backfill
-from perf_sdk._errors import (
-    ConfigurationError,
-    PerfSdkError,
-    RejectedError,
-    RetryableError,
-    TransportError,
-    ValidationError,
-)
-from perf_sdk._journey import Journey
-from perf_sdk._kpi import Kpi, KpiReport, PeriodKpis
-from perf_sdk._kpi_sources import kpis
-from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
-from perf_sdk._telemetry import Health
-from perf_sdk._tracker import FlushResult, Tracker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from perf_sdk._version import __version__
+
+if TYPE_CHECKING:  # what a type checker and an IDE see; at run time, __getattr__ below
+    from perf_sdk._async import AsyncTracker
+    from perf_sdk._backfill import BackfillSummary, backfill
+    from perf_sdk._errors import (
+        ConfigurationError,
+        PerfSdkError,
+        RejectedError,
+        RetryableError,
+        TransportError,
+        ValidationError,
+    )
+    from perf_sdk._journey import Journey
+    from perf_sdk._kpi import Kpi, KpiReport, PeriodKpis
+    from perf_sdk._kpi_sources import kpis
+    from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
+    from perf_sdk._telemetry import Health
+    from perf_sdk._tracker import FlushResult, RecordSink, Tracker
+
+#: Public name -> the private module that defines it.
+_EXPORTS: dict[str, str] = {
+    "AsyncTracker": "_async",
+    "BackfillSummary": "_backfill",
+    "backfill": "_backfill",
+    "ConfigurationError": "_errors",
+    "PerfSdkError": "_errors",
+    "RejectedError": "_errors",
+    "RetryableError": "_errors",
+    "TransportError": "_errors",
+    "ValidationError": "_errors",
+    "Journey": "_journey",
+    "Kpi": "_kpi",
+    "KpiReport": "_kpi",
+    "PeriodKpis": "_kpi",
+    "kpis": "_kpi_sources",
+    "CostRecord": "_records",
+    "SatisfactionRecord": "_records",
+    "TransactionRecord": "_records",
+    "Health": "_telemetry",
+    "FlushResult": "_tracker",
+    "RecordSink": "_tracker",
+    "Tracker": "_tracker",
+}
 
 __all__ = [
     "AsyncTracker",
@@ -35,6 +71,7 @@ __all__ = [
     "KpiReport",
     "PerfSdkError",
     "PeriodKpis",
+    "RecordSink",
     "RejectedError",
     "RetryableError",
     "SatisfactionRecord",
@@ -46,3 +83,16 @@ __all__ = [
     "backfill",
     "kpis",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perf_sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"perf_sdk.{module}"), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -23,14 +23,25 @@ one set of guarantees. What differs is only where waiting happens:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from perf_sdk._telemetry import Health
+from perf_sdk._telemetry import Health, Stats
 from perf_sdk._tracker import FlushResult, Tracker
 
 __all__ = ["AsyncTracker"]
+
+
+class _AwaitableHealth(Health):
+    """A :class:`~perf_sdk.Health` that may also be awaited (``health()`` was a coroutine before 0.2)."""
+
+    def __await__(self) -> Generator[Any, None, Health]:
+        async def itself() -> Health:
+            return self
+
+        return itself().__await__()
 
 
 class AsyncTracker:
@@ -63,10 +74,20 @@ class AsyncTracker:
         self.satisfaction = tracker.satisfaction
         self.cost = tracker.cost
         self.record = tracker.record
+        self.mark = tracker.mark
 
     @property
     def service(self) -> str:
         return self.tracker.service
+
+    @property
+    def stats(self) -> Stats:
+        """The wrapped tracker's counters (accepted, refused, spooled, delivered ...)."""
+        return self.tracker.stats
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracker.enabled
 
     def __repr__(self) -> str:
         return f"AsyncTracker({self.tracker!r})"
@@ -93,9 +114,15 @@ class AsyncTracker:
         """Wait until every record accepted so far is on disk (see :meth:`Tracker.persist`)."""
         return await asyncio.to_thread(self.tracker.persist, timeout)
 
-    async def health(self) -> Health:
-        """Spool depth, oldest pending record, dead letters (reads the spool: a disk query)."""
-        return await asyncio.to_thread(self.tracker.health)
+    def health(self) -> _AwaitableHealth:
+        """Spool depth, oldest pending record, dead letters: as :meth:`Tracker.health`, answered at once.
+
+        A plain call, like the Tracker's, so the guides' "check it worked"
+        pattern carries over (it reads two counters from the spool, well under
+        a millisecond). ``await tracker.health()``, the earlier spelling, still
+        works.
+        """
+        return _AwaitableHealth(**vars(self.tracker.health()))
 
     async def submit(self, data_type: str, records: list[dict[str, Any]], *, timeout: float | None = None) -> int:
         """Hand over records already built, waiting for room (see :meth:`Tracker.submit`)."""

@@ -36,7 +36,7 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, with_con
 from typing_extensions import NotRequired, TypedDict
 
 from perf_sdk._errors import ValidationError
-from perf_sdk._protocol import CHANNELS, SLUG_RE, STAGES, record_problems
+from perf_sdk._protocol import CHANNELS, SLUG_RE, STAGES, parse_timestamp, record_problems
 
 __all__ = [
     "CostRecord",
@@ -45,6 +45,7 @@ __all__ = [
     "SatisfactionRecord",
     "TransactionRecord",
     "parse_period_label",
+    "unencodable_field",
     "validate_records",
 ]
 
@@ -127,15 +128,75 @@ def _error_from_pydantic(data_type: str, err: Mapping[str, Any]) -> ValidationEr
     return ValidationError(field, err.get("input"), rule)
 
 
+def unencodable_field(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first key or text value that UTF-8 cannot encode (a lone surrogate), as (field, printable value).
+
+    WSGI servers decode undecodable request bytes with ``surrogateescape``, so
+    such strings reach a service from ordinary input; JSON cannot carry them.
+    The value is returned with the surrogate escaped, safe to log.
+    """
+    for key, value in record.items():
+        for text in (key, value):
+            if isinstance(text, str):
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    return str(key).encode("utf-8", "backslashreplace").decode(), text.encode(
+                        "utf-8", "backslashreplace"
+                    ).decode()
+    return None
+
+
+#: How far ahead of this machine's clock a record's time may be (clocks drift; a record from the future is a bug).
+MAX_CLOCK_SKEW: Final = 300.0
+FUTURE_RULE: Final = "must not be in the future (more than 5 minutes ahead of this machine's clock)"
+
+
+def future_timestamps(records: list[dict[str, Any]], now: float | None = None) -> dict[int, ValidationError]:
+    """Records whose ``_timestamp`` lies more than :data:`MAX_CLOCK_SKEW` ahead of ``now``, by index.
+
+    A future time would land in a period that has not happened yet, and stay
+    there unseen until it does. The SDK's own timestamps are UTC text compared
+    as text (cheap: every record is checked); any other zone is parsed.
+    """
+    limit = (time.time() if now is None else now) + MAX_CLOCK_SKEW
+    limit_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(limit))
+    found: dict[int, ValidationError] = {}
+    for i, record in enumerate(records):
+        ts = record.get("_timestamp") if isinstance(record, dict) else None
+        if not isinstance(ts, str) or len(ts) < 19:
+            continue
+        if ts.endswith(("+00:00", "Z")) and len(ts) <= 25:
+            future = ts[:19] > limit_text
+        else:
+            moment = parse_timestamp(ts)
+            future = moment is not None and moment.timestamp() > limit
+        if future:
+            found[i] = ValidationError("_timestamp", ts, FUTURE_RULE)
+    return found
+
+
 def validate_records(
-    data_type: str, records: list[dict[str, Any]]
+    data_type: str, records: list[dict[str, Any]], *, now: float | None = None
 ) -> tuple[list[dict[str, Any]], list[tuple[int, ValidationError]]]:
     """Validate a batch of one data type: (valid records, [(index, error)]).
 
     Known data types go through their pydantic schema; any other data type
     (``Tracker.record`` with a name of the service's own) through backdrop's
     generic rules, so nothing leaves the process that the platform would refuse.
+    A record dated in the future (see :data:`MAX_CLOCK_SKEW`) is refused too.
     """
+    future = future_timestamps(records, now)
+    if not future:
+        return _validate_shapes(data_type, records)
+    kept = [i for i in range(len(records)) if i not in future]
+    good, bad = _validate_shapes(data_type, [records[i] for i in kept])
+    return good, sorted([(kept[j], error) for j, error in bad] + list(future.items()), key=lambda pair: pair[0])
+
+
+def _validate_shapes(
+    data_type: str, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[tuple[int, ValidationError]]]:
     adapter = _ADAPTERS.get(data_type)
     if adapter is None:
         good: list[dict[str, Any]] = []
@@ -249,8 +310,16 @@ class RecordBuilder:
         if not isinstance(transaction_id, str) or not transaction_id or len(transaction_id) > 1024:
             raise ValidationError(field, "<redacted>", "must be a non-empty string of at most 1024 characters")
         if self._secret is None:
-            raise ValidationError(field, "<redacted>", "needs the service secret to be hashed (secret=...)")
-        return hmac.new(self._secret, transaction_id.encode(), hashlib.sha256).hexdigest()
+            raise ValidationError(
+                field, "<redacted>", "needs the service secret to be hashed (secret=... or PERF_SDK_SECRET)"
+            )
+        try:
+            data = transaction_id.encode()
+        except UnicodeEncodeError:
+            raise ValidationError(
+                field, "<redacted>", "must be valid Unicode text (it holds a lone surrogate)"
+            ) from None
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
 
     def natural_id(self, *parts: str) -> str:
         """A deterministic 128-bit id from the service and a record's natural key."""
@@ -367,6 +436,23 @@ class RecordBuilder:
             "channel": channel,
             "cost_type": cost_type,
         }
+
+    def mark(self, label: object, description: object, at: object) -> dict[str, Any]:
+        """A ``marks`` record: a change to the service, for before/after comparisons of its KPIs."""
+        if not isinstance(label, str) or not label.strip() or len(label) > 200:
+            raise ValidationError("label", label, "must be a non-empty text of at most 200 characters")
+        if description is not None and (not isinstance(description, str) or len(description) > 2000):
+            raise ValidationError("description", description, "must be a text of at most 2000 characters")
+        timestamp = self.timestamp(at)
+        record: dict[str, Any] = {
+            "_id": self.natural_id("marks", label.strip(), timestamp),
+            "_timestamp": timestamp,
+            "count": 1,
+            "label": label.strip(),
+        }
+        if description is not None:
+            record["description"] = description
+        return record
 
     def generic(self, data_type: str, fields: Mapping[str, Any], at: object, count: object) -> dict[str, Any] | None:
         """A record of a known data type from its fields, or of a service's own data type."""

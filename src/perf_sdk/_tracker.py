@@ -1,57 +1,72 @@
-"""Tracker: the calls a service makes, and the background writer behind them.
+"""Tracker: the calls a service makes, and the lifecycle of the pipeline behind them.
 
-The hot path (``start``, ``complete``, ``satisfaction``, ``cost``, ``record``)
-appends one tuple to a ``deque`` and returns: no lock, no disk, no network, no
-validation, about a microsecond. The *writer* thread wakes every
-``commit_interval`` (50 ms), turns the tuples into records (validation, HMAC of
-transaction ids, ids, timestamps), and group-commits them to the spool; the
-*uploader* thread sends the spool to the platform. So a record is on disk within
-``commit_interval`` plus one commit after the call returns (documented as
-200 ms), and only what ``strict=True`` must raise is done on the caller's thread.
+The first stage of recording → writer → spool → uploader → transport. The hot
+path (``start``, ``complete``, ``satisfaction``, ``cost``, ``record``) appends
+one tuple to the writer's queue and returns: no lock, no disk, no network, no
+validation, well under a microsecond. The writer (:mod:`perf_sdk._writer`)
+builds and validates records and group-commits them to the spool every
+``commit_interval`` (50 ms); the uploader sends the spool to the platform. So a
+record is on disk within ``commit_interval`` plus one commit after the call
+returns (documented as 200 ms).
+
+Three ways to run, decided at construction:
+
+* **the pipeline** (the default): the writer, spool, uploader and transport;
+* **a sink** (``sink=``): every record is built and validated on the caller's
+  thread and handed to the sink (:class:`perf_sdk.RecordSink`), with no thread,
+  disk or network: :mod:`perf_sdk.testing` captures records this way;
+* **disabled** (no endpoint configured, or ``enabled=False`` /
+  ``PERF_SDK_ENABLED=0``): calls are accepted and dropped, after one INFO log
+  line, like Sentry without a DSN; ``strict`` still validates.
 
 The host is never crashed: in the default mode nothing in these calls can raise;
 a refused record is logged under the ``perf_sdk`` logger, counted in
-``health()`` and passed to ``on_error``.
+``health()``, reported by the next ``flush()`` and passed to ``on_error``.
+``strict=True`` raises :class:`~perf_sdk.ValidationError` at the call instead.
 """
 
 from __future__ import annotations
 
 import atexit
+import inspect
 import logging
 import os
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
-
-import pydantic_core
+from typing import Any, Protocol, runtime_checkable
 
 from perf_sdk._config import Settings
-from perf_sdk._errors import PerfSdkError, ValidationError
+from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._protocol import DATA_TYPES
-from perf_sdk._records import RecordBuilder, validate_records
+from perf_sdk._records import RecordBuilder, unencodable_field, validate_records
 from perf_sdk._spool import Spool, ensure_spool_dir
 from perf_sdk._telemetry import Health, Stats
 from perf_sdk._transport import HttpTransport, Transport
 from perf_sdk._uploader import Uploader
+from perf_sdk._writer import (
+    BUILDERS,
+    BUILT,
+    COMPLETE,
+    COST,
+    GENERIC,
+    MARK,
+    SATISFACTION,
+    START,
+    VALIDATED,
+    Outbox,
+    Refusal,
+    Writer,
+    build,
+)
 
-__all__ = ["FlushResult", "Tracker"]
+__all__ = ["FlushResult", "RecordSink", "Tracker"]
 
 logger = logging.getLogger("perf_sdk")
-
-# Kinds of queued call. Plain ints: the hot path builds a tuple and nothing else.
-_START: Final = 0
-_COMPLETE: Final = 1
-_SATISFACTION: Final = 2
-_COST: Final = 3
-_GENERIC: Final = 4
-_BUILT: Final = 5  # a record already built (strict mode, submit): validated again in the writer
-_VALIDATED: Final = 6  # submit(validated=True): built and validated by the caller (backfill), trusted
 
 _time = time.time
 ErrorHook = Callable[[BaseException, list[dict[str, Any]]], None]
@@ -62,15 +77,66 @@ _LIVE: weakref.WeakSet[Tracker] = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class FlushResult:
-    """What ``flush()`` left undelivered. Truthy when everything accepted is stored."""
+    """What ``flush()`` or ``close()`` left undone. Truthy only when everything accepted is stored.
+
+    ``pending``: records accepted and not yet stored by the platform (they stay
+    in the spool, and the next tracker on the same ``spool_dir`` delivers them).
+    ``refused``: records refused since the previous ``flush()`` (invalid input,
+    a full queue or spool; each was reported to ``on_error`` and the log).
+    ``unpersisted``: records ``close()`` could not write to the spool (no spool
+    could be opened, or the disk refused until the deadline); logged at ERROR.
+    """
 
     pending: int
     dead_letters: int
     paused: tuple[str, ...]
     timed_out: bool
+    refused: int = 0
+    unpersisted: int = 0
 
     def __bool__(self) -> bool:
-        return self.pending == 0
+        return self.pending == 0 and self.refused == 0 and self.unpersisted == 0
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Where a :class:`Tracker` built with ``sink=`` hands its validated records.
+
+    The seam for tests and other destinations, like OpenTelemetry's span
+    exporters: ``write`` receives records already built (ids, hashed
+    transaction ids, timestamps) and validated, on the recording caller's
+    thread, so it should be quick. :class:`perf_sdk.testing.InMemorySink` keeps
+    them in a list.
+    """
+
+    def write(self, data_type: str, records: list[dict[str, Any]]) -> None: ...
+
+
+class _DroppingSink:
+    """A disabled tracker's sink: validated records go nowhere."""
+
+    def write(self, data_type: str, records: list[dict[str, Any]]) -> None:
+        return None
+
+
+def _check_hook(name: str, hook: object, arity: int) -> None:
+    """A hook that cannot take its arguments fails at construction, not as a swallowed traceback later."""
+    if hook is None:
+        return
+    if not callable(hook):
+        raise ConfigurationError(f"{name} must be a function, got {type(hook).__name__}")
+    try:
+        signature = inspect.signature(hook)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return
+    try:
+        signature.bind(*([None] * arity))
+    except TypeError:
+        wanted = "(error, records)" if arity == 2 else "(record)"
+        raise ConfigurationError(
+            f"{name} must accept {arity} positional argument(s) {wanted}; {getattr(hook, '__name__', hook)!r} "
+            f"has the signature {signature}"
+        ) from None
 
 
 class Tracker:
@@ -81,20 +147,20 @@ class Tracker:
     >>> tracker.start("txn-123", channel="digital")  # doctest: +SKIP
 
     Arguments fall back to ``PERF_SDK_*`` environment variables (every option,
-    its variable and its default: ``docs/reference/configuration.md``).
+    its variable and its default: ``docs/reference/configuration.md``). With no
+    endpoint configured the tracker is disabled: it accepts calls and drops
+    them (one INFO log line says so).
 
     Hooks, all called from the SDK's background threads and never allowed to
-    raise into it: ``on_error(error, records)`` for anything refused or failing,
-    ``on_dead_letter(error, records)`` for records the platform refused for good,
-    ``before_send(record) -> record | None`` to enrich or drop a record before
-    it is validated and spooled. OpenTelemetry: ``tracer_provider`` and
-    ``meter_provider`` (default: the global ones), and ``kpi_metrics=True`` for
-    the service's own journey counters. ``transport`` replaces the HTTP
-    transport (tests, other protocols).
+    raise into it, checked at construction: ``on_error(error, records)`` for
+    anything refused or failing, ``on_dead_letter(error, records)`` for records
+    the platform refused for good, ``before_send(record) -> record | None`` to
+    enrich or drop a record before it is validated and spooled. OpenTelemetry:
+    ``tracer_provider`` and ``meter_provider`` (default: the global ones), and
+    ``kpi_metrics=True`` for the service's own journey counters.
+    ``transport`` replaces the HTTP transport (other protocols); ``sink``
+    replaces the whole pipeline (:class:`RecordSink`; tests).
     """
-
-    #: False only for perf_sdk.testing's capturing tracker, which touches no disk.
-    _uses_spool = True
 
     def __init__(
         self,
@@ -108,17 +174,25 @@ class Tracker:
         spool_dir: str | Path | None = None,
         strict: bool | None = None,
         debug: bool | None = None,
+        enabled: bool | None = None,
         on_error: ErrorHook | None = None,
         on_dead_letter: ErrorHook | None = None,
         before_send: BeforeSend | None = None,
         transport: Transport | None = None,
+        sink: RecordSink | None = None,
         tracer_provider: Any = None,
         meter_provider: Any = None,
         kpi_metrics: bool = False,
         **options: Any,
     ) -> None:
+        _check_hook("on_error", on_error, 2)
+        _check_hook("on_dead_letter", on_dead_letter, 2)
+        _check_hook("before_send", before_send, 1)
+        if sink is not None and not isinstance(sink, RecordSink):
+            raise ConfigurationError(f"sink must have a write(data_type, records) method, got {type(sink).__name__}")
         self.settings = Settings.resolve(
-            need_endpoint=transport is None,
+            need_endpoint=transport is None and sink is None,
+            allow_disabled=sink is None,
             service=service,
             endpoint=endpoint,
             read_endpoint=read_endpoint,
@@ -128,11 +202,10 @@ class Tracker:
             spool_dir=Path(spool_dir) if spool_dir is not None else None,
             strict=strict,
             debug=debug,
+            enabled=enabled,
             **options,
         )
         s = self.settings
-        if self._uses_spool:
-            ensure_spool_dir(s.spool_dir)
         if s.debug:
             # Like sentry's debug=True: the SDK's own story on stderr, through logging, never print.
             logger.setLevel(logging.DEBUG)
@@ -140,15 +213,24 @@ class Tracker:
                 handler = logging.StreamHandler()
                 handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
                 logger.addHandler(handler)
+        self.enabled = s.enabled
+        if not s.enabled:
+            logger.info("perf_sdk: disabled (%s); records are accepted and dropped", s.disabled_reason)
+            sink = _DroppingSink()
+        self.sink = sink
+        if sink is None:
+            ensure_spool_dir(s.spool_dir)
         self.service = s.service
         self.on_error = on_error
         self.on_dead_letter = on_dead_letter
-        self.before_send = before_send
         self._transport_given = transport
         self._strict = s.strict
         self._max_queue = s.max_queue
         self._secret = s.secret.get_secret_value() if s.secret else None
         self._caller_builder = RecordBuilder(s.service, self._secret, s.sample_every)
+        #: Build on the caller's thread: strict mode, a sink, or disabled.
+        self._direct = self._strict or sink is not None
+        self._drop_all = not s.enabled and not self._strict
         self.stats = Stats()
         self.stats.instrument(
             tracer_provider=tracer_provider,
@@ -156,23 +238,45 @@ class Tracker:
             kpi_metrics=kpi_metrics,
             spool_view=self._spool_view,
         )
+        self._refused_reported = 0
         self._closed = False
+        self._writer = Writer(
+            builder=lambda: RecordBuilder(self.service, self._secret, self.settings.sample_every),
+            open_outbox=self._open_pipeline,
+            refuse=self._report,
+            stats=self.stats,
+            commit_interval=s.commit_interval,
+            batch_size=s.batch_size,
+            max_spool_bytes=s.max_spool_bytes,
+            before_send=before_send,
+            on_spooled=self._spooled,
+            on_spool_lost=self._reopen_spool,
+        )
         self._init_process_state()
         _LIVE.add(self)
-        atexit.register(self._atexit)
+        if sink is None:
+            atexit.register(self._atexit)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has begun: new records are refused."""
+        return self._closed
+
+    @property
+    def before_send(self) -> BeforeSend | None:
+        return self._writer.before_send
+
+    @before_send.setter
+    def before_send(self, hook: BeforeSend | None) -> None:
+        _check_hook("before_send", hook, 1)
+        self._writer.before_send = hook
 
     def _init_process_state(self) -> None:
         """State that belongs to one process: rebuilt from scratch in a forked child."""
-        self._queue: deque[tuple[Any, ...]] = deque()
+        self._writer.reset_after_fork()
+        self._queue = self._writer.queue
         self._running = False
         self._lifecycle = threading.Lock()
-        self._wake_writer = threading.Event()
-        self._writer_stop = False
-        self._writer: threading.Thread | None = None
-        self._drained = threading.Condition()
-        self._drains = 0
-        self._unspooled: list[tuple[str, int, bytes]] = []
-        self._quiet_until = 0.0
         self._spool: Spool | None = None
         self._uploader: Uploader | None = None
         self._transport: Transport | None = None
@@ -181,7 +285,7 @@ class Tracker:
     def _spool_view(self) -> tuple[int, float | None]:
         """(records waiting, oldest accepted_at), for the OpenTelemetry gauges."""
         spool = self._spool
-        waiting = len(self._queue)
+        waiting = self._writer.pending()
         if spool is None or spool.closed:
             return waiting, None
         try:
@@ -191,9 +295,10 @@ class Tracker:
         return depth + waiting, oldest
 
     def __repr__(self) -> str:
+        state = "" if self.enabled else ", disabled"
         return (
             f"Tracker(service={self.service!r}, endpoint={self.settings.endpoint!r}, "
-            f"spool_dir={str(self.settings.spool_dir)!r}, token=<redacted>, secret=<redacted>)"
+            f"spool_dir={str(self.settings.spool_dir)!r}, token=<redacted>, secret=<redacted>{state})"
         )
 
     # the hot path --------------------------------------------------------------------------------
@@ -201,40 +306,22 @@ class Tracker:
         self, transaction_id: str | None = None, *, channel: str = "digital", at: Any = None, count: int = 1
     ) -> None:
         """A transaction started. Starting the same ``transaction_id`` twice is stored once."""
-        if self._strict:
-            return self._strict_record(
-                "transactions",
-                self._caller_builder.transaction,
-                "started",
-                transaction_id,
-                channel,
-                at,
-                count,
-            )
+        item = (START, transaction_id, channel, _time() if at is None else at, count)
         q = self._queue
-        if not self._running or len(q) >= self._max_queue:
-            return self._slow_enqueue((_START, transaction_id, channel, _time() if at is None else at, count))
-        q.append((_START, transaction_id, channel, _time() if at is None else at, count))
+        if self._direct or not self._running or len(q) >= self._max_queue:
+            return self._slow_enqueue(item)
+        q.append(item)
         return None
 
     def complete(
         self, transaction_id: str | None = None, *, channel: str = "digital", at: Any = None, count: int = 1
     ) -> None:
         """A transaction completed. Completing it twice (a refresh, a double submit) is stored once."""
-        if self._strict:
-            return self._strict_record(
-                "transactions",
-                self._caller_builder.transaction,
-                "completed",
-                transaction_id,
-                channel,
-                at,
-                count,
-            )
+        item = (COMPLETE, transaction_id, channel, _time() if at is None else at, count)
         q = self._queue
-        if not self._running or len(q) >= self._max_queue:
-            return self._slow_enqueue((_COMPLETE, transaction_id, channel, _time() if at is None else at, count))
-        q.append((_COMPLETE, transaction_id, channel, _time() if at is None else at, count))
+        if self._direct or not self._running or len(q) >= self._max_queue:
+            return self._slow_enqueue(item)
+        q.append(item)
         return None
 
     def satisfaction(
@@ -250,13 +337,9 @@ class Tracker:
 
         Tied to a ``transaction_id``, it is one answer per transaction: the latest stands.
         """
-        if self._strict:
-            return self._strict_record(
-                "satisfaction", self._caller_builder.satisfaction, rating, transaction_id, channel, at, count
-            )
+        item = (SATISFACTION, rating, transaction_id, channel, _time() if at is None else at, count)
         q = self._queue
-        item = (_SATISFACTION, rating, transaction_id, channel, _time() if at is None else at, count)
-        if not self._running or len(q) >= self._max_queue:
+        if self._direct or not self._running or len(q) >= self._max_queue:
             return self._slow_enqueue(item)
         q.append(item)
         return None
@@ -276,21 +359,19 @@ class Tracker:
         Without ``period``, the month of ``at`` (default now). Re-reporting the
         same period, cost type and channel replaces the earlier figure.
         """
-        at = _time() if at is None else at
-        if self._strict:
-            return self._strict_record(
-                "costs", self._caller_builder.cost, amount_pence, period, cost_type, channel, at, count
-            )
-        self._slow_enqueue((_COST, amount_pence, period, cost_type, channel, at, count))
-        return None
+        self._slow_enqueue((COST, amount_pence, period, cost_type, channel, _time() if at is None else at, count))
 
     def record(self, data_type: str, *, at: Any = None, count: int = 1, **fields: Any) -> None:
         """Any record: a known data type by its fields, or a data type of the service's own."""
-        at = _time() if at is None else at
-        if self._strict:
-            return self._strict_record(data_type, self._caller_builder.generic, data_type, fields, at, count)
-        self._slow_enqueue((_GENERIC, data_type, fields, at, count))
-        return None
+        self._slow_enqueue((GENERIC, data_type, fields, _time() if at is None else at, count))
+
+    def mark(self, label: str, *, at: Any = None, description: str | None = None) -> None:
+        """A change to the service (a release, a new form, a policy change), stored in the ``marks`` data set.
+
+        ``perf-sdk kpis --around LABEL`` compares each KPI before and after it.
+        Marking the same label at the same second twice is stored once.
+        """
+        self._slow_enqueue((MARK, label, description, _time() if at is None else at))
 
     def submit(
         self, data_type: str, records: list[dict[str, Any]], *, timeout: float | None = None, validated: bool = False
@@ -308,27 +389,45 @@ class Tracker:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         accepted = 0
-        kind = _VALIDATED if validated and self.before_send is None else _BUILT
+        kind = VALIDATED if validated and self.before_send is None else BUILT
         try:
-            if not self._running:
-                self._ensure_started()
+            if self._closed:
+                return 0
+            if self._direct:
+                for record in records:
+                    self._slow_enqueue((BUILT, data_type, record))
+                return len(records)
+            self.open()
+            q = self._queue
             for record in records:
-                while len(self._queue) >= self._max_queue:
+                while len(q) >= self._max_queue:
                     if self._closed or (deadline is not None and time.monotonic() >= deadline):
                         return accepted
-                    self._wake_writer.set()
-                    with self._drained:
-                        self._drained.wait(0.05)
-                if self._closed:
+                    self._writer.wait_for_room(self._max_queue, time.monotonic() + 0.05)
+                if self.closed:  # closed by another thread meanwhile
                     return accepted
-                self._queue.append((kind, data_type, record))
+                q.append((kind, data_type, record))
                 accepted += 1
         except Exception as exc:
             self._refuse(exc, [])
         return accepted
 
+    def transaction_record_id(self, transaction_id: str, stage: str = "completed") -> str:
+        """The ``_id`` the platform stores for this transaction's start or completion.
+
+        A keyed hash: it lets a service (or its tests) find its own records
+        without the transaction id ever leaving the process in clear.
+        """
+        b = self._caller_builder
+        return b.natural_id("transactions", stage, b.hash_transaction_id(transaction_id))
+
     def _slow_enqueue(self, item: tuple[Any, ...]) -> None:
-        """The path the hot path leaves for: first call, closed tracker, full queue, after fork."""
+        """The path the hot path leaves for: direct mode, first call, closed tracker, full queue, after fork."""
+        if self._direct:
+            return self._record_now(item)
+        return self._enqueue(item)
+
+    def _enqueue(self, item: tuple[Any, ...]) -> None:
         try:
             if os.getpid() != self._pid:  # pragma: no cover - register_at_fork normally did this
                 self._after_fork_in_child()
@@ -336,8 +435,10 @@ class Tracker:
                 self._refuse(PerfSdkError("the tracker is closed; the record was not accepted"), [])
                 return
             if not self._running:
-                self._ensure_started()
-            if len(self._queue) >= self._max_queue and not self._wait_for_room():
+                self.open()
+            if len(self._queue) >= self._max_queue and not self._writer.wait_for_room(
+                self._max_queue, time.monotonic() + self.settings.max_block
+            ):
                 spool = self._spool
                 why = (
                     "the spool's disk is full"
@@ -355,32 +456,72 @@ class Tracker:
             self._queue.append(item)
         except Exception as exc:  # the host must never see our failures
             self._refuse(exc, [])
+        return
 
-    def _wait_for_room(self) -> bool:
-        deadline = time.monotonic() + self.settings.max_block
-        self._wake_writer.set()
-        while len(self._queue) >= self._max_queue:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._running:
-                return False
-            with self._drained:
-                self._drained.wait(min(remaining, 0.05))
-        return True
+    def _record_now(self, item: tuple[Any, ...]) -> None:
+        """Strict mode, a sink, or disabled: build and validate on the caller's thread.
 
-    def _strict_record(self, data_type: str, build: Callable[..., dict[str, Any] | None], *args: Any) -> None:
-        """Strict mode: build and validate on the caller's thread, raising what is wrong."""
-        at_index = -2
-        args_l = list(args)
-        if args_l[at_index] is None:
-            args_l[at_index] = _time()
-        record = build(*args_l)
+        In strict mode what is wrong raises here; otherwise it is refused and
+        reported. Valid records go to the sink, or to the writer's queue as
+        already-validated records.
+        """
+        if self._drop_all:
+            return None
+        try:
+            data_type, record = self._build_now(item)
+        except ValidationError as exc:
+            if self._strict:
+                raise
+            self._refuse(exc, [])
+            return None
+        except Exception as exc:  # pragma: no cover - _build_now wraps what it can
+            self._refuse(exc, [])
+            return None
+        if record is None:
+            return None
+        sink = self.sink
+        if sink is None:  # strict mode on the pipeline: the writer takes it from here
+            return self._enqueue((VALIDATED, data_type, record))
+        try:
+            sink.write(data_type, [record])
+        except Exception as exc:
+            self._refuse(PerfSdkError(f"the sink raised {type(exc).__name__}: {exc}"), [record])
+        return None
+
+    def _build_now(self, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+        try:
+            data_type, record = BUILDERS[item[0]](self._caller_builder, item)
+        except ValidationError:
+            raise
+        except Exception as exc:
+            raise ValidationError("record", None, f"could not be built ({type(exc).__name__}: {exc})") from None
         if record is None:  # left out by sampling
             self.stats.add("sampled_out")
-            return
+            return data_type, None
+        hook = self.before_send
+        if hook is not None:
+            try:
+                changed: object = hook(record)
+            except Exception as exc:
+                raise ValidationError("before_send", None, f"raised {type(exc).__name__}: {exc}") from None
+            if changed is None:
+                return data_type, None
+            if not isinstance(changed, dict):
+                raise ValidationError("before_send", type(changed).__name__, "must return the record (a dict) or None")
+            record = changed
+        bad_text = unencodable_field(record)
+        if bad_text is not None:
+            raise ValidationError(bad_text[0], bad_text[1], "must be valid Unicode text (it holds a lone surrogate)")
         good, bad = validate_records(data_type, [record])
         if bad:
-            raise bad[0][1]
-        self._slow_enqueue((_BUILT, data_type, good[0]))
+            error = bad[0][1]
+            if error.field == "_timestamp":  # the caller passed it as at=
+                raise ValidationError("at", error.value, error.rule)
+            raise error
+        if self.sink is not None:  # otherwise the writer counts it, as any queued record
+            self.stats.add("accepted")
+            self.stats.journeys(data_type, good)
+        return data_type, good[0]
 
     # lifecycle -------------------------------------------------------------------------------------
     def open(self) -> Tracker:
@@ -391,37 +532,49 @@ class Tracker:
         writer. Idempotent; a closed tracker stays closed. Frameworks call it
         at start-up (the ASGI lifespan, ``AsyncTracker.open``).
         """
-        self._ensure_started()
-        return self
-
-    def _ensure_started(self) -> None:
-        """Start the writer thread (the first record, or the first after a fork)."""
+        if self.sink is not None:
+            return self
         with self._lifecycle:
             if self._running or self._closed:
-                return
-            self._writer_stop = False
-            self._writer = threading.Thread(target=self._writer_loop, name="perf-sdk-writer", daemon=True)
+                return self
             self._writer.start()
             self._running = True
+        return self
 
-    def _open_pipeline(self) -> bool:
-        """Open spool, transport and uploader (on the writer thread); False if it failed."""
+    def _open_pipeline(self) -> Outbox | None:
+        """Open spool, transport and uploader (on the writer thread); None if it failed."""
         s = self.settings
         try:
             spool = Spool(s.spool_dir, max_bytes=s.max_spool_bytes)
-            transport = self._transport_given or HttpTransport(
-                s.endpoint or "",
-                s.service,
-                {t: s.token_for(t) for t in DATA_TYPES},
-                default_token=s.token.get_secret_value() if s.token else None,
-                timeout=s.timeout,
-                gzip_threshold=s.gzip_threshold,
-                ca_bundle=s.ca_bundle,
-            )
         except Exception as exc:
             self.stats.error(f"could not open the spool: {exc}")
             logger.error("perf_sdk: could not open the spool in %s (%s); records wait in memory", s.spool_dir, exc)
-            return False
+            return None
+        try:
+            transport = self._transport or self._transport_given or self._make_transport()
+        except Exception as exc:
+            spool.close()
+            self.stats.error(f"could not create the transport: {exc}")
+            logger.error("perf_sdk: could not create the HTTP client (%s); records wait on disk", exc)
+            return None
+        self._start_uploader(spool, transport)
+        logger.debug("perf_sdk: spool %s open; uploading to %r", spool.path, transport)
+        return spool
+
+    def _make_transport(self) -> Transport:
+        s = self.settings
+        return HttpTransport(
+            s.endpoint or "",
+            s.service,
+            {t: s.token_for(t) for t in DATA_TYPES},
+            default_token=s.token.get_secret_value() if s.token else None,
+            timeout=s.timeout,
+            gzip_threshold=s.gzip_threshold,
+            ca_bundle=s.ca_bundle,
+        )
+
+    def _start_uploader(self, spool: Spool, transport: Transport) -> None:
+        s = self.settings
         uploader = Uploader(
             spool,
             transport,
@@ -436,44 +589,71 @@ class Tracker:
         )
         self._spool, self._transport, self._uploader = spool, transport, uploader
         uploader.start()
-        logger.debug("perf_sdk: spool %s open; uploading to %r", spool.path, transport)
-        return True
+
+    def _reopen_spool(self, error: BaseException) -> Outbox | None:
+        """The writer lost its spool (replaced or truncated under it): a fresh spool and uploader."""
+        old_spool, old_uploader = self._spool, self._uploader
+        if old_uploader is not None:
+            old_uploader.stop(5.0)
+        if old_spool is not None:
+            try:
+                old_spool.close()
+            except Exception as exc:  # pragma: no cover - it is already broken
+                logger.debug("perf_sdk: closing the lost spool: %s", exc)
+        self._spool = self._uploader = None
+        return self._open_pipeline()
+
+    def _spooled(self) -> None:
+        uploader = self._uploader
+        if uploader is not None:
+            uploader.wake()
 
     def flush(self, timeout: float = 10.0) -> FlushResult:
         """Wait until every accepted record is stored by the platform, or ``timeout`` passes.
 
         Includes records adopted from dead processes' spools. Returns early when
         all that is left is dead-lettered or belongs to a paused data set (a
-        configuration problem waiting would not fix).
+        configuration problem waiting would not fix). The result is falsy if
+        anything is left, or if records were refused since the last flush.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         try:
-            if self._closed:
-                return FlushResult(0, 0, (), False)
-            self._ensure_started()
-            self._wait_for_writer(deadline)
-            uploader, spool = self._uploader, self._spool
-            if uploader is None or spool is None:  # the spool could not be opened
-                return FlushResult(len(self._queue), 0, (), True)
-            with uploader.progress:
-                uploader.wake(adopt=True, probe_paused=True)
-                target = uploader.passes + 2  # a full pass that began after this call
-                while True:
-                    pending, _, _ = spool.depth()
-                    paused = uploader.paused_datasets()
-                    passed = uploader.passes >= target
-                    if pending == 0 and passed and not self._queue:
-                        return FlushResult(0, spool.dead_count(), paused, False)
-                    if pending and passed and paused and set(spool.datasets()) <= set(paused):
-                        return FlushResult(pending, spool.dead_count(), paused, False)
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not uploader.alive:
-                        return FlushResult(pending + len(self._queue), spool.dead_count(), paused, True)
-                    uploader.wake()
-                    uploader.progress.wait(min(remaining, 0.5))
+            result = self._flush(deadline)
         except Exception as exc:
             logger.exception("perf_sdk: flush failed: %s", exc)
-            return FlushResult(len(self._queue), 0, (), True)
+            result = FlushResult(self._writer.pending(), 0, (), True)
+        return replace(result, refused=self._take_refused())
+
+    def _take_refused(self) -> int:
+        refused = self.stats.refused
+        new, self._refused_reported = refused - self._refused_reported, refused
+        return new
+
+    def _flush(self, deadline: float) -> FlushResult:
+        if self._closed or self.sink is not None:
+            return FlushResult(0, 0, (), False)
+        self.open()
+        self._writer.wait_drained(deadline)
+        uploader, spool = self._uploader, self._spool
+        if uploader is None or spool is None:  # the spool could not be opened
+            return FlushResult(self._writer.pending(), 0, (), True)
+        with uploader.progress:
+            uploader.wake(adopt=True, probe_paused=True)
+            target = uploader.passes + 2  # a full pass that began after this call
+            while True:
+                pending, _, _ = spool.depth()
+                paused = uploader.paused_datasets()
+                passed = uploader.passes >= target
+                queued = self._writer.pending()
+                if pending == 0 and passed and not queued:
+                    return FlushResult(0, spool.dead_count(), paused, False)
+                if pending and passed and paused and set(spool.datasets()) <= set(paused):
+                    return FlushResult(pending + queued, spool.dead_count(), paused, False)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not uploader.alive:
+                    return FlushResult(pending + queued, spool.dead_count(), paused, True)
+                uploader.wake()
+                uploader.progress.wait(min(remaining, 0.5))
 
     def persist(self, timeout: float = 5.0) -> bool:
         """Wait until every record accepted so far is committed to the spool on disk.
@@ -482,62 +662,89 @@ class Tracker:
         useful before a process is about to be killed, and in tests.
         """
         try:
+            if self.sink is not None:
+                return True
             if self._closed or not self._running:
-                return not self._queue
-            self._wait_for_writer(time.monotonic() + max(0.0, timeout))
-            return not self._queue and not self._unspooled
+                return self._writer.pending() == 0
+            self._writer.wait_drained(time.monotonic() + max(0.0, timeout))
+            return self._writer.pending() == 0
         except Exception:  # pragma: no cover
             logger.exception("perf_sdk: persist failed")
             return False
 
-    def _wait_for_writer(self, deadline: float) -> None:
-        """Until one full drain that began after this call has committed."""
-        with self._drained:
-            target = self._drains + 2
-            self._wake_writer.set()
-            while self._drains < target and self._writer is not None and self._writer.is_alive():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                self._wake_writer.set()
-                self._drained.wait(min(remaining, 0.5))
-
     def close(self, timeout: float = 10.0) -> FlushResult:
-        """Flush for up to ``timeout`` seconds, then stop the workers.
+        """Deliver for up to ``timeout`` seconds, then stop the workers.
 
-        Whatever is not delivered by then stays in the spool file, and the next
-        tracker on the same ``spool_dir`` delivers it. Always returns within
-        ``timeout`` (plus a few milliseconds), even with the platform hanging.
+        ``timeout`` bounds waiting *for the platform*, never persisting: when
+        ``close()`` returns, every accepted record is stored by the platform or
+        in the spool file (the next tracker on the same ``spool_dir`` delivers
+        it), or it is counted in ``unpersisted`` (no spool could be opened, or
+        the disk refused), logged at ERROR. Persisting 50,000 queued records
+        takes a fraction of a second; only a writer that cannot make progress
+        is abandoned at the deadline (and at most 30 s after it).
         """
         deadline = time.monotonic() + max(0.0, timeout)
         if self._closed:
             return FlushResult(0, 0, (), False)
+        if self.sink is not None:
+            self._closed = True
+            return replace(FlushResult(0, 0, (), False), refused=self._take_refused())
         result = self.flush(max(0.0, deadline - time.monotonic())) if self._running else FlushResult(0, 0, (), False)
         with self._lifecycle:
             self._closed = True
             self._running = False
-            self._stop_workers(deadline)
-        atexit.unregister(self._atexit)
-        return result
+        lost = self._writer.stop(deadline)
+        pending = self._stop_workers(deadline)
+        return replace(
+            result,
+            pending=pending + lost,
+            unpersisted=lost,
+            refused=result.refused + self._take_refused(),
+        )
 
-    def _stop_workers(self, deadline: float) -> None:
-        writer, uploader, spool = self._writer, self._uploader, self._spool
-        if writer is not None:
-            self._writer_stop = True
-            self._wake_writer.set()
-            writer.join(max(0.05, deadline - time.monotonic()))
+    def _stop_workers(self, deadline: float) -> int:
+        """Stop the uploader and close the spool; returns how many records the spool still holds."""
+        uploader, spool = self._uploader, self._spool
         uploader_stopped = uploader.stop(max(0.0, deadline - time.monotonic())) if uploader else True
-        if spool is not None and (writer is None or not writer.is_alive()):
-            self._commit_unspooled(force=True)
-            spool.close()
+        pending = 0
+        if spool is not None and not spool.closed:
+            try:
+                pending = spool.depth()[0]
+            except Exception as exc:  # pragma: no cover - reporting only
+                logger.debug("perf_sdk: spool depth at close: %s", exc)
+            if not self._writer.running:
+                spool.close()
         if uploader_stopped and self._transport is not None and self._transport_given is None:
             self._transport.close()
+        return pending
 
     def _atexit(self) -> None:
         try:
-            self.close(self.settings.exit_timeout)
+            if self._closed:
+                self._sweep_after_close()
+            else:
+                self.close(self.settings.exit_timeout)
         except Exception:  # pragma: no cover - never block interpreter exit
             logger.exception("perf_sdk: error while closing at exit")
+
+    def _sweep_after_close(self) -> None:
+        """Calls that raced with ``close()`` (appended after its last drain): spooled for the next process."""
+        items = list(self._queue)
+        self._queue.clear()
+        if not items:
+            return
+        built = build(items, RecordBuilder(self.service, self._secret, self.settings.sample_every))
+        for refusal in built.refusals:
+            self._report(refusal)
+        try:
+            spool = Spool(self.settings.spool_dir, max_bytes=self.settings.max_spool_bytes)
+            try:
+                spool.append(built.segments, _time())
+            finally:
+                spool.close()
+        except Exception as exc:
+            self.stats.add("unpersisted", built.records)
+            logger.error("perf_sdk: %d record(s) accepted during close() could not be spooled: %s", built.records, exc)
 
     def __enter__(self) -> Tracker:
         return self
@@ -559,7 +766,7 @@ class Tracker:
             except Exception as exc:  # a health check must answer
                 self.stats.error(f"health: {exc}")
         return Health(
-            spool_depth=depth + len(self._queue),
+            spool_depth=depth + self._writer.pending(),
             oldest_pending_age=oldest,
             last_success=self.stats.last_success,
             last_error=self.stats.last_error,
@@ -581,164 +788,12 @@ class Tracker:
         if self._transport is not None and self._transport_given is None:
             _ABANDONED_TRANSPORTS.append(self._transport)
         self._init_process_state()
-        if not self._closed:
+        if not self._closed and self.sink is None:
             atexit.register(self._atexit)
 
-    # the writer ------------------------------------------------------------------------------------
-    def _writer_loop(self) -> None:
-        builder = RecordBuilder(self.service, self._secret, self.settings.sample_every)
-        interval = self.settings.commit_interval
-        while not self._open_pipeline():
-            if self._writer_stop:
-                return
-            self._wake_writer.wait(1.0)
-            self._wake_writer.clear()
-        while True:
-            self._wake_writer.wait(interval)
-            self._wake_writer.clear()
-            stopping = self._writer_stop
-            try:
-                self._drain(builder)
-            except Exception as exc:
-                logger.exception("perf_sdk: writer error: %s", exc)
-                self.stats.error(f"writer: {type(exc).__name__}: {exc}")
-            with self._drained:
-                self._drains += 1
-                self._drained.notify_all()
-            if stopping:
-                return
-
-    def _drain(self, builder: RecordBuilder) -> None:
-        q = self._queue
-        popleft = q.popleft
-        limit = 2_000  # one chunk's validation and JSON hold the GIL: keep it to ~1 ms
-        while q or self._unspooled:
-            if not self._commit_unspooled():
-                return  # the disk refuses; keep the queue (bounded) and try next time
-            items: list[tuple[Any, ...]] = []
-            append = items.append
-            try:
-                for _ in range(limit):
-                    append(popleft())
-            except IndexError:
-                pass
-            if items:
-                self._process(builder, items)
-            with self._drained:
-                self._drained.notify_all()
-
-    def _process(self, builder: RecordBuilder, items: list[tuple[Any, ...]]) -> None:
-        self.stats.add("accepted", len(items))
-        by_type: dict[str, list[Any]] = {}  # records, or None where sampling left one out
-        trusted: dict[str, list[dict[str, Any]]] = {}
-        transaction, satisfaction, cost, generic = (
-            builder.transaction,
-            builder.satisfaction,
-            builder.cost,
-            builder.generic,
-        )
-        txns: list[Any] = []
-        for item in items:
-            kind = item[0]
-            try:
-                if kind == _COMPLETE:
-                    txns.append(transaction("completed", item[1], item[2], item[3], item[4]))
-                elif kind == _START:
-                    txns.append(transaction("started", item[1], item[2], item[3], item[4]))
-                elif kind == _SATISFACTION:
-                    by_type.setdefault("satisfaction", []).append(satisfaction(*item[1:]))
-                elif kind == _COST:
-                    by_type.setdefault("costs", []).append(cost(*item[1:]))
-                elif kind == _GENERIC:
-                    by_type.setdefault(item[1], []).append(generic(item[1], item[2], item[3], item[4]))
-                elif kind == _BUILT:
-                    by_type.setdefault(item[1], []).append(item[2])
-                else:  # _VALIDATED
-                    trusted.setdefault(item[1], []).append(item[2])
-            except ValidationError as exc:
-                self._refuse(exc, [])
-            except Exception as exc:
-                self._refuse(PerfSdkError(f"could not build the record: {type(exc).__name__}: {exc}"), [])
-        if txns:
-            by_type.setdefault("transactions", []).extend(txns)
-        if builder.sample_every > 1:  # builders return None for what sampling leaves out
-            for data_type, records in by_type.items():
-                kept = [r for r in records if r is not None]
-                self.stats.add("sampled_out", len(records) - len(kept))
-                by_type[data_type] = kept
-        segments: list[tuple[str, int, bytes]] = []
-        size = self.settings.batch_size
-        for data_type in by_type.keys() | trusted.keys():
-            records = by_type.get(data_type, [])
-            candidates = self._apply_before_send(records) if self.before_send is not None else records
-            good, bad = validate_records(data_type, candidates) if candidates else ([], [])
-            for index, error in bad:
-                self._refuse(error, [candidates[index]])
-            good.extend(trusted.get(data_type, ()))
-            self.stats.journeys(data_type, good)
-            dataset = f"{self.service}/{data_type}"
-            for i in range(0, len(good), size):
-                chunk = good[i : i + size]
-                segments.append((dataset, len(chunk), pydantic_core.to_json(chunk)))
-        if segments:
-            self._unspooled.extend(segments)
-            self._commit_unspooled()
-
-    def _apply_before_send(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        hook = self.before_send
-        assert hook is not None
-        out = []
-        for record in records:
-            try:
-                result = hook(record)
-            except Exception as exc:
-                self._refuse(PerfSdkError(f"before_send raised {type(exc).__name__}: {exc}"), [record])
-                continue
-            if result is not None:
-                out.append(result)
-        return out
-
-    def _commit_unspooled(self, force: bool = False) -> bool:
-        """Group-commit what the writer built; False when the disk refused (kept for later)."""
-        spool = self._spool
-        if not self._unspooled or spool is None or spool.closed:
-            return True
-        if spool.should_hold_appends() and not force:
-            return False  # the disk is full: deliveries first, they free room
-        pending, self._unspooled = self._unspooled, []
-        room: list[tuple[str, int, bytes]] = []
-        for dataset, n, body in pending:
-            if spool.has_room(len(body) + sum(len(seg[2]) for seg in room)):
-                room.append((dataset, n, body))
-            else:
-                self._refuse(
-                    PerfSdkError(
-                        f"the spool is full (max_spool_bytes={self.settings.max_spool_bytes}): {n} record(s) of "
-                        f"{dataset} not accepted; the platform has been unreachable for a long time?"
-                    ),
-                    [],
-                    count=n,
-                )
-        try:
-            spool.append(room, _time())
-        except Exception as exc:
-            self._unspooled = room + self._unspooled
-            self.stats.error(f"spool: {exc}")
-            now = time.monotonic()
-            if now >= self._quiet_until:  # once a minute, not once a commit
-                self._quiet_until = now + 60.0
-                logger.error(
-                    "perf_sdk: could not write the spool (%s); %d record(s) kept in memory and retried; new records "
-                    "are refused once %d are waiting",
-                    exc,
-                    sum(n for _, n, _ in self._unspooled),
-                    self._max_queue,
-                )
-            return False
-        self.stats.add("spooled", sum(n for _, n, _ in room))
-        if self._uploader is not None:
-            self._uploader.wake()
-        return True
+    # reporting -------------------------------------------------------------------------------------
+    def _report(self, refusal: Refusal) -> None:
+        self._refuse(refusal.error, refusal.records, refusal.count)
 
     def _refuse(self, error: BaseException, records: list[dict[str, Any]], count: int = 1) -> None:
         self.stats.refuse(count)

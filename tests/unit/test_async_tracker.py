@@ -28,10 +28,10 @@ def make(server: FaultServer, spool_dir: Path) -> AsyncTracker:
 def test_recording_calls_are_plain_and_io_is_awaited() -> None:
     with capture(service=SERVICE) as captured:
         tracker = AsyncTracker(tracker=captured)
-        for name in ("start", "complete", "satisfaction", "cost", "record"):
+        for name in ("start", "complete", "satisfaction", "cost", "record", "mark", "health"):
             method = getattr(tracker, name)
             assert callable(method) and not inspect.iscoroutinefunction(method)
-    for name in ("flush", "close", "persist", "health", "submit", "open", "__aenter__", "__aexit__"):
+    for name in ("flush", "close", "persist", "submit", "open", "__aenter__", "__aexit__"):
         assert inspect.iscoroutinefunction(getattr(AsyncTracker, name))
 
 

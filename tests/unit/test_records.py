@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from perf_sdk import ValidationError
 from perf_sdk._protocol import CHANNELS, record_problems
-from perf_sdk._records import RecordBuilder, parse_period_label, validate_records
+from perf_sdk._records import MAX_CLOCK_SKEW, RecordBuilder, parse_period_label, validate_records
 
 SECRET = "k" * 32
 builder = RecordBuilder("apply-for-a-licence", SECRET)
@@ -167,6 +168,11 @@ ratings = st.one_of(st.integers(-3, 9), st.text(max_size=2), st.none())
 channels = st.one_of(st.sampled_from(CHANNELS), st.text(string.ascii_letters + "_", max_size=12))
 
 
+def _future(at: datetime) -> bool:
+    """Beyond the clock-skew allowance: refused, like any record from the future."""
+    return at.timestamp() > time.time() + MAX_CLOCK_SKEW
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     stage=st.sampled_from(["started", "completed", "Started", "done"]),
@@ -186,7 +192,11 @@ def test_every_accepted_transaction_is_one_the_platform_accepts(
         assert r["channel"] in CHANNELS
         assert type(r["count"]) is int and r["count"] >= 1
     should_pass = (
-        stage in ("started", "completed") and channel in CHANNELS and type(count) is int and 1 <= count <= 10**9
+        stage in ("started", "completed")
+        and channel in CHANNELS
+        and type(count) is int
+        and 1 <= count <= 10**9
+        and not _future(at)
     )
     assert bool(good) == should_pass
     assert len(bad) == (0 if should_pass else 1)
@@ -199,7 +209,7 @@ def test_every_accepted_answer_is_one_the_platform_accepts(rating: object, chann
     good, _ = validate_records("satisfaction", [rec])
     for r in good:
         assert record_problems(r) == []
-    assert bool(good) == (type(rating) is int and 1 <= rating <= 5 and channel in CHANNELS)
+    assert bool(good) == (type(rating) is int and 1 <= rating <= 5 and channel in CHANNELS and not _future(at))
 
 
 @settings(max_examples=200, deadline=None)

@@ -85,7 +85,7 @@ def test_spans_and_metrics(otel: Any, spool_dir: Path) -> None:
     tracker.satisfaction(5)
     tracker.satisfaction(2, channel="phone")
     tracker.satisfaction(9)  # refused
-    assert tracker.flush(10)
+    assert tracker.flush(10).refused == 1
 
     finished = spans.get_finished_spans()
     uploads = [s for s in finished if s.name == "perf_sdk.upload"]

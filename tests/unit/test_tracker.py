@@ -131,7 +131,10 @@ def test_bad_input_never_raises_but_is_reported(memory: Memory, spool_dir: Path,
     )
     call(t)  # must not raise
     t.complete("good")
-    assert t.flush(5)
+    result = t.flush(5)
+    # The good record is stored, and flush() does not call it a success: one accepted record was refused.
+    assert result.pending == 0 and result.refused == 1 and not result
+    assert t.flush(5)  # reported once, by the flush that followed the refusal
     t.close(1)
     assert len(memory.of("transactions")) == 1
     assert t.stats.refused == 1
@@ -182,7 +185,7 @@ def test_a_hook_that_raises_does_not_hurt(memory: Memory, spool_dir: Path) -> No
     t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory, on_error=boom)
     t.satisfaction(99)
     t.complete("fine")
-    assert t.flush(5)
+    assert t.flush(5).refused == 1
     t.close(1)
 
 
@@ -287,7 +290,8 @@ def test_queue_bound_blocks_briefly_then_refuses(memory: Memory, spool_dir: Path
     t.complete("first")  # starts the workers
     for i in range(500):
         t.complete(f"t{i}")
-    assert t.flush(5)
+    result = t.flush(5)
+    assert result.pending == 0 and result.refused == t.stats.refused
     t.close(1)
     assert len(memory.stored) + t.stats.refused == 501
     assert len(memory.stored) >= 100
@@ -335,7 +339,7 @@ def test_submit_takes_prebuilt_records_with_back_pressure(memory: Memory, spool_
     ]
     records.append({"_id": "bad", "_timestamp": "2026-01-01", "count": 1, "stage": "started", "channel": "paper"})
     assert t.submit("transactions", records) == 1001  # waited for room instead of refusing
-    assert t.flush(10)
+    assert t.flush(10).refused == 1
     t.close(1)
     assert len(memory.stored) == 1000
     assert t.stats.refused == 1  # the bad timestamp, reported

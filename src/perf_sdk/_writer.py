@@ -1,0 +1,547 @@
+"""The writer: queued recording calls → validated records → the spool.
+
+The second stage of recording → **writer** → spool → uploader → transport. The
+hot path (:mod:`perf_sdk._tracker`) only appends a tuple to :attr:`Writer.queue`;
+everything that costs (validation, hashing transaction ids, ids, timestamps,
+JSON) happens here, off the caller's thread.
+
+It has two parts, as OpenTelemetry keeps its ``BatchSpanProcessor`` apart from
+the exporter and sentry-python's ``BackgroundWorker`` keeps its thread apart
+from what it runs:
+
+* :func:`build` is a **pure function**: queued items in, spool segments and
+  refusals out. No thread, no disk, no clock; tests call it directly. A table
+  (:data:`BUILDERS`) maps each kind of queued call to the function that builds
+  its record, so a new kind is a new row, not a new branch.
+* :class:`Writer` is the thread around it: it wakes every ``commit_interval``,
+  drains the queue a chunk at a time, and group-commits each chunk's segments
+  to the spool in one transaction.
+
+What the writer promises (docs/guarantees.md):
+
+* **One bad record never takes its neighbours down.** Building, the
+  ``before_send`` hook, validation and serialising each fail *per record*: the
+  bad one is refused and reported (``on_error``, ``health()``, the log), the
+  rest are stored.
+* **Stopping persists everything.** :meth:`Writer.stop` drains the whole queue
+  into the spool, however long the platform takes to answer (the platform is
+  the uploader's business, not the writer's): the deadline bounds only a
+  writer that cannot make progress (no spool, a full disk). What could not be
+  persisted is returned as a number, logged at ERROR and counted, never lost
+  silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import pydantic_core
+
+from perf_sdk._errors import PerfSdkError, ValidationError
+from perf_sdk._records import RecordBuilder, unencodable_field, validate_records
+from perf_sdk._spool import SpoolLostError
+
+__all__ = [
+    "BUILDERS",
+    "BUILT",
+    "COMPLETE",
+    "COST",
+    "GENERIC",
+    "MARK",
+    "SATISFACTION",
+    "START",
+    "VALIDATED",
+    "Built",
+    "Outbox",
+    "Refusal",
+    "Writer",
+    "build",
+]
+
+logger = logging.getLogger("perf_sdk")
+
+# Kinds of queued call: the first element of each queued tuple. Plain ints, so
+# the hot path builds a tuple and nothing else.
+START: Final = 0  # (START, transaction_id, channel, at, count)
+COMPLETE: Final = 1  # (COMPLETE, transaction_id, channel, at, count)
+SATISFACTION: Final = 2  # (SATISFACTION, rating, transaction_id, channel, at, count)
+COST: Final = 3  # (COST, amount_pence, period, cost_type, channel, at, count)
+GENERIC: Final = 4  # (GENERIC, data_type, fields, at, count)
+BUILT: Final = 5  # (BUILT, data_type, record): built by the caller (submit); validated here
+MARK: Final = 6  # (MARK, label, description, at)
+VALIDATED: Final = 7  # (VALIDATED, data_type, record): built *and* validated by the caller (strict mode, backfill)
+
+#: Records per chunk: one chunk's validation and JSON hold the GIL, so keep it to about a millisecond.
+CHUNK: Final = 2_000
+
+BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+Segment = tuple[str, int, bytes]  # (dataset, records, JSON array)
+
+
+def _start(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return "transactions", b.transaction("started", item[1], item[2], item[3], item[4])
+
+
+def _complete(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return "transactions", b.transaction("completed", item[1], item[2], item[3], item[4])
+
+
+def _satisfaction(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return "satisfaction", b.satisfaction(item[1], item[2], item[3], item[4], item[5])
+
+
+def _cost(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return "costs", b.cost(item[1], item[2], item[3], item[4], item[5], item[6])
+
+
+def _generic(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return item[1], b.generic(item[1], item[2], item[3], item[4])
+
+
+def _built(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return item[1], item[2]
+
+
+def _mark(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
+    return "marks", b.mark(item[1], item[2], item[3])
+
+
+#: Kind of queued call → the function that builds its record: ``(data type, record or None)``,
+#: ``None`` when sampling leaves the record out. Indexed by the kind constants above.
+BUILDERS: Final[tuple[Callable[[RecordBuilder, tuple[Any, ...]], tuple[str, dict[str, Any] | None]], ...]] = (
+    _start,
+    _complete,
+    _satisfaction,
+    _cost,
+    _generic,
+    _built,
+    _mark,
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A record accepted by a call and refused afterwards: why, and what (when there is a record to show)."""
+
+    error: BaseException
+    records: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 1
+
+
+@dataclass
+class Built:
+    """What :func:`build` made of a chunk of queued items."""
+
+    segments: list[Segment] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    sampled_out: int = 0
+    #: The records stored, by data type (the service's own journey metrics count them).
+    stored: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return sum(n for _, n, _ in self.segments)
+
+
+def build(
+    items: Sequence[tuple[Any, ...]],
+    builder: RecordBuilder,
+    *,
+    batch_size: int = 5_000,
+    before_send: BeforeSend | None = None,
+) -> Built:
+    """Turn queued items into spool segments, refusing bad records one at a time.
+
+    Pure: no thread, no disk, no logging; the caller reports ``refusals``.
+    Every item ends in exactly one of ``segments`` (stored), ``refusals`` or
+    ``sampled_out``, so ``len(items) == records + refused + sampled_out``.
+    """
+    out = Built()
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    trusted: dict[str, list[dict[str, Any]]] = {}
+    builders = BUILDERS
+    for item in items:
+        kind = item[0]
+        if kind == VALIDATED:
+            trusted.setdefault(item[1], []).append(item[2])
+            continue
+        try:
+            data_type, record = builders[kind](builder, item)
+        except ValidationError as exc:
+            out.refusals.append(Refusal(exc))
+            continue
+        except Exception as exc:
+            out.refusals.append(Refusal(PerfSdkError(f"could not build the record: {type(exc).__name__}: {exc}")))
+            continue
+        if record is None:
+            out.sampled_out += 1
+        else:
+            by_type.setdefault(data_type, []).append(record)
+    for data_type in sorted(by_type.keys() | trusted.keys()):
+        candidates = by_type.get(data_type, [])
+        if before_send is not None and candidates:
+            candidates = _apply_before_send(before_send, candidates, out.refusals)
+        good, bad = validate_records(data_type, candidates) if candidates else ([], [])
+        out.refusals.extend(Refusal(error, [candidates[index]]) for index, error in bad)
+        good.extend(trusted.get(data_type, ()))
+        if not good:
+            continue
+        dataset = f"{builder.service}/{data_type}"
+        stored: list[dict[str, Any]] = []
+        for i in range(0, len(good), batch_size):
+            chunk = good[i : i + batch_size]
+            body, kept = _serialise(chunk, out.refusals)
+            if kept:
+                out.segments.append((dataset, len(kept), body))
+                stored.extend(kept)
+        out.stored[data_type] = stored
+    return out
+
+
+def _apply_before_send(
+    hook: BeforeSend, records: list[dict[str, Any]], refusals: list[Refusal]
+) -> list[dict[str, Any]]:
+    """The service's hook on each record; a hook that raises or returns a non-dict refuses that record only."""
+    kept = []
+    for record in records:
+        try:
+            result: object = hook(record)  # whatever its annotation says, a service's hook may return anything
+        except Exception as exc:
+            refusals.append(Refusal(PerfSdkError(f"before_send raised {type(exc).__name__}: {exc}"), [record]))
+            continue
+        if result is None:
+            continue  # the hook dropped it on purpose
+        if not isinstance(result, dict):
+            refusals.append(
+                Refusal(
+                    ValidationError("before_send", type(result).__name__, "must return the record (a dict) or None"),
+                    [record],
+                )
+            )
+            continue
+        kept.append(result)
+    return kept
+
+
+def _serialise(chunk: list[dict[str, Any]], refusals: list[Refusal]) -> tuple[bytes, list[dict[str, Any]]]:
+    """The chunk as one JSON array; if it cannot be, each record alone, refusing those that fail."""
+    with contextlib.suppress(Exception):  # a lone surrogate, a value JSON cannot hold: find which record
+        return pydantic_core.to_json(chunk), chunk
+    bodies: list[bytes] = []
+    kept: list[dict[str, Any]] = []
+    for record in chunk:
+        try:
+            bodies.append(pydantic_core.to_json(record))
+        except Exception as exc:
+            bad = unencodable_field(record)
+            error = (
+                ValidationError(bad[0], bad[1], "must be valid Unicode text (it holds a lone surrogate)")
+                if bad is not None
+                else ValidationError("record", None, f"cannot be written as JSON ({type(exc).__name__})")
+            )
+            refusals.append(Refusal(error))
+            continue
+        kept.append(record)
+    return b"[" + b",".join(bodies) + b"]", kept
+
+
+class Outbox(Protocol):
+    """What the writer needs of the spool (:class:`perf_sdk._spool.Spool` in production)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def append(self, segments: list[Segment], accepted_at: float) -> None: ...
+
+    def should_hold_appends(self) -> bool: ...
+
+    def has_room(self, nbytes: int) -> bool: ...
+
+
+class Writer:
+    """The background thread that builds queued calls and group-commits them to the spool.
+
+    Its interface is small on purpose: :meth:`start`, :meth:`wake`,
+    :meth:`wait_drained`, :meth:`wait_for_room`, :meth:`stop` and
+    :meth:`reset_after_fork`. The spool is opened *by the writer* (through
+    ``open_outbox``, retried about once a second while it fails) so that no
+    caller's thread ever waits for a disk.
+
+    ``queue`` is the deque the hot path appends to: a ``deque.append`` is atomic
+    under the GIL, so producers need no lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        builder: Callable[[], RecordBuilder],
+        open_outbox: Callable[[], Outbox | None],
+        refuse: Callable[[Refusal], None],
+        stats: Any,
+        commit_interval: float = 0.05,
+        batch_size: int = 5_000,
+        max_spool_bytes: int = 1 << 30,
+        before_send: BeforeSend | None = None,
+        on_spooled: Callable[[], None] | None = None,
+        on_spool_lost: Callable[[BaseException], Outbox | None] | None = None,
+    ) -> None:
+        self._make_builder = builder
+        self._open_outbox = open_outbox
+        self._refuse = refuse
+        self._stats = stats
+        self._interval = commit_interval
+        self._batch_size = batch_size
+        self._max_spool_bytes = max_spool_bytes
+        self.before_send = before_send
+        self._on_spooled = on_spooled
+        self._on_spool_lost = on_spool_lost
+        self.reset_after_fork()
+
+    def reset_after_fork(self) -> None:
+        """Fresh per-process state: a forked child starts with an empty queue and no thread."""
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self._wake = threading.Event()
+        self._drained = threading.Condition()
+        self._drains = 0
+        self._stopping = False
+        self._abandon = False
+        self._thread: threading.Thread | None = None
+        self._unspooled: list[Segment] = []
+        self._outbox: Outbox | None = None
+        #: True while the writer cannot make progress (no spool yet, or the disk refuses).
+        self.stuck = False
+        self._quiet_until = 0.0
+
+    # the interface ------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def outbox(self) -> Outbox | None:
+        return self._outbox
+
+    def pending(self) -> int:
+        """Records accepted and not yet in the spool."""
+        return len(self.queue) + sum(n for _, n, _ in self._unspooled)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="perf-sdk-writer", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def wait_drained(self, deadline: float) -> bool:
+        """Until a full drain that began after this call has committed; False at ``deadline``."""
+        with self._drained:
+            target = self._drains + 2
+            self._wake.set()
+            while self._drains < target:
+                if not self.running:
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._drained.wait(min(remaining, 0.5))
+        return True
+
+    def wait_for_room(self, max_queue: int, deadline: float) -> bool:
+        """Until the queue holds fewer than ``max_queue`` items; False at ``deadline`` or if the writer stopped."""
+        self._wake.set()
+        while len(self.queue) >= max_queue:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.running:
+                return False
+            with self._drained:
+                self._drained.wait(min(remaining, 0.05))
+        return True
+
+    def stop(self, deadline: float, *, hard_limit: float = 30.0) -> int:
+        """Persist everything queued, then stop the thread; returns how many records could not be persisted.
+
+        Waits as long as the writer makes progress. It gives up at ``deadline``
+        only when it is stuck (no spool could be opened, the disk refuses), and
+        in any case ``hard_limit`` seconds after ``deadline`` (a disk that hangs
+        must not hang the host's shutdown).
+        """
+        thread = self._thread
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            give_up = deadline + hard_limit
+            while thread.is_alive():
+                thread.join(0.05)
+                now = time.monotonic()
+                if (now >= deadline and self.stuck) or now >= give_up:
+                    self._abandon = True
+                    self._wake.set()
+                    thread.join(0.5)
+                    break
+        if not self.running:
+            self._persist_stragglers()
+        lost = self.pending()
+        if lost:
+            self._stats.add("unpersisted", lost)
+            logger.error(
+                "perf_sdk: %d accepted record(s) could not be written to the spool before shutdown (%s); they are lost",
+                lost,
+                self._stats.last_error or "no spool could be opened",
+            )
+        return lost
+
+    # the thread ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        builder = self._make_builder()
+        self._builder = builder
+        while not self._open():
+            self.stuck = True
+            if self._abandon:
+                return
+            self._wake.wait(0.05 if self._stopping else 1.0)
+            self._wake.clear()
+        self.stuck = False
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            stopping = self._stopping
+            try:
+                self._drain(builder, final=stopping)
+            except Exception as exc:  # pragma: no cover - build() and commit() handle their own failures
+                logger.exception("perf_sdk: writer error: %s", exc)
+                self._stats.error(f"writer: {type(exc).__name__}: {exc}")
+            with self._drained:
+                self._drains += 1
+                self._drained.notify_all()
+            if self._abandon or (stopping and not self.queue and not self._unspooled):
+                return
+
+    def _open(self) -> bool:
+        try:
+            self._outbox = self._open_outbox()
+        except Exception as exc:  # the opener reports its own failures
+            logger.debug("perf_sdk: could not open the spool: %s", exc)
+            self._outbox = None
+        return self._outbox is not None
+
+    def _drain(self, builder: RecordBuilder, *, final: bool = False) -> None:
+        q = self.queue
+        popleft = q.popleft
+        while q or self._unspooled:
+            if self._abandon:
+                return
+            if not self._commit(force=final):
+                self.stuck = True
+                if final:
+                    time.sleep(0.05)  # the disk refuses: retry until stop() gives up
+                    continue
+                return  # keep the queue (it is bounded) and try again next time
+            items: list[tuple[Any, ...]] = []
+            append = items.append
+            try:
+                for _ in range(CHUNK):
+                    append(popleft())
+            except IndexError:
+                pass
+            if items:
+                self._process(builder, items)
+            with self._drained:
+                self._drained.notify_all()
+        if not self._commit(force=final):
+            self.stuck = True
+
+    def _process(self, builder: RecordBuilder, items: list[tuple[Any, ...]]) -> None:
+        stats = self._stats
+        stats.add("accepted", len(items))
+        built = build(items, builder, batch_size=self._batch_size, before_send=self.before_send)
+        for refusal in built.refusals:
+            self._refuse(refusal)
+        if built.sampled_out:
+            stats.add("sampled_out", built.sampled_out)
+        for data_type, records in built.stored.items():
+            stats.journeys(data_type, records)
+        if built.segments:
+            self._unspooled.extend(built.segments)
+            self._commit()
+
+    def _commit(self, force: bool = False) -> bool:
+        """Group-commit what was built; False when the disk refused (kept in memory for later)."""
+        outbox = self._outbox
+        if not self._unspooled:
+            return True
+        if outbox is None or outbox.closed:
+            return False
+        if outbox.should_hold_appends() and not force:
+            return False  # the disk is full: let deliveries free room first
+        pending, self._unspooled = self._unspooled, []
+        room: list[Segment] = []
+        for dataset, n, body in pending:
+            if outbox.has_room(len(body) + sum(len(seg[2]) for seg in room)):
+                room.append((dataset, n, body))
+            else:
+                self._refuse(
+                    Refusal(
+                        PerfSdkError(
+                            f"the spool is full (max_spool_bytes={self._max_spool_bytes}): {n} record(s) of "
+                            f"{dataset} not accepted; has the platform been unreachable for a long time?"
+                        ),
+                        count=n,
+                    )
+                )
+        try:
+            outbox.append(room, time.time())
+        except Exception as exc:
+            self._unspooled = room + self._unspooled
+            if self._spool_lost(exc):
+                return self._commit(force)
+            self._stats.error(f"spool: {exc}")
+            now = time.monotonic()
+            if now >= self._quiet_until:  # once a minute, not once a commit
+                self._quiet_until = now + 60.0
+                logger.error(
+                    "perf_sdk: could not write the spool (%s); %d record(s) kept in memory and retried",
+                    exc,
+                    sum(n for _, n, _ in self._unspooled),
+                )
+            return False
+        self.stuck = False
+        self._stats.add("spooled", sum(n for _, n, _ in room))
+        if self._on_spooled is not None:
+            self._on_spooled()
+        return True
+
+    def _spool_lost(self, exc: BaseException) -> bool:
+        """The spool file was replaced, truncated or deleted under us: continue into a fresh one."""
+        if not isinstance(exc, SpoolLostError) or self._on_spool_lost is None:
+            return False
+        logger.error("perf_sdk: %s; continuing into a fresh spool (records held in memory are kept)", exc)
+        self._stats.error(f"spool lost: {exc}")
+        # What the lost file still held and could be read back goes first: re-sending is harmless (upserts).
+        self._unspooled = list(exc.salvaged) + self._unspooled
+        try:
+            self._outbox = self._on_spool_lost(exc)
+        except Exception as reopen_error:
+            logger.error("perf_sdk: could not open a fresh spool: %s", reopen_error)
+            self._outbox = None
+        return self._outbox is not None
+
+    def _persist_stragglers(self) -> None:
+        """After the thread has stopped: what a caller appended while it stopped, committed on this thread."""
+        if not self.queue or self._outbox is None or self._outbox.closed:
+            return
+        builder = getattr(self, "_builder", None) or self._make_builder()
+        try:
+            self._drain(builder)
+        except Exception as exc:  # pragma: no cover - reported as unpersisted by stop()
+            logger.error("perf_sdk: could not persist the last records: %s", exc)

@@ -1,0 +1,282 @@
+"""The writer stage: build() as a pure function, and the thread's persist-everything stop.
+
+build() is called directly, with no thread, disk or clock: every queued item
+ends in exactly one of stored, refused or sampled out, and one bad record never
+takes its neighbours down.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from perf_sdk._errors import ValidationError
+from perf_sdk._records import RecordBuilder
+from perf_sdk._writer import (
+    BUILT,
+    COMPLETE,
+    COST,
+    GENERIC,
+    MARK,
+    SATISFACTION,
+    START,
+    VALIDATED,
+    Refusal,
+    Writer,
+    build,
+)
+from tests.conftest import SECRET, SERVICE
+
+AT = 1_780_000_000.0  # 2026-05-28
+
+
+def builder(sample_every: int = 1) -> RecordBuilder:
+    return RecordBuilder(SERVICE, SECRET, sample_every)
+
+
+def stored(built: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(ds, r) for ds, _, body in built.segments for r in json.loads(body)]
+
+
+def test_every_kind_of_call_has_a_builder() -> None:
+    items = [
+        (START, "t1", "digital", AT, 1),
+        (COMPLETE, "t1", "digital", AT, 1),
+        (SATISFACTION, 5, None, "digital", AT, 1),
+        (COST, 125_000, "2026-Q1", "staff", "all", AT, 1),
+        (GENERIC, "feedback", {"comment": "fine"}, AT, 1),
+        (
+            BUILT,
+            "transactions",
+            {
+                "_id": "b1",
+                "_timestamp": "2026-01-01T00:00:00+00:00",
+                "count": 1,
+                "stage": "started",
+                "channel": "phone",
+            },
+        ),
+        (MARK, "release 1.4", None, AT),
+        (
+            VALIDATED,
+            "transactions",
+            {
+                "_id": "v1",
+                "_timestamp": "2026-01-01T00:00:00+00:00",
+                "count": 3,
+                "stage": "completed",
+                "channel": "paper",
+            },
+        ),
+    ]
+    built = build(items, builder())
+    assert not built.refusals
+    by_type: dict[str, int] = {}
+    for dataset, n, _ in built.segments:
+        by_type[dataset.split("/")[1]] = by_type.get(dataset.split("/")[1], 0) + n
+    assert by_type == {"transactions": 4, "satisfaction": 1, "costs": 1, "feedback": 1, "marks": 1}
+    (mark,) = [r for ds, r in stored(built) if ds.endswith("/marks")]
+    assert mark["label"] == "release 1.4" and mark["count"] == 1
+
+
+def test_a_lone_surrogate_refuses_its_record_and_keeps_its_neighbours() -> None:
+    """Issue 12 item 2: a surrogateescape-decoded string next to valid records, in one chunk."""
+    items = [
+        (COMPLETE, "t1", "digital", AT, 1),
+        (GENERIC, "feedback", {"comment": "caf\udce9"}, AT, 1),
+        (GENERIC, "feedback", {"comment": "café"}, AT, 1),
+        (START, "caf\udce9", "digital", AT, 1),  # in the transaction id: hashing fails for this one only
+        (START, "t2", "digital", AT, 1),
+    ]
+    built = build(items, builder())
+    kept = stored(built)
+    assert len(kept) == 3
+    assert {r.get("comment") for _, r in kept} == {None, "café"}
+    assert len(built.refusals) == 2
+    fields = sorted(r.error.field for r in built.refusals if isinstance(r.error, ValidationError))
+    assert fields == ["comment", "transaction_id"]
+    for refusal in built.refusals:
+        assert "\udce9" not in str(refusal.error)  # printable: a log handler on UTF-8 must not choke on it
+
+
+def test_every_item_is_stored_refused_or_sampled_out() -> None:
+    items: list[tuple[Any, ...]] = []
+    for i in range(300):
+        items.append((START, f"t{i}", "digital", AT, 1))
+        items.append((SATISFACTION, 1 + i % 7, None, "digital", AT, 1))  # ratings 6 and 7 refused
+        items.append((COMPLETE, None, "web", AT, 1))  # bad channel
+    built = build(items, builder(sample_every=4))
+    refused = sum(r.count for r in built.refusals)
+    assert built.records + refused + built.sampled_out == len(items)
+    assert built.sampled_out > 0 and refused > 0 and built.records > 0
+
+
+def test_before_send_failures_are_per_record() -> None:
+    def hook(record: dict[str, Any]) -> Any:
+        if record["count"] == 2:
+            raise RuntimeError("hook bug")
+        if record["count"] == 3:
+            return ["not", "a", "record"]
+        if record["count"] == 4:
+            return None  # dropped on purpose: not a refusal
+        return record | {"office": "leeds"}
+
+    items = [(START, None, "digital", AT, n) for n in (1, 2, 3, 4, 5)]
+    built = build(items, builder(), before_send=hook)
+    assert sorted(r["count"] for _, r in stored(built)) == [1, 5]
+    assert all(r["office"] == "leeds" for _, r in stored(built))
+    assert len(built.refusals) == 2
+    assert any("before_send raised RuntimeError" in str(r.error) for r in built.refusals)
+    assert any(isinstance(r.error, ValidationError) and r.error.field == "before_send" for r in built.refusals)
+
+
+def test_segments_respect_the_batch_size() -> None:
+    items = [(START, f"t{i}", "digital", AT, 1) for i in range(25)]
+    built = build(items, builder(), batch_size=10)
+    assert [n for _, n, _ in built.segments] == [10, 10, 5]
+
+
+def test_a_future_timestamp_is_refused() -> None:
+    built = build(
+        [(START, "t1", "digital", time.time() + 3600, 1), (START, "t2", "digital", time.time(), 1)], builder()
+    )
+    assert built.records == 1
+    (refusal,) = built.refusals
+    assert isinstance(refusal.error, ValidationError) and "future" in refusal.error.rule
+
+
+# --- the thread ---------------------------------------------------------------------------------
+
+
+class Outbox:
+    """An in-memory spool that can refuse (a full disk) or be missing."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.segments: list[tuple[str, int, bytes]] = []
+        self.refuse = refuse
+        self.closed = False
+
+    def append(self, segments: list[tuple[str, int, bytes]], accepted_at: float) -> None:
+        if self.refuse:
+            raise OSError(28, "No space left on device")
+        self.segments.extend(segments)
+
+    def should_hold_appends(self) -> bool:
+        return False
+
+    def has_room(self, nbytes: int) -> bool:
+        return True
+
+    @property
+    def records(self) -> int:
+        return sum(n for _, n, _ in self.segments)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.last_error: str | None = None
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def error(self, message: str) -> None:
+        self.last_error = message
+
+    def journeys(self, data_type: str, records: Any) -> None:
+        pass
+
+
+def make_writer(outbox: Outbox | None, refusals: list[Refusal], stats: Stats, **kw: Any) -> Writer:
+    return Writer(
+        builder=builder,
+        open_outbox=lambda: outbox,
+        refuse=refusals.append,
+        stats=stats,
+        commit_interval=kw.pop("commit_interval", 10.0),  # only an explicit wake or stop drains
+        **kw,
+    )
+
+
+def test_stop_persists_everything_queued_even_with_no_time_left() -> None:
+    """Issue 12 item 1: the deadline bounds waiting for a stuck writer, never persisting."""
+    outbox, refusals, stats = Outbox(), [], Stats()
+    writer = make_writer(outbox, refusals, stats)
+    writer.start()
+    for i in range(50_000):
+        writer.queue.append((COMPLETE, f"t{i}", "digital", AT, 1))
+    lost = writer.stop(time.monotonic())  # a deadline already passed
+    assert lost == 0
+    assert outbox.records == 50_000
+    assert not writer.running and writer.pending() == 0
+
+
+def test_stop_reports_what_a_full_disk_kept_out() -> None:
+    outbox, refusals, stats = Outbox(refuse=True), [], Stats()
+    writer = make_writer(outbox, refusals, stats, commit_interval=0.01)
+    writer.start()
+    for i in range(1_234):
+        writer.queue.append((START, f"t{i}", "digital", AT, 1))
+    lost = writer.stop(time.monotonic() + 0.2)
+    assert lost == 1_234
+    assert stats.counts["unpersisted"] == 1_234
+    assert outbox.records == 0
+
+
+def test_stop_with_no_spool_reports_every_record() -> None:
+    refusals: list[Refusal] = []
+    stats = Stats()
+    writer = make_writer(None, refusals, stats)
+    writer.start()
+    for i in range(10):
+        writer.queue.append((START, f"t{i}", "digital", AT, 1))
+    assert writer.stop(time.monotonic() + 0.1) == 10
+    assert stats.counts["unpersisted"] == 10
+
+
+def test_wait_drained_returns_after_a_commit_that_began_after_the_call() -> None:
+    outbox, refusals, stats = Outbox(), [], Stats()
+    writer = make_writer(outbox, refusals, stats)
+    writer.start()
+    writer.queue.append((START, "t1", "digital", AT, 1))
+    assert writer.wait_drained(time.monotonic() + 60)
+    assert outbox.records == 1
+    writer.stop(time.monotonic() + 60)
+
+
+def test_a_lost_spool_continues_into_a_fresh_one_without_losing_records(tmp_path: Any) -> None:
+    """Issue 12 item 10, the writer's side: SpoolLostError means a fresh spool; held and salvaged segments kept."""
+    from perf_sdk._spool import SpoolLostError
+
+    salvaged = [(f"{SERVICE}/transactions", 1, b'[{"_id":"old"}]')]
+
+    class Vanishing(Outbox):
+        def append(self, segments: list[tuple[str, int, bytes]], accepted_at: float) -> None:
+            raise SpoolLostError(tmp_path / "x.spool", "replaced", salvaged=salvaged)
+
+    fresh = Outbox()
+    reopened = threading.Event()
+
+    def reopen(error: BaseException) -> Outbox:
+        reopened.set()
+        return fresh
+
+    refusals: list[Refusal] = []
+    stats = Stats()
+    writer = Writer(
+        builder=builder,
+        open_outbox=Vanishing,
+        refuse=refusals.append,
+        stats=stats,
+        commit_interval=10.0,
+        on_spool_lost=reopen,
+    )
+    writer.start()
+    for i in range(100):
+        writer.queue.append((START, f"t{i}", "digital", AT, 1))
+    assert writer.stop(time.monotonic() + 60) == 0
+    assert reopened.is_set()
+    assert fresh.records == 101  # the 100 held in memory, and the one read back from the lost file
+    assert "spool lost" in (stats.last_error or "")
