@@ -1,0 +1,479 @@
+"""``perf-sdk check``: is the service on target, has anything slipped, is data still arriving?
+
+One pass over the latest *complete* period of each kind the definition checks
+(day, week, month, quarter by default; the current period is partial and
+would alarm on every Monday morning), with four rules:
+
+* **below target**: a KPI with a target in the definition that the period missed;
+* **significant drop**: completion rate, user satisfaction and digital take-up
+  against their own trailing baseline (the ``baseline_periods`` periods before,
+  pooled). The test is Newcombe's hybrid score interval for the difference
+  ``latest - baseline`` (:mod:`perf_sdk._stats`): a drop is significant when
+  the whole interval lies below zero. Every comparison is reported with its
+  interval, significant or not, so a reader sees how close it came;
+* **no records**: a data set silent for longer than ``max_silence_hours``
+  (the platform's freshness: its newest ``_timestamp``), and, given a spool
+  directory, the SDK's oldest waiting record older than ``max_spool_age_minutes``
+  or dead letters waiting;
+* **too few answers**: fewer satisfaction answers than ``min_answers`` in a
+  month or quarter: too few to say anything about satisfaction.
+
+Pure evaluation (:func:`evaluate`) over :class:`~perf_sdk._kpi.Counts` and
+freshness facts, so every rule is tested by hand; :func:`check` gathers those
+facts from records or the read API.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from perf_sdk._definition import Definition, load_definition
+from perf_sdk._errors import ConfigurationError
+from perf_sdk._kpi import (
+    KPI_NAMES,
+    Counts,
+    PeriodKpis,
+    compute_periods,
+    format_kpi,
+    period_containing,
+)
+from perf_sdk._protocol import SLUG_RE, parse_timestamp
+from perf_sdk._stats import Difference, newcombe_difference
+
+__all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate"]
+
+#: The KPIs tested for a drop: proportions, where a two-sample interval means something.
+DROP_KPIS: Final = ("completion_rate", "user_satisfaction", "digital_take_up")
+#: Satisfaction answers are counted over months and quarters (a day or week of a small service is always few).
+ANSWER_PERIODS: Final = ("month", "quarter")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that needs attention; ``rule`` is ``below_target``, ``significant_drop``,
+    ``no_records``, ``spool_age``, ``dead_letters`` or ``too_few_answers``."""
+
+    rule: str
+    message: str
+    kpi: str | None = None
+    period: str | None = None
+    label: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "kpi": self.kpi,
+            "period": self.period,
+            "label": self.label,
+            "message": self.message,
+            **({"details": dict(self.details)} if self.details else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A KPI's latest complete period against its baseline, with Newcombe's interval."""
+
+    kpi: str
+    period: str
+    label: str
+    baseline_labels: tuple[str, ...]
+    difference: Difference
+
+    def describe(self) -> str:
+        d = self.difference
+        verdict = "significant drop" if d.significant_drop else "no significant drop"
+        return (
+            f"{KPI_NAMES[self.kpi]} {self.label}: {_pct(d.after.estimate)} "
+            f"({_n(d.after.successes)}/{_n(d.after.trials)}) vs baseline {_pct(d.before.estimate)} "
+            f"({_n(d.before.successes)}/{_n(d.before.trials)}, {self.baseline_labels[0]} to "
+            f"{self.baseline_labels[-1]}): difference {_pts(d.difference)}, "
+            f"{d.confidence * 100:.0f}% interval {_pts(d.low)} to {_pts(d.high)}: {verdict}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kpi": self.kpi,
+            "period": self.period,
+            "label": self.label,
+            "baseline": list(self.baseline_labels),
+            **self.difference.to_dict(),
+            "significant_drop": self.difference.significant_drop,
+            "method": "newcombe-hybrid-score",
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Everything one ``perf-sdk check`` run found; ``exit_status`` 0 (all well) or 1 (attention)."""
+
+    service: str | None
+    checked_at: datetime
+    findings: tuple[Finding, ...]
+    comparisons: tuple[Comparison, ...]
+    #: ``(period kind, label)`` of each period checked.
+    periods: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.ok else 1
+
+    def summary(self) -> str:
+        who = self.service or "the service"
+        if self.ok:
+            return f"perf-sdk check: {who}: all well ({len(self.periods)} periods checked)"
+        n = len(self.findings)
+        return f"perf-sdk check: {who}: {n} thing{'s' if n != 1 else ''} need{'' if n != 1 else 's'} attention"
+
+    def to_text(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  ! {f.message}" for f in self.findings]
+        if self.comparisons:
+            lines.append("Drops against the baseline (Newcombe interval on the difference):")
+            lines += [f"  {c.describe()}" for c in self.comparisons]
+        lines += [f"  - {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "checked_at": self.checked_at.isoformat(timespec="seconds"),
+            "status": "ok" if self.ok else "attention",
+            "exit_status": self.exit_status,
+            "periods": [{"period": k, "label": label} for k, label in self.periods],
+            "findings": [f.to_dict() for f in self.findings],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "notes": list(self.notes),
+        }
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def _pts(value: float) -> str:
+    return f"{value * 100:+.1f} pts"
+
+
+def _n(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+# ---------------------------------------------------------------------------
+# The rules
+# ---------------------------------------------------------------------------
+
+
+def _target_findings(p: PeriodKpis) -> list[Finding]:
+    out = []
+    for key, result in p.targets.items():
+        if result.status == "missed":
+            out.append(
+                Finding(
+                    "below_target",
+                    f"{KPI_NAMES[key]} {p.label} is {format_kpi(key, p.kpi(key))}; the target is {result.describe()}",
+                    key,
+                    p.period,
+                    p.label,
+                    {"value": result.value, **result.to_dict()},
+                )
+            )
+    for other in p.other:
+        if other.target is not None and other.target.status == "missed":
+            out.append(
+                Finding(
+                    "below_target",
+                    f"{other.definition.name} {p.label} is {other.formatted()}; "
+                    f"the target is {other.target.describe()}",
+                    other.key,
+                    p.period,
+                    p.label,
+                    {"value": other.kpi.value, **other.target.to_dict()},
+                )
+            )
+    return out
+
+
+def _compare(key: str, latest: PeriodKpis, baseline: Sequence[PeriodKpis], confidence: float) -> Comparison | None:
+    """The latest period against the pooled baseline, or ``None`` when either side has nothing to test."""
+    now = latest.kpi(key)
+    pool = [p.kpi(key) for p in baseline if not p.kpi(key).flag]
+    before_x, before_n = sum(k.numerator for k in pool), sum(k.denominator for k in pool)
+    if now.flag or not now.denominator or not before_n:
+        return None
+    diff = newcombe_difference(before_x, before_n, now.numerator, now.denominator, confidence)
+    return Comparison(key, latest.period, latest.label, tuple(p.label for p in baseline), diff)
+
+
+def _drop_findings(comparisons: Sequence[Comparison]) -> list[Finding]:
+    return [
+        Finding("significant_drop", c.describe(), c.kpi, c.period, c.label, c.to_dict())
+        for c in comparisons
+        if c.difference.significant_drop
+    ]
+
+
+def _answers_finding(p: PeriodKpis, minimum: int) -> Finding | None:
+    answers = int(p.user_satisfaction.denominator)
+    if p.period not in ANSWER_PERIODS or answers >= minimum or not p.has_data:
+        return None  # a period with no data at all is a note, not a satisfaction problem
+    return Finding(
+        "too_few_answers",
+        f"{answers} satisfaction answer{'s' if answers != 1 else ''} in {p.label}: fewer than {minimum}, "
+        "too few to say anything about user satisfaction; ask more users (link the survey from the last page)",
+        "user_satisfaction",
+        p.period,
+        p.label,
+        {"answers": answers, "min_answers": minimum},
+    )
+
+
+def _freshness_findings(definition: Definition, newest: Mapping[str, datetime | None], now: datetime) -> list[Finding]:
+    out = []
+    for data_type, hours in definition.checks.max_silence_hours.items():
+        if data_type not in newest:
+            continue
+        last = newest[data_type]
+        if last is None:
+            out.append(
+                Finding(
+                    "no_records",
+                    f"no {data_type} records at all on the platform (expected one at least every {hours:g} h)",
+                    details={"data_type": data_type, "max_silence_hours": hours, "newest": None},
+                )
+            )
+            continue
+        silent = (now - last).total_seconds() / 3600.0
+        if silent > hours:
+            out.append(
+                Finding(
+                    "no_records",
+                    f"no {data_type} records for {silent:.1f} h (newest {last.isoformat(timespec='seconds')}; "
+                    f"expected at least every {hours:g} h): is the service recording, is the SDK delivering?",
+                    details={
+                        "data_type": data_type,
+                        "max_silence_hours": hours,
+                        "silent_hours": round(silent, 2),
+                        "newest": last.isoformat(timespec="seconds"),
+                    },
+                )
+            )
+    return out
+
+
+def _spool_findings(definition: Definition, spool: tuple[float | None, int] | None) -> list[Finding]:
+    if spool is None:
+        return []
+    age, dead = spool
+    out = []
+    limit = definition.checks.max_spool_age_minutes
+    if age is not None and age / 60.0 > limit:
+        out.append(
+            Finding(
+                "spool_age",
+                f"the SDK's oldest waiting record is {age / 60.0:.1f} min old (more than {limit:g} min): "
+                "the platform is down or refusing; see perf-sdk spool status",
+                details={"oldest_pending_age_seconds": round(age, 3), "max_spool_age_minutes": limit},
+            )
+        )
+    if dead:
+        out.append(
+            Finding(
+                "dead_letters",
+                f"{dead} record(s) the platform refused for good are in the spool's dead letters: "
+                "see perf-sdk spool dead, fix, then perf-sdk spool replay-dead",
+                details={"dead_letters": dead},
+            )
+        )
+    return out
+
+
+def latest_complete(kind: str, today: date) -> Any:
+    """The latest period of ``kind`` that has ended by ``today`` (exclusive)."""
+    return period_containing(today, kind).previous()
+
+
+def evaluate(
+    counts: Counts,
+    definition: Definition,
+    *,
+    now: datetime,
+    service: str | None = None,
+    newest: Mapping[str, datetime | None] | None = None,
+    spool: tuple[float | None, int] | None = None,
+) -> CheckReport:
+    """Every rule over daily ``counts``; ``newest`` is each data set's newest record time
+    (``None``: no records), ``spool`` is ``(oldest waiting age in seconds, dead letters)``."""
+    if counts.bucket != "day":
+        raise ConfigurationError("perf-sdk check needs daily counts (CountsBuilder(bucket='day'))")
+    today = now.astimezone(timezone.utc).date()
+    checks = definition.checks
+    findings: list[Finding] = []
+    comparisons: list[Comparison] = []
+    checked: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for kind in checks.periods:
+        latest = latest_complete(kind, today)
+        periods = [latest]
+        for _ in range(checks.baseline_periods):
+            periods.insert(0, periods[0].previous())
+        computed = compute_periods(counts, periods, definition=definition, today=today)
+        *baseline, last = computed
+        checked.append((kind, last.label))
+        if not last.has_data:
+            notes.append(f"{kind} {last.label}: no data")
+        findings += _target_findings(last)
+        kind_comparisons = [c for key in DROP_KPIS if (c := _compare(key, last, baseline, checks.confidence))]
+        comparisons += kind_comparisons
+        findings += _drop_findings(kind_comparisons)
+        answers = _answers_finding(last, checks.min_answers)
+        if answers is not None:
+            findings.append(answers)
+        for key, reason in last.flags.items():
+            notes.append(f"{kind} {last.label}: {KPI_NAMES.get(key, key)} not shown: {reason}")
+    findings += _freshness_findings(definition, newest or {}, now)
+    findings += _spool_findings(definition, spool)
+    return CheckReport(service, now, tuple(findings), tuple(comparisons), tuple(checked), tuple(notes))
+
+
+# ---------------------------------------------------------------------------
+# Gathering the facts
+# ---------------------------------------------------------------------------
+
+
+def _newest_in_records(records: Mapping[str, Any], data_types: Sequence[str]) -> dict[str, datetime | None]:
+    from perf_sdk._kpi_sources import _timestamp
+
+    out: dict[str, datetime | None] = {}
+    for data_type in data_types:
+        times = [_timestamp(r) for r in records.get(data_type, ())]
+        out[data_type] = max(times) if times else None
+    return out
+
+
+def _newest_on_platform(
+    base: str, service: str, data_types: Sequence[str], token: str | None, client: httpx.Client
+) -> dict[str, datetime | None]:
+    """Each data set's newest ``_timestamp``: one ``sort_by=_timestamp:descending&limit=1`` read."""
+    from perf_sdk._kpi_sources import _fetch
+
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    out: dict[str, datetime | None] = {}
+    for data_type in data_types:
+        rows = _fetch(
+            client,
+            f"{base}/data/{service}/{data_type}",
+            (("sort_by", "_timestamp:descending"), ("limit", "1")),
+            headers,
+        )
+        stamp = rows[0].get("_timestamp") if rows else None
+        parsed = parse_timestamp(str(stamp)) if stamp else None
+        if parsed is None and stamp:
+            parsed = datetime.fromisoformat(str(stamp))
+        out[data_type] = None if parsed is None else (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+    return out
+
+
+def spool_state(spool_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
+    """``(age in seconds of the oldest waiting record, dead letters)`` across a spool directory's files."""
+    from perf_sdk._spool import inspect_spool_dir
+
+    files = inspect_spool_dir(Path(spool_dir))
+    oldest = min((f.oldest_accepted_at for f in files if f.oldest_accepted_at is not None), default=None)
+    return (None if oldest is None else max(0.0, time.time() - oldest)), sum(f.dead for f in files)
+
+
+def _window_start(definition: Definition, today: date) -> date:
+    starts = []
+    for kind in definition.checks.periods:
+        p = latest_complete(kind, today)
+        for _ in range(definition.checks.baseline_periods):
+            p = p.previous()
+        starts.append(p.start)
+    return min(starts) if starts else today - timedelta(days=1)
+
+
+def check(
+    *,
+    definition: Definition | str | os.PathLike[str] | None = None,
+    service: str | None = None,
+    records: Mapping[str, Any] | None = None,
+    endpoint: str | None = None,
+    read_endpoint: str | None = None,
+    token: str | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    now: datetime | None = None,
+    timeout: float = 30.0,
+    client: httpx.Client | None = None,
+) -> CheckReport:
+    """Run every rule of ``definition`` for ``service``, from ``records`` or the platform's read API.
+
+    ``records`` is a mapping ``{"transactions": [...], ...}`` in the platform's
+    shape (custom data types included, for other KPIs' targets); without it the
+    read API at ``read_endpoint`` / ``endpoint`` (or ``PERF_SDK_READ_ENDPOINT`` /
+    ``PERF_SDK_ENDPOINT``) is read. ``now`` defaults to the current time.
+    Without a definition the default checks run (drops, silence, answers; no targets).
+    """
+    from perf_sdk._kpi_sources import counts_from_read_api, counts_from_records, resolve_read_settings
+
+    if definition is None:
+        definition = Definition()
+    elif not isinstance(definition, Definition):
+        definition = load_definition(definition)
+    moment = now or datetime.now(timezone.utc)
+    if moment.tzinfo is None:
+        raise ConfigurationError("now must be a zone-aware datetime")
+    today = moment.astimezone(timezone.utc).date()
+    silence_types = tuple(definition.checks.max_silence_hours)
+    spool = spool_state(spool_dir) if spool_dir is not None else None
+    if records is not None:
+        counts = counts_from_records(records, measures=definition.measures(), bucket="day")
+        newest = _newest_in_records(records, silence_types)
+        return evaluate(
+            counts, definition, now=moment, service=service or definition.service, newest=newest, spool=spool
+        )
+    settings = resolve_read_settings(
+        service=service or definition.service, endpoint=endpoint, read_endpoint=read_endpoint, token=token
+    )
+    if not settings.read_endpoint:
+        raise ConfigurationError(
+            "no platform to check: pass --read-endpoint / --endpoint (or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)"
+        )
+    if not settings.service or not SLUG_RE.match(settings.service):
+        raise ConfigurationError(
+            'no service to check: pass --service (or set PERF_SDK_SERVICE, or service = "..." in the definition)'
+        )
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    try:
+        counts = counts_from_read_api(
+            settings.read_endpoint,
+            settings.service,
+            start=_window_start(definition, today),
+            end=today + timedelta(days=1),
+            token=settings.token,
+            client=http,
+            measures=definition.measures(),
+            bucket="day",
+        )
+        newest = _newest_on_platform(settings.read_endpoint, settings.service, silence_types, settings.token, http)
+    finally:
+        if own:
+            http.close()
+    return evaluate(counts, definition, now=moment, service=settings.service, newest=newest, spool=spool)

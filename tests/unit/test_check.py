@@ -1,0 +1,236 @@
+"""``perf-sdk check``: the rules, worked by hand, and the exit statuses and webhook of the command."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perf_sdk._check import check
+from perf_sdk._definition import parse_definition
+from perf_sdk._errors import RejectedError
+from perf_sdk._stats import newcombe_difference, wilson_interval
+from perf_sdk._webhook import post_webhook, redact_url
+
+#: A Monday morning: the latest complete week is 9..15 March 2026.
+NOW = datetime(2026, 3, 16, 9, 0, tzinfo=timezone.utc)
+WEEKLY = """\
+[checks]
+periods = ["week"]
+max_silence_hours = {transactions = 168}
+"""
+
+
+def _week(wednesday: datetime, started: int, completed: int) -> list[dict[str, Any]]:
+    ts = wednesday.isoformat().replace("+00:00", "Z")
+    return [
+        {"_timestamp": ts, "stage": "started", "channel": "digital", "count": started},
+        {"_timestamp": ts, "stage": "completed", "channel": "digital", "count": completed},
+    ]
+
+
+def _service(latest_completed: int) -> dict[str, list[dict[str, Any]]]:
+    """Four baseline weeks at 80 / 100, then the latest week at ``latest_completed`` / 100."""
+    latest = datetime(2026, 3, 11, 10, 0, tzinfo=timezone.utc)  # Wednesday of the week checked
+    records: list[dict[str, Any]] = []
+    for weeks_before in (4, 3, 2, 1):
+        records += _week(latest - timedelta(weeks=weeks_before), 100, 80)
+    records += _week(latest, 100, latest_completed)
+    return {"transactions": records}
+
+
+def test_wilson_and_newcombe_match_published_values() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:873-890, table II example (56/70 - 48/80): 0.0524 to 0.3339
+    d = newcombe_difference(48, 80, 56, 70)
+    assert (round(d.low, 4), round(d.high, 4)) == (0.0524, 0.3339)
+    # Wilson's interval for 8/10 by the formula in docs/guides/success.md
+    i = wilson_interval(8, 10)
+    assert (round(i.low, 4), round(i.high, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 5).low == 0.0
+
+
+def test_planted_drop_is_found_with_the_hand_computed_interval() -> None:
+    report = check(records=_service(60), definition=parse_definition(WEEKLY), now=NOW, service="svc")
+    assert report.exit_status == 1
+    (finding,) = report.findings
+    assert (finding.rule, finding.kpi, finding.label) == ("significant_drop", "completion_rate", "2026-W11")
+    # by hand: baseline 320/400 = 80.0%, latest 60/100 = 60.0%, difference -20.0 points.
+    # Wilson 320/400: 0.75803 .. 0.83626; Wilson 60/100: 0.50200 .. 0.69060;
+    # low  = -0.2 - sqrt((0.6 - 0.50200)^2 + (0.83626 - 0.8)^2) = -0.30449
+    # high = -0.2 + sqrt((0.69060 - 0.6)^2 + (0.8 - 0.75803)^2) = -0.10015
+    details = finding.details
+    assert details["difference"] == pytest.approx(-0.2)
+    assert details["low"] == pytest.approx(-0.30449, abs=5e-5)
+    assert details["high"] == pytest.approx(-0.10015, abs=5e-5)
+    assert details["baseline"] == ["2026-W07", "2026-W08", "2026-W09", "2026-W10"]
+    assert "interval -30.4 pts to -10.0 pts: significant drop" in report.to_text()
+
+
+def test_same_data_without_the_drop_is_not_flagged_and_the_interval_is_printed() -> None:
+    report = check(records=_service(78), definition=parse_definition(WEEKLY), now=NOW, service="svc")
+    assert report.exit_status == 0, report.to_text()
+    assert report.findings == ()
+    text = report.to_text()
+    # by hand: 78/100 against 320/400: -2.0 points, interval -0.11768 .. +0.06161
+    assert "78.0% (78/100) vs baseline 80.0% (320/400" in text
+    assert "interval -11.8 pts to +6.2 pts: no significant drop" in text
+    comparison = report.to_dict()["comparisons"][0]
+    assert comparison["low"] == pytest.approx(-0.11768, abs=5e-5)
+    assert comparison["high"] == pytest.approx(0.06161, abs=5e-5)
+    assert comparison["method"] == "newcombe-hybrid-score"
+
+
+def test_below_target_is_attention() -> None:
+    definition = parse_definition(WEEKLY + "[targets]\ncompletion_rate = {min = 0.85}\n")
+    report = check(records=_service(78), definition=definition, now=NOW)
+    (finding,) = report.findings
+    assert finding.rule == "below_target"
+    assert finding.message == "Completion rate 2026-W11 is 78.0%; the target is at least 85.0%"
+
+
+def test_silence_and_missing_data_sets_are_attention() -> None:
+    definition = parse_definition(
+        '[checks]\nperiods = ["week"]\nmax_silence_hours = {transactions = 24, satisfaction = 168}\n'
+    )
+    report = check(records=_service(78), definition=definition, now=NOW)
+    rules = sorted((f.rule, f.details["data_type"]) for f in report.findings)
+    assert rules == [("no_records", "satisfaction"), ("no_records", "transactions")]
+    silent = next(f for f in report.findings if f.details["data_type"] == "transactions")
+    assert silent.details["silent_hours"] == pytest.approx(119.0)  # Wed 10:00 to Mon 09:00
+
+
+def test_too_few_answers_in_a_month() -> None:
+    definition = parse_definition('[checks]\nperiods = ["month"]\nmin_answers = 30\nmax_silence_hours = {}\n')
+    records = {"satisfaction": [{"_timestamp": "2026-02-10T10:00:00Z", "rating": 5, "channel": "digital", "count": 12}]}
+    report = check(records=records, definition=definition, now=NOW)
+    (finding,) = report.findings
+    assert finding.rule == "too_few_answers" and finding.label == "2026-02"
+    assert "12 satisfaction answers in 2026-02: fewer than 30" in finding.message
+
+
+def test_spool_age_and_dead_letters(tmp_path: Path) -> None:
+    from perf_sdk import Tracker
+
+    spool = tmp_path / "spool"
+    # an endpoint nobody listens on: the record waits in the spool
+    with Tracker(
+        service="svc",
+        endpoint="http://127.0.0.1:9",
+        token="t",
+        secret="s" * 32,
+        spool_dir=spool,
+        retry_initial=60.0,
+    ) as tracker:
+        tracker.satisfaction(5, channel="digital")
+        assert tracker.persist(timeout=30.0)
+        tracker.close(timeout=0.1)
+    definition = parse_definition("[checks]\nmax_spool_age_minutes = 0.0001\nmax_silence_hours = {}\n")
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    report = check(records={}, definition=definition, now=later, spool_dir=spool)
+    assert [f.rule for f in report.findings if f.rule.startswith("spool")] == ["spool_age"]
+
+
+# -- the webhook, against a real receiver on loopback -------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    answers: list[int] = []
+    bodies: list[dict[str, Any]] = []
+    auth: list[str | None] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        type(self).auth.append(self.headers.get("Authorization"))
+        status = type(self).answers.pop(0) if type(self).answers else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
+    handler = type("Handler", (_Receiver,), {"answers": [], "bodies": [], "auth": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/services/T000/B000/very-secret-path", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def test_webhook_retries_then_delivers_text(receiver: tuple[str, type[_Receiver]]) -> None:
+    url, handler = receiver
+    handler.answers[:] = [503, 429]
+    waits: list[float] = []
+    status = post_webhook(url, {"text": "hello"}, token="hook-token", sleep=waits.append, backoff=0.01)
+    assert status == 200
+    assert [b["text"] for b in handler.bodies] == ["hello"] * 3
+    assert handler.auth == ["Bearer hook-token"] * 3
+    assert waits == [0.01, 0.02]
+
+
+def test_webhook_4xx_is_final_and_never_shows_the_secret(receiver: tuple[str, type[_Receiver]]) -> None:
+    url, handler = receiver
+    handler.answers[:] = [403]
+    with pytest.raises(RejectedError) as caught:
+        post_webhook(url, {"text": "x"}, token="hook-token", sleep=lambda s: None)
+    assert len(handler.bodies) == 1
+    assert "very-secret-path" not in str(caught.value) and "hook-token" not in str(caught.value)
+    assert redact_url(url).endswith("/…") and "secret" not in redact_url(url)
+
+
+def test_check_command_exit_statuses_and_webhook(
+    receiver: tuple[str, type[_Receiver]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from perf_sdk.cli import _check as cli_check
+    from perf_sdk.cli import main
+
+    url, handler = receiver
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text(WEEKLY)
+    records = {"drop": _service(60), "steady": _service(78)}
+    chosen: dict[str, Any] = {}
+    real = cli_check.check
+
+    def fake_check(**kwargs: Any) -> Any:  # the read API stand-in: the same rules over in-memory records
+        kwargs.pop("endpoint"), kwargs.pop("read_endpoint"), kwargs.pop("token")
+        return real(records=records[chosen["which"]], **kwargs)
+
+    monkeypatch.setattr(cli_check, "check", fake_check)
+    at = ["--at", "2026-03-16T09:00:00Z", "--definition", str(definition), "--service", "svc"]
+
+    chosen["which"] = "steady"
+    assert main(["check", *at, "--webhook", url]) == 0
+    assert handler.bodies == []  # all well: nothing posted
+    assert "all well" in capsys.readouterr().out
+
+    chosen["which"] = "drop"
+    assert main(["check", *at, "--format", "json", "--webhook", url]) == 1
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["status"] == "attention" and data["findings"][0]["rule"] == "significant_drop"
+    assert handler.bodies[0]["text"].startswith("perf-sdk check: svc: 1 thing needs attention")
+    assert "very-secret-path" not in captured.err + captured.out
+    assert "alert posted to http://127.0.0.1:" in captured.err
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[checks]\nperiods = ["fortnight"]\n')
+    assert main(["check", "--definition", str(bad), "--service", "svc"]) == 2
+    assert "bad.toml, line 2" in capsys.readouterr().err
