@@ -1,0 +1,130 @@
+"""A read's work is bounded: past a limit the answer is a 400 that names the limit and how to narrow the query.
+
+Hostile or careless queries (thousands of periods times many groups, a limit past
+64 bits, thousands of repeated parameters) used to cost gigabytes, or answer 500.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from perf_sdk.platform import create_app
+from perf_sdk.platform._query import ReadLimits
+
+from .conftest import AUTH, TOKEN, URL, Platform
+
+SMALL = ReadLimits(periods=50, cells=100, records=5, bytes=4000)
+
+
+@pytest.fixture
+def small() -> Iterator[Platform]:
+    app = create_app(token=TOKEN, read_limits=SMALL)
+    with TestClient(app) as client:
+        yield Platform(client)
+    app.state.store.close()
+
+
+def _twenty_groups(platform: Platform) -> None:
+    platform.write(
+        [
+            {"_id": f"r{i}", "_timestamp": f"2026-01-01T{i % 24:02d}:00:00Z", "ff": f"v{i % 20}", "count": 1}
+            for i in range(40)
+        ]
+    )
+
+
+def _refusal(platform: Platform, query: str) -> str:
+    response = platform.get(query)
+    assert response.status_code == 400, response.text
+    message: str = response.json()["message"]
+    return message
+
+
+def test_too_many_periods_is_400_naming_the_limit(small: Platform) -> None:
+    _twenty_groups(small)
+    message = _refusal(small, "period=hour&duration=99999&group_by=ff&collect=count:sum")
+    assert "more than 50 periods of a hour" in message
+    assert "narrow start_at and end_at (or duration), or use a longer period" in message
+
+
+def test_too_many_cells_is_400_naming_the_limit(small: Platform) -> None:
+    _twenty_groups(small)
+    # 20 groups x 24 hours = 480 cells, past 100.
+    message = _refusal(small, "period=hour&start_at=2026-01-01T00:00:00Z&end_at=2026-01-02T00:00:00Z&group_by=ff")
+    assert message.startswith("the answer would hold ")
+    assert "cells (groups times periods); the most is 100" in message
+    assert "filter_by" in message
+    # Narrowed as the message says, the same question is answered.
+    narrowed = small.data("period=day&start_at=2026-01-01T00:00:00Z&end_at=2026-01-02T00:00:00Z&group_by=ff")
+    assert len(narrowed) == 20
+
+
+def test_flattened_combinations_count_against_the_cells(small: Platform) -> None:
+    small.write([{"aa": f"a{i}", "bb": f"b{i}", "_timestamp": "2026-01-01T00:00:00Z"} for i in range(11)])
+    # 11 groups fit, but flattened they are 11 x 11 combinations.
+    assert len(small.data("period=day&group_by=aa&group_by=bb")) == 11
+    assert "cells" in _refusal(small, "period=day&group_by=aa&group_by=bb&flatten=true")
+
+
+def test_too_many_records_is_400_and_limit_narrows_it(small: Platform) -> None:
+    _twenty_groups(small)
+    message = _refusal(small, "")
+    assert "records; the most is 5: add limit=, filter_by, or start_at and end_at" in message
+    assert len(small.data("limit=5")) == 5
+
+
+def test_too_many_bytes_is_400(small: Platform) -> None:
+    small.write([{"_id": f"r{i}", "text": "x" * 1500} for i in range(4)])
+    assert "bytes; the most is 4000" in _refusal(small, "")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (f"limit={2**63}", "limit must be a positive integer"),
+        ("limit=99999999999999999999999999999999999999", "limit must be a positive integer"),
+        ("limit=2000000000", "limit is 2000000000; the most is 1000000000"),
+        ("period=day&duration=" + "9" * 5000, "duration must be a positive integer"),
+        ("group_by=stage&" + "&".join(f"collect=f{i}:sum" for i in range(2000)), "collect may be given at most 64"),
+        ("&".join(f"filter_by=f{i}:x" for i in range(3000)), "filter_by may be given at most 64"),
+        ("&".join(f"group_by=g{i}" for i in range(20)), "group_by may be given at most 8"),
+    ],
+    ids=["limit-2**63", "limit-huge", "limit-past-max", "duration-5000-digits", "collect-2000", "filter-3000", "group-20"],
+)
+def test_absurd_parameters_are_400_not_500(platform: Platform, query: str, expected: str) -> None:
+    platform.write({"stage": "started", "_timestamp": "2026-01-01T00:00:00Z"})
+    assert expected in _refusal(platform, query)
+
+
+@pytest.mark.parametrize("name", ["svc\n", "stage\n", "caf\u00e9", "st\u0430ge"])
+def test_field_names_are_matched_whole_and_ascii(platform: Platform, name: str) -> None:
+    platform.write({"stage": "started"})
+    response = platform.client.get(URL, params={"group_by": name})
+    assert response.status_code == 400
+    assert "is not a valid field name" in response.json()["message"]
+
+
+@pytest.mark.parametrize("group", ["svc%0A", "caf%C3%A9"])
+def test_data_set_names_are_matched_whole_and_ascii(platform: Platform, group: str) -> None:
+    assert platform.client.post(f"/data/{group}/transactions", json={"stage": "x"}, headers=AUTH).status_code == 404
+    assert platform.client.get(f"/data/{group}/transactions").status_code == 404
+
+
+def test_a_lone_surrogate_is_refused_and_later_reads_still_answer(platform: Platform) -> None:
+    body = json.dumps([{"comment": "caf\udce9", "_id": "bad"}, {"_id": "good", "comment": "ok"}])
+    assert "\\udce9" in body  # what a client's JSON encoder sends
+    response = platform.client.post(URL, content=body, headers=AUTH | {"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["messages"] == [
+        "record 0: the value for field 'comment' is not valid Unicode (a lone surrogate): 'caf\\\\udce9'"
+    ]
+    key_body = json.dumps({"caf\udce9": 1})
+    response = platform.client.post(URL, content=key_body, headers=AUTH | {"Content-Type": "application/json"})
+    assert response.status_code == 400
+    platform.write({"_id": "good", "comment": "caf\u00e9"})
+    assert platform.data() == [{"_id": "good", "comment": "caf\u00e9"}]
+    assert platform.data("group_by=comment") == [{"comment": "caf\u00e9", "_count": 1}]
