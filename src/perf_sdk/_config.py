@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._protocol import DATA_TYPES, SLUG_RE
 
-__all__ = ["Settings", "default_spool_dir", "is_loopback_url"]
+__all__ = ["ReadSettings", "Settings", "default_spool_dir", "env_value", "is_loopback_url", "resolve_spool_dir"]
 
 #: argument name -> environment variable.
 ENV: Final = {
@@ -37,6 +37,12 @@ ENV: Final = {
     "allow_insecure_http": "PERF_SDK_ALLOW_INSECURE_HTTP",
     "ca_bundle": "PERF_SDK_CA_BUNDLE",
     "enabled": "PERF_SDK_ENABLED",
+}
+#: Variables of single commands, not tracker settings (read through :func:`env_value`).
+COMMAND_ENV: Final = {
+    "definition": "PERF_SDK_DEFINITION",
+    "webhook_url": "PERF_SDK_WEBHOOK_URL",
+    "webhook_token": "PERF_SDK_WEBHOOK_TOKEN",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -122,12 +128,7 @@ class Settings(BaseModel):
     @field_validator("endpoint", "read_endpoint")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
-        return value.rstrip("/")
+        return _check_url(value)
 
     @field_validator("sample_rate")
     @classmethod
@@ -209,19 +210,16 @@ class Settings(BaseModel):
         try:
             settings = cls(**values)
         except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            var = ENV.get(str(err["loc"][0]) if err["loc"] else "", "")
-            where = f" (argument {field}=" + (f" or {var})" if var else ")")
-            raise ConfigurationError(f"invalid {field}{where}: {err['msg']}") from None
+            raise _configuration_error(exc) from None
         settings._check(need_endpoint=need_endpoint and not disabled, need_secret=need_secret)
         return settings
 
     def _check(self, *, need_endpoint: bool, need_secret: bool) -> None:
         if need_secret and (self.secret is None or not self.secret.get_secret_value()):
+            why = "no secret: transaction ids are sent only as HMAC-SHA256 hashes keyed with the service's secret; "
             raise ConfigurationError(
-                "no secret: transaction ids are sent only as HMAC-SHA256 hashes keyed with the service's "
-                "secret; pass secret=... or set PERF_SDK_SECRET (keep it in your secret store)"
+                why + "pass secret=... or set PERF_SDK_SECRET (keep it in your secret store)",
+                cli_message=why + "give --secret or set PERF_SDK_SECRET (keep it in your secret store)",
             )
         if self.secret is not None and len(self.secret.get_secret_value()) < 16:
             raise ConfigurationError("secret is too short: use at least 16 characters (32 random bytes is best)")
@@ -229,19 +227,19 @@ class Settings(BaseModel):
             if self.endpoint is None:
                 raise ConfigurationError(
                     "no endpoint: pass endpoint='https://...' (the platform's write API) or set PERF_SDK_ENDPOINT; "
-                    "for a local platform run `perf-sdk serve`"
+                    "for a local platform run `perf-sdk serve`",
+                    cli_message="no endpoint: give --endpoint https://... (the platform's write API) or set "
+                    "PERF_SDK_ENDPOINT; for a local platform run `perf-sdk serve`",
                 )
             if not any(self.token_for(t) for t in DATA_TYPES):
-                raise ConfigurationError("no token: pass token=... (or tokens={...}) or set PERF_SDK_TOKEN")
+                raise ConfigurationError(
+                    "no token: pass token=... (or tokens={...}) or set PERF_SDK_TOKEN",
+                    cli_message="no token: give --token or set PERF_SDK_TOKEN",
+                )
         for url in (self.endpoint, self.read_endpoint):
             if not self.enabled and url == self.endpoint:
                 continue  # switched off: nothing is sent to the write endpoint
-            if url and url.startswith("http://") and not self.allow_insecure_http and not is_loopback_url(url):
-                raise ConfigurationError(
-                    f"refusing plain http:// to a non-loopback host ({urlsplit(url).hostname}): tokens and records "
-                    "would cross the network unencrypted; use https://, or pass allow_insecure_http=True "
-                    "(PERF_SDK_ALLOW_INSECURE_HTTP=1) if a TLS-terminating proxy sits on this host's network"
-                )
+            _refuse_plain_http(url, allow=self.allow_insecure_http)
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             raise ConfigurationError(f"ca_bundle {self.ca_bundle} is not a file (PERF_SDK_CA_BUNDLE)")
 
@@ -250,6 +248,147 @@ class Settings(BaseModel):
         for key, value in super().__repr_args__():
             if key in {"service", "enabled", "endpoint", "read_endpoint", "spool_dir", "strict", "token", "secret"}:
                 yield key, value
+
+
+class ReadSettings(BaseModel):
+    """Where to read a service's published data sets (``kpis``, ``publish``), validated.
+
+    The same rules as the write side's :class:`Settings`: the URL must be
+    ``http(s)://`` with a host, and plain ``http://`` to a host other than this
+    one is refused unless ``allow_insecure_http``, so a bearer token never crosses
+    the network in clear. The read base URL is, in order: ``read_endpoint``,
+    ``PERF_SDK_READ_ENDPOINT``, ``endpoint``, ``PERF_SDK_ENDPOINT`` (backdrop
+    deploys reads apart from writes; a single-URL platform serves both).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: str | None = None
+    read_endpoint: str | None = None
+    token: SecretStr | None = None
+    allow_insecure_http: bool = False
+
+    @field_validator("service")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        return None if value is None else Settings._slug(value)
+
+    @field_validator("read_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+    @property
+    def token_value(self) -> str | None:
+        return self.token.get_secret_value() if self.token is not None else None
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        service: str | None = None,
+        endpoint: str | None = None,
+        read_endpoint: str | None = None,
+        token: str | None = None,
+        allow_insecure_http: bool | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ReadSettings:
+        """Explicit arguments first, then ``PERF_SDK_*``; a bad value is a ConfigurationError naming it."""
+        env = os.environ if environ is None else environ
+        # Which argument the URL came from, so an error names the one the caller gave.
+        origin, url = next(
+            ((name, value) for name, value in _read_url_candidates(read_endpoint, endpoint, env) if value),
+            ("read_endpoint", None),
+        )
+        insecure: bool | str | None = allow_insecure_http
+        if insecure is None:
+            insecure = env.get(ENV["allow_insecure_http"]) or False
+        if isinstance(insecure, str):
+            insecure = _parse_bool(ENV["allow_insecure_http"], insecure)
+        try:
+            settings = cls(
+                service=service or env.get(ENV["service"]) or None,
+                read_endpoint=url,
+                token=SecretStr(raw_token) if (raw_token := token or env.get(ENV["token"])) else None,
+                allow_insecure_http=insecure,
+            )
+        except pydantic.ValidationError as exc:
+            raise _configuration_error(exc, rename={"read_endpoint": origin}) from None
+        _refuse_plain_http(settings.read_endpoint, allow=settings.allow_insecure_http)
+        return settings
+
+
+def _read_url_candidates(
+    read_endpoint: str | None, endpoint: str | None, env: Mapping[str, str]
+) -> tuple[tuple[str, str | None], ...]:
+    return (
+        ("read_endpoint", read_endpoint),
+        ("read_endpoint", env.get(ENV["read_endpoint"])),
+        ("endpoint", endpoint),
+        ("endpoint", env.get(ENV["endpoint"])),
+    )
+
+
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The ``PERF_SDK_*`` variable for argument ``name`` (``token``, ``service`` ...), None when unset or empty.
+
+    For the few callers that need one raw value (``perf-sdk serve``'s token),
+    so that this module stays the only one reading the environment.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(ENV.get(name) or COMMAND_ENV[name]) or None
+
+
+def resolve_spool_dir(
+    spool_dir: str | Path | None = None, service: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The spool directory: ``spool_dir``, ``PERF_SDK_SPOOL_DIR``, or the service's default; None if none is known."""
+    env = os.environ if environ is None else environ
+    given = spool_dir or env.get(ENV["spool_dir"])
+    if given:
+        return Path(given)
+    service = service or env.get(ENV["service"])
+    return default_spool_dir(service) if service else None
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if "://" not in value:
+        raise ValueError(f"{value!r} has no scheme: write it as http://{value} or https://{value}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
+    return value.rstrip("/")
+
+
+def _refuse_plain_http(url: str | None, *, allow: bool) -> None:
+    if url and url.startswith("http://") and not allow and not is_loopback_url(url):
+        why = (
+            f"refusing plain http:// to a non-loopback host ({urlsplit(url).hostname}): tokens and records "
+            "would cross the network unencrypted; use https://, or "
+        )
+        raise ConfigurationError(
+            why + "pass allow_insecure_http=True (PERF_SDK_ALLOW_INSECURE_HTTP=1) if a TLS-terminating proxy "
+            "sits on this host's network",
+            cli_message=why + "set PERF_SDK_ALLOW_INSECURE_HTTP=1 if a TLS-terminating proxy sits on this "
+            "host's network",
+        )
+
+
+def _configuration_error(exc: pydantic.ValidationError, rename: Mapping[str, str] | None = None) -> ConfigurationError:
+    """A pydantic error as a ConfigurationError naming the argument, the variable and (for the CLI) the flag."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "settings"
+    field = (rename or {}).get(field, field)
+    var = ENV.get(field.split(".")[0], "")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    also = f" or {var}" if var else ""
+    flag = "--" + field.split(".")[0].replace("_", "-")
+    return ConfigurationError(
+        f"invalid {field} (argument {field}={also}): {msg}",
+        cli_message=f"invalid {flag} ({flag}{also}): {msg}",
+    )
 
 
 #: The service name of a switched-off tracker given none (a slug, so validation still holds).

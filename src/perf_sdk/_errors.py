@@ -48,7 +48,16 @@ class ValidationError(PerfSdkError, ValueError):
 
 
 class ConfigurationError(PerfSdkError):
-    """The SDK is set up wrongly; the message says what to set, and where."""
+    """The SDK is set up wrongly; the message says what to set, and where.
+
+    ``cli_message`` says the same in the command line's words (``--secret``
+    rather than ``secret=``); the ``perf-sdk`` command prints it. It is the
+    message itself when the two read alike.
+    """
+
+    def __init__(self, message: str, *, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 class TransportError(PerfSdkError):

@@ -20,13 +20,15 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from perf_sdk._config import ReadSettings, env_value
 from perf_sdk._definition import Definition, Measure, load_definition
 from perf_sdk._errors import (
     ConfigurationError,
-    RejectedError,
     RetryableError,
     TransportError,
     ValidationError,
+    error_class_for_status,
+    scrub,
 )
 from perf_sdk._kpi import (
     FINE_KINDS,
@@ -61,7 +63,7 @@ RecordsInput = Iterable[Mapping[str, Any]] | Mapping[str, Iterable[Mapping[str, 
 
 
 # ---------------------------------------------------------------------------
-# Settings: the one place this module reads the environment
+# Settings: read and validated by _config (the one module reading the environment)
 # ---------------------------------------------------------------------------
 
 
@@ -82,19 +84,16 @@ def resolve_read_settings(
     token: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ReadApiSettings:
-    """Explicit arguments first, then ``PERF_SDK_*``.
+    """Explicit arguments first, then ``PERF_SDK_*``, with the write side's rules.
 
-    The read base URL is, in order: ``read_endpoint``, ``PERF_SDK_READ_ENDPOINT``,
-    ``endpoint``, ``PERF_SDK_ENDPOINT``: backdrop deploys reads apart from writes,
-    but a single-URL platform (like perf_sdk's local one) serves both.
+    :meth:`perf_sdk._config.ReadSettings.resolve` decides (the URL's order of
+    precedence, no plain ``http://`` to another host, so a token is never sent in
+    clear); this is its plain-values view.
     """
-    env = os.environ if environ is None else environ
-    url = read_endpoint or env.get("PERF_SDK_READ_ENDPOINT") or endpoint or env.get("PERF_SDK_ENDPOINT")
-    return ReadApiSettings(
-        service=service or env.get("PERF_SDK_SERVICE") or None,
-        read_endpoint=url.rstrip("/") if url else None,
-        token=token or env.get("PERF_SDK_TOKEN") or None,
+    settings = ReadSettings.resolve(
+        service=service, endpoint=endpoint, read_endpoint=read_endpoint, token=token, environ=environ
     )
+    return ReadApiSettings(settings.service, settings.read_endpoint, settings.token_value)
 
 
 # ---------------------------------------------------------------------------
@@ -295,9 +294,9 @@ def _fetch(
     if response.status_code == 404:
         return None
     if response.status_code >= 400:
-        text = response.text[:300]
-        cls = RetryableError if response.status_code >= 500 or response.status_code in (408, 429) else RejectedError
-        raise cls(
+        auth = headers.get("Authorization", "")
+        text = scrub(response.text[:300], [auth, auth.removeprefix("Bearer ")])
+        raise error_class_for_status(response.status_code)(
             f"the platform's read API answered {response.status_code} to GET {response.request.url}: {text}",
             status=response.status_code,
             messages=[text],
@@ -516,26 +515,33 @@ def kpis(
             url = getattr(source, "url")  # noqa: B009 - a LocalPlatform, or anything serving the read API
         else:
             records = source
-    settings = resolve_read_settings(
-        service=service or (definition.service if definition else None),
-        endpoint=endpoint,
-        read_endpoint=url or read_endpoint,
-        token=token,
-    )
     bucket: Bucket = "day" if period in FINE_KINDS else "month"
+    named = service or (definition.service if definition else None)
+    report_service = named or env_value("service")
 
     if records is not None:
         counts = counts_from_records(records, measures=measures, bucket=bucket)
     elif path is not None:
         counts = counts_from_records(read_records_file(path), bucket=bucket)
     else:
+        settings = resolve_read_settings(  # only when the read API is the source: a file needs no endpoint
+            service=named,
+            endpoint=endpoint,
+            read_endpoint=url or read_endpoint,
+            token=token,
+        )
         if not settings.read_endpoint:
             raise ConfigurationError(
                 "no KPI source: pass records= or path=, or a read API with read_endpoint= / endpoint= "
-                "(or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)"
+                "(or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
+                cli_message="no KPI source: give a FILE of records, or the platform's read API with "
+                "--read-endpoint URL or --endpoint URL (or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
             )
         if not settings.service:
-            raise ConfigurationError("no service: pass service= (or --service, or set PERF_SDK_SERVICE)")
+            raise ConfigurationError(
+                "no service: pass service= (or --service, or set PERF_SDK_SERVICE)",
+                cli_message="no service: give --service SLUG or set PERF_SDK_SERVICE",
+            )
         if not SLUG_RE.match(settings.service):
             raise ConfigurationError(
                 f"service {settings.service!r} is not a data-group slug (lower-case letters, digits and '-')"
@@ -564,7 +570,7 @@ def kpis(
         period=period,
         start=first,
         end=last,
-        service=settings.service,
+        service=report_service,
         definition=definition,
         today=today,
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import perf_sdk
 from perf_sdk import ConfigurationError
-from perf_sdk._config import Settings, is_loopback_url
+from perf_sdk._config import ReadSettings, Settings, default_spool_dir, is_loopback_url, resolve_spool_dir
 
 SECRET = "s" * 32
 
@@ -39,7 +40,6 @@ def test_per_type_tokens_from_environment(monkeypatch: pytest.MonkeyPatch) -> No
     ("kwargs", "needle"),
     [
         ({"secret": "short"}, "too short"),
-        ({"endpoint": None}, "PERF_SDK_ENDPOINT"),
         ({"token": None}, "PERF_SDK_TOKEN"),
         ({"service": "Not A Slug"}, "service"),
         ({"endpoint": "ftp://x"}, "endpoint"),
@@ -119,8 +119,6 @@ def test_unwritable_spool_dir_is_a_configuration_error(tmp_path: Path) -> None:
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        import os
-
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user that can write anywhere (root)")
         with pytest.raises(ConfigurationError, match="not writable"):
@@ -221,3 +219,145 @@ def test_switched_off_still_refuses_bad_values() -> None:
         Settings.resolve(service="svc", secret="short", allow_disabled=True)
     with pytest.raises(ConfigurationError, match="service"):
         Settings.resolve(service="Not A Slug", allow_disabled=True)
+
+
+# -- the read side: one reader, the same rules (issue 13 item 3) ----------------------------------
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_read_settings_refuse_plain_http_to_another_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        ReadSettings.resolve(service="svc", read_endpoint="http://perf.example.gov.uk", token="t")
+    monkeypatch.setenv("PERF_SDK_ENDPOINT", "http://perf.example.gov.uk")
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        ReadSettings.resolve(service="svc")
+    monkeypatch.setenv("PERF_SDK_ALLOW_INSECURE_HTTP", "1")
+    assert ReadSettings.resolve(service="svc").read_endpoint == "http://perf.example.gov.uk"
+    assert ReadSettings.resolve(read_endpoint="http://127.0.0.1:8000/").read_endpoint == "http://127.0.0.1:8000"
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_read_settings_order_and_secrecy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERF_SDK_ENDPOINT", "https://write.example.gov.uk")
+    monkeypatch.setenv("PERF_SDK_TOKEN", "env-token-value")
+    monkeypatch.setenv("PERF_SDK_SERVICE", "svc")
+    s = ReadSettings.resolve()
+    assert (s.service, s.read_endpoint, s.token_value) == ("svc", "https://write.example.gov.uk", "env-token-value")
+    assert "env-token-value" not in repr(s)
+    monkeypatch.setenv("PERF_SDK_READ_ENDPOINT", "https://read.example.gov.uk")
+    assert ReadSettings.resolve().read_endpoint == "https://read.example.gov.uk"
+    assert ReadSettings.resolve(endpoint="https://arg.example.gov.uk").read_endpoint == "https://read.example.gov.uk"
+    assert (
+        ReadSettings.resolve(read_endpoint="https://arg.example.gov.uk").read_endpoint == "https://arg.example.gov.uk"
+    )
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_kpis_never_sends_a_token_in_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    import respx
+
+    with respx.mock(assert_all_called=False) as router:
+        route = router.get(url__startswith="http://perf.example.gov.uk").mock(
+            return_value=__import__("httpx").Response(200, json={"data": []})
+        )
+        with pytest.raises(ConfigurationError, match="plain http://"):
+            perf_sdk.kpis(service="svc", endpoint="http://perf.example.gov.uk", token="secret-token")
+        assert not route.called
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_a_kpi_file_needs_no_endpoint_even_with_a_bad_one_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PERF_SDK_ENDPOINT", "http://perf.example.gov.uk")
+    file = tmp_path / "r.jsonl"
+    file.write_text('{"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 1}\n')
+    assert perf_sdk.kpis(file, start="2026-01-01", end="2026-03-31").periods
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_spool_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert resolve_spool_dir() is None
+    assert resolve_spool_dir(service="svc") == default_spool_dir("svc")
+    monkeypatch.setenv("PERF_SDK_SPOOL_DIR", str(tmp_path))
+    assert resolve_spool_dir(service="svc") == tmp_path
+    assert resolve_spool_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    src = Path(perf_sdk.__file__).parent
+    # Modules of other work in progress, to be moved onto _config.env_value (COMMAND_ENV) by their owners.
+    pending = {"cli/_check.py", "cli/_kpis.py"}
+    readers = {
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if any(word in path.read_text(encoding="utf-8") for word in ("os.environ", "os.getenv"))
+    }
+    assert readers - pending == {"_config.py"}
+
+
+# -- the command line speaks in flags (issue 17 item 6) -------------------------------------------
+
+
+def test_a_missing_secret_at_the_cli_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_sdk.cli import main
+
+    file = tmp_path / "tid.csv"
+    file.write_text("timestamp,stage,channel,transaction_id\n2026-01-05,started,digital,t-1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERF_SDK_")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in set(os.environ) - set(env):
+            mp.delenv(key)
+        code = main(["backfill", "--dry-run", "--service", "svc", str(file)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--secret" in err and "PERF_SDK_SECRET" in err
+
+
+@pytest.mark.usefixtures("bare_env")
+@pytest.mark.parametrize("flag", ["--endpoint", "--read-endpoint"])
+def test_kpis_without_a_scheme_is_a_usage_error_saying_so(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_sdk.cli import main
+
+    assert main(["kpis", "--service", "svc", flag, "127.0.0.1:8999"]) == 2
+    err = capsys.readouterr().err
+    assert "has no scheme" in err and "http://127.0.0.1:8999" in err
+    assert flag in err
+    assert "cannot reach" not in err
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_kpis_without_a_source_says_which_flags_to_give(capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_sdk.cli import main
+
+    assert main(["kpis", "--service", "svc"]) == 2
+    err = capsys.readouterr().err
+    assert "--endpoint" in err and "--read-endpoint" in err and "FILE" in err
+    assert "records=" not in err and "read_endpoint=" not in err
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_a_bad_value_at_the_cli_names_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_sdk.cli import main
+
+    file = tmp_path / "h.csv"
+    file.write_text("timestamp,stage,channel\n2026-01-05,started,digital\n")
+    code = main(["backfill", "--service", "svc", "--endpoint", "127.0.0.1:8999", "--token", "t", str(file)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "invalid --endpoint" in err and "has no scheme" in err
+    assert "argument endpoint=" not in err
+
+
+def test_settings_errors_have_a_cli_form() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(service="svc", need_endpoint=False, need_secret=True, environ={})
+    assert "secret=" in str(info.value)
+    assert "--secret" in info.value.cli_message and "secret=" not in info.value.cli_message
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(service="svc", environ={})
+    assert "--endpoint" in info.value.cli_message and "endpoint=" not in info.value.cli_message
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(service="svc", endpoint="https://x.gov.uk", environ={})
+    assert "--token" in info.value.cli_message
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(service="svc", endpoint="https://x.gov.uk", token="t", batch_size=0, environ={})
+    assert "invalid --batch-size" in info.value.cli_message

@@ -63,3 +63,41 @@ def test_status_needs_a_spool(capsys: pytest.CaptureFixture[str]) -> None:
 def test_status_of_an_empty_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
     assert "nothing is waiting" in capsys.readouterr().out
+
+
+def test_status_of_a_path_that_does_not_exist_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-such-spool"
+    assert main(["spool", "status", "--spool-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"no spool directory at {missing}" in err and "--spool-dir" in err
+    assert not missing.exists()  # looking does not create it
+
+
+def test_status_of_a_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "x.spool"
+    file.write_text("")
+    assert main(["spool", "status", "--spool-dir", str(file)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_status_finds_the_spool_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = make_spool(tmp_path)
+    monkeypatch.setenv("PERF_SDK_SPOOL_DIR", str(tmp_path))
+    assert main(["spool", "status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 2
+    spool.close()
+
+
+def test_status_table_is_not_squashed_when_piped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spool = Spool(tmp_path)
+    long_set = "a-service-with-a-rather-long-name-for-its-data-group/transactions"
+    spool.append([(long_set, 1, b'[{"_id":"a","count":1}]')], 1.0)
+    try:
+        assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0  # capsys: not a terminal
+    finally:
+        spool.close()
+    lines = capsys.readouterr().out.splitlines()
+    (row,) = [line for line in lines if long_set in line]  # one line, not wrapped into cells of 80 columns
+    assert f"{long_set}: 1" in row and "alive" in row

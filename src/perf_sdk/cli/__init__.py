@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        # In the command line's words: --secret, not secret=.
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("perf-sdk: interrupted", file=sys.stderr)

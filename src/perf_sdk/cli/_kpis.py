@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.write(dashboard_html(report))
             return 0
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
     except TransportError as exc:
         print(f"perf-sdk: {exc}", file=sys.stderr)

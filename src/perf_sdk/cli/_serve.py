@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import socket
 from pathlib import Path
 from typing import Any
 
+from perf_sdk._config import env_value
 from perf_sdk._errors import ConfigurationError
 
 __all__ = ["register", "run"]
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     token: str | None = None
     generated = False
     if tokens is None:
-        token = args.token or os.environ.get("PERF_SDK_TOKEN")
+        token = args.token or env_value("token")
         if not token:
             token, generated = secrets.token_urlsafe(24), True
     app = create_app(db=args.db or ":memory:", token=token, tokens=tokens)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from perf_sdk._config import ENV, default_spool_dir
+from perf_sdk._config import ENV, resolve_spool_dir
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._spool import SUFFIX, _connect, _migrate, inspect_spool_dir, replay_dead_in_dir
 
@@ -41,13 +41,25 @@ def register(subparsers: Any) -> None:
 
 
 def _spool_dir(args: argparse.Namespace) -> Path:
-    given = args.spool_dir or os.environ.get(ENV["spool_dir"])
-    if given:
-        return Path(given)
-    service = args.service or os.environ.get(ENV["service"])
-    if not service:
+    """The directory asked for; a usage error when none is, or it does not exist (a typo is not "empty")."""
+    directory = resolve_spool_dir(args.spool_dir, args.service)
+    if directory is None:
         raise ConfigurationError("say which spool: --spool-dir PATH, or --service SLUG (or PERF_SDK_SPOOL_DIR)")
-    return default_spool_dir(service)
+    if not directory.exists():
+        where = "--spool-dir" if args.spool_dir else ("--service" if args.service else "PERF_SDK_SPOOL_DIR/SERVICE")
+        raise ConfigurationError(
+            f"no spool directory at {directory} (from {where}): check the path; a tracker creates it when it starts"
+        )
+    if not directory.is_dir():
+        raise ConfigurationError(f"{directory} is not a directory: give the spool directory, not a file in it")
+    return directory
+
+
+def _console() -> Console:
+    """Rich on a terminal; piped or redirected, lines as wide as their content, so tables are not squashed to 80."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=True)
+    return Console(soft_wrap=True, width=100_000)
 
 
 def _age(oldest: float | None) -> str:
@@ -91,7 +103,7 @@ def _status(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    console = Console(soft_wrap=True)
+    console = _console()
     console.print(f"Spool directory: [bold]{directory}[/bold]")
     if not files:
         console.print("No spool files: nothing is waiting to be delivered.")
@@ -146,7 +158,7 @@ def _dead(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    console = Console(soft_wrap=True)
+    console = _console()
     if not rows:
         console.print("No dead letters.")
         return 0
