@@ -494,7 +494,7 @@ class JourneyEngine:
         logger.info(
             "perf_sdk: not counting journey pages requested by bots or command-line clients "
             "(User-Agent %r matched the bot rule); use a browser's User-Agent to test, or pass "
-            "bot_user_agents=None to count every client. Said once per process.",
+            "bot_user_agents=None to count every client (said once)",
             user_agent[:120],
         )
 
