@@ -1,0 +1,132 @@
+"""``perf-sdk alerts prometheus``: rules promtool accepts, that fire as meant, on metrics the SDK really exports."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
+
+from perf_sdk._alerts import PROMETHEUS_METRICS, prometheus_name, prometheus_rules, rules_yaml
+from perf_sdk._definition import parse_definition
+from perf_sdk._telemetry import Stats
+from perf_sdk.cli import main
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (Debian/Ubuntu: apt-get install prometheus; CI installs it)",
+)
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    assert PROMTOOL is not None
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_metric_names_match_what_the_sdk_exports() -> None:
+    """Every metric a rule names is one of the SDK's instruments, under OpenTelemetry's Prometheus naming."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        stats = Stats()
+        stats.instrument(meter_provider=provider, kpi_metrics=True, spool_view=lambda: (3, 0.0))
+        for name in ("accepted", "refused", "spooled", "delivered", "dead_lettered", "retries"):
+            stats.add(name)
+        stats.journeys("transactions", [{"stage": "started", "channel": "digital", "count": 1}])
+        data = reader.get_metrics_data()
+        exported = {
+            prometheus_name(m.name, m.unit or "", isinstance(m.data, Sum) and m.data.is_monotonic)
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+    finally:
+        provider.shutdown()
+    wanted = {prometheus_name(*spec) for spec in PROMETHEUS_METRICS.values()}
+    assert wanted <= exported, sorted(wanted - exported)
+    assert "perf_sdk_spool_oldest_age_seconds" in wanted
+    assert "perf_sdk_records_dead_lettered_total" in wanted
+    assert "perf_sdk_transactions_total" in wanted
+
+
+def test_names_follow_the_conversion_rules() -> None:
+    assert prometheus_name("perf_sdk.spool.oldest_age", "s", False) == "perf_sdk_spool_oldest_age_seconds"
+    assert prometheus_name("perf_sdk.records.delivered", "{record}", True) == "perf_sdk_records_delivered_total"
+
+
+@needs_promtool
+def test_promtool_check_rules_accepts_the_file(tmp_path: Path) -> None:
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text("[targets]\ncompletion_rate = {min = 0.8}\n")
+    out = tmp_path / "perf-sdk-rules.yml"
+    args = ["alerts", "prometheus", "--output", str(out), "--definition", str(definition)]
+    assert main([*args, "--selector", 'service_name="apply-for-a-licence"']) == 0
+    result = _promtool("check", "rules", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout
+    assert 'perf_sdk_spool_oldest_age_seconds{service_name="apply-for-a-licence"}' in out.read_text()
+
+
+UNIT_TESTS = """\
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'perf_sdk_spool_oldest_age_seconds{job="svc", instance="a"}'
+        values: '0 60 1000 1060 1120 1180 1240 1300 1360 1420 1480'
+      - series: 'perf_sdk_spool_oldest_age_seconds{job="svc", instance="b"}'
+        values: '0x10'
+      - series: 'perf_sdk_records_dead_lettered_total{job="svc", instance="a"}'
+        values: '0 0 0 2 2 2 2 2 2 2 2'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: PerfSdkSpoolBacklog
+        exp_alerts:
+          - exp_labels: {job: svc, instance: a, severity: warning}
+            exp_annotations:
+              summary: "perf_sdk records are waiting in the spool"
+              description: "The oldest record waiting in the SDK's spool is 24m 40s old: the platform is down, unreachable or refusing the token. Run `perf-sdk spool status` on the host."
+      - eval_time: 1m
+        alertname: PerfSdkSpoolBacklog
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: PerfSdkDeadLetters
+        exp_alerts:
+          - exp_labels: {job: svc, instance: a, severity: critical}
+            exp_annotations:
+              summary: "the platform refused perf_sdk records for good"
+              description: "2 record(s) were dead-lettered in the last hour. Run `perf-sdk spool dead` to see the platform's reason, fix it, then `perf-sdk spool replay-dead`."
+"""
+
+
+@needs_promtool
+def test_promtool_unit_tests_fire_as_meant(tmp_path: Path) -> None:
+    """A backlog over 15 minutes for 5 minutes fires for that instance only; a dead letter fires at once."""
+    (tmp_path / "rules.yml").write_text(rules_yaml(prometheus_rules()))
+    (tmp_path / "tests.yml").write_text(UNIT_TESTS)
+    result = subprocess.run(
+        [str(PROMTOOL), "test", "rules", "tests.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_completion_rate_rule_only_with_a_target() -> None:
+    assert "PerfSdkCompletionRateBelowTarget" not in rules_yaml(prometheus_rules())
+    definition = parse_definition("[targets]\ncompletion_rate = {min = 0.8}\n")
+    text = rules_yaml(prometheus_rules(definition=definition))
+    assert "PerfSdkCompletionRateBelowTarget" in text and "< 0.8" in text
+
+
+def test_selector_with_braces_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alerts", "prometheus", "--selector", '{job="x"}']) == 2
+    assert "without braces" in capsys.readouterr().err
