@@ -99,3 +99,96 @@ def test_helpers_need_a_started_platform() -> None:
         _ = platform.url
     with platform, pytest.raises(RuntimeError, match="already started"):
         platform.start()
+
+
+# ------------------------------------------------------------------ hardening over the wire
+
+
+def test_status_and_writes_answer_while_four_reads_are_in_flight() -> None:
+    """Reads run on worker threads: four stuck in the middle of their work stall neither /_status nor a write."""
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+    with LocalPlatform() as platform:
+        store = platform._require_store()
+        real_read = store.read
+
+        def held_read(*args: object, **kwargs: object) -> object:
+            entered.release()
+            release.wait(60)
+            return real_read(*args, **kwargs)  # type: ignore[arg-type]
+
+        store.read = held_read  # type: ignore[method-assign]
+        url = f"{platform.url}/data/svc/transactions"
+        httpx.post(url, json=RECORD, headers=AUTH).raise_for_status()
+        results: list[int] = []
+
+        def read() -> None:
+            query = {"group_by": "stage", "period": "hour", "collect": "count:sum"}
+            results.append(httpx.get(url, params=query, timeout=60).status_code)
+
+        readers = [threading.Thread(target=read) for _ in range(4)]
+        try:
+            for t in readers:
+                t.start()
+            for _ in readers:
+                assert entered.acquire(timeout=30), "a read never reached the store"
+            with httpx.Client(base_url=platform.url, timeout=30) as client:
+                status = client.get("/_status")
+                assert status.status_code == 200
+                assert status.headers["cache-control"] == "no-cache"
+                write = client.post("/data/svc/transactions", json=RECORD | {"_id": "r2"}, headers=AUTH)
+                assert write.status_code == 200
+        finally:
+            release.set()
+            for t in readers:
+                t.join(60)
+        assert results == [200, 200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"limit": str(2**63)}, "limit must be a positive integer"),
+        ({"period": "hour", "duration": "99999", "group_by": "stage", "collect": "count:sum"}, "periods"),
+        ({"group_by": "stage", "collect": [f"f{i}:sum" for i in range(2000)]}, "collect may be given at most"),
+        ({"filter_by": [f"f{i}:x" for i in range(3000)]}, "filter_by may be given at most"),
+        ({"group_by": "svc\n"}, "is not a valid field name"),
+    ],
+    ids=["limit-2**63", "hours-99999", "collect-2000", "filter_by-3000", "newline-in-name"],
+)
+def test_absurd_reads_are_400_over_the_wire(query: dict[str, object], expected: str) -> None:
+    with LocalPlatform() as platform:
+        url = f"{platform.url}/data/svc/transactions"
+        httpx.post(url, json=RECORD, headers=AUTH).raise_for_status()
+        response = httpx.get(url, params=query, timeout=30)  # type: ignore[arg-type]
+        assert response.status_code == 400, response.text
+        assert expected in response.json()["message"]
+        assert httpx.get(f"{platform.url}/_status").status_code == 200
+
+
+def test_a_lone_surrogate_is_400_and_the_data_set_still_reads() -> None:
+    with LocalPlatform() as platform:
+        url = f"{platform.url}/data/svc/feedback"
+        body = json.dumps([{"comment": "caf\udce9"}, {"comment": "ok"}])
+        response = httpx.post(url, content=body, headers=AUTH | {"Content-Type": "application/json"})
+        assert response.status_code == 400
+        assert "lone surrogate" in response.json()["messages"][0]
+        httpx.post(url, json={"_id": "fine", "comment": "caf\u00e9"}, headers=AUTH).raise_for_status()
+        assert httpx.get(url).json() == {"data": [{"_id": "fine", "comment": "caf\u00e9"}]}
+        assert httpx.get(url, params={"group_by": "comment"}).status_code == 200
+
+
+def test_a_data_set_configuration_over_the_wire() -> None:
+    config = {
+        "admin_token": "admin",
+        "data_sets": {"svc/transactions": {"token": "tok", "realtime": True, "published": False}},
+    }
+    with LocalPlatform(config=config) as platform:
+        url = f"{platform.url}/data/svc/transactions"
+        httpx.post(url, json=RECORD, headers={"Authorization": "Bearer tok"}).raise_for_status()
+        response = httpx.get(url, params={"group_by": "stage"})
+        assert response.json()["warning"].startswith("Warning: This data-set is unpublished.")
+        assert response.headers["cache-control"] == "no-cache"
+        deleted = httpx.delete(f"{platform.url}/data-sets/svc-transactions", headers={"Authorization": "Bearer admin"})
+        assert deleted.json() == {"status": "ok", "message": "Deleted svc-transactions"}
+        assert platform.count("svc", "transactions") == 0

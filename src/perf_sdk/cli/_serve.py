@@ -4,15 +4,18 @@ Binds loopback by default: the platform is for development and demos, and its
 one token would otherwise guard a server open to the network. The socket is
 bound here, before uvicorn starts, so that a port in use is a clear
 configuration error (exit 2) and ``--port 0`` can report the port it got.
+
+On start it prints one block of ``export`` lines, every variable a service
+needs to report here (endpoint, token or tokens, service, and a freshly
+generated secret for hashing transaction ids), so that a newcomer's next step
+is one paste.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import socket
-from pathlib import Path
 from typing import Any
 
 from perf_sdk._config import env_value
@@ -40,33 +43,47 @@ def register(subparsers: Any) -> None:
     )
     auth.add_argument(
         "--tokens-file",
-        help='JSON file {"<group>/<type>": "<token>", ...}: only those data sets exist, each with its token',
+        help=(
+            'data-set configuration, JSON: {"<group>/<type>": "<token>", ...}, or {"data_sets": {...}, '
+            '"services": {...}, "admin_token": ...} with per-data-set settings (see the local platform guide)'
+        ),
     )
     p.set_defaults(func=run)
 
 
-def _read_tokens(path: str) -> dict[str, str]:
-    try:
-        tokens = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read --tokens-file {path}: {exc}") from None
-    if not isinstance(tokens, dict) or not tokens:
-        raise ConfigurationError(f'--tokens-file {path} must hold a JSON object {{"<group>/<type>": "<token>"}}')
-    return tokens
+def export_block(url: str, tokens: dict[str, str], service: str, secret: str, *, token: str | None = None) -> list[str]:
+    """The lines a newcomer pastes into the shell that runs their service.
+
+    ``tokens`` maps a data type to its own token (a data-set configuration);
+    ``token`` is the one token for every data set otherwise.
+    """
+    lines = [f"export PERF_SDK_ENDPOINT={url}"]
+    if token is not None:
+        lines.append(f"export PERF_SDK_TOKEN={token}")
+    for data_type, value in sorted(tokens.items()):
+        lines.append(f"export PERF_SDK_TOKEN_{data_type.upper().replace('-', '_')}={value}")
+    lines.append(f"export PERF_SDK_SERVICE={service}")
+    lines.append(f"export PERF_SDK_SECRET={secret}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     from perf_sdk.platform import create_app  # needs the platform extra
+    from perf_sdk.platform._datasets import load_config
     from perf_sdk.platform._server import serve
 
-    tokens = _read_tokens(args.tokens_file) if args.tokens_file else None
+    config = load_config(args.tokens_file) if args.tokens_file else None
+    tokens = None if config is None else {d.path: config.write_token(d) or "" for d in config.data_sets.values()}
     token: str | None = None
     generated = False
-    if tokens is None:
+    if config is None:
         token = args.token or env_value("token")
         if not token:
             token, generated = secrets.token_urlsafe(24), True
-    app = create_app(db=args.db or ":memory:", token=token, tokens=tokens)
+    if config is not None:
+        app = create_app(db=args.db or ":memory:", config=config)
+    else:
+        app = create_app(db=args.db or ":memory:", token=token)
 
     try:
         family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
@@ -79,15 +96,27 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"perf-sdk: Performance Platform listening on {url}")
     print(f"  storage: {args.db or 'in memory (lost at exit; keep it with --db PATH)'}")
-    if tokens is not None:
-        print(f"  data sets: {', '.join(sorted(tokens))} (tokens from {args.tokens_file})")
+    if config is not None and tokens:
+        print(f"  data sets: {', '.join(sorted(tokens))} (from {args.tokens_file})")
         example_set, example_token = sorted(tokens.items())[0]
+        service = example_set.partition("/")[0]
+        per_type = {path.partition("/")[2]: value for path, value in tokens.items() if path.startswith(service + "/")}
+        block = export_block(url, per_type, service, secrets.token_urlsafe(32), token=config.token)
     else:
-        source = "generated" if generated else ("--token" if args.token else "$PERF_SDK_TOKEN")
-        print(f"  token ({source}): {token}")
-        example_set, example_token = "my-service/transactions", token or ""
-    print("next:")
-    print(f"  export PERF_SDK_ENDPOINT={url} PERF_SDK_TOKEN={example_token}")
+        shared = token if token is not None else (config.token if config is not None else None) or ""
+        if config is None:
+            source = "generated" if generated else ("--token" if args.token else "$PERF_SDK_TOKEN")
+            print(f"  token ({source}): {shared}")
+        example_set, example_token = "my-service/transactions", shared
+        block = export_block(url, {}, "my-service", secrets.token_urlsafe(32), token=shared)
+    print()
+    print("Paste into the shell that runs your service (PERF_SDK_SECRET is freshly generated: keep it, it keys")
+    print("the hashes of transaction ids; change PERF_SDK_SERVICE to your service's slug):")
+    print()
+    for line in block:
+        print(f"  {line}")
+    print()
+    print("Then try it:")
     print(
         f"  curl -X POST {url}/data/{example_set} -H 'Authorization: Bearer {example_token}' "
         "-H 'Content-Type: application/json' "

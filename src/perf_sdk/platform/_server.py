@@ -29,6 +29,8 @@ from typing import Any
 import uvicorn
 
 from perf_sdk.platform._app import DEFAULT_MAX_BODY_BYTES, create_app
+from perf_sdk.platform._datasets import PlatformConfig
+from perf_sdk.platform._query import DEFAULT_LIMITS, ReadLimits
 from perf_sdk.platform._store import Store
 
 __all__ = ["LocalPlatform", "serve"]
@@ -77,7 +79,10 @@ class LocalPlatform:
     ``db`` is the SQLite file to use; ``None`` means a temporary file removed at
     :meth:`stop`. ``token`` is the bearer token for every data set, unless
     ``tokens`` (``{"group/type": token}``) is given, which replaces it and limits
-    the platform to those data sets. ``port=0`` picks a free port.
+    the platform to those data sets, or ``config`` (a data-set configuration:
+    per-data-set tokens and settings, services' metadata; see
+    :mod:`perf_sdk.platform._datasets`). ``read_limits`` bounds one read's
+    work. ``port=0`` picks a free port.
 
     >>> with LocalPlatform() as platform:  # doctest: +SKIP
     ...     httpx.post(f"{platform.url}/data/my-service/transactions", json=record,
@@ -92,14 +97,18 @@ class LocalPlatform:
         *,
         token: str | None = "dev-token",  # noqa: S107 - a development server's well-known default
         tokens: Mapping[str, str] | None = None,
+        config: PlatformConfig | Mapping[str, Any] | None = None,
+        read_limits: ReadLimits = DEFAULT_LIMITS,
         host: str = "127.0.0.1",
         port: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         log_level: str = "warning",
     ) -> None:
         self.db = db
-        self.token = None if tokens is not None else token
+        self.token = None if tokens is not None or config is not None else token
         self.tokens = dict(tokens) if tokens is not None else None
+        self.config = config
+        self.read_limits = read_limits
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
@@ -134,7 +143,14 @@ class LocalPlatform:
             if db is None:
                 self._tmpdir = tempfile.mkdtemp(prefix="perf-sdk-platform-")
                 db = Path(self._tmpdir) / "platform.db"
-            app = create_app(db=db, token=self.token, tokens=self.tokens, max_body_bytes=self.max_body_bytes)
+            app = create_app(
+                db=db,
+                token=self.token,
+                tokens=self.tokens,
+                config=self.config,
+                max_body_bytes=self.max_body_bytes,
+                read_limits=self.read_limits,
+            )
             self._store = app.state.store
             family = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0][0]
             self._socket = socket.create_server((self.host, self.port), family=family, backlog=128)

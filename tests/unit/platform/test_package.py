@@ -104,3 +104,64 @@ def test_serve_with_a_tokens_file(
     monkeypatch.setattr("perf_sdk.platform._server.serve", lambda app, sock: None)
     assert _serve.run(_args(port=0, tokens_file=str(path))) == 0
     assert "svc/transactions" in capsys.readouterr().out
+
+
+def _exports(out: str) -> dict[str, str]:
+    """The ``export NAME=value`` lines of serve's output, as a mapping."""
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        text = line.strip()
+        if text.startswith("export "):
+            name, _, value = text[len("export ") :].partition("=")
+            found[name] = value
+    return found
+
+
+def test_serve_prints_one_block_of_every_variable_to_paste(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = {}
+    monkeypatch.setattr(
+        "perf_sdk.platform._server.serve", lambda app, sock: served.setdefault("port", sock.getsockname()[1])
+    )
+    monkeypatch.delenv("PERF_SDK_TOKEN", raising=False)
+    assert _serve.run(_args(port=0, token="tok-1")) == 0
+    out = capsys.readouterr().out
+    exports = _exports(out)
+    assert list(exports) == ["PERF_SDK_ENDPOINT", "PERF_SDK_TOKEN", "PERF_SDK_SERVICE", "PERF_SDK_SECRET"]
+    assert exports["PERF_SDK_ENDPOINT"] == f"http://127.0.0.1:{served['port']}"
+    assert exports["PERF_SDK_TOKEN"] == "tok-1"
+    assert exports["PERF_SDK_SERVICE"] == "my-service"
+    assert len(exports["PERF_SDK_SECRET"]) >= 32
+    # One block: the export lines follow one another.
+    lines = [line.strip() for line in out.splitlines()]
+    first = next(i for i, line in enumerate(lines) if line.startswith("export "))
+    assert all(line.startswith("export ") for line in lines[first : first + 4])
+    # A fresh secret each time.
+    assert _serve.run(_args(port=0, token="tok-1")) == 0
+    assert _exports(capsys.readouterr().out)["PERF_SDK_SECRET"] != exports["PERF_SDK_SECRET"]
+
+
+def test_serve_with_a_data_set_configuration_exports_each_data_types_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "data-sets.json"
+    path.write_text(
+        json.dumps(
+            {
+                "data_sets": {
+                    "apply-for-a-licence/transactions": {"token": "tok-t", "realtime": True},
+                    "apply-for-a-licence/costs": {"token": "tok-c", "raw_queries_allowed": False},
+                },
+                "services": {"apply-for-a-licence": {"title": "Apply for a licence"}},
+            }
+        )
+    )
+    monkeypatch.setattr("perf_sdk.platform._server.serve", lambda app, sock: None)
+    assert _serve.run(_args(port=0, tokens_file=str(path))) == 0
+    exports = _exports(capsys.readouterr().out)
+    assert exports["PERF_SDK_TOKEN_COSTS"] == "tok-c"
+    assert exports["PERF_SDK_TOKEN_TRANSACTIONS"] == "tok-t"
+    assert exports["PERF_SDK_SERVICE"] == "apply-for-a-licence"
+    assert "PERF_SDK_TOKEN" not in exports
+    assert "PERF_SDK_SECRET" in exports
