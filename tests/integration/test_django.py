@@ -175,8 +175,14 @@ def test_configuration_errors_say_what_to_set() -> None:
         get_engine()
     with capture() as t, override_settings(PERF_SDK={"tracker": t, "service": "x"}), pytest.raises(ConfigurationError):
         get_engine()
-    with override_settings(PERF_SDK={"service": SERVICE}), pytest.raises(ConfigurationError, match="endpoint"):
-        get_engine()
+
+
+def test_a_local_run_with_no_endpoint_and_no_secret_starts(caplog: pytest.LogCaptureFixture) -> None:
+    """No endpoint: a switched-off tracker, whose cookies are signed with a key of this process (said at INFO)."""
+    with override_settings(PERF_SDK={"service": SERVICE, "journeys": JOURNEYS}), caplog.at_level("INFO", "perf_sdk"):
+        engine = get_engine()
+    assert not engine.tracker.settings.enabled  # type: ignore[attr-defined]
+    assert "random key of this process" in caplog.text
 
 
 def test_journey_cookies_need_the_secret(tmp_path: Path) -> None:
