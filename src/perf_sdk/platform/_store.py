@@ -475,6 +475,6 @@ class Store:
             return _periods.span(period, lo, hi, limits.periods)
         except OverflowError:
             raise QueryError(
-                f"the query spans more than {limits.periods} periods of a {period}: "
+                f"the query spans more than {limits.periods} periods (period={period}): "
                 "narrow start_at and end_at (or duration), or use a longer period"
             ) from None
