@@ -120,6 +120,8 @@ class BackfillSummary:
     header_row: int | None = None
     #: How each source column was read: (column as written, what it feeds). ``--dry-run`` prints it.
     columns: list[tuple[str, str]] = field(default_factory=list)
+    #: While delivery waits on the platform: what for (``Health.waiting_for``), else None.
+    waiting_for: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -780,6 +782,7 @@ class _Run:
             s.pending = result.pending
             s.dead_letters = result.dead_letters
             s.paused = result.paused
+            s.waiting_for = tracker.stats.waiting_for if result.timed_out else None
             self._update_delivered()
             self._progress()
             if result or not result.timed_out:

@@ -352,3 +352,27 @@ def test_an_unreachable_platform_says_what_delivery_waits_for(tmp_path: Path) ->
         assert waiting.endswith("; records are safe on disk")
     finally:
         tracker.close(timeout=0.5)
+
+
+def test_backfill_stops_after_wait_saying_what_it_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from perf_sdk.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    history = tmp_path / "history.csv"
+    history.write_text("timestamp,stage,channel,count\n2026-01-05,started,digital,3\n2026-01-05,completed,digital,2\n")
+    spool = tmp_path / "spool"
+    argv = ["backfill", "--service", "svc", "--endpoint", f"http://127.0.0.1:{port}", "--token", TOKEN]
+    argv += ["--spool-dir", str(spool), "--wait", "5", "--quiet", str(history)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "stopped waiting after 5 s" in err
+    assert f"waiting for http://127.0.0.1:{port}: connection refused, retry " in err
+    assert "record(s) are safe on disk" in err and "Run the same command again" in err
+    assert f"perf-sdk spool status --spool-dir {spool}" in err
+    assert TOKEN not in err

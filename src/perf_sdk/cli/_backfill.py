@@ -24,6 +24,9 @@ from perf_sdk._protocol import DATA_TYPES
 
 __all__ = ["register", "run"]
 
+#: How long the command waits for a platform it cannot reach before it stops (records stay on disk).
+DEFAULT_WAIT = 300.0
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -54,7 +57,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--rejects", type=Path, metavar="PATH", help="reject file (default FILE.rejects.csv)")
     p.add_argument("--sheet", help="Excel: the sheet to read (default: the first)")
     p.add_argument("--no-resume", action="store_true", help="start over even if an interrupted run left a checkpoint")
-    p.add_argument("--wait", type=float, metavar="SECONDS", help="stop waiting for delivery after this long")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help=f"stop waiting for delivery after this long, exit 1; a re-run resumes (default {DEFAULT_WAIT:g})",
+    )
     p.add_argument("--checkpoint-every", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -112,7 +121,25 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
         print_summary(summary)
+    if _gave_up_waiting(summary):
+        print(_resume_hint(summary, args), file=sys.stderr)
+        return max(summary.exit_status, 1)
     return summary.exit_status
+
+
+def _gave_up_waiting(s: BackfillSummary) -> bool:
+    """Reading finished but ``--wait`` ran out with records not yet stored."""
+    return not s.dry_run and not s.interrupted and s.reading_done and s.pending > 0 and not s.paused
+
+
+def _resume_hint(s: BackfillSummary, args: argparse.Namespace) -> str:
+    why = f" ({s.waiting_for})" if s.waiting_for else ""
+    where = f" --spool-dir {args.spool_dir}" if args.spool_dir else (f" --service {s.service}" if s.service else "")
+    return (
+        f"perf-sdk: stopped waiting after {args.wait:g} s{why}: {s.pending:,} record(s) are safe on disk, not yet "
+        f"stored. Run the same command again once the platform answers: it delivers them and reads no row twice "
+        f"(`perf-sdk spool status{where}` shows what waits; --wait SECONDS waits longer)."
+    )
 
 
 def print_summary(s: BackfillSummary) -> None:
@@ -197,6 +224,8 @@ class _Progress:
         stats = f"read {s.rows_read:,}  sent {s.submitted:,}  stored {s.delivered:,}  rejected {s.rejected:,}"
         if s.elapsed >= _MIN_RATE_SECONDS:
             stats += f"  {s.rows_per_second:,.0f} rows/s"
+        if s.waiting_for:
+            stats += f"  {s.waiting_for}"
         completed = s.bytes_read if not s.reading_done else (s.bytes_total or s.bytes_read)
         self._progress.update(self._task, completed=completed, stats=stats)
 
