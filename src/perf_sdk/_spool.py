@@ -14,34 +14,59 @@ record keeps the spool's cost per record well under a microsecond.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed segment
 survives a process crash and, as far as the disk honours fsync, power loss.
-Files are created owner-only (0600) in an owner-only directory.
+
+The directory is a trust boundary. Whatever a spool file holds is sent with the
+service's token, so a file another local user could plant would be forged data
+under the service's name. :func:`ensure_spool_dir` therefore refuses a
+directory that is not owned by this process's user or that group or others can
+write (and creates its own owner-only, whatever the umask). Inside it, a file is
+used only after opening it without following symbolic links (``O_NOFOLLOW``)
+and checking the open file (``fstat``): a regular file, owned by this user, with
+one link. Lock files get the same treatment, so a planted ``.lock`` symlink can
+never make the SDK create the link's target. A file that fails is reported
+(logged once, listed in :attr:`Spool.refused`) and left untouched.
 
 A full disk: SQLite needs free space even to *delete* (the WAL grows first),
 so a spool that filled its disk could never drain. Each spool therefore keeps a
 small ballast file (``.reserve``); the first time the disk refuses a write the
 ballast is deleted, which is enough room for deliveries to be forgotten and
-the WAL checkpointed, and it is laid down again once the spool is empty.
+the WAL checkpointed, and it is laid down again once the spool is empty. A
+process that starts on a disk a predecessor filled cannot create a spool of its
+own: it then *takes over* an orphan spool in place (locks it and uses it as its
+own, spending that file's ballast to open it if need be), so what is on the disk
+is delivered and deliveries make room. A failed open leaves no file and no file
+descriptor behind.
+
+A file lost under a running process (deleted, replaced, truncated or
+overwritten) is detected before each write: the path must still name the open
+file (device and inode), the file may not have shrunk below what was committed,
+and its header must be unchanged. The spool then raises :class:`SpoolLostError`
+from every write method, having moved whatever is at the path aside (never
+deleting anything) and read back what it could of its own records, so the
+writer can continue into a fresh spool without losing them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
 import os
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
-from perf_sdk._errors import ConfigurationError
+from perf_sdk._errors import ConfigurationError, PerfSdkError
 
-__all__ = ["DeadRecord", "Segment", "Spool", "SpoolFileStatus", "inspect_spool_dir"]
+__all__ = ["DeadRecord", "Segment", "Spool", "SpoolFileStatus", "SpoolLostError", "inspect_spool_dir"]
 
 logger = logging.getLogger("perf_sdk")
 
@@ -49,6 +74,11 @@ SCHEMA_VERSION: Final = 2
 #: Bytes of ballast each spool keeps, released when the disk fills (see the module docstring).
 RESERVE_BYTES: Final = 2 * 1024 * 1024  # more than the WAL can hold un-checkpointed (~1 MB)
 SUFFIX: Final = ".spool"
+#: SQLite ``application_id`` of the spool files this version creates ("perf"): an overwrite shows in the header.
+APPLICATION_ID: Final = 0x70657266
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+#: What SQLite writes beside a database; each must be as trustworthy as the database itself.
+_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS segments(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,6 +101,60 @@ CREATE TABLE IF NOT EXISTS dead(
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+class SpoolLostError(PerfSdkError):
+    """The spool file was deleted, replaced, truncated or overwritten under this process.
+
+    Raised by :meth:`Spool.append` and every other write method (and by
+    :meth:`Spool.verify`) once the loss is seen, and on every call after it. The
+    spool is then closed; it never writes again. What the caller can rely on:
+
+    * ``path``: the spool file that was lost;
+    * ``reason``: what was seen (deleted, replaced, truncated, overwritten, corrupt);
+    * ``moved_to``: where whatever was found at ``path`` was moved for inspection
+      (``None`` when nothing was there). Nothing is deleted;
+    * ``salvaged``: the ``(dataset, n, body)`` segments still pending in the lost
+      file that could be read back through the open connection (when the file
+      was deleted or replaced, its old contents are intact behind the open
+      descriptor). Append them to the new spool together with what the writer
+      still holds: re-sending is harmless, the platform upserts by ``_id``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        reason: str,
+        *,
+        moved_to: Path | None = None,
+        salvaged: list[tuple[str, int, bytes]] | None = None,
+    ) -> None:
+        self.path = path
+        self.reason = reason
+        self.moved_to = moved_to
+        self.salvaged = list(salvaged or [])
+        where = f"; what was there is kept as {moved_to.name}" if moved_to is not None else ""
+        super().__init__(
+            f"spool file {path.name} was lost under this process ({reason}){where}; "
+            f"{sum(n for _, n, _ in self.salvaged)} pending record(s) read back; continue in a new spool"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_lost, (self.path, self.reason, self.moved_to, self.salvaged))
+
+
+def _rebuild_lost(
+    path: Path, reason: str, moved_to: Path | None, salvaged: list[tuple[str, int, bytes]]
+) -> SpoolLostError:
+    return SpoolLostError(path, reason, moved_to=moved_to, salvaged=salvaged)
+
+
+class _Untrusted(Exception):
+    """A file in the spool directory that must not be used (the message says why)."""
+
+
+class _NoRoom(Exception):
+    """The disk has no room to copy an orphan spool into this one."""
 
 
 @dataclass(frozen=True)
@@ -113,17 +197,21 @@ class SpoolFileStatus:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    # Debian's SQLite zeroes every freed page by default, which makes forgetting a
-    # delivered segment write the whole segment again (and fail on a full disk). The
-    # spool holds hashed ids and counts only, so FAST (no extra I/O) is enough.
-    conn.execute("PRAGMA secure_delete=FAST")
-    # Keep the WAL small (checkpoint every ~1 MB, truncate it back to 1 MB): what is on
-    # disk is then mostly the database, whose freed pages new records reuse.
-    conn.execute("PRAGMA wal_autocheckpoint=256")
-    conn.execute("PRAGMA journal_size_limit=1048576")
-    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        # Debian's SQLite zeroes every freed page by default, which makes forgetting a
+        # delivered segment write the whole segment again (and fail on a full disk). The
+        # spool holds hashed ids and counts only, so FAST (no extra I/O) is enough.
+        conn.execute("PRAGMA secure_delete=FAST")
+        # Keep the WAL small (checkpoint every ~1 MB, truncate it back to 1 MB): what is on
+        # disk is then mostly the database, whose freed pages new records reuse.
+        conn.execute("PRAGMA wal_autocheckpoint=256")
+        conn.execute("PRAGMA journal_size_limit=1048576")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        conn.close()  # a failed open (a full disk) must not keep the file open
+        raise
     return conn
 
 
@@ -162,9 +250,72 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
+# trusting files ----------------------------------------------------------------------------------
+def _check_open_file(fd: int, name: str) -> None:
+    """The open file must be a regular file of this user's with one name (no planted hard link)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise _Untrusted(f"{name} is not a regular file")
+    if st.st_uid != os.geteuid():
+        raise _Untrusted(f"{name} belongs to uid {st.st_uid}, not to this process's user (uid {os.geteuid()})")
+    if st.st_nlink != 1:
+        raise _Untrusted(f"{name} has {st.st_nlink} hard links")
+
+
+def _open_checked(path: Path, *, create: bool = False, exclusive: bool = False) -> int:
+    """Open ``path`` read-write without following a symbolic link, and check what was opened.
+
+    ``create`` makes the file (owner-only) if it is missing; ``exclusive`` insists on
+    making it. Raises :class:`_Untrusted` for a link, a foreign or odd file.
+    """
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    if create:
+        flags |= os.O_CREAT | (os.O_EXCL if exclusive else 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Untrusted(f"{path.name} is a symbolic link") from None
+        raise
+    try:
+        _check_open_file(fd, path.name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_side_files(path: Path) -> None:
+    """SQLite opens ``-wal``/``-shm``/``-journal`` by name: each present one must be trustworthy too."""
+    for suffix in _SIDE_FILES:
+        side = Path(str(path) + suffix)
+        try:
+            st = os.lstat(side)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise _Untrusted(f"{side.name} is not a regular file")
+        if st.st_uid != os.geteuid() or st.st_nlink != 1:
+            raise _Untrusted(f"{side.name} belongs to uid {st.st_uid} or has {st.st_nlink} links")
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """``path`` still names the file open as ``fd`` (not deleted, not replaced, not a link)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
 def _lock(path: Path) -> int | None:
-    """Take the exclusive lock on ``path``; the fd to keep, or ``None`` when held elsewhere."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """Take the exclusive lock on ``path``; the fd to keep, or ``None`` when held elsewhere.
+
+    Never follows a symbolic link (a planted one must not make us create its
+    target); raises :class:`_Untrusted` for a lock file that is not ours.
+    """
+    fd = _open_checked(path, create=True)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -173,61 +324,341 @@ def _lock(path: Path) -> int | None:
     return fd
 
 
-def _remove_db_files(path: Path) -> None:
+def _unlink_quietly(path: Path | str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path.with_suffix(".reserve"))
-    for suffix in ("", "-wal", "-shm", "-journal"):
+        os.unlink(path)
+
+
+def _remove_db_files(path: Path) -> None:
+    _unlink_quietly(path.with_suffix(".reserve"))
+    for suffix in ("", *_SIDE_FILES):
+        _unlink_quietly(str(path) + suffix)
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Less free space than one reserve: SQLite's I/O errors there mean "no room", not a bad file."""
+    try:
+        fs = os.statvfs(directory)
+    except OSError:  # pragma: no cover - the directory was just listed
+        return False
+    return fs.f_bavail * fs.f_frsize < RESERVE_BYTES
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """SQLITE_CORRUPT or SQLITE_NOTADB: the file under the connection is not the spool it wrote."""
+    return type(exc) is sqlite3.DatabaseError  # the subclasses are constraint, busy, full, ... errors
+
+
+def _aside(path: Path) -> Path:
+    """A fresh name to move ``path`` aside to: quarantine never overwrites (so never deletes) anything."""
+    target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    while any(os.path.lexists(str(target) + s) for s in ("", *_SIDE_FILES)):
+        target = path.with_name(f"{path.name}.corrupt-{int(time.time())}-{os.urandom(2).hex()}")
+    return target
+
+
+def _move_aside(path: Path, *, apart: bool = False) -> Path | None:
+    """Move ``path`` and its side files to a fresh quarantine name; where it went (None: nothing there).
+
+    ``apart``: the side files belong to another file than the one now at ``path``
+    (ours, when it was replaced): they get names SQLite will not pair with it.
+    """
+    target = _aside(path)
+    moved = False
+    for suffix in ("", *_SIDE_FILES):
+        to = str(target) + (".lost" if apart and suffix else "") + suffix
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(str(path) + suffix)
+            os.rename(str(path) + suffix, to)
+            moved = moved or suffix == ""
+    return target if moved else None
+
+
+def _header(fd: int) -> bytes:
+    """The parts of the SQLite header that never change while we hold the file: magic and application id."""
+    head = os.pread(fd, 72, 0)
+    return head[:16] + head[68:72]
 
 
 def ensure_spool_dir(directory: Path) -> Path:
-    """Create the spool directory owner-only; fail clearly if it cannot be written."""
+    """Create the spool directory owner-only; refuse one that is unwritable or that others could write.
+
+    The directory is a trust boundary: everything in it is sent with the
+    service's token. One the SDK creates is made 0700 whatever the umask; an
+    existing one is checked, never changed behind the operator's back.
+    """
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True)
+        created = True
+    except FileExistsError:
+        created = False
     except OSError as exc:
         raise ConfigurationError(f"cannot create spool_dir {directory}: {exc.strerror} (PERF_SDK_SPOOL_DIR)") from None
+    if created:
+        os.chmod(directory, 0o700)
+    if not directory.is_dir():
+        raise ConfigurationError(
+            f"spool_dir {directory} is not a directory; point spool_dir (PERF_SDK_SPOOL_DIR) at one"
+        )
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ConfigurationError(
             f"spool_dir {directory} is not writable by this process: records could not be kept safe; "
             "point spool_dir (PERF_SDK_SPOOL_DIR) at a writable, persistent directory"
         )
+    st = os.stat(directory)
+    if st.st_uid != os.geteuid():
+        raise ConfigurationError(
+            f"spool_dir {directory} belongs to uid {st.st_uid}, not to this process's user (uid {os.geteuid()}): "
+            "its owner could plant records that would be sent with this service's token; choose a directory "
+            "this user owns (spool_dir, PERF_SDK_SPOOL_DIR)"
+        )
+    if st.st_mode & 0o022:
+        who = " and ".join(w for bit, w in ((0o020, "group"), (0o002, "others")) if st.st_mode & bit)
+        raise ConfigurationError(
+            f"spool_dir {directory} is writable by {who} (mode {stat.S_IMODE(st.st_mode):o}): another local user "
+            f"could plant records that would be sent with this service's token; run `chmod 700 {directory}` or "
+            "choose a directory only this user can write (spool_dir, PERF_SDK_SPOOL_DIR)"
+        )
     return directory
 
 
+@dataclass
+class _OpenFile:
+    """A spool file this process has locked, verified and connected to."""
+
+    path: Path
+    lock_fd: int
+    fd: int
+    conn: sqlite3.Connection
+
+
+def _create_own(directory: Path) -> _OpenFile:
+    """A new spool file of this process's; on any failure nothing is left behind (file or descriptor)."""
+    name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+    path = directory / (name + SUFFIX)
+    lock_path = path.with_suffix(".lock")
+    with contextlib.ExitStack() as undo:  # unwinds in reverse: connection, file, lock
+        lock_fd = _open_checked(lock_path, create=True, exclusive=True)
+        undo.callback(os.close, lock_fd)
+        undo.callback(_unlink_quietly, lock_path)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = _open_checked(path, create=True, exclusive=True)
+        undo.callback(_remove_db_files, path)
+        undo.callback(os.close, fd)
+        conn = _connect(path)
+        undo.callback(conn.close)
+        _migrate(conn)
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('pid', ?)", (str(os.getpid()),))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the header (and its application id) on disk now
+        if not _same_file(path, fd):
+            raise _Untrusted(f"{path.name} changed while it was being created")
+        undo.pop_all()
+    return _OpenFile(path, lock_fd, fd, conn)
+
+
+def _open_in_place(path: Path) -> _OpenFile | None:
+    """Lock and open an orphan spool as this process's own; None when its owner lives.
+
+    Raises :class:`_Untrusted`, ``OSError`` or ``sqlite3.Error``, leaving nothing
+    open and the orphan's files as they were.
+    """
+    lock_fd = _lock(path.with_suffix(".lock"))
+    if lock_fd is None:
+        return None
+    try:
+        return _open_locked(path, lock_fd)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _open_locked(path: Path, lock_fd: int) -> _OpenFile:
+    """Open an orphan spool whose lock we hold (the caller keeps ``lock_fd`` if this raises).
+
+    On a full disk SQLite may need a little room to open a WAL database (its
+    ``-shm`` index): the orphan's own ballast is spent for it.
+    """
+    with contextlib.ExitStack() as undo:
+        fd = _open_checked(path)
+        undo.callback(os.close, fd)
+        _check_side_files(path)
+        try:
+            conn = _connect(path)
+        except sqlite3.OperationalError as exc:
+            reserve = path.with_suffix(".reserve")
+            if not os.path.lexists(reserve):
+                raise
+            logger.warning("perf_sdk: no room to open %s (%s); spending its reserve to drain it", path.name, exc)
+            _unlink_quietly(reserve)
+            conn = _connect(path)
+        undo.callback(conn.close)
+        ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if ok != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {ok}")
+        _migrate(conn)
+        if not _same_file(path, fd):
+            raise _Untrusted(f"{path.name} changed while it was being opened")
+        undo.pop_all()
+    return _OpenFile(path, lock_fd, fd, conn)
+
+
 class Spool:
-    """One process's spool file. Thread-safe: every call holds a short lock, none across network I/O."""
+    """One process's spool file. Thread-safe: every call holds a short lock, none across network I/O.
+
+    The constructor creates a spool file of this process's own; when the disk
+    is too full for that, it takes over an orphan spool in the directory in
+    place (see the module docstring). It raises (leaving nothing behind) only
+    when neither is possible; the tracker retries it.
+    """
 
     def __init__(self, directory: Path, *, max_bytes: int = 1 << 30) -> None:
         self.directory = ensure_spool_dir(directory)
         self.max_bytes = max_bytes
-        name = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
-        self.path = self.directory / (name + SUFFIX)
-        self._lock_path = self.directory / (name + ".lock")
-        fd = _lock(self._lock_path)
-        if fd is None:  # pragma: no cover - a random name is never locked
-            raise ConfigurationError(f"spool lock {self._lock_path} is held by another process")
-        self._lock_fd = fd
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._mutex = threading.Lock()
-        self._conn = _connect(self.path)
-        _migrate(self._conn)
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('pid', ?)", (str(os.getpid()),))
         self.bytes = 0
         self.closed = False
         #: When the disk last refused an append (monotonic); cleared by a delete that freed room.
         self.full_since: float | None = None
-        self._reserve = self.path.with_suffix(".reserve")
-        self._lay_reserve()
         #: Files this spool could not read: (path it was moved to, reason).
         self.quarantined: list[tuple[Path, str]] = []
+        #: Files in the directory it would not trust (a link, another user's, ...): (path, reason). Left untouched.
+        self.refused: list[tuple[Path, str]] = []
+        self._lost: SpoolLostError | None = None
+        try:
+            opened = _create_own(self.directory)
+        except (OSError, sqlite3.Error, _Untrusted) as exc:
+            no_room = _is_disk_full(exc) or _nearly_full(self.directory)
+            taken = self._take_over_orphan() if no_room else None
+            if taken is None:
+                if isinstance(exc, _Untrusted):  # pragma: no cover - a fresh random name is never planted
+                    raise ConfigurationError(f"cannot create a spool file in {self.directory}: {exc}") from None
+                raise
+            opened = taken
+        self._use(opened)
+        self._lay_reserve()
+
+    def _use(self, opened: _OpenFile) -> None:
+        """Make ``opened`` this spool's file (at construction, or when taking over an orphan in place)."""
+        self.path = opened.path
+        self._lock_path = opened.path.with_suffix(".lock")
+        self._lock_fd = opened.lock_fd
+        self._fd = opened.fd
+        self._conn = opened.conn
+        self._header = _header(self._fd)
+        #: The file never shrinks (no auto-vacuum): smaller than this, it was truncated under us.
+        self._size_floor = os.fstat(self._fd).st_size
+        self._reserve = self.path.with_suffix(".reserve")
+        self.bytes = int(self._conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM segments").fetchone()[0])
 
     def __repr__(self) -> str:
         return f"Spool(path={str(self.path)!r})"
 
+    def _take_over_orphan(self) -> _OpenFile | None:
+        """The disk has no room for a new spool: use an orphan's file as this spool, in place (no copy)."""
+        for path in sorted(self.directory.glob("*" + SUFFIX)):
+            try:
+                opened = _open_in_place(path)
+            except _Untrusted as exc:
+                self._refuse(path, str(exc))
+                continue
+            except (OSError, sqlite3.Error) as exc:
+                logger.warning("perf_sdk: could not take over %s (%s)", path.name, exc)
+                continue
+            if opened is not None:
+                logger.warning(
+                    "perf_sdk: the spool's disk is full; took over %s, a spool whose process ended, as this "
+                    "process's own so that its records are delivered and room is made",
+                    path.name,
+                )
+                return opened
+        return None
+
+    def _refuse(self, path: Path, reason: str) -> None:
+        """Report a file that will not be used, once per file."""
+        if any(p == path for p, _ in self.refused):
+            return
+        self.refused.append((path, reason))
+        logger.error(
+            "perf_sdk: not using %s in the spool directory: %s. Another user may have planted it; "
+            "inspect it and remove it (its records are not sent)",
+            path.name,
+            reason,
+        )
+
+    # losing the file -----------------------------------------------------------------------------
+    def _check_intact(self) -> None:
+        """Before a write: is the file at ``path`` still the one we committed to? (With the mutex held.)"""
+        if self._lost is not None:
+            raise self._lost_again()
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            self._lose("the file was deleted", salvage=True)
+        held = os.fstat(self._fd)
+        if (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
+            self._lose("the file was replaced by another one", salvage=True)
+        if held.st_size < self._size_floor:
+            self._lose(f"the file was truncated to {held.st_size} bytes ({self._size_floor} were committed)")
+        if _header(self._fd) != self._header:
+            self._lose("the file was overwritten (its SQLite header changed)")
+
+    def _lost_again(self) -> SpoolLostError:
+        lost = self._lost
+        assert lost is not None
+        return SpoolLostError(lost.path, lost.reason, moved_to=lost.moved_to, salvaged=lost.salvaged)
+
+    def _lose(self, reason: str, *, salvage: bool = False) -> NoReturn:
+        """Give the file up: read back what can be trusted, close, move what is at the path aside, raise.
+
+        ``salvage`` is for a deleted or replaced file: its old contents are intact
+        behind our descriptors, so they are read back, and closing the connection
+        (which checkpoints into that old file) is harmless. A truncated, overwritten
+        or corrupt file is the one at the path: its connection is left open, never
+        closed, so SQLite writes nothing more into it before it is moved aside.
+        Nothing is deleted but this spool's own ballast and lock.
+        """
+        salvaged: list[tuple[str, int, bytes]] = []
+        if salvage:
+            with contextlib.suppress(sqlite3.Error):
+                for ds, n, body in self._conn.execute("SELECT dataset, n, body FROM segments ORDER BY seq"):
+                    salvaged.append((ds, int(n), _as_bytes(body)))
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        else:
+            _ABANDONED.append(self._conn)
+        moved = _move_aside(self.path, apart=salvage)
+        _unlink_quietly(self._reserve)
+        if salvage:
+            os.close(self._fd)
+        if _same_file(self._lock_path, self._lock_fd):
+            _unlink_quietly(self._lock_path)
+        os.close(self._lock_fd)
+        self.closed = True
+        self._lost = SpoolLostError(self.path, reason, moved_to=moved, salvaged=salvaged)
+        logger.error("perf_sdk: %s", self._lost)
+        raise self._lost_again()
+
+    def verify(self) -> None:
+        """Raise :class:`SpoolLostError` if the file was lost under us (the writer may call it when idle)."""
+        with self._mutex:
+            if self.closed and self._lost is None:
+                return
+            self._check_intact()
+
+    @property
+    def lost(self) -> SpoolLostError | None:
+        """How the file was lost, once it has been (``None`` while all is well)."""
+        return self._lost
+
     # the ballast ---------------------------------------------------------------------------------
     def _lay_reserve(self) -> None:
-        if self._reserve.exists():
+        if os.path.lexists(self._reserve):
             return
         try:
             fs = os.statvfs(self.directory)
@@ -236,7 +667,7 @@ class Spool:
         except (OSError, AttributeError):
             pass
         try:
-            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
                 os.write(fd, b"\0" * RESERVE_BYTES)
             finally:
@@ -261,12 +692,15 @@ class Spool:
 
         Only deletes may: the ballast exists so the spool can drain, and an append
         that took its room would leave the spool unable to forget what it delivered.
+        Checks first that the file is still ours (:class:`SpoolLostError`).
         """
+        self._check_intact()
         for attempt in (1, 2, 3):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(statement, rows)
                 self._conn.execute("COMMIT")
+                self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
                 return
             except sqlite3.OperationalError as exc:
                 with contextlib.suppress(sqlite3.Error):
@@ -278,14 +712,34 @@ class Spool:
                         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 elif not self._release_reserve():
                     raise
+            except sqlite3.DatabaseError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if _is_corrupt(exc):
+                    self._lose(f"SQLite reports {exc}")
+                raise
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise
 
+    def _update(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """A small write outside a group commit (with the mutex held), checked like :meth:`_write`."""
+        self._check_intact()
+        try:
+            self._conn.executemany(statement, rows)
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                self._lose(f"SQLite reports {exc}")
+            raise
+
     # writing -----------------------------------------------------------------------------------
     def append(self, segments: list[tuple[str, int, bytes]], accepted_at: float) -> None:
-        """Commit ``(dataset, n, json_body)`` segments in one transaction (the group commit)."""
+        """Commit ``(dataset, n, json_body)`` segments in one transaction (the group commit).
+
+        Raises :class:`SpoolLostError` (never returns normally) when the file was
+        lost under this process; ``sqlite3.OperationalError`` when the disk refuses.
+        """
         with self._mutex:
             try:
                 self._write(
@@ -341,20 +795,19 @@ class Spool:
             if not self._reserve.exists() and self._conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is None:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
                 self._lay_reserve()
 
     def replace(self, segment: Segment, records: list[dict[str, Any]]) -> None:
         """Shrink a segment to the records still owed (after part of it was delivered)."""
         body = json.dumps(records, separators=(",", ":")).encode()
         with self._mutex:
-            self._conn.execute("UPDATE segments SET n = ?, body = ? WHERE seq = ?", (len(records), body, segment.seq))
+            self._update("UPDATE segments SET n = ?, body = ? WHERE seq = ?", [(len(records), body, segment.seq)])
             self.bytes = max(0, self.bytes - len(segment.body) + len(body))
 
     def note_attempt(self, segments: list[Segment]) -> None:
         with self._mutex:
-            self._conn.executemany(
-                "UPDATE segments SET attempts = attempts + 1 WHERE seq = ?", [(s.seq,) for s in segments]
-            )
+            self._update("UPDATE segments SET attempts = attempts + 1 WHERE seq = ?", [(s.seq,) for s in segments])
 
     def depth(self) -> tuple[int, int, float | None]:
         """(records pending, segments pending, oldest accepted_at)."""
@@ -370,7 +823,7 @@ class Spool:
     ) -> None:
         now = time.time()
         with self._mutex:
-            self._conn.executemany(
+            self._update(
                 "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) VALUES (?,?,?,?,?,?,?)",
                 [
                     (
@@ -403,75 +856,171 @@ class Spool:
 
     def replay_dead(self) -> int:
         """Move every dead-lettered record back to the outbox (after the cause is fixed)."""
-        return _replay_dead(self._conn, self._mutex)
+        with self._mutex:
+            self._check_intact()
+            return _replay_dead(self._conn)
 
     # adoption ----------------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
-        """Take over the spool files of dead processes in this directory; records adopted."""
+        """Take over the spool files of dead processes in this directory; records adopted.
+
+        Normally an orphan's rows are copied into this spool. When the disk has no
+        room for the copy and this spool is empty, the orphan becomes this spool's
+        file in place instead (a process that starts on a full disk still drains it).
+        """
         adopted = 0
         for path in sorted(self.directory.glob("*" + SUFFIX)):
             if path == self.path or self.closed:
                 continue
             lock_path = path.with_suffix(".lock")
-            fd = _lock(lock_path)
+            try:
+                fd = _lock(lock_path)
+            except _Untrusted as exc:
+                self._refuse(path, str(exc))
+                continue
+            except OSError as exc:
+                logger.warning("perf_sdk: cannot lock %s (%s); will try again", lock_path.name, exc)
+                continue
             if fd is None:
                 continue  # its owner is alive
+            kept = False
             try:
-                if path.exists():
-                    adopted += self._adopt(path)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock_path)
+                if os.path.lexists(path):
+                    try:
+                        adopted += self._adopt(path)
+                    except _NoRoom:
+                        kept = self._move_into(path, fd)
+                        adopted += self.depth()[0] if kept else 0
+                if not os.path.lexists(path):
+                    _unlink_quietly(lock_path)
             finally:
-                os.close(fd)
+                if not kept:
+                    os.close(fd)
         return adopted
 
     def _adopt(self, path: Path) -> int:
+        """Copy one orphan's rows into this spool (we hold its lock); records adopted.
+
+        Only a trusted file is opened; an unreadable one is quarantined; a busy
+        file is left for the next pass; no room for the copy raises :class:`_NoRoom`.
+        """
         try:
-            probe = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-            try:
-                probe.execute("PRAGMA busy_timeout=30000")
-                ok = probe.execute("PRAGMA quick_check").fetchone()[0]
-                if ok != "ok":
-                    raise sqlite3.DatabaseError(f"integrity check failed: {ok}")
-                _migrate(probe)
-            finally:
-                probe.close()
-            with self._mutex:
-                self._conn.execute("ATTACH DATABASE ? AS orphan", (str(path),))
-                try:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    n, size = self._conn.execute(
-                        "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(LENGTH(body)), 0) FROM orphan.segments"
-                    ).fetchone()
-                    self._conn.execute(
-                        "INSERT INTO segments(dataset, n, body, accepted_at, attempts) "
-                        "SELECT dataset, n, body, accepted_at, attempts FROM orphan.segments ORDER BY seq"
-                    )
-                    self._conn.execute(
-                        "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) "
-                        "SELECT dataset, record_id, body, accepted_at, failed_at, status, reason FROM orphan.dead ORDER BY seq"
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._conn.execute("DETACH DATABASE orphan")
-                self.bytes += int(size)
-        except sqlite3.DatabaseError as exc:
+            fd = _open_checked(path)
+        except _Untrusted as exc:
+            self._refuse(path, str(exc))
+            return 0
+        try:
+            _check_side_files(path)
+            n = self._copy_in(path, fd)
+        except _Untrusted as exc:
+            self._refuse(path, str(exc))
+            return 0
+        except sqlite3.Error as exc:
+            if _is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and _nearly_full(self.directory)):
+                raise _NoRoom(str(exc)) from None
+            if isinstance(exc, sqlite3.OperationalError):  # busy, locked: says nothing about the file
+                logger.warning("perf_sdk: could not adopt %s yet (%s); will try again", path.name, exc)
+                return 0
             self._quarantine(path, str(exc))
             return 0
+        finally:
+            os.close(fd)
         _remove_db_files(path)
         if n:
             logger.info("perf_sdk: adopted %d records from %s, a spool whose process ended", n, path.name)
+        return n
+
+    def _empty(self) -> bool:
+        row = self._conn.execute("SELECT (SELECT COUNT(*) FROM segments) + (SELECT COUNT(*) FROM dead)").fetchone()
+        return int(row[0]) == 0
+
+    def _move_into(self, path: Path, lock_fd: int) -> bool:
+        """No room to copy the orphan at ``path``: make it this spool's file, if this one is empty.
+
+        True when done (``lock_fd`` is then this spool's lock). A non-empty spool
+        waits: its deliveries free pages the copy can reuse on a later pass.
+        """
+        with self._mutex:
+            if self.closed or not self._empty():
+                logger.warning("perf_sdk: no room to adopt %s yet; will try again once deliveries free some", path.name)
+                return False
+        try:
+            opened = _open_locked(path, lock_fd)
+        except _Untrusted as exc:
+            self._refuse(path, str(exc))
+            return False
+        except (OSError, sqlite3.Error) as exc:
+            logger.warning("perf_sdk: could not take over %s (%s); will try again", path.name, exc)
+            return False
+        with self._mutex:
+            if self.closed or not self._empty():  # the writer appended meanwhile: keep our own file
+                opened.conn.close()
+                os.close(opened.fd)
+                return False
+            old_path, old_lock_path, old_lock_fd, old_fd, old_conn = (
+                self.path,
+                self._lock_path,
+                self._lock_fd,
+                self._fd,
+                self._conn,
+            )
+            self._use(opened)
+            self.full_since = None
+        with contextlib.suppress(sqlite3.Error):
+            old_conn.close()
+        if _same_file(old_path, old_fd):
+            _remove_db_files(old_path)
+            _unlink_quietly(old_lock_path)
+        os.close(old_fd)
+        os.close(old_lock_fd)
+        logger.warning(
+            "perf_sdk: the spool's disk is full; took over %s, a spool whose process ended, in place of this "
+            "process's own so that its records are delivered and room is made",
+            path.name,
+        )
+        return True
+
+    def _copy_in(self, path: Path, fd: int) -> int:
+        probe = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+        try:
+            probe.execute("PRAGMA busy_timeout=30000")
+            ok = probe.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {ok}")
+            if not _same_file(path, fd):
+                raise _Untrusted(f"{path.name} changed while it was being opened")
+            _migrate(probe)
+        finally:
+            probe.close()
+        with self._mutex:
+            self._check_intact()
+            self._conn.execute("ATTACH DATABASE ? AS orphan", (str(path),))
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                n, size = self._conn.execute(
+                    "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(LENGTH(body)), 0) FROM orphan.segments"
+                ).fetchone()
+                self._conn.execute(
+                    "INSERT INTO segments(dataset, n, body, accepted_at, attempts) "
+                    "SELECT dataset, n, body, accepted_at, attempts FROM orphan.segments ORDER BY seq"
+                )
+                self._conn.execute(
+                    "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) "
+                    "SELECT dataset, record_id, body, accepted_at, failed_at, status, reason FROM orphan.dead ORDER BY seq"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._conn.execute("DETACH DATABASE orphan")
+            self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
+            self.bytes += int(size)
         return int(n)
 
     def _quarantine(self, path: Path, reason: str) -> None:
-        target = path.with_name(path.name + f".corrupt-{int(time.time())}")
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(str(path) + suffix, str(target) + suffix)
+        target = _move_aside(path) or _aside(path)
         self.quarantined.append((target, reason))
         logger.error(
             "perf_sdk: spool file %s could not be read (%s); moved aside to %s for inspection, "
@@ -483,20 +1032,24 @@ class Spool:
 
     # lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close; delete the file when nothing is left in it (else the next tracker adopts it)."""
+        """Close; delete the file when nothing is left in it (else the next tracker adopts it).
+
+        Deletes only the file this spool opened: if the path now names another
+        file, that one is left alone.
+        """
         if self.closed:
             return
         self.closed = True
         with self._mutex:
-            empty = (
-                self._conn.execute("SELECT (SELECT COUNT(*) FROM segments) + (SELECT COUNT(*) FROM dead)").fetchone()[0]
-                == 0
-            )
+            try:
+                empty = self._empty()
+            except sqlite3.Error:
+                empty = False
             self._conn.close()
-        if empty:
+        if empty and _same_file(self.path, self._fd):
             _remove_db_files(self.path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._lock_path)
+            _unlink_quietly(self._lock_path)
+        os.close(self._fd)
         os.close(self._lock_fd)
 
     def abandon_after_fork(self) -> None:
@@ -531,11 +1084,23 @@ def _iter_spool_files(directory: Path) -> Iterator[Path]:
 
 
 def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
-    """Read-only view of every spool file in ``directory`` (for ``perf-sdk spool status``)."""
+    """Read-only view of every spool file in ``directory`` (for ``perf-sdk spool status``).
+
+    A file the SDK would not trust (a link, another user's) is listed with the
+    reason as its error, and not read.
+    """
     out: list[SpoolFileStatus] = []
     for path in _iter_spool_files(directory):
-        fd = _lock(path.with_suffix(".lock"))
-        status = SpoolFileStatus(path=path, alive=fd is None)
+        status = SpoolFileStatus(path=path, alive=False)
+        out.append(status)
+        try:
+            os.close(_open_checked(path))
+            _check_side_files(path)
+            fd = _lock(path.with_suffix(".lock"))
+        except (_Untrusted, OSError) as exc:
+            status.error = f"not trusted: {exc}" if isinstance(exc, _Untrusted) else str(exc)
+            continue
+        status.alive = fd is None
         try:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
             try:
@@ -559,18 +1124,29 @@ def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
         finally:
             if fd is not None:
                 os.close(fd)
-        out.append(status)
     return out
+
+
+def trusted_spool_files(directory: Path) -> Iterator[Path]:
+    """The spool files in ``directory`` that are safe to open for writing (the others are logged and skipped)."""
+    for path in _iter_spool_files(directory):
+        try:
+            os.close(_open_checked(path))
+            _check_side_files(path)
+        except _Untrusted as exc:
+            logger.error("perf_sdk: skipping %s: %s", path.name, exc)
+            continue
+        yield path
 
 
 def replay_dead_in_dir(directory: Path) -> int:
     """Move dead letters back to the outbox in every spool file whose owner is gone or alive.
 
     SQLite's own locking makes this safe beside a live owner; its uploader picks
-    the records up on its next pass.
+    the records up on its next pass. Files the SDK would not trust are skipped.
     """
     total = 0
-    for path in _iter_spool_files(directory):
+    for path in trusted_spool_files(directory):
         conn = _connect(path)
         try:
             _migrate(conn)

@@ -19,10 +19,15 @@ from tests.reliability.conftest import Row
 
 @contextlib.contextmanager
 def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    """A small real filesystem (root only); skips the test where mounting is not allowed."""
+    """A small real filesystem (root only); skips the test where mounting is not allowed.
+
+    Mounted owner-only (``mode=0700``): a tmpfs root is world-writable by default,
+    and the SDK refuses a spool_dir others can write.
+    """
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
+    options = f"mode=0700,{options}"
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount tmpfs here: {done.stderr.decode().strip()}")
@@ -52,7 +57,8 @@ def test_disk_full_refuses_new_records_loudly_and_delivers_the_rest(
             assert tracker.stats.refused > 0  # the disk is full: refused, loudly
             assert any("queue is full" in str(e) and "disk is full" in str(e) for e in errors)
             server.plan.always = None  # the platform answers again: the spool drains, room returns
-            assert tracker.flush(60)
+            drained = tracker.flush(60)  # not truthy: the refused records are (rightly) reported
+            assert drained.pending == 0 and not drained.timed_out, drained
             accepted = calls - tracker.stats.refused
             assert len(server.store) == accepted
             assert server.count_sum() == accepted
@@ -86,7 +92,8 @@ def test_sqlite_page_limit_behaves_like_a_full_disk(
     assert tracker.stats.refused > 0
     spool._conn.execute("PRAGMA max_page_count = 1073741823")
     server.plan.always = None
-    assert tracker.flush(60)
+    drained = tracker.flush(60)  # not truthy: the refused records are (rightly) reported
+    assert drained.pending == 0 and not drained.timed_out, drained
     assert len(server.store) == 20_001 - tracker.stats.refused
 
 

@@ -1,4 +1,4 @@
-"""The durable outbox: segments, dead letters, adoption, quarantine, migration, permissions."""
+"""The durable outbox: segments, dead letters, adoption, quarantine, migration, permissions, a lost file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from perf_sdk._spool import Spool, inspect_spool_dir, replay_dead_in_dir
+from perf_sdk._spool import Spool, SpoolLostError, inspect_spool_dir, replay_dead_in_dir
 
 
 def body(*ids: str) -> bytes:
@@ -160,3 +160,151 @@ def test_unwritable_directory(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigurationError, match="cannot create spool_dir"):
         Spool(blocker / "spool")
+
+
+# -- a spool file lost under the running process (issue 12 item 10) --------------------------------
+
+
+def other_database(path: Path) -> Path:
+    """Some other application's SQLite file (bigger than a fresh spool)."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY, blob BLOB)")
+    conn.execute("INSERT INTO accounts(blob) VALUES (randomblob(200000))")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def filled(directory: Path) -> tuple[Spool, list[tuple[str, int, bytes]]]:
+    spool = Spool(directory)
+    segments = [("d/t", 1, body(f"r{i}")) for i in range(20)]
+    spool.append(segments, 1.0)
+    return spool, segments
+
+
+def tables(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("how", ["replaced", "deleted"])
+def test_a_replaced_or_deleted_spool_raises_and_hands_back_what_it_held(tmp_path: Path, how: str) -> None:
+    spool, segments = filled(tmp_path)
+    if how == "replaced":
+        os.replace(other_database(tmp_path / "other.db"), spool.path)
+    else:
+        os.unlink(spool.path)
+    with pytest.raises(SpoolLostError) as info:
+        spool.append([("d/t", 1, body("after"))], 2.0)
+    lost = info.value
+    assert how in lost.reason
+    assert lost.salvaged == segments  # read back through the open file: nothing committed is lost
+    assert spool.closed and spool.lost is not None
+    if how == "replaced":  # whatever was put there is kept, untouched, for inspection
+        assert lost.moved_to is not None and tables(lost.moved_to) == ["accounts"]
+    else:
+        assert lost.moved_to is None
+    # The writer continues into a fresh spool in the same directory with everything it holds.
+    fresh = Spool(tmp_path)
+    fresh.append([*lost.salvaged, ("d/t", 1, body("after"))], 2.0)
+    assert fresh.depth()[0] == 21
+    spool.close()  # a lost spool's close deletes nothing
+    if lost.moved_to is not None:
+        assert lost.moved_to.exists()
+    fresh.close()
+
+
+@pytest.mark.parametrize("how", ["truncated", "overwritten"])
+def test_a_truncated_or_overwritten_spool_raises_and_is_kept_aside(tmp_path: Path, how: str) -> None:
+    spool, _ = filled(tmp_path)
+    spool.append([("d/t", 1, body(*[str(i) for i in range(3000)]))], 1.0)
+    spool._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the records in the file itself, not only the WAL
+    spool.append([("d/t", 1, body("committed"))], 1.0)
+    if how == "truncated":
+        os.truncate(spool.path, spool.path.stat().st_size // 2)
+    else:  # the same file, rewritten with another database's bytes
+        spool.path.write_bytes(other_database(tmp_path / "other.db").read_bytes())
+    left = spool.path.read_bytes()
+    with pytest.raises(SpoolLostError, match=how) as info:
+        spool.append([("d/t", 1, body("after"))], 2.0)
+    lost = info.value
+    assert lost.salvaged == []  # what is in that file now cannot be trusted
+    assert lost.moved_to is not None and lost.moved_to.read_bytes() == left  # kept as found, not deleted
+    assert not spool.path.exists()  # so no successor adopts (or quarantines) it as a spool
+    assert ".corrupt-" in lost.moved_to.name  # listed by `perf-sdk spool status`
+
+
+def test_sqlite_reporting_corruption_is_a_lost_spool(tmp_path: Path) -> None:
+    spool, _ = filled(tmp_path)
+    spool.append([("d/t", 1, body(*[str(i) for i in range(3000)]))], 1.0)
+    spool._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = spool.path.stat().st_size
+    with open(spool.path, "r+b") as f:  # the header intact, every page after it garbage
+        f.seek(4096)
+        f.write(b"\xff" * (size - 4096))
+    other = sqlite3.connect(spool.path, isolation_level=None)
+    other.execute("PRAGMA user_version=7")  # another writer: the spool's cached pages are stale, it reads the file
+    other.close()
+    with pytest.raises(SpoolLostError, match="malformed"):
+        spool.append([("d/t", 1, body("after"))], 2.0)
+
+
+@pytest.mark.parametrize("method", ["append", "remove", "replace", "note_attempt", "dead_letter", "replay_dead"])
+def test_every_write_method_raises_once_the_file_is_gone(tmp_path: Path, method: str) -> None:
+    spool, _ = filled(tmp_path)
+    batch = spool.next_batch("d/t", 100, 10**6)
+    os.unlink(spool.path)
+    calls = {
+        "append": lambda: spool.append([("d/t", 1, body("x"))], 2.0),
+        "remove": lambda: spool.remove(batch),
+        "replace": lambda: spool.replace(batch[0], [{"_id": "r0", "count": 1}]),
+        "note_attempt": lambda: spool.note_attempt(batch),
+        "dead_letter": lambda: spool.dead_letter("d/t", [{"_id": "x"}], 1.0, 400, "bad"),
+        "replay_dead": spool.replay_dead,
+    }
+    for _ in range(2):  # the first call sees the loss, every later one is told again, with the same records
+        with pytest.raises(SpoolLostError) as info:
+            calls[method]()
+        assert len(info.value.salvaged) == 20
+
+
+def test_verify_reports_a_loss_while_idle(tmp_path: Path) -> None:
+    spool, _ = filled(tmp_path)
+    spool.verify()  # all well: returns
+    os.unlink(spool.path)
+    with pytest.raises(SpoolLostError):
+        spool.verify()
+
+
+def test_a_healthy_spool_never_reports_a_loss(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for i in range(300):  # enough to checkpoint the WAL into the file several times
+        spool.append([("d/t", 50, body(*[f"{i}-{j}" for j in range(50)]))], 1.0)
+        if i % 3 == 0:
+            spool.remove(spool.next_batch("d/t", 100, 10**6))
+    spool.verify()
+    assert spool.lost is None
+    spool.close()
+
+
+def test_lost_error_pickles(tmp_path: Path) -> None:
+    import pickle
+
+    error = SpoolLostError(tmp_path / "a.spool", "the file was deleted", salvaged=[("d/t", 1, b"[]")])
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.path, again.reason, again.salvaged, str(again)) == (
+        error.path,
+        error.reason,
+        error.salvaged,
+        str(error),
+    )
+
+
+def test_close_leaves_a_file_that_is_not_its_own(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    os.replace(other_database(tmp_path / "other.db"), spool.path)
+    spool.close()  # empty, so it would delete its file: not someone else's
+    assert tables(spool.path) == ["accounts"]
