@@ -69,6 +69,8 @@ __all__ = ["PublishResult", "ServiceInfo", "publish"]
 DEFAULT_YEARS: Final = 5
 #: Periods a site is published by (days and weeks are for monitoring, not publication).
 PUBLISH_PERIODS: Final = ("month", "quarter", "year", "financial-year")
+#: Where a platform lists its data sets: backdrop's stagecraft, then perf_sdk's local platform.
+_LISTINGS: Final = ("/data-sets", "/performance/data-sets.json")
 _FREQUENCY: Final = {"month": "monthly", "quarter": "quarterly", "year": "annual", "financial-year": "annual"}
 
 
@@ -76,13 +78,14 @@ _FREQUENCY: Final = {"month": "monthly", "quarter": "quarterly", "year": "annual
 class PublishResult:
     """What :func:`publish` wrote: the site root, the services, and every file (relative paths, sorted)."""
 
-    out: Path
+    out: Path | None
     services: tuple[str, ...]
     files: tuple[str, ...]
     published_at: datetime
     #: The period the services list compares (the latest complete one), if any.
     period: str | None = None
-    notes: tuple[str, ...] = field(default=())
+    #: Every file's bytes, by relative path (all a caller needs when ``out`` was ``None``).
+    contents: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 # ---------------------------------------------------------------------------
@@ -133,30 +136,39 @@ def discover_services(
     """The services a platform holds, with their metadata, from its data-set listing.
 
     Backdrop's configuration API (stagecraft) lists data sets at ``GET /data-sets``:
-    a JSON list of objects with ``data_group`` and ``data_type``; perf_sdk reads
-    ``title`` / ``organisation`` / ``description`` (or a ``service`` object holding
-    them) beside them when the platform has them. A platform without the listing
-    needs the services named (``--service``).
+    a JSON list of objects with ``data_group`` and ``data_type``; perf_sdk's local
+    platform lists its services at ``GET /performance/data-sets.json`` in the same
+    shape. ``title`` / ``organisation`` / ``description`` (or a ``service`` object
+    holding them) are read beside them when the platform has them. A platform
+    without either listing needs the services named (``--service``).
     """
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     own = client is None
     http = client or httpx.Client(timeout=timeout)
-    url = f"{read_endpoint.rstrip('/')}/data-sets"
+    base = read_endpoint.rstrip("/")
     try:
-        response = http.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
+        for path in _LISTINGS:
+            url = f"{base}{path}"
+            try:
+                response = http.get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
+            if response.status_code < 400:
+                break
+        else:
+            raise ConfigurationError(
+                f"the platform at {read_endpoint} does not list its data sets (GET {' or '.join(_LISTINGS)} "
+                f"answered {response.status_code}): name the services with --service (service= in Python)"
+            )
     finally:
         if own:
             http.close()
-    if response.status_code >= 400:
-        raise ConfigurationError(
-            f"the platform at {read_endpoint} does not list its data sets (GET /data-sets answered "
-            f"{response.status_code}): name the services with --service (service= in Python)"
-        )
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError:
+        raise ConfigurationError(f"the platform's data-set listing at {url} is not JSON") from None
     items = data.get("data", data.get("data_sets", [])) if isinstance(data, dict) else data
     found: dict[str, ServiceInfo] = {}
     for item in items if isinstance(items, list) else []:
@@ -182,7 +194,7 @@ def _month_after(day: date) -> date:
 
 
 def publish(
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
     *,
     service: str | Sequence[str] | None = None,
     source: Any = None,
@@ -214,7 +226,9 @@ def publish(
     service the platform lists. ``service_title``, ``organisation`` and
     ``description`` name a single service; ``metadata`` names many
     (``{slug: ServiceInfo | {"title": ..., "organisation": ...}}``). Without
-    either, a title is made from the slug.
+    either, a title is made from the slug. With ``out=None`` nothing is
+    written: the files are in :attr:`PublishResult.contents` (the platform's
+    live site renders so).
 
     >>> import tempfile
     >>> result = publish(tempfile.mkdtemp(), records={"renew-a-permit": [
@@ -254,7 +268,7 @@ def publish(
         if latest is None:
             raise ConfigurationError("no records to publish; give published_at= (--published-at) to publish empty")
         when = datetime.combine(_month_after(latest), time(0), tzinfo=timezone.utc)
-    return _Site(Path(out), period, when, first, last, base_url).write(
+    return _Site(None if out is None else Path(out), period, when, first, last, base_url).write(
         {slug: counts[slug] for slug in sorted(counts)},
         {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts},
     )
@@ -331,8 +345,10 @@ def _gather(
 
 
 class _Site:
+    """Renders the site into :attr:`files`; with ``out``, also writes each file there."""
+
     def __init__(
-        self, out: Path, period: str, when: datetime, first: date | None, last: date | None, base_url: str | None
+        self, out: Path | None, period: str, when: datetime, first: date | None, last: date | None, base_url: str | None
     ) -> None:
         self.out = out
         self.period = period
@@ -354,6 +370,8 @@ class _Site:
         return KpiReport(kept, report.kind, slug, self.when, report.requested_start, report.requested_end)
 
     def _previous_rows(self, slug: str) -> dict[str, Any]:
+        if self.out is None:
+            return {}
         path = self.out / slug / "kpis.json"
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
@@ -386,12 +404,17 @@ class _Site:
         ).items():
             self._put(name, text.replace('href="services.csv"', 'href="../services.csv"') if "/" in name else text)
         self._put("datapackage.json", dumps(self._datapackage(reports, infos)))
-        return PublishResult(self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label)
+        return PublishResult(
+            self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label, dict(self.files)
+        )
 
     def _put(self, name: str, text: str) -> None:
+        data = text.encode("utf-8")
+        self.files[name] = data
+        if self.out is None:
+            return
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = text.encode("utf-8")
         try:
             unchanged = path.read_bytes() == data
         except OSError:
@@ -400,7 +423,6 @@ class _Site:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        self.files[name] = data
 
     def _list_row(self, info: ServiceInfo, report: KpiReport) -> ListRow:
         p = next((x for x in report.periods if x.start == self.compared.start), None)

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from perf_sdk import _csv
 from perf_sdk._errors import ConfigurationError
@@ -47,6 +47,7 @@ from perf_sdk.platform import _periods
 from perf_sdk.platform._backend import Backend
 from perf_sdk.platform._datasets import DataSetConfig, PlatformConfig
 from perf_sdk.platform._openapi import openapi_spec
+from perf_sdk.platform._performance import performance_app
 from perf_sdk.platform._query import (
     DEFAULT_LIMITS,
     QueryError,
@@ -447,6 +448,7 @@ def create_app(
             Route("/openapi.json", platform.openapi, methods=["GET"]),
             Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT"]),
             Route("/data-sets/{name}", platform.delete_data_set, methods=["DELETE"]),
+            Mount("/performance", app=performance_app(store, settings, clock)),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
