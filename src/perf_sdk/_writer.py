@@ -393,6 +393,8 @@ class Writer:
             self._persist_stragglers()
         lost = self.pending()
         if lost:
+            self.queue.clear()  # counted and reported here, once: not again by a later sweep
+            self._unspooled = []
             self._stats.add("unpersisted", lost)
             logger.error(
                 "perf_sdk: %d accepted record(s) could not be written to the spool before shutdown (%s); they are lost",
