@@ -11,7 +11,10 @@ request:
 * ``other page``: a page no journey names (most of a service's traffic);
 * ``start, new visitor``: a journey's start page without a cookie (a start is
   counted, a cookie set);
-* ``start, refresh``: the same page with the visitor's cookie (nothing to count).
+* ``start, refresh``: the same page with the visitor's cookie (nothing to count; its
+  signature is checked);
+* ``complete, made-up cookie``: a journey's complete page with an invented
+  ``perf_sdk_txn`` (refused by its signature: nothing counted, the cookie removed).
 
 The tracker is a real :class:`perf_sdk.Tracker` (writer thread, spool on a
 temporary disk, uploader thread) whose transport accepts every batch, so the
@@ -42,6 +45,8 @@ import perf_sdk
 from perf_sdk.integrations import Journey
 
 JOURNEYS = [Journey("apply", start="/apply", complete="/apply/done")]
+#: A cookie this service never issued: the shape of a real one, with a made-up id and signature.
+FORGED = "perf_sdk_txn=apply.s.0123456789abcdef0123456789abcdef.fedcba9876543210fedcba9876543210"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 
 
@@ -138,6 +143,10 @@ def asgi_cases(tracker: perf_sdk.Tracker) -> dict[str, tuple[Callable[[], Any], 
         "other page": (call(counted, "/", None), call(plain, "/", None)),
         "start, new visitor": (call(counted, "/apply", None), call(plain, "/apply", None)),
         "start, refresh": (call(counted, "/apply", cookie[0]), call(plain, "/apply", cookie[0])),
+        "complete, made-up cookie": (
+            call(counted, "/apply/done", FORGED.encode()),
+            call(plain, "/apply/done", FORGED.encode()),
+        ),
     }
 
 
@@ -164,10 +173,15 @@ def flask_cases(tracker: perf_sdk.Tracker) -> dict[str, tuple[Callable[[], Any],
             client.get(path, headers=headers)
         return lambda: client.get(path, headers=headers)
 
+    def forged(app: Flask) -> Callable[[], Any]:
+        client = app.test_client(use_cookies=False)
+        return lambda: client.get("/apply/done", headers={**headers, "Cookie": FORGED})
+
     return {
         "other page": (get(with_app, "/", False), get(without_app, "/", False)),
         "start, new visitor": (get(with_app, "/apply", False), get(without_app, "/apply", False)),
         "start, refresh": (get(with_app, "/apply", True), get(without_app, "/apply", True)),
+        "complete, made-up cookie": (forged(with_app), forged(without_app)),
     }
 
 
@@ -216,10 +230,18 @@ def django_cases(tracker: perf_sdk.Tracker) -> dict[str, tuple[Callable[[], Any]
 
         return fresh
 
+    def forged(c: Client) -> Callable[[], Any]:
+        def run() -> Any:
+            c.cookies.clear()
+            return c.get("/apply/done", HTTP_COOKIE=FORGED)
+
+        return run
+
     return {
         "other page": (get(client(True), "/", False), get(client(False), "/", False)),
         "start, new visitor": (get(client(True), "/apply", False), get(client(False), "/apply", False)),
         "start, refresh": (get(client(True), "/apply", True), get(client(False), "/apply", True)),
+        "complete, made-up cookie": (forged(client(True)), forged(client(False))),
     }
 
 
@@ -229,13 +251,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as spool:
         tracker = make_tracker(spool)
-        print(f"{'framework':<10}{'request':<22}{'without (µs)':>20}{'with (µs)':>20}{'added median':>14}")
-        print(f"{'':<10}{'':<22}{'median':>10}{'p99':>10}{'median':>10}{'p99':>10}{'(µs)':>14}")
+        print(f"{'framework':<10}{'request':<26}{'without (µs)':>20}{'with (µs)':>20}{'added median':>14}")
+        print(f"{'':<10}{'':<26}{'median':>10}{'p99':>10}{'median':>10}{'p99':>10}{'(µs)':>14}")
         for name, cases in (("ASGI", asgi_cases), ("Flask", flask_cases), ("Django", django_cases)):
             for label, (with_mw, without_mw) in cases(tracker).items():
                 a, b = measure(with_mw, without_mw, args.requests)
                 ma, mb = statistics.median(a), statistics.median(b)
-                print(f"{name:<10}{label:<22}{mb:>10.1f}{p99(b):>10.1f}{ma:>10.1f}{p99(a):>10.1f}{ma - mb:>+14.1f}")
+                print(f"{name:<10}{label:<26}{mb:>10.1f}{p99(b):>10.1f}{ma:>10.1f}{p99(a):>10.1f}{ma - mb:>+14.1f}")
         result = tracker.close(timeout=10)
         print(
             f"\ntracker: {tracker.stats.snapshot().get('accepted', '?')} records accepted; flush left {result.pending}"
