@@ -45,7 +45,7 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never
 
-from perf_sdk._errors import RejectedError, RetryableError, TransportError
+from perf_sdk._errors import RejectedError, RetryableError, TransportError, scrub
 from perf_sdk._spool import Segment, Spool
 from perf_sdk._telemetry import Stats
 from perf_sdk._transport import Transport
@@ -238,7 +238,7 @@ class Uploader:
     ) -> None:
         """Deliver what the platform will take from a refused batch; dead-letter the rest."""
         if len(records) == 1:
-            reason = "; ".join(exc.messages) or str(exc)
+            reason = self._text("; ".join(exc.messages) or str(exc))
             if exc.status == 413:
                 reason = f"record too large for the platform (413): {reason}"
             self._dead(dataset, records, accepted_at, exc.status, reason)
@@ -300,7 +300,7 @@ class Uploader:
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats.add("retries")
         exc = state.outcome.exception() if state.outcome else None
-        message = str(exc)
+        message = self._text(str(exc))
         self.stats.error(message)
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         waiting = self.waiting_text(exc, state.attempt_number, delay)
@@ -317,7 +317,7 @@ class Uploader:
     def waiting_text(self, exc: BaseException | None, retry: int, delay: float) -> str:
         """What a wait is for, in words a person can act on (for ``health()`` and progress lines)."""
         where = getattr(self.transport, "endpoint", None) or "the platform"
-        reason = getattr(exc, "reason", None) or (str(exc) if exc is not None else "no answer")
+        reason = self._text(getattr(exc, "reason", None) or (str(exc) if exc is not None else "no answer"))
         return f"waiting for {where}: {reason}, retry {retry} in {delay:.0f} s; records are safe on disk"
 
     def _delivered(self, n: int) -> None:
@@ -343,8 +343,9 @@ class Uploader:
 
     def _pause(self, dataset: str, exc: RejectedError, n: int) -> None:
         first = dataset not in self.paused
-        self.paused[dataset] = (self._clock() + self.pause_seconds, str(exc))
-        self.stats.error(str(exc))
+        why = self._text(str(exc))
+        self.paused[dataset] = (self._clock() + self.pause_seconds, why)
+        self.stats.error(why)
         hint = {
             401: "the token is missing or wrong for this data set (token=/tokens=, PERF_SDK_TOKEN)",
             403: "the token is not allowed to write this data set",
@@ -355,13 +356,22 @@ class Uploader:
                 "perf_sdk: pausing uploads to %s: %s; %s. %d record(s) are kept on disk and will be sent "
                 "once this is fixed (next try in %.0f s)",
                 dataset,
-                exc,
+                why,
                 hint,
                 n,
                 self.pause_seconds,
             )
             if self.on_error is not None:
                 self._hook(self.on_error, exc, [])
+
+    def _text(self, text: str) -> str:
+        """Server-provided ``text`` without credentials, before it goes to a log, health() or the dead letters.
+
+        :class:`~perf_sdk._transport.HttpTransport` scrubs at the source, knowing its
+        tokens; this is the same guard for any other transport.
+        """
+        scrubber = getattr(self.transport, "scrub", None)
+        return scrubber(text) if callable(scrubber) else scrub(text)
 
     @staticmethod
     def _hook(hook: ErrorHook, error: BaseException, records: list[dict[str, Any]]) -> None:

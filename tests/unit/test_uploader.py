@@ -329,3 +329,29 @@ def test_health_shows_what_delivery_waits_for() -> None:
     assert health.waiting_for == stats.waiting_for
     stats.waiting_for = None
     assert dataclasses.replace(health, counters=stats.snapshot()).waiting_for is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RetryableError("503: you sent Authorization: Bearer leaked-token-123"),
+        RejectedError("401: token=leaked-token-123 unknown", status=401),
+        RejectedError("400", status=400, messages=["echo: Bearer leaked-token-123"]),
+    ],
+)
+def test_text_from_any_transport_is_scrubbed(
+    error: Exception, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    answers = iter([error])
+    transport = Scripted(lambda rs: next(answers, None))
+    uploader, spool, stats, _ = make(tmp_path, transport)
+    seen: list[str | None] = []
+    uploader.on_error = lambda e, rs: seen.append(uploader.stats.waiting_for)
+    fill(spool, 1)
+    caplog.set_level("DEBUG", logger="perf_sdk")
+    uploader.run_pass()
+    texts = [caplog.text, stats.last_error or "", *(s or "" for s in seen), *(d.reason for d in spool.dead())]
+    texts += [why for _, why in uploader.paused.values()]
+    assert all("leaked-token-123" not in text for text in texts)
+    assert "<redacted>" in caplog.text
+    spool.close()
