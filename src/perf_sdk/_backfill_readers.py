@@ -25,6 +25,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import itertools
@@ -473,11 +474,17 @@ def _cell_value(cell: Any) -> Any:
 
 
 def _shows_date_only(cell: Any) -> bool:
+    return _format_shows_date_only(getattr(cell, "number_format", None) or "General")
+
+
+@functools.lru_cache(maxsize=256)
+def _format_shows_date_only(number_format: str) -> bool:
     from openpyxl.styles.numbers import is_datetime
 
-    return bool(is_datetime(getattr(cell, "number_format", None) or "General") == "date")
+    return bool(is_datetime(number_format) == "date")
 
 
+@functools.lru_cache(maxsize=256)
 def _currency_of(number_format: str) -> str | None:
     """The currency a number format shows (``£`` for ``"£"#,##0.00`` or ``[$£-809]#,##0``), or ``None``."""
     if number_format == "General":
