@@ -73,6 +73,11 @@ def openapi_spec(*, max_body_bytes: int) -> dict[str, Any]:
         repeated("group_by", _KEY, "Group by this field (repeatable)."),
         repeated("filter_by", "^[A-Za-z_][A-Za-z0-9_]+:.*$", "field:value, records must match (repeatable)."),
         repeated(
+            "filter_by_prefix",
+            "^[A-Za-z_][A-Za-z0-9_]+:.*$",
+            "field:start, text must start with it, literally (repeatable; not with filter_by).",
+        ),
+        repeated(
             "collect",
             "^[A-Za-z][A-Za-z0-9_]+(:(sum|count|mean|set))?$",
             "field[:sum|count|mean|set]; bare means set (repeatable).",
@@ -84,6 +89,24 @@ def openapi_spec(*, max_body_bytes: int) -> dict[str, Any]:
             "schema": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_:]+:(ascending|descending)$"},
         },
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {
+            "name": "flatten",
+            "in": "query",
+            "description": "true: one item per period and group (every combination filled), not groups of values.",
+            "schema": {"type": "string", "enum": ["true", "false"]},
+        },
+        {
+            "name": "inclusive",
+            "in": "query",
+            "description": "true: a record exactly at end_at counts.",
+            "schema": {"type": "string", "enum": ["true", "false"]},
+        },
+        {
+            "name": "format",
+            "in": "query",
+            "description": "csv: the data as a spreadsheet-safe CSV file.",
+            "schema": {"type": "string", "enum": ["json", "csv"]},
+        },
     ]
     return {
         "openapi": "3.0.3",
@@ -106,6 +129,22 @@ def openapi_spec(*, max_body_bytes: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/_status/data-sets": {
+                "get": {
+                    "operationId": "data_set_status",
+                    "summary": "Data sets not written within their max_age_expected",
+                    "responses": {"200": _json(_ref("Status"), "status ok, or not okay with the data_sets")},
+                }
+            },
+            "/data-sets/{name}": {
+                "delete": {
+                    "operationId": "delete_data_set",
+                    "summary": "Remove a data set and its records (admin token)",
+                    "security": [{"bearer": []}],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": _json(_ref("Status"), "Deleted"), "401": error, "404": error},
+                }
+            },
             "/data/{group}/{type}": {
                 "parameters": path_params,
                 "get": {
@@ -114,6 +153,7 @@ def openapi_spec(*, max_body_bytes: int) -> dict[str, Any]:
                     "parameters": read_params,
                     "responses": {
                         "200": _json(_ref("ReadResponse"), "The data"),
+                        "304": {"description": "Not modified (If-None-Match matched the ETag)"},
                         "400": bad_request,
                         "404": error,
                     },
@@ -196,14 +236,20 @@ def openapi_spec(*, max_body_bytes: int) -> dict[str, Any]:
                 "Record": {
                     "type": "object",
                     "description": (
-                        "Keys match ^[a-z_][a-z0-9_]+$ once lower-cased; of the keys starting with _, only "
-                        "_id and _timestamp; values are strings, numbers or booleans."
+                        "Keys match ^[a-z_][a-z0-9_]+$ once lower-cased (ASCII); of the keys starting with _, "
+                        "only _id, _timestamp, _start_at and _end_at; values are strings, numbers, booleans or "
+                        "null. Times are ISO 8601: a fraction, a naive time (UTC) or a date alone are accepted."
                     ),
                     "properties": {
                         "_id": {"type": "string", "pattern": "^\\S+$"},
                         "_timestamp": {"type": "string", "format": "date-time"},
+                        "_start_at": {"type": "string", "format": "date-time"},
+                        "_end_at": {"type": "string", "format": "date-time"},
                     },
-                    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
+                    "additionalProperties": {
+                        "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+                        "nullable": True,
+                    },
                 },
                 "ReadResponse": {
                     "type": "object",
