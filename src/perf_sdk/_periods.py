@@ -7,16 +7,21 @@ and URLs, but UK government readers do not read ``2026-Q1``: they read
 the SDK publishes names periods through :func:`human_label`, so the wording is
 decided once.
 
-The parsing of period labels lives in ``_records.py`` for now and is expected
-to move here, beside the naming, so that one module says what a label means.
+It is also the one module that says what a *label* means (:func:`parse_period_label`):
+``2026-03`` a month, ``2026-Q1`` a quarter, ``2026`` a year, as ``Tracker.cost``,
+backfill and the KPI file source all read them.
 """
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Final
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Final, Literal
 
-__all__ = ["human_label", "long_date", "short_label"]
+from perf_sdk._errors import ValidationError
+
+__all__ = ["PERIOD_RULE", "PeriodLabel", "human_label", "long_date", "month_label", "parse_period_label", "short_label"]
 
 _MONTHS: Final = (
     "January",
@@ -83,3 +88,46 @@ def long_date(day: date) -> str:
 def _months_later(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
+
+
+# --- labels: what 2026-03, 2026-Q1 and 2026 mean -----------------------------------------------------
+
+PERIOD_RULE: Final = "must be a period label: 2026-03 (a month), 2026-Q1 (a quarter) or 2026 (a year)"
+_LABEL_RE: Final = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$")
+
+
+@dataclass(frozen=True)
+class PeriodLabel:
+    """A cost period: its granularity, its label and its first instant (UTC)."""
+
+    granularity: Literal["month", "quarter", "year"]
+    label: str
+    start: datetime
+
+    @property
+    def end(self) -> datetime:
+        """The first instant after the period."""
+        months = {"month": 1, "quarter": 3, "year": 12}[self.granularity]
+        y, m = divmod(self.start.month - 1 + months, 12)
+        return self.start.replace(year=self.start.year + y, month=m + 1)
+
+
+def parse_period_label(label: object, field: str = "period") -> PeriodLabel:
+    """``2026-03`` → a month, ``2026-Q1`` → a quarter, ``2026`` → a year."""
+    text = str(label).strip() if isinstance(label, (str, int)) and not isinstance(label, bool) else None
+    m = _LABEL_RE.match(text or "")
+    if m is None or not 1970 <= int(m.group(1)) <= 9999:
+        raise ValidationError(field, label, PERIOD_RULE)
+    year = int(m.group(1))
+    if m.group(2):
+        return PeriodLabel("month", f"{year}-{m.group(2)}", datetime(year, int(m.group(2)), 1, tzinfo=timezone.utc))
+    if m.group(3):
+        q = int(m.group(3))
+        return PeriodLabel("quarter", f"{year}-Q{q}", datetime(year, 3 * q - 2, 1, tzinfo=timezone.utc))
+    return PeriodLabel("year", str(year), datetime(year, 1, 1, tzinfo=timezone.utc))
+
+
+def month_label(moment: datetime) -> str:
+    """The label of the month (UTC) that holds ``moment``: ``2026-03``."""
+    moment = moment.astimezone(timezone.utc)
+    return f"{moment.year}-{moment.month:02d}"

@@ -24,10 +24,8 @@ import hashlib
 import hmac
 import math
 import os
-import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Annotated, Any, Final, Literal
 
@@ -36,6 +34,7 @@ from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, with_con
 from typing_extensions import NotRequired, TypedDict
 
 from perf_sdk._errors import ValidationError
+from perf_sdk._periods import PERIOD_RULE, PeriodLabel, month_label, parse_period_label
 from perf_sdk._protocol import CHANNELS, SLUG_RE, STAGES, parse_timestamp, record_problems
 
 __all__ = [
@@ -108,7 +107,7 @@ _RULES: Final = {
     "rating": "must be a whole number from 1 (very dissatisfied) to 5 (very satisfied)",
     "amount_pence": "must be a whole, non-negative number of pence (e.g. 125000 for £1,250.00)",
     "cost_type": "must be a lower-case slug such as staff, it or accommodation",
-    "period": "must be a period label: 2026-03 (a month), 2026-Q1 (a quarter) or 2026 (a year)",
+    "period": PERIOD_RULE,
     "_timestamp": "must be an ISO 8601 date-time with a zone",
     "_id": "must be a non-empty string with no white space",
 }
@@ -234,46 +233,7 @@ def _validate_shapes(
     return adapter.validate_python(kept), sorted(errors.items())
 
 
-# --- periods -----------------------------------------------------------------------------------
-
-_LABEL_RE: Final = re.compile(r"^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$")
-
-
-@dataclass(frozen=True)
-class PeriodLabel:
-    """A cost period: its granularity, its label and its first instant (UTC)."""
-
-    granularity: Literal["month", "quarter", "year"]
-    label: str
-    start: datetime
-
-    @property
-    def end(self) -> datetime:
-        """The first instant after the period."""
-        months = {"month": 1, "quarter": 3, "year": 12}[self.granularity]
-        y, m = divmod(self.start.month - 1 + months, 12)
-        return self.start.replace(year=self.start.year + y, month=m + 1)
-
-
-def parse_period_label(label: object, field: str = "period") -> PeriodLabel:
-    """``2026-03`` → a month, ``2026-Q1`` → a quarter, ``2026`` → a year."""
-    text = str(label).strip() if isinstance(label, (str, int)) and not isinstance(label, bool) else None
-    m = _LABEL_RE.match(text or "")
-    if m is None or not 1970 <= int(m.group(1)) <= 9999:
-        raise ValidationError(field, label, _RULES["period"])
-    year = int(m.group(1))
-    if m.group(2):
-        return PeriodLabel("month", f"{year}-{m.group(2)}", datetime(year, int(m.group(2)), 1, tzinfo=timezone.utc))
-    if m.group(3):
-        q = int(m.group(3))
-        return PeriodLabel("quarter", f"{year}-Q{q}", datetime(year, 3 * q - 2, 1, tzinfo=timezone.utc))
-    return PeriodLabel("year", str(year), datetime(year, 1, 1, tzinfo=timezone.utc))
-
-
-def month_label(moment: datetime) -> str:
-    moment = moment.astimezone(timezone.utc)
-    return f"{moment.year}-{moment.month:02d}"
-
+# --- periods: what a label means lives in _periods.py; re-exported here for older imports ------------
 
 # --- building records ---------------------------------------------------------------------------
 
