@@ -47,7 +47,9 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import httpcore
-import httpx
+
+if typing.TYPE_CHECKING:
+    import httpx
 
 from perf_sdk._errors import RetryableError, error_class_for_status, scrub
 from perf_sdk._version import __version__
@@ -129,6 +131,10 @@ class HttpTransport:
         self.max_response_bytes = max_response_bytes
         self._clock = clock
         self._local = threading.local()
+        # Imported here, on the writer thread that builds the transport, not with the module: where click
+        # is installed, `import httpx` also imports its command line (click, rich, pygments), ~0.4 s.
+        import httpx
+
         verify: ssl.SSLContext | bool = True
         if ca_bundle is not None:
             verify = ssl.create_default_context(cafile=str(ca_bundle))
@@ -168,6 +174,8 @@ class HttpTransport:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         url = self.url(data_type)
+        import httpx  # already imported by __init__: a dictionary look-up
+
         self._local.deadline = self._clock() + self.deadline
         try:
             with self._client.stream("POST", url, content=body, headers=headers) as response:
