@@ -416,3 +416,22 @@ def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
 
     asyncio.run(agreed())
     assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_the_integrations_use_no_private_tracker_name(tmp_path: Path) -> None:
+    """Public seams only: no ``tracker._x`` and no ``getattr(tracker, "_x")`` anywhere in the integrations."""
+    import ast
+
+    import perf_sdk.integrations as package
+
+    tracker = perf_sdk.Tracker(service=SERVICE, endpoint="http://127.0.0.1:9", token="t", spool_dir=tmp_path)
+    tracker.close(timeout=0)
+    private = {n for n in dir(tracker) if n.startswith("_") and not n.startswith("__")}
+    private |= {n for n in vars(tracker) if n.startswith("_")} | {"_ensure_started"}  # the old reach-in, by name
+    for source in Path(package.__file__).parent.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        used |= {
+            node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+        assert not used & private, f"{source.name} uses private Tracker names {sorted(used & private)}"
