@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -353,6 +353,15 @@ def counts_from_read_api(
     try:
         for data_type, query in _QUERIES.items():
             params = (("period", bucket), *query, ("start_at", _iso(start)), ("end_at", _iso(end)))
+            if data_type == "costs" and bucket == "day":
+                # Cost records sit at the start of their month, quarter or year: read from the start of the
+                # year, in months, so a quarter's cost that began before a window of days still reaches it.
+                params = (
+                    ("period", "month"),
+                    *query,
+                    ("start_at", _iso(date(start.year, 1, 1))),
+                    ("end_at", _iso(_month_offset(end - timedelta(days=1), 1))),
+                )
             url = f"{base}/data/{service}/{data_type}"
             groups = _fetch(http, url, params, headers)
             if groups is None:

@@ -222,11 +222,11 @@ def test_source_argument_is_told_apart_by_type(api: respx.MockRouter, tmp_path: 
 
     by_url = kpis(BASE, service=SVC, start="2026-01-01", end="2026-03-31", today=TODAY)
     by_object = kpis(Platform(), service=SVC, start="2026-01-01", end="2026-03-31", today=TODAY)
-    by_records = kpis(RECORDS, start="2026-01-01", end="2026-03-31")
+    by_records = kpis(RECORDS, start="2026-01-01", end="2026-03-31", today=TODAY)
     file = tmp_path / "records.jsonl"
     file.write_text("\n".join(json.dumps(r) for r in RECORDS))
-    by_path = kpis(file, start="2026-01-01", end="2026-03-31")
-    by_str = kpis(str(file), start="2026-01-01", end="2026-03-31")
+    by_path = kpis(file, start="2026-01-01", end="2026-03-31", today=TODAY)
+    by_str = kpis(str(file), start="2026-01-01", end="2026-03-31", today=TODAY)
     first = by_url.to_list()
     assert by_object.to_list() == first
     assert by_records.to_list() == first

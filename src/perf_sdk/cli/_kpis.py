@@ -3,7 +3,8 @@
 With a performance definition (``--definition PATH``, default ``./perf-sdk.toml``
 when it exists) every format also carries the targets (met / missed / unknown)
 and the service's other KPIs; flagged figures (that cannot be right) and the
-partial current period are marked in every format.
+partial current period are marked in every format. ``--around MARK`` compares
+equal windows before and after a change marker instead (``_around.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--token", help="bearer token, if the data sets are not published (PERF_SDK_TOKEN)")
     p.add_argument("--file", type=Path, metavar="PATH", help="read records from a CSV/JSONL file instead")
     add_definition_option(p)
+    p.add_argument(
+        "--around",
+        metavar="MARK",
+        help="compare equal windows before and after a change marker (its label, or an ISO time)",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive_days,
+        default=28,
+        metavar="DAYS",
+        help="with --around: days in each window (default 28)",
+    )
     # Accepted so every platform command takes the same options; KPIs need neither.
     p.add_argument("--secret", help=argparse.SUPPRESS)
     p.add_argument("--spool-dir", help=argparse.SUPPRESS)
@@ -119,6 +132,10 @@ def _date(text: str) -> date:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.around:
+        from perf_sdk.cli._around import run_around
+
+        return run_around(args)
     try:
         definition = resolve_definition(args.definition)
         report = kpis(
