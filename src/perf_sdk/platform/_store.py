@@ -51,6 +51,8 @@ from perf_sdk.platform._query import DEFAULT_LIMITS, ROLLUP, ROWS, SENTINEL_HOUR
 
 __all__ = ["MAX_DIM_CHARS", "InvalidRecords", "Prepared", "Store", "prepare"]
 
+#: No limit on a read (in-process callers that want every record).
+_UNBOUNDED: Final = ReadLimits(periods=2**62, cells=2**62, records=2**62, bytes=2**62)
 #: Strings longer than this are not rollup dimensions (a SHA-256 hex is 64).
 MAX_DIM_CHARS: Final = 40
 _MIN_INT: Final = -(2**63)
@@ -375,8 +377,11 @@ class Store:
         return {(g, t): (None if u is None else int(u)) for g, t, u in rows}
 
     def records(self, group: str, type_: str) -> list[dict[str, Any]]:
-        """Every record of the data set as the read API returns it (``[]`` if unknown)."""
-        return self.read(group, type_, ReadQuery()) or []
+        """Every record of the data set as the read API returns it (``[]`` if unknown).
+
+        For tests and tools in-process: not bounded by the read API's limits.
+        """
+        return self.read(group, type_, ReadQuery(), _UNBOUNDED) or []
 
     def count(self, group: str, type_: str) -> int:
         """How many records the data set holds (0 if unknown)."""

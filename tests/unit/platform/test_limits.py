@@ -7,6 +7,7 @@ Hostile or careless queries (thousands of periods times many groups, a limit pas
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -136,3 +137,37 @@ def test_a_lone_surrogate_is_refused_and_later_reads_still_answer(platform: Plat
     platform.write({"_id": "good", "comment": "caf\u00e9"})
     assert platform.data() == [{"_id": "good", "comment": "caf\u00e9"}]
     assert platform.data("group_by=comment") == [{"comment": "caf\u00e9", "_count": 1}]
+
+
+def test_status_does_not_queue_behind_a_read_holding_the_in_memory_database(platform: Platform) -> None:
+    """In memory, one connection serves everything behind a lock; a health check must not wait for it."""
+    store = platform.client.app.state.store  # type: ignore[attr-defined]
+    held, answered = threading.Event(), threading.Event()
+    result: dict[str, int] = {}
+
+    def hold() -> None:
+        with store._lock:
+            held.set()
+            answered.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+
+        def ask() -> None:
+            result["status"] = platform.client.get("/_status").status_code
+            answered.set()
+
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        assert answered.wait(30), "/_status waited for the database lock"
+        assert result["status"] == 200
+    finally:
+        answered.set()
+        holder.join(30)
+
+
+def test_in_process_records_are_not_bounded_by_the_read_limits(small: Platform) -> None:
+    _twenty_groups(small)
+    assert len(small.client.app.state.store.records("svc", "transactions")) == 40  # type: ignore[attr-defined]
