@@ -69,10 +69,10 @@ class HostileServer:
         self._ready.set()
         self._loop.run_forever()
         server.close()
-        for task in asyncio.all_tasks(self._loop):
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
             task.cancel()
-        with contextlib.suppress(Exception):
-            self._loop.run_until_complete(asyncio.sleep(0))
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -86,8 +86,8 @@ class HostileServer:
                 await reader.readexactly(int(headers.get("content-length", "0")))
                 self.requests.append(headers)
                 await self.handler(writer, headers)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.CancelledError):
+            pass  # the client hung up, or the test is over (a task that ends quietly, not a logged traceback)
         finally:
             self.disconnected.set()
             writer.close()
@@ -127,6 +127,17 @@ def trickle(server_box: list[HostileServer], every: float = 0.5) -> Handler:
         while True:
             await asyncio.sleep(every)
             await server.write(writer, b" ")
+
+    return handler
+
+
+def trickle_headers(server_box: list[HostileServer], every: float = 0.2) -> Handler:
+    async def handler(writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
+        server = server_box[0]
+        await server.write(writer, b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while True:
+            await asyncio.sleep(every)
+            await server.write(writer, b"a")
 
     return handler
 
@@ -219,6 +230,18 @@ def test_a_trickling_body_ends_at_the_request_deadline() -> None:
         assert isinstance(error, RetryableError)
         assert "deadline" in str(error)
         assert server.bytes_sent > 0
+
+
+def test_trickling_headers_end_at_the_request_deadline() -> None:
+    # The deadline holds at the socket, before there is a body to count: headers a byte at a time.
+    with serve(trickle_headers) as server:
+        transport = HttpTransport(server.url, "svc", {"transactions": TOKEN}, timeout=5.0, deadline=2.0)
+        try:
+            error = send_in_thread(transport)
+        finally:
+            transport.close()
+        assert isinstance(error, RetryableError)
+        assert "deadline" in str(error)
 
 
 @pytest.mark.parametrize("status", [400, 401, 500])
