@@ -535,5 +535,5 @@ h2{font-size:1.3rem}.headlines{grid-template-columns:1fr 1fr}}
 border-bottom:2px solid #0b0c0c}.masthead a,.eyebrow,.meta{color:#0b0c0c}
 .table-wrap{overflow:visible}.chart-section,.headline,tr{break-inside:avoid}
 a[href]::after{content:" (" attr(href) ")";font-size:.8em}
-details.data>*{display:block}}
+details.data::details-content{content-visibility:visible;display:block}}
 """

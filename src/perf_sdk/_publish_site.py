@@ -67,7 +67,7 @@ def _change(key: str, change: float | None) -> str:
 def _row_cells(row: ListRow, prefix: str) -> str:
     esc = html.escape
     cells = [
-        f'<th scope="row"><a href="{prefix}{esc(row.info.slug)}/">{esc(row.info.title)}</a></th>',
+        f'<th scope="row"><a href="{prefix}{esc(row.info.slug)}/index.html">{esc(row.info.title)}</a></th>',
         f"<td>{esc(row.info.organisation)}</td>",
     ]
     for key in KPI_KEYS:
