@@ -134,3 +134,46 @@ def test_kill_9_mid_backfill_then_rerun_stores_every_row_once(platform: LocalPla
     assert summary["resumed_from"] >= int(state["row"])  # type: ignore[call-overload]
     assert summary["rows_read"] == rows and summary["complete"]
     assert stored(platform) == (rows, total)
+
+
+def test_a_real_workbook_without_a_secret_lands_in_its_months(
+    platform: LocalPlatform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: a finance-style workbook (title rows, Month date cells in summer time, channel names, a Total,
+    £ cells) stored by the local platform as the figures it shows, with no secret configured anywhere."""
+    openpyxl = pytest.importorskip("openpyxl")
+    from datetime import datetime
+
+    monkeypatch.delenv("PERF_SDK_SECRET", raising=False)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (
+        ["Apply for a licence: completed applications by channel"],
+        [],
+        ["Month", "Online", "Telephone", "By post", "In person", "Total"],
+        [datetime(2025, 4, 1), 900, 50, 30, 20, 1000],
+        [datetime(2025, 5, 1), 950, 40, None, 10, 1000],
+    ):
+        sheet.append(row)
+    for ref in ("A4", "A5"):
+        sheet[ref].number_format = "mmm-yy"
+    costs = book.create_sheet("Costs")
+    costs.append(["period", "amount_pence", "cost_type"])
+    costs.append(["2025-Q2", 125000.0, "staff"])
+    costs.append(["2025-Q2", 48250.5, "it"])
+    costs["B2"].number_format = costs["B3"].number_format = '"£"#,##0.00'
+    file = tmp_path / "finance.xlsx"
+    book.save(file)
+
+    options = {"service": SERVICE, "endpoint": platform.url, "token": TOKEN, "spool_dir": tmp_path / "s"}
+    channels = backfill(file, tracker_options=FAST, **options)  # type: ignore[arg-type]
+    assert channels.exit_status == 0 and channels.delivered == 7
+    money = backfill(file, sheet="Costs", tracker_options=FAST, **options)  # type: ignore[arg-type]
+    assert money.exit_status == 0 and money.delivered == 2
+
+    records = platform.records(SERVICE, "transactions")
+    by_month: dict[str, int] = {}
+    for r in records:
+        by_month[r["_timestamp"][:7]] = by_month.get(r["_timestamp"][:7], 0) + int(r["count"])
+    assert by_month == {"2025-04": 1000, "2025-05": 1000}
+    assert sorted(r["amount_pence"] for r in platform.records(SERVICE, "costs")) == [4_825_050, 12_500_000]
