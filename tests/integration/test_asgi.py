@@ -243,13 +243,10 @@ def test_the_lifecycle_needs_only_the_trackers_public_calls() -> None:
     """A tracker with nothing but ``settings``, ``open``, ``flush`` and ``close`` is started and closed."""
 
     class Public:
-        settings = perf_sdk.Tracker  # replaced below: a real Settings object
-        calls: list[tuple[str, float | None]]
-
         def __init__(self) -> None:
             with capture(service=SERVICE) as donor:
-                self.settings = donor.settings  # type: ignore[assignment]
-            self.calls = []
+                self.settings = donor.settings
+            self.calls: list[tuple[str, float | None]] = []
 
         def open(self) -> Public:
             self.calls.append(("open", None))
