@@ -73,7 +73,10 @@ def wilson_interval(successes: float, trials: float, confidence: float = 0.95) -
     z2n = z * z / trials
     centre = (p + z2n / 2.0) / (1.0 + z2n)
     half = z / (1.0 + z2n) * math.sqrt(p * (1.0 - p) / trials + z * z / (4.0 * trials * trials))
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), successes, trials)
+    # at 0 or n the exact bound is 0 or 1; the float arithmetic can land a hair inside it
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return Interval(p, low, high, successes, trials)
 
 
 @dataclass(frozen=True)

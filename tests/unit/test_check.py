@@ -234,3 +234,8 @@ def test_check_command_exit_statuses_and_webhook(
     bad.write_text('[checks]\nperiods = ["fortnight"]\n')
     assert main(["check", "--definition", str(bad), "--service", "svc"]) == 2
     assert "bad.toml, line 2" in capsys.readouterr().err
+
+
+def test_wilson_bounds_are_exact_at_zero_and_all() -> None:
+    assert wilson_interval(60, 60).high == 1.0
+    assert wilson_interval(0, 60).low == 0.0
