@@ -111,7 +111,7 @@ _WIDE_SATISFACTION_FIELDS: Final = frozenset({"channel", "total", "period", *_TI
 #: How a field's column is read, for ``--dry-run``'s account of the columns.
 _FIELD_READINGS: Final = {
     "timestamp": "the time (a date alone is that day)",
-    "period": "the period: a label (2026-03, 2026-Q1, 2026, April 2026) or a date in the month",
+    "period": "the month, quarter or year: a label (2026-03, 2026-Q1, 2026, April 2026) or a date in the month",
     "stage": "the stage (started or completed)",
     "channel": "the channel",
     "count": "how many (a blank is refused, not 1)",

@@ -201,3 +201,15 @@ def test_a_real_monthly_sheet_title_rows_channel_names_and_a_checked_total(tmp_p
     assert readings["Online"].startswith("channel digital") and readings["By post"].startswith("channel paper")
     assert "not counted again" in readings["Total"] and readings["Month"].startswith("period")
     assert "must equal digital + phone + paper + face_to_face (4)" in rejects.read_text()
+
+
+def test_plain_reading_of_a_workbook_gives_pence_for_pound_cells_and_days_for_date_cells(tmp_path: Path) -> None:
+    from datetime import date
+
+    file = _save(
+        tmp_path / "k.xlsx",
+        [["period", "amount_pence", "cost_type", "when"], ["2025-Q1", 1250.5, "staff", datetime(2025, 4, 1)]],
+        {"B2": '"£"#,##0.00', "D2": "yyyy-mm-dd"},
+    )
+    (row,) = list(_backfill_readers.iter_records_file(file))
+    assert row["amount_pence"] == 125_050 and row["when"] == date(2025, 4, 1)
