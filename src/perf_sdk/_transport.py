@@ -36,6 +36,7 @@ into an exception, because a server may echo the header it was sent.
 from __future__ import annotations
 
 import email.utils
+import functools
 import gzip
 import json
 import ssl
@@ -46,9 +47,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import httpcore
-
 if typing.TYPE_CHECKING:
+    import httpcore
     import httpx
 
 from perf_sdk._errors import RetryableError, error_class_for_status, scrub
@@ -307,10 +307,12 @@ def _bound_by_deadline(transport: httpx.HTTPTransport, remaining: Callable[[], f
     loop's own deadline check is what remains (headers are then bounded by the
     per-read timeout alone).
     """
+    import httpcore  # with httpx, when a transport is built: not at import time
+
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
-        pool._network_backend = _DeadlineBackend(backend, remaining)  # type: ignore[union-attr]
+        pool._network_backend = _deadline_backend_class()(backend, remaining)  # type: ignore[union-attr]
 
 
 def _bounded(timeout: float | None, remaining: Callable[[], float], error: type[Exception]) -> float:
@@ -320,52 +322,58 @@ def _bounded(timeout: float | None, remaining: Callable[[], float], error: type[
     return left if timeout is None else min(timeout, left)
 
 
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, remaining: Callable[[], float]) -> None:
-        self._inner = inner
-        self._remaining = remaining
+@functools.cache
+def _deadline_backend_class() -> Callable[[httpcore.NetworkBackend, Callable[[], float]], httpcore.NetworkBackend]:
+    """The backend wrapper, defined on first use so that importing this module does not import httpcore."""
+    import httpcore
 
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _bounded(timeout, self._remaining, httpcore.ReadTimeout))
+    class DeadlineStream(httpcore.NetworkStream):
+        def __init__(self, inner: httpcore.NetworkStream, remaining: Callable[[], float]) -> None:
+            self._inner = inner
+            self._remaining = remaining
 
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bounded(timeout, self._remaining, httpcore.WriteTimeout))
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, _bounded(timeout, self._remaining, httpcore.ReadTimeout))
 
-    def close(self) -> None:
-        self._inner.close()
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, _bounded(timeout, self._remaining, httpcore.WriteTimeout))
 
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, bounded), self._remaining)
+        def close(self) -> None:
+            self._inner.close()
 
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
+        def start_tls(
+            self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+        ) -> httpcore.NetworkStream:
+            bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+            return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, bounded), self._remaining)
 
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
 
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend, remaining: Callable[[], float]) -> None:
-        self._inner = inner
-        self._remaining = remaining
+    class DeadlineBackend(httpcore.NetworkBackend):
+        def __init__(self, inner: httpcore.NetworkBackend, remaining: Callable[[], float]) -> None:
+            self._inner = inner
+            self._remaining = remaining
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
-        return _DeadlineStream(stream, self._remaining)
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: typing.Iterable[Any] | None = None,
+        ) -> httpcore.NetworkStream:
+            bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+            stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+            return DeadlineStream(stream, self._remaining)
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options), self._remaining)
+        def connect_unix_socket(
+            self, path: str, timeout: float | None = None, socket_options: typing.Iterable[Any] | None = None
+        ) -> httpcore.NetworkStream:
+            bounded = _bounded(timeout, self._remaining, httpcore.ConnectTimeout)
+            return DeadlineStream(self._inner.connect_unix_socket(path, bounded, socket_options), self._remaining)
 
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    return DeadlineBackend
