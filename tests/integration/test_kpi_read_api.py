@@ -141,3 +141,47 @@ def test_cli_against_the_platform(
     assert json.loads(capsys.readouterr().out) == expected.to_list()
     assert main(argv) == 0
     assert "Cost per transaction" in capsys.readouterr().out
+
+
+def test_other_kpis_from_the_read_api_equal_the_memory_source() -> None:
+    """A definition's measures (filter_by + collect=field:sum/count per month) read back what memory computes."""
+    from perf_sdk._definition import parse_definition
+    from tests.unit.test_definition import DEFINITION, _records
+
+    definition = parse_definition(DEFINITION)
+    records = _records()
+    with LocalPlatform(token="t") as p:
+        with httpx.Client(base_url=p.url, headers={"Authorization": "Bearer t"}) as client:
+            for data_type, items in records.items():
+                body = [
+                    {"_id": f"{data_type}-{i}", "cost_type": "staff", **r}
+                    if data_type == "costs"
+                    else {"_id": f"{data_type}-{i}", **r}
+                    for i, r in enumerate(items)
+                ]
+                assert client.post(f"/data/other-kpis/{data_type}", json=body).status_code == 200
+        for period in ("month", "quarter", "week"):
+            from_api = kpis(
+                p.url,
+                service="other-kpis",
+                period=period,
+                definition=definition,
+                start="2026-01-01",
+                end="2026-03-31",
+                today=date(2026, 6, 1),
+            )
+            from_memory = kpis(
+                records=records,
+                period=period,
+                definition=definition,
+                service="other-kpis",
+                start="2026-01-01",
+                end="2026-03-31",
+                today=date(2026, 6, 1),
+            )
+            assert from_api.to_list() == from_memory.to_list(), period
+    q1 = {o.key: o.kpi.value for o in from_memory.periods[0].other}
+    assert q1 == {"completed_without_a_call": None, "refunds_paid": None, "days_to_decision": None}  # W01 is empty
+    months = kpis(records=records, period="month", definition=definition, start="2026-01-01", end="2026-01-31")
+    jan = {o.key: o.kpi.value for o in months.periods[0].other}
+    assert jan == {"completed_without_a_call": 0.8, "refunds_paid": 3750.0, "days_to_decision": 9.0}

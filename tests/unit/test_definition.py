@@ -64,7 +64,13 @@ def _records() -> dict[str, list[dict[str, Any]]]:
         ],
         "satisfaction": [{"_timestamp": _ts(7), "rating": 5, "channel": "digital", "count": 4}],
         "costs": [
-            {"_timestamp": "2026-01-01T00:00:00Z", "period": "quarter", "amount_pence": 30_000, "channel": "all"}
+            {
+                "_timestamp": "2026-01-01T00:00:00Z",
+                "period": "quarter",
+                "amount_pence": 30_000,
+                "channel": "all",
+                "cost_type": "it",
+            }
         ],
         # 10 completed; outcomes: 8 without a call (6 + 2), 2 with one
         "outcomes": [
