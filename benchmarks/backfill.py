@@ -1,6 +1,7 @@
 """Benchmark of ``perf-sdk backfill``: a million CSV rows validated, spooled and stored.
 
     python benchmarks/backfill.py [--rows 1000000] [--keep DIR] [--dry-run] [--xlsx] [--profile OUT.prof]
+    python benchmarks/backfill.py --bomb [MB]
 
 1. Generates a transactions CSV (timestamps one a second from 2025-01-01 in UTC,
    stage/channel cycling, counts 1..9) unless ``--keep DIR`` already holds one.
@@ -14,6 +15,9 @@
 ``--xlsx`` writes the same rows as an Excel workbook (dates as date-time
 cells, counts as numbers) and times that instead: every cell's number format
 is read, so a date cell is a day and a money cell is money.
+``--bomb`` builds an .xlsx whose shared strings inflate to MB megabytes (default
+290, from a file of under 1 MB) and prints the time and this process's peak RSS
+to refuse it (or, on code without the check, to open it).
 ``--dry-run`` times reading and checking alone; ``--profile`` writes a cProfile
 of the backfill (all threads' time shows up under the main thread's waits, so
 read it alongside ``--dry-run``).
@@ -110,14 +114,63 @@ def dictreader_pass(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def bomb(inflated_mb: int) -> None:
+    import io
+    import zipfile
+
+    import openpyxl
+
+    from perf_sdk._backfill_readers import open_source
+    from perf_sdk._errors import ConfigurationError
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        path = Path(tmp_name) / "bomb.xlsx"
+        book = openpyxl.Workbook()
+        book.active.append(["timestamp", "stage", "channel"])
+        good = io.BytesIO()
+        book.save(good)
+        template = zipfile.ZipFile(good)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+            for info in template.infolist():
+                data = template.read(info.filename)
+                if info.filename == "[Content_Types].xml":  # declare the part, so openpyxl reads it
+                    data = data.replace(
+                        b"</Types>",
+                        b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                        b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml" /></Types>',
+                    )
+                out.writestr(info.filename, data)
+            with out.open("xl/sharedStrings.xml", "w", force_zip64=True) as handle:
+                handle.write(b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+                block = b"<si><t>" + b"A" * 1000 + b"</t></si>"
+                for _ in range(inflated_mb * 1024 * 1024 // len(block)):
+                    handle.write(block)
+                handle.write(b"</sst>")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        try:
+            with open_source(path) as source:
+                outcome = f"opened ({len(source.header)} columns)"
+        except ConfigurationError as exc:
+            outcome = f"refused: {str(exc)[:100]}..."
+        elapsed = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"bomb: {path.stat().st_size / 1024:,.0f} KB inflating to {inflated_mb} MB: {outcome}")
+        print(f"in {elapsed:.2f} s; peak RSS {peak:.0f} MB (before opening: {before:.0f} MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="directory to keep (and reuse) the generated file in")
     parser.add_argument("--dry-run", action="store_true", help="time reading and checking only")
     parser.add_argument("--xlsx", action="store_true", help="an Excel workbook instead of CSV")
+    parser.add_argument("--bomb", type=int, nargs="?", const=290, metavar="MB", help="time refusing an .xlsx bomb")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the backfill here")
     args = parser.parse_args()
+    if args.bomb:
+        bomb(args.bomb)
+        return
 
     from perf_sdk._backfill import backfill
 

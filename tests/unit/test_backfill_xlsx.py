@@ -19,6 +19,10 @@ from perf_sdk._errors import ConfigurationError
 from tests.conftest import SERVICE
 
 openpyxl = pytest.importorskip("openpyxl")
+SHARED_STRINGS_TYPE = (
+    b'<Override PartName="/xl/sharedStrings.xml" '
+    b'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml" />'
+)
 
 
 def _workbook_bytes(rows: list[list[object]]) -> bytes:
@@ -36,7 +40,10 @@ def _bomb(path: Path, *, part: str = "xl/sharedStrings.xml", inflated: int = 300
     good = zipfile.ZipFile(io.BytesIO(_workbook_bytes([["timestamp", "stage", "channel"]])))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as out:
         for info in good.infolist():
-            if info.filename != part:
+            if info.filename == "[Content_Types].xml":  # so openpyxl reads the part, as it would a real one
+                types = good.read(info.filename).replace(b"</Types>", SHARED_STRINGS_TYPE + b"</Types>")
+                out.writestr(info.filename, types)
+            elif info.filename != part:
                 out.writestr(info.filename, good.read(info.filename))
         with out.open(part, "w", force_zip64=True) as handle:
             handle.write(
