@@ -285,8 +285,11 @@ def _open_checked(path: Path, *, create: bool = False, exclusive: bool = False) 
     return fd
 
 
-def _check_side_files(path: Path) -> None:
-    """SQLite opens ``-wal``/``-shm``/``-journal`` by name: each present one must be trustworthy too."""
+def _check_side_files(path: Path, *, owner: bool = True) -> None:
+    """SQLite opens ``-wal``/``-shm``/``-journal`` by name: each present one must be trustworthy too.
+
+    ``owner=False`` (a read-only view, perhaps by another user) checks only that none is a link.
+    """
     for suffix in _SIDE_FILES:
         side = Path(str(path) + suffix)
         try:
@@ -295,7 +298,7 @@ def _check_side_files(path: Path) -> None:
             continue
         if not stat.S_ISREG(st.st_mode):
             raise _Untrusted(f"{side.name} is not a regular file")
-        if st.st_uid != os.geteuid() or st.st_nlink != 1:
+        if owner and (st.st_uid != os.geteuid() or st.st_nlink != 1):
             raise _Untrusted(f"{side.name} belongs to uid {st.st_uid} or has {st.st_nlink} links")
 
 
@@ -1083,24 +1086,39 @@ def _iter_spool_files(directory: Path) -> Iterator[Path]:
         yield from sorted(directory.glob("*" + SUFFIX))
 
 
+def _owner_alive(lock_path: Path) -> bool:
+    """Whether a live process holds ``lock_path``; creates nothing and follows no link (for read-only views)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:  # missing (no owner), or a link: nobody holds it
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
     """Read-only view of every spool file in ``directory`` (for ``perf-sdk spool status``).
 
-    A file the SDK would not trust (a link, another user's) is listed with the
-    reason as its error, and not read.
+    Writes nothing, follows no link (a linked file is listed with that as its
+    error, and not read), so an operator may run it as another user (root).
     """
     out: list[SpoolFileStatus] = []
     for path in _iter_spool_files(directory):
-        status = SpoolFileStatus(path=path, alive=False)
+        status = SpoolFileStatus(path=path, alive=_owner_alive(path.with_suffix(".lock")))
         out.append(status)
         try:
-            os.close(_open_checked(path))
-            _check_side_files(path)
-            fd = _lock(path.with_suffix(".lock"))
+            for item in (path, path.with_suffix(".lock")):
+                if os.path.lexists(item) and not stat.S_ISREG(os.lstat(item).st_mode):
+                    raise _Untrusted(f"{item.name} is a symbolic link or not a regular file")
+            _check_side_files(path, owner=False)
         except (_Untrusted, OSError) as exc:
             status.error = f"not trusted: {exc}" if isinstance(exc, _Untrusted) else str(exc)
             continue
-        status.alive = fd is None
         try:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
             try:
@@ -1121,9 +1139,6 @@ def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
                 conn.close()
         except sqlite3.Error as exc:
             status.error = str(exc)
-        finally:
-            if fd is not None:
-                os.close(fd)
     return out
 
 

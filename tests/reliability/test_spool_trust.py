@@ -194,3 +194,16 @@ def test_a_spool_dir_the_sdk_creates_is_owner_only(tmp_path: Path) -> None:
         os.umask(old)
     assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o700
     spool.close()
+
+
+def test_status_creates_no_lock_and_reads_another_users_spool(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    orphan = Spool(spool_dir)
+    orphan.append([("d/t", 1, record("x", 1))], 1.0)
+    dead_owner(orphan)
+    orphan.path.with_suffix(".lock").unlink()
+    as_nobody(orphan.path)  # e.g. root inspecting a service's folder: a read-only view trusts no less
+    (status,) = inspect_spool_dir(spool_dir)
+    assert (status.records, status.alive, status.error) == (1, False, None)
+    assert not orphan.path.with_suffix(".lock").exists()
