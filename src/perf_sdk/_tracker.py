@@ -571,6 +571,8 @@ class Tracker:
             timeout=s.timeout,
             gzip_threshold=s.gzip_threshold,
             ca_bundle=s.ca_bundle,
+            # A server never receives the secret; scrubbing it from what servers say is a second guard.
+            redact=(s.secret.get_secret_value(),) if s.secret else (),
         )
 
     def _start_uploader(self, spool: Spool, transport: Transport) -> None:
