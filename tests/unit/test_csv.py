@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perf_sdk import _csv
 from perf_sdk._backfill import backfill
@@ -100,3 +102,10 @@ def test_the_kpi_csv_export_goes_through_the_safe_writer_and_keeps_negative_chan
     rows = list(csv.DictReader(io.StringIO(compute_report(builder.build(), period="quarter").to_csv())))
     assert used, "KpiReport.to_csv must write through perf_sdk._csv"
     assert rows[1]["completion_rate_change"] == "-0.75"
+
+
+@given(st.text())
+def test_any_text_comes_back_whole_and_never_starts_a_formula(text: str) -> None:
+    cell = _csv.neutralise(text)
+    assert isinstance(cell, str) and cell in (text, "'" + text)
+    assert not cell.startswith(_csv.FORMULA_PREFIXES) or float(cell) == float(cell)
