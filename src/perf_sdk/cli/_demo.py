@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         raise ConfigurationError(f"{exc}. The demo needs it: pip install 'perf-sdk[platform,dashboard]'") from None
     import perf_sdk
-    from perf_sdk.cli._simulate import SimulatedService
     from perf_sdk.cli._kpis import print_table
+    from perf_sdk.cli._simulate import SimulatedService
 
     console = Console(soft_wrap=True)
     out = Path(args.output).resolve()
