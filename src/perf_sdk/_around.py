@@ -30,21 +30,13 @@ from typing import Any
 import httpx
 
 from perf_sdk._errors import ConfigurationError, ValidationError
-from perf_sdk._kpi import KPI_KEYS, KPI_NAMES, Counts, Kpi, _ratio, _share, cost_period, format_kpi
+from perf_sdk._kpi import KPI_KEYS, KPI_NAMES, Counts, Kpi, Mark, _ratio, _share, cost_period, format_kpi
+from perf_sdk._kpi_sources import marks_from_records
 from perf_sdk._stats import Difference, newcombe_difference
 
 __all__ = ["AroundReport", "KpiChange", "Mark", "around", "kpis_around", "marks_from_records", "windows_around"]
 
 PROPORTIONS = ("completion_rate", "user_satisfaction", "digital_take_up")
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A change marker as stored: its label, time and optional description."""
-
-    label: str
-    at: datetime
-    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,19 +234,6 @@ def around(
     return AroundReport(mark, window, b0, b1, a0, a1, tuple(changes), service, tuple(notes))
 
 
-def marks_from_records(records: Iterable[Mapping[str, Any]]) -> list[Mark]:
-    """Marks from ``marks`` records in the platform's shape (or rows with ``label`` and ``timestamp``)."""
-    from perf_sdk._kpi_sources import _timestamp
-
-    out = []
-    for r in records:
-        label = r.get("label")
-        if isinstance(label, str) and label:
-            description = r.get("description")
-            out.append(Mark(label, _timestamp(r), description if isinstance(description, str) else None))
-    return sorted(out, key=lambda m: m.at)
-
-
 def _parse_moment(text: str) -> datetime | None:
     try:
         at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -285,13 +264,9 @@ def resolve_mark(text: str, marks: Iterable[Mark]) -> tuple[Mark, str | None]:
 
 
 def _marks_on_platform(base: str, service: str, label: str, token: str | None, client: httpx.Client) -> list[Mark]:
-    from perf_sdk._kpi_sources import _fetch
+    from perf_sdk._kpi_sources import marks_from_read_api
 
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    rows = _fetch(client, f"{base}/data/{service}/marks", (("filter_by", f"label:{label}"),), headers)
-    return marks_from_records(rows or [])
+    return marks_from_read_api(client, base, service, token, (("filter_by", f"label:{label}"),))
 
 
 def kpis_around(

@@ -292,6 +292,7 @@ class _Charts:
     """One section per chart: heading, SVG with its text alternative, HTML legend, and its data table."""
 
     def __init__(self, report: KpiReport, as_of: date) -> None:
+        self.report = report
         self.periods: Sequence[PeriodKpis] = report.periods
         self.kind = report.kind
         self.as_of = as_of
@@ -308,14 +309,31 @@ class _Charts:
     def _rate(self, key: str, num_name: str, den_name: str) -> str:
         name = KPI_NAMES[key]
         description = f"Line chart of {name.lower()} by {self.unit}. {self._summary(key)}"
+        marks, note = self._marks()
         svg = line_chart(
-            f"{name}. {description}", [p.kpi(key).value for p in self.periods], self.x, lambda v: f"{v * 100:.0f}%"
+            f"{name}. {description}",
+            [p.kpi(key).value for p in self.periods],
+            self.x,
+            lambda v: f"{v * 100:.0f}%",
+            marks,
         )
         rows = [
             [n, _pct(p.kpi(key).value), _count(p.kpi(key).numerator), _count(p.kpi(key).denominator)]
             for n, p in zip(self.names, self.periods, strict=True)
         ]
-        return self._section(key, name, svg, description, ["Period", name, num_name, den_name], rows)
+        return self._section(key, name, svg, description, ["Period", name, num_name, den_name], rows, note=note)
+
+    def _marks(self) -> tuple[list[float], str | None]:
+        """Change markers (``perf-sdk mark``) as chart positions, and a sentence naming them."""
+        positions, words = [], []
+        for i, p in enumerate(self.periods):
+            for m in self.report.marks_in(p):
+                day = m.at.astimezone(timezone.utc).date()
+                positions.append(i + (day - p.start).days / max(1, (p.end - p.start).days))
+                words.append(f"{m.label} ({day.day} {day:%B %Y})")
+        if not words:
+            return positions, None
+        return positions, "Dashed lines mark changes to the service: " + "; ".join(words) + "."
 
     def user_satisfaction(self) -> str:
         key = "user_satisfaction"

@@ -53,6 +53,7 @@ __all__ = [
     "CountsBuilder",
     "Kpi",
     "KpiReport",
+    "Mark",
     "OtherKpiValue",
     "Period",
     "PeriodKind",
@@ -326,6 +327,18 @@ def _share(numerator: float, denominator: float, what: str, of: str) -> Kpi:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A change marker (``tracker.mark``, ``perf-sdk mark``): what changed, and when."""
+
+    label: str
+    at: datetime
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "at": self.at.isoformat(timespec="seconds"), "description": self.description}
+
+
+@dataclass(frozen=True)
 class TargetResult:
     """A target (from the definition) against a period's value: ``met``, ``missed`` or ``unknown``."""
 
@@ -493,6 +506,7 @@ _CSV_FIELDS: Final = (
     "end",
     *(f"{key}_{part}" for key in _TRENDED for part in ("value", "numerator", "denominator", "change")),
     "partial",
+    "marks",
     *(f"{key}_flag" for key in _TRENDED),
     *(f"{key}_target" for key in KPI_KEYS),
 )
@@ -512,6 +526,12 @@ class KpiReport:
     requested_end: date | None = None
     #: The performance definition the report was computed with (targets, other KPIs, title).
     definition: Definition | None = None
+    #: Change markers in the report's range, oldest first (for charts and ``--around``).
+    marks: tuple[Mark, ...] = ()
+
+    def marks_in(self, period: PeriodKpis) -> tuple[Mark, ...]:
+        """The marks whose UTC date falls inside ``period``."""
+        return tuple(m for m in self.marks if period.start <= _utc_date(m.at) < period.end)
 
     @property
     def start(self) -> date | None:
@@ -553,7 +573,7 @@ class KpiReport:
         return len(self.periods)
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [p.to_dict() for p in self.periods]
+        return [{**p.to_dict(), "marks": [m.to_dict() for m in self.marks_in(p)]} for p in self.periods]
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """API.md's shape: a JSON list, one object per period."""
@@ -582,6 +602,7 @@ class KpiReport:
                 row[f"{key}_change"] = "" if change is None else repr(change)
                 row[f"{key}_flag"] = kpi.flag or ""
             row["partial"] = "true" if p.partial else "false"
+            row["marks"] = "; ".join(m.label for m in self.marks_in(p))
             for key in KPI_KEYS:
                 target = p.targets.get(key)
                 row[f"{key}_target"] = target.status if target else ""
@@ -779,6 +800,7 @@ def compute_report(
     published_at: datetime | None = None,
     definition: Definition | None = None,
     today: date | None = None,
+    marks: Iterable[Mark] = (),
 ) -> KpiReport:
     """A :class:`KpiReport` over whole periods of ``period`` touching ``start`` .. ``end`` (inclusive).
 
@@ -810,6 +832,7 @@ def compute_report(
         requested_start=start,
         requested_end=end,
         definition=definition,
+        marks=tuple(sorted(marks, key=lambda m: m.at)),
     )
 
 

@@ -37,6 +37,7 @@ from perf_sdk._kpi import (
     Counts,
     CountsBuilder,
     KpiReport,
+    Mark,
     compute_report,
     parse_cost_period_label,
     period_containing,
@@ -48,6 +49,8 @@ __all__ = [
     "counts_from_read_api",
     "counts_from_records",
     "kpis",
+    "marks_from_read_api",
+    "marks_from_records",
     "read_records_file",
     "resolve_read_settings",
 ]
@@ -243,6 +246,17 @@ def counts_from_records(records: RecordsInput, *, measures: Iterable[Measure] = 
     return builder.build()
 
 
+def marks_from_records(records: Iterable[Mapping[str, Any]]) -> list[Mark]:
+    """Change markers from ``marks`` records (platform shape, or rows with ``label`` and ``timestamp``), oldest first."""
+    out = []
+    for r in records:
+        label = r.get("label")
+        if isinstance(label, str) and label:
+            description = r.get("description")
+            out.append(Mark(label, _timestamp(r), description if isinstance(description, str) else None))
+    return sorted(out, key=lambda m: m.at)
+
+
 def read_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Rows of a history file, as dicts; empty cells are left out.
 
@@ -422,6 +436,21 @@ def _start_day(value: Mapping[str, Any]) -> date:
     return at.astimezone(timezone.utc).date() if at.tzinfo else at.date()
 
 
+def marks_from_read_api(
+    client: httpx.Client,
+    base: str,
+    service: str,
+    token: str | None,
+    params: tuple[tuple[str, str], ...],
+) -> list[Mark]:
+    """The service's change markers (``GET /data/<service>/marks``); none when the data set does not exist."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    rows = _fetch(client, f"{base}/data/{service}/marks", params, headers)
+    return marks_from_records(rows or [])
+
+
 def _add_group(builder: CountsBuilder, data_type: str, group: Mapping[str, Any], collect: str) -> None:
     channel = str(group.get("channel") or ("all" if data_type == "costs" else "other"))
     for day, total in _buckets(group, collect):
@@ -473,6 +502,7 @@ def kpis(
     client: httpx.Client | None = None,
     today: date | None = None,
     definition: Definition | str | os.PathLike[str] | None = None,
+    with_marks: bool = False,
 ) -> KpiReport:
     """The four KPIs per period, from records, a file, or the platform's read API.
 
@@ -492,7 +522,9 @@ def kpis(
     ``definition`` (a :class:`~perf_sdk._definition.Definition` or the path of a
     ``perf-sdk.toml``) adds each period's targets (met / missed / unknown) and
     the service's other KPIs. Periods that end after ``today`` (default: the
-    current UTC date) are marked partial.
+    current UTC date) are marked partial. Change markers come with records
+    under ``"marks"``, and from the read API with ``with_marks=True`` (one
+    more request), in :attr:`~perf_sdk._kpi.KpiReport.marks`.
 
     >>> report = kpis(records=[
     ...     {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 4},
@@ -528,7 +560,10 @@ def kpis(
     named = service or (definition.service if definition else None)
     report_service = named or env_value("service")
 
+    marks: list[Mark] = []
     if records is not None:
+        if isinstance(records, Mapping) and "marks" in records:
+            marks = marks_from_records(records["marks"])
         counts = counts_from_records(records, measures=measures, bucket=bucket)
     elif path is not None:
         counts = counts_from_records(read_records_file(path), bucket=bucket)
@@ -574,6 +609,15 @@ def kpis(
             measures=measures,
             bucket=bucket,
         )
+        if with_marks:
+            own = client is None
+            http = client or httpx.Client(timeout=timeout)
+            try:
+                window = (("start_at", _iso(window_start)), ("end_at", _iso(window_end)))
+                marks = marks_from_read_api(http, settings.read_endpoint, settings.service, settings.token, window)
+            finally:
+                if own:
+                    http.close()
     return compute_report(
         counts,
         period=period,
@@ -582,4 +626,5 @@ def kpis(
         service=report_service,
         definition=definition,
         today=today,
+        marks=marks,
     )

@@ -86,9 +86,17 @@ def _nice_top(values: Sequence[float], floor: float) -> float:
 
 
 def line_chart(
-    label: str, values: Sequence[float | None], x_labels: Sequence[str | None], fmt: Callable[[float], str]
+    label: str,
+    values: Sequence[float | None],
+    x_labels: Sequence[str | None],
+    fmt: Callable[[float], str],
+    marks: Sequence[float] = (),
 ) -> str:
-    """A line of fractions (0..1, or above when completions outrun starts); gaps where unknown."""
+    """A line of fractions (0..1, or above when completions outrun starts); gaps where unknown.
+
+    ``marks``: change markers as positions in periods (2.5 is halfway through the third), drawn as dashed
+    vertical lines; the page names them in text beside the chart.
+    """
     x0, y0, w, h = _plot()
     top = _nice_top([v for v in values if v is not None], 1.0) if any(v and v > 1 for v in values) else 1.0
     n = len(values)
@@ -115,6 +123,12 @@ def line_chart(
     )
     parts.append(f'<g fill="{_BLUE}">{"".join(dots)}</g>')
     parts += _x_labels(x_labels)
+    for position in marks:
+        x = x0 + w * min(max(position, 0.0), n) / n
+        parts.append(
+            f'<line class="mark" x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y0 + h}" stroke="{_TEXT}" '
+            'stroke-width="2" stroke-dasharray="4 3"/>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 

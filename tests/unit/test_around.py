@@ -137,3 +137,17 @@ def test_cli_around_from_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["kpis", "--file", str(file), "--around", "release 1.4", "--format", "html"]) == 2
     with pytest.raises(SystemExit):
         main(["kpis", "--file", str(file), "--around", "release 1.4", "--window", "0"])
+
+
+def test_dashboard_draws_marks_on_the_trend_charts() -> None:
+    from perf_sdk._dashboard import dashboard_html
+    from perf_sdk._kpi_sources import kpis
+
+    report = kpis(records=_records(), period="month", today=date(2026, 6, 1))
+    assert [m.label for m in report.marks] == ["release 1.4"]
+    page = dashboard_html(report)
+    # completion rate and digital take-up: one dashed line each, a sentence naming the change
+    assert page.count('<line class="mark"') == 2
+    assert page.count("Dashed lines mark changes to the service: release 1.4 (2 March 2026).") == 2
+    without = dashboard_html(kpis(records={k: v for k, v in _records().items() if k != "marks"}, period="month"))
+    assert '<line class="mark"' not in without

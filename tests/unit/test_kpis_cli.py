@@ -145,12 +145,20 @@ def test_read_api(capsys: pytest.CaptureFixture[str]) -> None:
         router.get(f"/data/{SVC}/transactions").respond(json=body)
         router.get(f"/data/{SVC}/satisfaction").respond(404)
         router.get(f"/data/{SVC}/costs").respond(404)
+        mark = {"_timestamp": "2026-02-02T09:00:00+00:00", "label": "release 1.4", "count": 1}
+        marks = router.get(f"/data/{SVC}/marks").respond(json={"data": [mark]})
         argv = ["kpis", "--service", SVC, "--endpoint", BASE, "--format", "json", "--from", "2026-01-01"]
         code = main([*argv, "--to", "2026-03-31"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["completion_rate"] == {"value": 0.5, "numerator": 2, "denominator": 4}
     assert data[0]["user_satisfaction"]["value"] is None
+    # the change markers of the range come along, in the period they fall in
+    assert data[0]["marks"] == [{"label": "release 1.4", "at": "2026-02-02T09:00:00+00:00", "description": None}]
+    assert dict(marks.calls.last.request.url.params) == {
+        "start_at": "2025-10-01T00:00:00Z",
+        "end_at": "2026-04-01T00:00:00Z",
+    }
 
 
 def test_unreachable_platform_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             start=args.start,
             end=args.end,
             definition=definition,
+            with_marks=True,
         )
         if args.format == "html":
             from perf_sdk._dashboard import dashboard_html, render_dashboard
@@ -238,6 +239,10 @@ def _notes(report: KpiReport) -> list[str]:
                     lines.append(f"  {_label(p)}  {o.definition.name}: {o.formatted()}{fraction}{mark}")
             for kpi in report.definition.kpis:
                 lines.append(f"  {kpi.name}: {kpi.definition} Why: {kpi.why} How: {kpi.how()}.")
+    marked = [(p, m) for p in report.periods for m in report.marks_in(p)]
+    if marked:
+        lines += ["", "Changes marked (perf-sdk kpis --around LABEL compares before and after):"]
+        lines += [f"  {_label(p)}: {m.label} ({m.at.isoformat(timespec='minutes')})" for p, m in marked]
     flagged = [(p, key, reason) for p in report.periods for key, reason in p.flags.items()]
     if flagged:
         lines += ["", "* Not shown: figures that cannot be right:"]
