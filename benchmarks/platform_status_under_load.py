@@ -7,10 +7,11 @@ Usage::
 Starts a :class:`~perf_sdk.platform.LocalPlatform` (SQLite file, loopback),
 writes ``--records`` records over a year with 20 values of one field, then
 keeps four threads asking the heaviest read the limits allow (``period=hour``
-over the year, ``group_by`` that field: 8,784 periods x 20 groups) while a
-fifth asks ``/_status`` every 50 ms. Prints the latency of ``/_status`` idle and
-under load (median, 95th percentile, worst), the heavy read's time and size,
-and what the issue's attack (``duration=99999`` hours) gets now.
+over the year, ``group_by`` that field: 8,760 periods x 20 groups) while a
+fifth asks ``/_status`` every 50 ms and a sixth posts a record every 100 ms.
+Prints the latency of ``/_status`` idle and under load, and of the writes
+(median, 95th percentile, worst), the heavy read's time and size, and what the
+issue's attack (``duration=99999`` hours) gets now.
 
 Figures, not a test: they depend on the machine. The issue's target is
 ``/_status`` under a second while four heavy reads run.
@@ -76,6 +77,21 @@ def _status_latencies(base: str, stop: threading.Event, seconds: float) -> list[
     return out
 
 
+def _write_latencies(url: str, token: str, stop: threading.Event, seconds: float) -> list[float]:
+    out: list[float] = []
+    deadline = time.perf_counter() + seconds
+    record = {"_timestamp": "2025-06-01T12:00:00Z", "flavour": "f00", "count": 1}
+    with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
+        n = 0
+        while time.perf_counter() < deadline and not stop.is_set():
+            began = time.perf_counter()
+            client.post(url, json=record | {"_id": f"w{n}"}).raise_for_status()
+            out.append(time.perf_counter() - began)
+            n += 1
+            time.sleep(0.1)
+    return out
+
+
 def _summary(label: str, values: list[float]) -> str:
     ms = sorted(v * 1000 for v in values)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
@@ -121,11 +137,18 @@ def main() -> int:
         for t in threads:
             t.start()
         time.sleep(1.0)  # let all four get going
+        writes: list[float] = []
+        writer = threading.Thread(
+            target=lambda: writes.extend(_write_latencies(url, platform.token or "", stop, args.seconds)), daemon=True
+        )
+        writer.start()
         loaded = _status_latencies(platform.url, stop, args.seconds)
+        writer.join(300)
         stop.set()
         for t in threads:
             t.join(300)
         print(_summary("/_status, 4 heavy reads", loaded))
+        print(_summary("POST, 4 heavy reads", writes))
         if reads:
             print(f"heavy reads completed meanwhile: {len(reads)}, median {statistics.median(reads):.2f} s each")
     return 0

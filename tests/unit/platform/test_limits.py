@@ -171,3 +171,14 @@ def test_status_does_not_queue_behind_a_read_holding_the_in_memory_database(plat
 def test_in_process_records_are_not_bounded_by_the_read_limits(small: Platform) -> None:
     _twenty_groups(small)
     assert len(small.client.app.state.store.records("svc", "transactions")) == 40  # type: ignore[attr-defined]
+
+
+def test_rendering_stops_at_the_byte_limit_with_a_400() -> None:
+    from perf_sdk.platform._app import render_json
+    from perf_sdk.platform._query import QueryError
+
+    data = [{"group": "x" * 100, "_count": i} for i in range(50)]
+    assert json.loads(render_json(data, None, 10_000)) == {"data": data}
+    assert json.loads(render_json([], "careful", 100)) == {"data": [], "warning": "careful"}
+    with pytest.raises(QueryError, match=r"bytes; the most is 1000: narrow the query"):
+        render_json(data, None, 1000)
