@@ -459,6 +459,8 @@ def _create_own(directory: Path) -> _OpenFile:
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('pid', ?)", (str(os.getpid()),))
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the header (and its application id) on disk now
+        if _header(fd)[16:] != APPLICATION_ID.to_bytes(4, "big"):  # the checkpoint found no room
+            raise sqlite3.OperationalError("database or disk is full (the new spool's header was not written)")
         if not _same_file(path, fd):
             raise _Untrusted(f"{path.name} changed while it was being created")
         undo.pop_all()
