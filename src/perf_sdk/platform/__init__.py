@@ -17,12 +17,16 @@ and knows its data sets in advance. Here either
 * ``token="..."``: one bearer token writes to every data set, and any
   ``<group>/<type>`` pair of lower-case slugs is created on its first write
   (convenient for development: no set-up); or
-* ``tokens={"group/type": "token", ...}`` (``perf-sdk serve --tokens-file``):
-  backdrop's model. Only those data sets exist (they read as empty until
-  written), each with its own token; a write elsewhere is a 404.
+* ``tokens={"group/type": "token", ...}``: backdrop's model. Only those data
+  sets exist (they read as empty until written), each with its own token; a
+  write elsewhere is a 404; or
+* ``config=`` (``perf-sdk serve --tokens-file``): a data-set configuration with
+  backdrop's settings per data set (raw queries, published, realtime, maximum
+  age), an admin token and the services' metadata (see ``_datasets.py``).
 
 Reads need no token, as on backdrop for published data sets. A data set that
-does not exist (never written, nor declared in ``tokens``) reads as 404.
+does not exist (never written, nor declared) reads as 404. Storage sits behind
+a small protocol (``_backend.py``) that a second backend can implement.
 """
 
 from __future__ import annotations

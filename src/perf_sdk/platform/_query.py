@@ -1,35 +1,47 @@
 """Read queries: from query-string parameters, to SQL, to backdrop's response shapes.
 
-Three steps, each a plain function so it can be tested without a server:
+Four steps, each a plain function so it can be tested without a server:
 
 * :func:`parse_query` checks the parameters as backdrop's ``read/validation.py``
-  does (an unknown or malformed parameter is a :class:`QueryError`, answered 400)
-  and resolves ``duration`` into ``start_at``/``end_at``.
+  does (an unknown or malformed parameter is a :class:`QueryError`, answered 400,
+  with backdrop's message where it has one), by the data set's
+  ``raw_queries_allowed``, and resolves ``duration`` into ``start_at``/``end_at``.
 * :func:`aggregate_sql` writes one SQL statement that aggregates a data set in
   SQLite, over either the row table or the hourly rollup (see ``_store.py``):
   Python never sees individual records of a grouped query, only one row per
   (period, group).
 * :func:`shape` turns those rows into the response: groups, their ``values``
   with every period between the bounds (empty ones ``_count: 0`` and every
-  collected value ``null``, as backdrop's ``fill_missing_periods``), sorting
-  and ``limit``.
+  collected value ``null``, as backdrop's ``fill_missing_periods``), or with
+  ``flatten=true`` one item per period and combination of group values;
+  sorting and ``limit``. It refuses, as the rows arrive, an answer past the
+  :class:`ReadLimits` (a 400 naming the limit and how to narrow the query).
+* :func:`shift_to_data` moves a relative query (``duration``) to where the data
+  is, as backdrop does: to start at the first period with data (from
+  ``start_at``) or end at the last (back from ``end_at`` or now), when the range
+  holds any; for groups, by the smallest move of any group.
 
 Choices of perf_sdk's own, where backdrop left room:
 
 * ``filter_by=field:value`` matches a string equal to ``value``, a number equal
   to it when ``value`` reads as a number (``count:1`` matches ``1`` and ``1.0``),
-  and ``true``/``false`` match booleans.
-* ``collect=field:sum`` and ``:mean`` take the numbers only (booleans and strings
-  are skipped); a group with none gives ``null``. ``:count`` counts the records
-  that have the field. ``:set`` is the sorted distinct values. A bare
-  ``collect=field`` is backdrop's default method, ``set``: the answer carries it
-  under both ``field:set`` and ``field``.
-* A record without a ``group_by`` field is left out of that grouped query; a
-  record without ``_timestamp`` is left out of every query that has ``period``,
-  ``start_at`` or ``end_at``.
-* With ``period``, ``start_at`` and ``end_at`` must be period boundaries (backdrop
-  checks midnight, Monday and first of month); without them the periods span
-  those that hold matching data.
+  and ``true``/``false`` match booleans. ``filter_by_prefix`` matches text that
+  starts with the value, compared literally (backdrop escapes its regex).
+* ``collect=field:sum`` and ``:mean`` take the numbers (booleans and nulls are
+  skipped); a field holding text is a 400, as backdrop's "invalid collect
+  function"; a group with no numbers gives ``null``. ``:count`` counts the
+  records whose field is not null. ``:set`` is the sorted distinct values. A
+  bare ``collect=field`` is backdrop's default method, ``set``: the answer
+  carries it under both ``field:set`` and ``field``.
+* A record whose ``group_by`` field is absent or null is left out of that
+  grouped query; a record without ``_timestamp`` is left out of every query
+  that has ``period``, ``start_at`` or ``end_at``.
+* On a data set without raw queries, ``start_at`` and ``end_at`` fall where
+  backdrop wants them (7 days at least, midnight, a Monday for weeks, the
+  first of a month); with raw queries allowed they may fall anywhere: the
+  periods widen to cover them and the records are cut at them. Without bounds,
+  a period query spans the periods that hold matching data (backdrop asks for
+  bounds or ``duration``).
 * A ``+`` in a time sent unencoded arrives as a space; it is read back as ``+``.
 """
 
