@@ -249,7 +249,8 @@ class BackfillOptions:
     resume: bool = True
     wait: float | None = None
     on_progress: Callable[[BackfillSummary], None] | None = None
-    #: The clock future times are judged by (tests); ``None``: now.
+    #: The clock future times are judged by (tests; a record more than five minutes past it is
+    #: rejected, by :func:`perf_sdk._records.validate_records`); ``None``: now.
     now: datetime | None = None
 
     def check(self) -> None:
@@ -378,7 +379,6 @@ def run_backfill(
                 serials=src.typed_cells,
                 ignore_extra=options.ignore_extra,
                 can_hash=link.secret is not None,
-                now=options.now,
             )
             return _Run(
                 src,
@@ -393,6 +393,7 @@ def run_backfill(
                 wait=options.wait,
                 on_progress=options.on_progress,
                 started=started,
+                now=options.now.timestamp() if options.now is not None else None,
             ).run()
         finally:
             link.close()
@@ -546,6 +547,7 @@ class _Run:
         wait: float | None,
         on_progress: Callable[[BackfillSummary], None] | None,
         started: float,
+        now: float | None = None,
     ) -> None:
         self.source = source
         self.rows = plan_builder
@@ -556,6 +558,7 @@ class _Run:
         self.wait = wait
         self.on_progress = on_progress
         self.started = started
+        self.now = now
         self.data_type = summary.data_type
         self.dataset = f"{summary.service}/{summary.data_type}"
         self.checkpoint = checkpoint
@@ -704,7 +707,7 @@ class _Run:
         s = self.summary
         records, owners, rejects = self.rows.build(chunk)
         if records:
-            _, bad = validate_records(self.data_type, records)
+            _, bad = validate_records(self.data_type, records, now=self.now)
             if bad:
                 failed: dict[int, ValidationError] = {}
                 for index, error in bad:

@@ -35,15 +35,12 @@ from typing import Any, Final
 from perf_sdk._backfill_columns import ColumnPlan, channel_name, normalise_column
 from perf_sdk._backfill_readers import RawRow, parse_amount, parse_count, parse_rating, parse_when
 from perf_sdk._errors import ConfigurationError, ValidationError
+from perf_sdk._periods import parse_period_label
 from perf_sdk._protocol import CHANNELS, STAGES
-from perf_sdk._records import RecordBuilder, parse_period_label
+from perf_sdk._records import RecordBuilder
 
-__all__ = ["BLANK_COUNT_RULE", "CLOCK_SKEW", "RowBuilder", "month_label"]
+__all__ = ["BLANK_COUNT_RULE", "RowBuilder", "month_cell_label"]
 
-#: How far ahead of this machine's clock a record's time may be (another machine's clock may run
-#: fast); anything later is refused: history cannot be in the future, and a typo in the year
-#: (2062 for 2026) would otherwise sit in the figures until then.
-CLOCK_SKEW: Final = timedelta(minutes=5)
 BLANK_COUNT_RULE: Final = (
     "is blank: a blank count means no data (or 0), not one event; write the number, or leave the row out"
 )
@@ -105,7 +102,6 @@ class RowBuilder:
         serials: bool = False,
         ignore_extra: bool = False,
         can_hash: bool = True,
-        now: datetime | None = None,
     ) -> None:
         self.plan = plan
         self.builder = builder
@@ -114,11 +110,6 @@ class RowBuilder:
         self.serials = serials
         self.ignore_extra = ignore_extra
         self.can_hash = can_hash
-        #: Records timed after this (UTC, ``YYYY-MM-DDTHH:MM:SS``, the width every ``_timestamp`` starts
-        #: with) are refused as in the future: one string comparison a record.
-        self._latest = ((now or datetime.now(timezone.utc)).astimezone(timezone.utc) + CLOCK_SKEW).strftime(
-            "%Y-%m-%dT%H:%M:%S"
-        )
         self.data_type = plan.data_type
         self._prefix = f"{builder.service}\x1fbackfill\x1f{plan.data_type}\x1f{source_name}\x1f".encode()
         self._run = hashlib.sha256(self._prefix).hexdigest()[:8]
@@ -259,43 +250,12 @@ class RowBuilder:
             order = sorted(range(len(records)), key=owners.__getitem__)
             records[:] = [records[i] for i in order]
             owners[:] = [owners[i] for i in order]
-        self._refuse_future(records, owners, rejects, rows)
         if len(self._when) > _CACHE_LIMIT:
             self._when.clear()
         if len(self._offsets) > _CACHE_LIMIT or len(self._days) > _CACHE_LIMIT:
             self._offsets.clear()
             self._days.clear()
         return records, owners, rejects
-
-    def _refuse_future(
-        self,
-        records: list[dict[str, Any]],
-        owners: list[int],
-        rejects: list[tuple[int, ValidationError]],
-        rows: Sequence[tuple[int, RawRow]],
-    ) -> None:
-        """Take out the rows with a record timed after now (plus :data:`CLOCK_SKEW`), as rejects."""
-        latest = self._latest
-        late = {owners[i]: r["_timestamp"] for i, r in enumerate(records) if r["_timestamp"][:19] > latest}
-        if not late:
-            return
-        costs = self.data_type == "costs"
-        for index, ts in late.items():
-            rejects.append(
-                (
-                    index,
-                    ValidationError(
-                        "period" if costs else "timestamp",
-                        ts,
-                        f"is in the future: after {latest}Z (this machine's clock plus "
-                        f"{int(CLOCK_SKEW.total_seconds() // 60)} minutes for clock skew)",
-                    ),
-                )
-            )
-        keep = [i for i, owner in enumerate(owners) if owner not in late]
-        records[:] = [records[i] for i in keep]
-        owners[:] = [owners[i] for i in keep]
-        rejects.sort(key=lambda item: item[0])
 
     def _fast_chunk(
         self, rows: Sequence[tuple[int, RawRow]], records: list[dict[str, Any]], owners: list[int]
@@ -448,7 +408,7 @@ class RowBuilder:
             return self._labels[value]
         except (KeyError, TypeError):
             pass
-        p = parse_period_label(month_label(value, self.zone))
+        p = parse_period_label(month_cell_label(value, self.zone))
         out = (p.label, p.granularity, self.builder.timestamp(p.start))
         self._labels[value] = out
         return out
@@ -654,10 +614,11 @@ def _count(f: Mapping[str, Any]) -> int:
     return parse_count(value)
 
 
-def month_label(value: Any, zone: tzinfo) -> Any:
+def month_cell_label(value: Any, zone: tzinfo) -> Any:
     """A ``Month`` cell as a period label: a date (an Excel cell) or ``April 2026`` / ``Apr-26`` → ``2026-04``.
 
-    Anything else comes back as it was, for the period label parser to read or refuse.
+    Anything else comes back as it was, for :func:`perf_sdk._periods.parse_period_label` (what a
+    label means has one home there) to read or refuse.
     """
     if isinstance(value, datetime):
         moment = value.astimezone(zone) if value.tzinfo is not None else value

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from perf_sdk._backfill_columns import channel_name, decide_data_type, decide_shape, plan_columns
-from perf_sdk._backfill_rows import month_label
+from perf_sdk._backfill_rows import month_cell_label
 from perf_sdk._errors import ConfigurationError
 
 
@@ -64,8 +64,8 @@ def test_channel_names_people_use(name: str, channel: str | None) -> None:
         ("Smarch 2025", "Smarch 2025"),
     ],
 )
-def test_month_label(value: object, label: str) -> None:
-    assert month_label(value, ZoneInfo("Europe/London")) == label
+def test_month_cell_label(value: object, label: str) -> None:
+    assert month_cell_label(value, ZoneInfo("Europe/London")) == label
 
 
 def test_a_total_beside_ratings_or_channels_is_read_as_a_check() -> None:
