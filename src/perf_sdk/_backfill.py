@@ -736,7 +736,7 @@ class _Run:
                 lines.append(
                     (
                         number,
-                        _FIELD_NAMES.get(error.field, error.field),
+                        self._column_of(error.field),
                         _value_text(error.value),
                         error.rule,
                         self.source.original(raw),
@@ -752,6 +752,12 @@ class _Run:
             self._tally(records)
         s.last_row = chunk[-1][0]
         return s.last_row
+
+    def _column_of(self, field_name: str) -> str:
+        """A record field as the reject file names it: the column it came from (a cost's time is its period)."""
+        if field_name == "_timestamp" and self.data_type == "costs":
+            return "period"
+        return _FIELD_NAMES.get(field_name, field_name)
 
     def _tally(self, records: list[dict[str, Any]]) -> None:
         s = self.summary

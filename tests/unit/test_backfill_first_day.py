@@ -180,8 +180,12 @@ def test_a_cost_for_a_period_not_begun_is_a_reject(tmp_path: Path) -> None:
     file = tmp_path / "costs.csv"
     file.write_text("period,amount_pence,cost_type\n2026-Q1,100,staff\n2026-Q2,100,staff\n")
     now = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    summary = run_backfill(file, BackfillOptions(service=SERVICE, dry_run=True, now=now))
+    rejects = tmp_path / "rejects.csv"
+    summary = run_backfill(file, BackfillOptions(service=SERVICE, dry_run=True, now=now, rejects=rejects))
     assert (summary.accepted, summary.rejected) == (1, 1)
+    assert [(r["row"], r["field"], r["value"]) for r in _rejects(rejects)] == [
+        ("3", "period", "2026-04-01T00:00:00+00:00")
+    ]
 
 
 # -- item 10: the secret only when something must be hashed ------------------------------------------
