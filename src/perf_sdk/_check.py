@@ -7,10 +7,14 @@ would alarm on every Monday morning), with four rules:
 * **below target**: a KPI with a target in the definition that the period missed;
 * **significant drop**: completion rate, user satisfaction and digital take-up
   against their own trailing baseline (the ``baseline_periods`` periods before,
-  pooled). The test is Newcombe's hybrid score interval for the difference
-  ``latest - baseline`` (:mod:`perf_sdk._stats`): a drop is significant when
-  the whole interval lies below zero. Every comparison is reported with its
-  interval, significant or not, so a reader sees how close it came;
+  pooled; for a day, the same weekday of the weeks before). The test is
+  Newcombe's hybrid score interval for the difference ``latest - baseline``
+  (:mod:`perf_sdk._stats`): a drop is significant when the whole interval lies
+  below zero. The default confidence is 99%, not 95%: a run makes up to twelve
+  comparisons (four period kinds, three KPIs), and at 95% a steady service
+  would raise a false alarm on about one run in four. Every comparison is
+  reported with its interval, significant or not, so a reader sees how close
+  it came;
 * **no records**: a data set silent for longer than ``max_silence_hours``
   (the platform's freshness: its newest ``_timestamp``), and, given a spool
   directory, the SDK's oldest waiting record older than ``max_spool_age_minutes``
@@ -40,6 +44,7 @@ from perf_sdk._errors import ConfigurationError
 from perf_sdk._kpi import (
     KPI_NAMES,
     Counts,
+    Period,
     PeriodKpis,
     compute_periods,
     format_kpi,
@@ -302,9 +307,25 @@ def _spool_findings(definition: Definition, spool: tuple[float | None, int] | No
     return out
 
 
-def latest_complete(kind: str, today: date) -> Any:
+def latest_complete(kind: str, today: date) -> Period:
     """The latest period of ``kind`` that has ended by ``today`` (exclusive)."""
     return period_containing(today, kind).previous()
+
+
+def baseline_for(latest: Period, n: int) -> list[Period]:
+    """The ``n`` periods a latest period is compared with, oldest first.
+
+    Weeks, months and quarters: the ``n`` just before. Days: the same weekday
+    of the ``n`` weeks before (a Sunday against Sundays), because most services'
+    traffic and completion rate follow the week, and a Monday compared with the
+    weekend before it would alarm every week.
+    """
+    if latest.kind == "day":
+        return [period_containing(latest.start - timedelta(weeks=k), "day") for k in range(n, 0, -1)]
+    out = [latest.previous()]
+    while len(out) < n:
+        out.insert(0, out[0].previous())
+    return out
 
 
 def evaluate(
@@ -328,9 +349,7 @@ def evaluate(
     notes: list[str] = []
     for kind in checks.periods:
         latest = latest_complete(kind, today)
-        periods = [latest]
-        for _ in range(checks.baseline_periods):
-            periods.insert(0, periods[0].previous())
+        periods = [*baseline_for(latest, checks.baseline_periods), latest]
         computed = compute_periods(counts, periods, definition=definition, today=today)
         *baseline, last = computed
         checked.append((kind, last.label))
@@ -400,12 +419,8 @@ def spool_state(spool_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
 
 
 def _window_start(definition: Definition, today: date) -> date:
-    starts = []
-    for kind in definition.checks.periods:
-        p = latest_complete(kind, today)
-        for _ in range(definition.checks.baseline_periods):
-            p = p.previous()
-        starts.append(p.start)
+    n = definition.checks.baseline_periods
+    starts = [baseline_for(latest_complete(kind, today), n)[0].start for kind in definition.checks.periods]
     return min(starts) if starts else today - timedelta(days=1)
 
 

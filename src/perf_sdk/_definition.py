@@ -299,8 +299,9 @@ class Checks(_Model):
     periods: tuple[Literal["day", "week", "month", "quarter"], ...] = ("day", "week", "month", "quarter")
     #: How many periods before the latest make its baseline.
     baseline_periods: int = Field(default=4, ge=1, le=52)
-    #: Confidence of the drop test (Newcombe's interval on the difference).
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    #: Confidence of the drop test (Newcombe's interval on the difference); 99% because one run makes up to
+    #: twelve comparisons, and at 95% a steady service would alarm on about one run in four.
+    confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
     #: Fewer satisfaction answers than this in a period: too few to say anything.
     min_answers: int = Field(default=30, ge=1)
     #: Hours without a new record before a data set counts as silent.

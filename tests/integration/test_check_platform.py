@@ -27,6 +27,7 @@ completion_rate = {min = 0.75}
 
 [checks]
 periods = ["day", "week", "month", "quarter"]
+confidence = 0.95
 max_silence_hours = {transactions = 168}
 min_answers = 10
 """

@@ -23,6 +23,7 @@ NOW = datetime(2026, 3, 16, 9, 0, tzinfo=timezone.utc)
 WEEKLY = """\
 [checks]
 periods = ["week"]
+confidence = 0.95
 max_silence_hours = {transactions = 168}
 """
 
@@ -239,3 +240,27 @@ def test_check_command_exit_statuses_and_webhook(
 def test_wilson_bounds_are_exact_at_zero_and_all() -> None:
     assert wilson_interval(60, 60).high == 1.0
     assert wilson_interval(0, 60).low == 0.0
+
+
+def test_default_confidence_is_99_and_the_planted_drop_still_shows() -> None:
+    definition = parse_definition('[checks]\nperiods = ["week"]\nmax_silence_hours = {}\n')
+    assert definition.checks.confidence == 0.99
+    report = check(records=_service(60), definition=definition, now=NOW)
+    assert [f.rule for f in report.findings] == ["significant_drop"]
+    assert "99% interval" in report.to_text()
+
+
+def test_a_day_is_compared_with_the_same_weekday_of_the_weeks_before() -> None:
+    # Sundays carry half the completion rate of weekdays; the Sunday checked (15 March) is a normal Sunday
+    records: list[dict[str, Any]] = []
+    day = datetime(2026, 2, 14, 12, tzinfo=timezone.utc)
+    while day < datetime(2026, 3, 16, tzinfo=timezone.utc):
+        done = 40 if day.weekday() == 6 else 80
+        records += _week(day, 100, done)
+        day += timedelta(days=1)
+    definition = parse_definition('[checks]\nperiods = ["day"]\nmax_silence_hours = {}\nconfidence = 0.95\n')
+    report = check(records={"transactions": records}, definition=definition, now=NOW)
+    assert report.findings == (), report.to_text()
+    (comparison,) = [c for c in report.comparisons if c.kpi == "completion_rate"]
+    assert comparison.label == "2026-03-15"
+    assert comparison.baseline_labels == ("2026-02-15", "2026-02-22", "2026-03-01", "2026-03-08")
