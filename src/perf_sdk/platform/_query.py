@@ -800,6 +800,7 @@ def read_cells(
 ) -> dict[tuple[str, ...], dict[int, _Cell]]:
     """Fold :func:`aggregate_sql`'s rows into cells, refusing an answer past ``limits`` as it grows."""
     fields = list(dict.fromkeys(c.field for c in query.collect))
+    as_set = {c.field for c in query.collect if c.method == "set"}
     ngroups = len(query.group_by)
     cells: dict[tuple[str, ...], dict[int, _Cell]] = {}
     size = 0
@@ -812,8 +813,9 @@ def read_cells(
         at = 2 + ngroups
         for name in fields:
             acc = _Acc()
-            acc.add(*row[at : at + 6])
-            size += len(row[at + 5] or "")
+            distinct = row[at + 5] if name in as_set else None  # decoded only when a set is asked for
+            acc.add(*row[at : at + 5], distinct)
+            size += len(distinct or "")
             cell.accs[name] = acc
             at += 6
         size += sum(len(k or "") for k in key)
@@ -843,10 +845,18 @@ def shape(
     """The ``data`` list of a grouped query from :func:`aggregate_sql`'s rows."""
     cells = read_cells(query, rows, len(periods or ()), limits)
 
+    labels: dict[datetime, str] = {}  # every group repeats the same periods: format each once
+
+    def iso(dt: datetime) -> str:
+        text = labels.get(dt)
+        if text is None:
+            text = labels[dt] = dt.isoformat()
+        return text
+
     def entry(lo: datetime, hi: datetime, cell: _Cell | None) -> dict[str, Any]:
         return {
-            "_start_at": lo.isoformat(),
-            "_end_at": hi.isoformat(),
+            "_start_at": iso(lo),
+            "_end_at": iso(hi),
             "_count": 0 if cell is None else cell.count,
             **_collected(query, cell),
         }

@@ -2,6 +2,9 @@
 
 Tables (one database holds every data set):
 
+``datasets(id, grp, typ, updated)``
+    Every data set, and the time of its last write (microseconds since the
+    epoch, for ``/_status/data-sets``; added to older databases at open).
 ``records(ds, id, ts, body, dims)``
     One row per stored record: ``id`` its ``_id`` (unique per data set: a write
     with an existing ``_id`` replaces the row, backdrop's upsert), ``ts`` its
