@@ -24,10 +24,22 @@ What the caller can rely on:
   starts over (its ids still make that safe).
 * **Rejects are data, not failures.** A row that breaks a rule is written to the
   reject file (row number, field, value, rule, the original line) and counted;
-  the run goes on. A file that is not what it claims fails at once with
-  :class:`~perf_sdk.ConfigurationError`.
+  the run goes on. The file is written through :mod:`perf_sdk._csv`, so a hostile
+  cell (``=HYPERLINK(...)``) cannot run as a formula when an operator opens it.
+  A file that is not what it claims fails at once with
+  :class:`~perf_sdk.ConfigurationError`, and so does a setting the run cannot
+  work without: a Tracker that would drop everything, or a ``transaction_id``
+  to hash and no secret (the only thing the secret is needed for).
 * ``dry_run=True`` does all the reading and checking, and the summary says what
-  would be sent, without a platform, a spool or a checkpoint.
+  would be sent and how each column was read, without a platform, a spool or a
+  checkpoint.
+
+The steps, each a function of its own: :func:`open_backfill_source` (the
+header found below any title rows), :func:`~perf_sdk._backfill_columns.plan_columns`
+(the column contract), :func:`connect` (settings, secret, Tracker), then
+:class:`_Run` (read, build, validate, submit, checkpoint, deliver).
+:class:`BackfillOptions` carries every option; :func:`backfill` keeps them as
+keyword arguments for callers.
 """
 
 from __future__ import annotations
