@@ -10,6 +10,11 @@ Two layers, so that each can be tested (and reused) alone:
   claims (empty, binary, not UTF-8, a header with no column) fails at once with
   :class:`~perf_sdk.ConfigurationError` saying what was expected, because a
   wrong file discovered after a million rejected rows wastes an afternoon.
+  The header is found below any title or notes rows (``header_test``). A
+  workbook's zip parts are checked before openpyxl opens it
+  (:func:`check_xlsx_parts`: a decompression bomb is refused, not inflated),
+  and an Excel cell keeps what its number format says: a date cell is a
+  :class:`~datetime.date`, a money cell a :class:`CurrencyCell`.
 * **Value parsers** (:func:`parse_when`, :func:`parse_amount`,
   :func:`parse_count`, :func:`parse_rating`) turn one cell into what a record
   holds, or raise :class:`~perf_sdk.ValidationError` with the field, the value
