@@ -814,7 +814,7 @@ def read_cells(
         for name in fields:
             acc = _Acc()
             distinct = row[at + 5] if name in as_set else None  # decoded only when a set is asked for
-            acc.add(*row[at : at + 5], distinct)
+            acc.add(row[at], row[at + 1], row[at + 2], row[at + 3], row[at + 4], distinct)
             size += len(distinct or "")
             cell.accs[name] = acc
             at += 6
