@@ -33,6 +33,7 @@ __all__ = [
     "ServiceInfo",
     "ckan_dataset",
     "dumps",
+    "dumps_rows",
     "kpi_rows",
     "service_rows",
     "table_schema",
@@ -337,6 +338,13 @@ def to_csv(rows: Sequence[Mapping[str, Any]], fields: Sequence[Mapping[str, Any]
 def dumps(data: Any) -> str:
     """JSON as every published file writes it: indented, UTF-8 text, a final newline, key order kept."""
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def dumps_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A JSON list with one object a line: as diffable as indented JSON, at the C encoder's speed."""
+    if not rows:
+        return "[]\n"
+    return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
 
 
 def ckan_dataset(
