@@ -54,6 +54,8 @@ _CHANNEL_COLOURS: Final = {
     "other": "#505a5f",
 }
 _ADJECTIVES: Final = {
+    "day": "Daily",
+    "week": "Weekly",
     "month": "Monthly",
     "quarter": "Quarterly",
     "year": "Yearly",

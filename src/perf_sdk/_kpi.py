@@ -315,13 +315,15 @@ def _ratio(numerator: float, denominator: float) -> Kpi:
 def _share(numerator: float, denominator: float, what: str, of: str) -> Kpi:
     """A ratio that is a share (at most 100%); above that it is flagged, never published."""
     kpi = _ratio(numerator, denominator)
-    if kpi.value is not None and kpi.value > 1.0:
+    if numerator > denominator:
+        share = f" ({kpi.value * 100:.0f}%)" if kpi.value is not None else ""
+        base = f"only {_count(denominator)} {of}" if denominator else f"no {of}"
         return Kpi(
             None,
             numerator,
             denominator,
-            f"cannot be right: {_count(numerator)} {what} but only {_count(denominator)} {of} "
-            f"({kpi.value * 100:.0f}%); records are missing or dated in another period",
+            f"cannot be right: {_count(numerator)} {what} but {base}{share}; "
+            "records are missing or dated in another period",
         )
     return kpi
 

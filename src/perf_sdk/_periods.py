@@ -61,6 +61,10 @@ def human_label(kind: str, start: date, end: date | None = None) -> str:
         return f"{start.year}-{(start.year + 1) % 100:02d}"
     if kind == "quarter":
         end = end or _months_later(start, 3)
+    if kind == "day":
+        return f"{start.day} {_MONTHS[start.month - 1]} {start.year}"
+    if kind == "week":  # "Week of 2 March 2026": weeks start on Monday, as backdrop's
+        return f"Week of {start.day} {_MONTHS[start.month - 1]} {start.year}"
     if end is None:
         raise ValueError(f"a period of kind {kind!r} needs its end")
     last = end - timedelta(days=1)

@@ -387,3 +387,14 @@ def test_days_and_weeks_need_daily_buckets() -> None:
     assert len(days.periods) == 8 and days.periods[0].label == "2026-03-02"
     with pytest.raises(ValidationError, match="daily counts"):
         compute_report(counts({(D(2026, 3, 1), "started", "digital"): 1}), period="week")
+
+
+def test_completions_without_any_start_are_flagged_too() -> None:
+    b = CountsBuilder("day")
+    b.add_transactions(datetime(2026, 3, 4, 9, tzinfo=timezone.utc), "completed", "digital", 8)
+    p = only(compute_report(b.build(), period="day"))
+    assert p.completion_rate.value is None
+    assert (
+        p.completion_rate.flag is not None and "8 digital completions but no digital starts" in p.completion_rate.flag
+    )
+    assert p.digital_take_up.value == 1.0 and p.digital_take_up.flag is None

@@ -263,3 +263,15 @@ def test_format_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "--format {table,csv,json,html}" in text
     assert "json (API.md's shape)" in text
+
+
+@pytest.mark.parametrize("period", ["day", "week"])
+def test_days_and_weeks_in_every_format(records_file: Path, tmp_path: Path, period: str) -> None:
+    for fmt in ("table", "csv", "json", "html"):
+        out = tmp_path / f"kpis.{fmt}"
+        assert (
+            main(["kpis", "--file", str(records_file), "--period", period, "--format", fmt, "--output", str(out)]) == 0
+        )
+        assert out.stat().st_size > 0
+    page = (tmp_path / "kpis.html").read_text()
+    assert ("Week of 5 January 2026" if period == "week" else "5 January 2026") in page

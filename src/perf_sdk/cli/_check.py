@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _post(url: str, report: CheckReport) -> int | None:
     """Post the report; a webhook that fails is itself attention needed (exit 1), said on standard error."""
-    payload = {"text": report.to_text().strip(), **report.to_dict()}
+    payload = {"text": report.to_text().strip(), "perf_sdk": report.to_dict()}
     try:
         post_webhook(url, payload, token=os.environ.get("PERF_SDK_WEBHOOK_TOKEN") or None)
     except TransportError as exc:
