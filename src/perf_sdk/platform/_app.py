@@ -133,6 +133,13 @@ _UNPUBLISHED: Final = "Warning: This data-set is unpublished. Data may be subjec
 _BEARER_FORM: Final = "Expected header of form: Authorization: Bearer <token>"
 _CORS: Final = {"Access-Control-Allow-Origin": "*"}
 _NO_CACHE: Final = {"Cache-Control": "no-cache", **_CORS}
+#: Backdrop's answer to a browser's CORS preflight of a read.
+_PREFLIGHT: Final = {
+    **_CORS,
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "cache-control, govuk-request-id, request-id",
+    "Access-Control-Max-Age": "86400",
+}
 
 
 def _utc_now() -> datetime:
@@ -303,6 +310,8 @@ class _Platform:
             data_set = self.data_set(group, type_)
             if request.method in ("GET", "HEAD"):
                 return await self.read(request, data_set)
+            if request.method == "OPTIONS":
+                return Response(status_code=200, headers=_PREFLIGHT)
             self.authorise(request, data_set)
             body = await self.body(request)
             if request.method == "PUT":
@@ -467,7 +476,7 @@ def create_app(
             Route("/_status", platform.status, methods=["GET"]),
             Route("/_status/data-sets", platform.status_data_sets, methods=["GET"]),
             Route("/openapi.json", platform.openapi, methods=["GET"]),
-            Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT"]),
+            Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT", "OPTIONS"]),
             Route("/data-sets/{name}", platform.delete_data_set, methods=["DELETE"]),
             Mount("/performance", app=performance_app(store, settings, clock)),
         ],

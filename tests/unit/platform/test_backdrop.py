@@ -528,3 +528,14 @@ def test_a_bad_configuration_names_the_field(config: dict[str, Any], message: st
     with pytest.raises(ConfigurationError, match="config=") as info:
         create_app(config=config)
     assert message in str(info.value)
+
+
+def test_a_browsers_preflight_of_a_read_is_answered(raw: Client) -> None:
+    response = raw.http.options(
+        URL, headers={"Origin": "https://dashboard.example", "Access-Control-Request-Method": "GET"}
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-max-age"] == "86400"
+    assert "request-id" in response.headers["access-control-allow-headers"]
+    assert raw.http.options("/data/svc/unknown").status_code == 404
