@@ -184,9 +184,13 @@ def discover_services(
             continue
         meta = item.get("service") if isinstance(item.get("service"), Mapping) else item
         info = _info(meta, group)  # type: ignore[arg-type]
-        if group not in found or (info.title != ServiceInfo.from_slug(group).title and not found[group].organisation):
-            found[group] = info
+        if group not in found or _richness(info) > _richness(found[group]):
+            found[group] = info  # a service has a data set per type: keep the one that says most
     return dict(sorted(found.items()))
+
+
+def _richness(info: ServiceInfo) -> int:
+    return (info.title != ServiceInfo.from_slug(info.slug).title) + bool(info.organisation) + bool(info.description)
 
 
 def _month_after(day: date) -> date:

@@ -270,6 +270,7 @@ LIST_CSS: Final = """
 overflow:hidden!important;clip:rect(0 0 0 0)!important;white-space:nowrap!important;border:0!important}
 .table-wrap{position:relative}
 table.list th,table.list td{padding:8px 10px 8px 0}
+table.list tbody th{position:sticky;left:0;background:#fff;z-index:1;min-width:8em}
 table.list td.n,table.list th.n{text-align:right;font-variant-numeric:tabular-nums}
 table.list thead th a{font-weight:700}
 table.list th[aria-sort] a::after{content:" \\25BC"}

@@ -243,3 +243,44 @@ def test_no_source_is_a_configuration_error(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ValidationError, match="period"):
         publish(tmp_path, records=RECORDS, period="week")
     assert date(2026, 1, 1)
+
+
+def test_discovers_services_from_a_stagecraft_listing(tmp_path: Path) -> None:
+    respx = pytest.importorskip("respx")
+    import httpx
+
+    from perf_sdk._publish import discover_services
+
+    listing = [
+        {"name": "renew-a-permit-transactions", "data_group": "renew-a-permit", "data_type": "transactions"},
+        {
+            "data_group": "renew-a-permit",
+            "data_type": "costs",
+            "service": {"title": "Renew a permit", "organisation": "PA"},
+        },
+        {"data_group": "Not A Slug", "data_type": "x"},
+        "junk",
+    ]
+    with respx.mock(base_url="https://perf.example.gov.uk") as mock:
+        mock.get("/data-sets").mock(return_value=httpx.Response(200, json=listing))
+        found = discover_services("https://perf.example.gov.uk", token="secret-token")
+        assert mock.calls.last.request.headers["authorization"] == "Bearer secret-token"
+    assert found == {"renew-a-permit": ServiceInfo("renew-a-permit", "Renew a permit", "PA")}
+    with respx.mock(base_url="https://perf.example.gov.uk") as mock:
+        mock.get("/data-sets").mock(return_value=httpx.Response(404))
+        mock.get("/performance/data-sets.json").mock(return_value=httpx.Response(404))
+        with pytest.raises(ConfigurationError, match="name the services with --service"):
+            discover_services("https://perf.example.gov.uk")
+
+
+def test_metadata_file_at_the_cli(tmp_path: Path) -> None:
+    records = tmp_path / "a.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in _records(1)) + "\n", encoding="utf-8")
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"renew-a-permit": {"title": "Renew it", "organisation": "Permit Agency"}}), "utf-8")
+    out = tmp_path / "site"
+    argv = ["publish", "--out", str(out), "--file", f"renew-a-permit={records}", "--metadata", str(meta)]
+    assert main([*argv, "--published-at", PUBLISHED]) == 0
+    assert "Renew it" in (out / "index.html").read_text("utf-8")
+    meta.write_text("[1, 2]", "utf-8")
+    assert main([*argv, "--published-at", PUBLISHED]) == 2
