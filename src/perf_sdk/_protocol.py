@@ -197,7 +197,7 @@ def _lenient_ok(text: str) -> bool:
 
 
 def _platform_key_problem(key: Any) -> str | None:
-    if not isinstance(key, str) or not KEY_RE.match(key.lower()):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key.lower()):
         shown = key.encode("utf-8", "backslashreplace").decode() if isinstance(key, str) else key
         return f"{shown!r} is not a valid key: keys are ASCII letters, digits and _, at least two characters"
     if key.startswith("_") and key not in PLATFORM_INTERNAL_KEYS:

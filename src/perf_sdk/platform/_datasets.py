@@ -111,7 +111,7 @@ class PlatformConfig:
         found = self.data_sets.get((group, type_))
         if found is not None:
             return found
-        if self.token is not None and SLUG_RE.match(group) and SLUG_RE.match(type_):
+        if self.token is not None and SLUG_RE.fullmatch(group) and SLUG_RE.fullmatch(type_):
             return DataSetConfig(group, type_)
         return None
 
@@ -208,7 +208,7 @@ def _text(value: Any, what: str, source: str) -> str:
 
 def _data_set_name(name: Any, source: str) -> tuple[str, str]:
     group, sep, type_ = str(name).partition("/")
-    if not (isinstance(name, str) and sep and SLUG_RE.match(group) and SLUG_RE.match(type_)):
+    if not (isinstance(name, str) and sep and SLUG_RE.fullmatch(group) and SLUG_RE.fullmatch(type_)):
         raise ConfigurationError(
             f"{source}: {name!r} is not a data set name: use '<group>/<type>', lower-case slugs, "
             "e.g. 'apply-for-a-licence/transactions'"
@@ -254,7 +254,7 @@ def _data_set(name: str, settings: Mapping[str, Any], source: str) -> DataSetCon
 
 def _service(slug: str, info: Mapping[str, Any], source: str) -> ServiceConfig:
     where = f"{source}: services[{slug!r}]"
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise ConfigurationError(f"{where}: a service is named by its data group, a lower-case slug")
     unknown = set(info) - _SERVICE_KEYS
     if unknown:
