@@ -115,7 +115,7 @@ def test_too_few_answers_in_a_month() -> None:
     assert "12 satisfaction answers in 2026-02: fewer than 30" in finding.message
 
 
-def test_spool_age_and_dead_letters(tmp_path: Path) -> None:
+def test_spool_age(tmp_path: Path) -> None:
     from perf_sdk import Tracker
 
     spool = tmp_path / "spool"
