@@ -448,6 +448,7 @@ def create_app(
     max_decompressed_bytes: int = DEFAULT_MAX_DECOMPRESSED_BYTES,
     read_limits: ReadLimits = DEFAULT_LIMITS,
     clock: Callable[[], datetime] | None = None,
+    backend: Backend | None = None,
 ) -> Starlette:
     """The platform as an ASGI application (see the package docstring).
 
@@ -459,6 +460,8 @@ def create_app(
     metadata). ``db`` is a SQLite file, created if missing, or ``":memory:"``.
     ``read_limits`` bounds the work of one read (a 400 past it); ``clock``
     (default: the system's, in UTC) dates writes and anchors relative reads.
+    ``backend`` replaces the SQLite store made from ``db`` with another
+    implementation of :class:`~perf_sdk.platform._backend.Backend`.
 
     The store is ``app.state.store`` and the configuration ``app.state.config``;
     the store stays open for the application's life (close it with
@@ -467,7 +470,7 @@ def create_app(
     settings = _platform_config(token, tokens, config)
     if max_body_bytes < 1 or max_decompressed_bytes < 1:
         raise ConfigurationError("max_body_bytes and max_decompressed_bytes must be positive")
-    store = Store(db)
+    store: Backend = backend if backend is not None else Store(db)
     platform = _Platform(store, settings, max_body_bytes, max_decompressed_bytes, clock or _utc_now, read_limits)
     for group, type_ in settings.data_sets:
         store.create(group, type_)

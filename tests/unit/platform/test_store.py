@@ -51,3 +51,17 @@ def test_a_database_from_before_last_writes_were_kept_opens(tmp_path: Path) -> N
     store.write("svc", "transactions", prepare([{"stage": "started"}]), now_us=7)
     assert store.last_updated() == {("svc", "transactions"): 7}
     store.close()
+
+
+def test_the_app_takes_another_backend() -> None:
+    from starlette.testclient import TestClient
+
+    from perf_sdk.platform import create_app
+
+    store = Store()
+    app = create_app(token="t", backend=store)
+    assert app.state.store is store
+    with TestClient(app) as client:
+        assert client.post("/data/svc/x", json={"stage": "s"}, headers={"Authorization": "Bearer t"}).status_code == 200
+    assert store.count("svc", "x") == 1
+    store.close()
