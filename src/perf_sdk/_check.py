@@ -409,6 +409,28 @@ def _newest_on_platform(
     return out
 
 
+def _records_by_type(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """A records file's rows by data type: ``amount_pence`` costs, ``rating`` satisfaction, ``stage`` transactions."""
+    from perf_sdk._kpi_sources import read_records_file
+
+    out: dict[str, list[dict[str, Any]]] = {"transactions": [], "satisfaction": [], "costs": []}
+    for row in read_records_file(path):
+        if row.get("amount_pence") not in (None, ""):
+            out["costs"].append(row)
+        elif row.get("rating") not in (None, ""):
+            out["satisfaction"].append(row)
+        elif row.get("stage") not in (None, ""):
+            out["transactions"].append(row)
+        elif row.get("label") not in (None, ""):
+            out.setdefault("marks", []).append(row)
+        else:
+            raise ConfigurationError(
+                f"{path}: a row with none of stage, rating, amount_pence or label: {sorted(row)}; "
+                "perf-sdk check --file reads transactions, satisfaction, costs and marks"
+            )
+    return out
+
+
 def spool_state(spool_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
     """``(age in seconds of the oldest waiting record, dead letters)`` across a spool directory's files."""
     from perf_sdk._spool import inspect_spool_dir
@@ -429,6 +451,7 @@ def check(
     definition: Definition | str | os.PathLike[str] | None = None,
     service: str | None = None,
     records: Mapping[str, Any] | None = None,
+    path: str | os.PathLike[str] | None = None,
     endpoint: str | None = None,
     read_endpoint: str | None = None,
     token: str | None = None,
@@ -441,6 +464,8 @@ def check(
 
     ``records`` is a mapping ``{"transactions": [...], ...}`` in the platform's
     shape (custom data types included, for other KPIs' targets); without it the
+    records file at ``path`` (CSV, JSONL ...: each row's data type told by its
+    fields, as ``perf-sdk kpis --file``), or the
     read API at ``read_endpoint`` / ``endpoint`` (or ``PERF_SDK_READ_ENDPOINT`` /
     ``PERF_SDK_ENDPOINT``) is read. ``now`` defaults to the current time.
     Without a definition the default checks run (drops, silence, answers; no targets).
@@ -457,6 +482,8 @@ def check(
     today = moment.astimezone(timezone.utc).date()
     silence_types = tuple(definition.checks.max_silence_hours)
     spool = spool_state(spool_dir) if spool_dir is not None else None
+    if path is not None and records is None:
+        records = _records_by_type(path)
     if records is not None:
         counts = counts_from_records(records, measures=definition.measures(), bucket="day")
         newest = _newest_in_records(records, silence_types)

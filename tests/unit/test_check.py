@@ -195,41 +195,37 @@ def test_webhook_4xx_is_final_and_never_shows_the_secret(receiver: tuple[str, ty
 
 
 def test_check_command_exit_statuses_and_webhook(
-    receiver: tuple[str, type[_Receiver]],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    receiver: tuple[str, type[_Receiver]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from perf_sdk.cli import _check as cli_check
     from perf_sdk.cli import main
 
     url, handler = receiver
     definition = tmp_path / "perf-sdk.toml"
     definition.write_text(WEEKLY)
-    records = {"drop": _service(60), "steady": _service(78)}
-    chosen: dict[str, Any] = {}
-    real = cli_check.check
-
-    def fake_check(**kwargs: Any) -> Any:  # the read API stand-in: the same rules over in-memory records
-        kwargs.pop("endpoint"), kwargs.pop("read_endpoint"), kwargs.pop("token")
-        return real(records=records[chosen["which"]], **kwargs)
-
-    monkeypatch.setattr(cli_check, "check", fake_check)
+    files = {}
+    for name, completed in (("drop", 60), ("steady", 78)):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps(r) + "\n" for r in _service(completed)["transactions"]))
     at = ["--at", "2026-03-16T09:00:00Z", "--definition", str(definition), "--service", "svc"]
 
-    chosen["which"] = "steady"
-    assert main(["check", *at, "--webhook", url]) == 0
+    assert main(["check", *at, "--file", str(files["steady"]), "--webhook", url]) == 0
     assert handler.bodies == []  # all well: nothing posted
     assert "all well" in capsys.readouterr().out
 
-    chosen["which"] = "drop"
-    assert main(["check", *at, "--format", "json", "--webhook", url]) == 1
+    assert main(["check", *at, "--file", str(files["drop"]), "--format", "json", "--webhook", url]) == 1
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert data["status"] == "attention" and data["findings"][0]["rule"] == "significant_drop"
     assert handler.bodies[0]["text"].startswith("perf-sdk check: svc: 1 thing needs attention")
+    assert handler.bodies[0]["perf_sdk"]["findings"][0]["rule"] == "significant_drop"
     assert "very-secret-path" not in captured.err + captured.out
     assert "alert posted to http://127.0.0.1:" in captured.err
+
+    # a receiver that refuses: the run says so, without the URL's secret, and exits 1
+    handler.answers[:] = [404]
+    assert main(["check", *at, "--file", str(files["drop"]), "--webhook", url]) == 1
+    err = capsys.readouterr().err
+    assert "the alert was not delivered" in err and "very-secret-path" not in err
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[checks]\nperiods = ["fortnight"]\n')

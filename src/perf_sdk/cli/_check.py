@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--read-endpoint", help="the read API's base URL if apart (PERF_SDK_READ_ENDPOINT)")
     p.add_argument("--token", help="bearer token, if the data sets are not published (PERF_SDK_TOKEN)")
     p.add_argument("--spool-dir", help="also check this SDK spool's oldest waiting record and dead letters")
+    p.add_argument("--file", type=Path, metavar="PATH", help="read records from a CSV/JSONL file instead")
     p.add_argument("--secret", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             read_endpoint=args.read_endpoint,
             token=args.token,
             spool_dir=Path(args.spool_dir) if args.spool_dir else None,
+            path=args.file,
             now=args.at,
         )
     except ConfigurationError as exc:
