@@ -27,7 +27,7 @@ import os
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +35,7 @@ from typing import Any, Final
 import httpx
 
 from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
+from perf_sdk._definition import Definition, Measure, load_definition
 from perf_sdk._errors import ConfigurationError, RejectedError, ValidationError
 from perf_sdk._kpi import KPI_KEYS, Counts, CountsBuilder, KpiReport, compute_report, period_containing
 from perf_sdk._kpi_sources import _QUERIES as QUERIES
@@ -62,6 +63,7 @@ from perf_sdk._publish_files import (
     dumps_rows,
     iso_utc,
     kpi_rows,
+    other_kpi_fields,
     service_rows,
     table_schema,
     to_csv,
@@ -189,6 +191,29 @@ def discover_services(
     return dict(sorted(found.items()))
 
 
+def _definitions(
+    given: Definition | str | os.PathLike[str] | Mapping[str, Definition | str | os.PathLike[str]] | None,
+    names: Sequence[str],
+    records: Mapping[str, Any] | None,
+    files: Mapping[str, Any] | None,
+) -> dict[str, Definition]:
+    """``{slug: Definition}``: a mapping as given, or one definition for the single service named."""
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        return {slug: d if isinstance(d, Definition) else load_definition(d) for slug, d in given.items()}
+    found = given if isinstance(given, Definition) else load_definition(given)
+    slugs = list(names) or list(records or files or {})
+    if not slugs and found.service:
+        slugs = [found.service]
+    if len(slugs) != 1:
+        raise ConfigurationError(
+            "a single performance definition needs a single service (--service); "
+            "for several, pass definition={slug: path} in Python"
+        )
+    return {slugs[0]: found}
+
+
 def _richness(info: ServiceInfo) -> int:
     return (info.title != ServiceInfo.from_slug(info.slug).title) + bool(info.organisation) + bool(info.description)
 
@@ -221,6 +246,7 @@ def publish(
     organisation: str | None = None,
     description: str | None = None,
     metadata: Mapping[str, ServiceInfo | Mapping[str, Any] | str] | None = None,
+    definition: Definition | str | os.PathLike[str] | Mapping[str, Definition | str | os.PathLike[str]] | None = None,
     timeout: float = 30.0,
     client: httpx.Client | None = None,
     workers: int = 4,
@@ -235,7 +261,11 @@ def publish(
     service the platform lists. ``service_title``, ``organisation`` and
     ``description`` name a single service; ``metadata`` names many
     (``{slug: ServiceInfo | {"title": ..., "organisation": ...}}``). Without
-    either, a title is made from the slug. With ``out=None`` nothing is
+    either, a title is made from the slug. ``definition`` is a performance
+    definition (``perf-sdk.toml``: title, organisation, targets, other KPIs)
+    for a single service, or ``{slug: definition}`` for several; its targets
+    and other KPIs show on the service's page, its title and organisation
+    name the service unless ``service_title`` / ``organisation`` say otherwise. With ``out=None`` nothing is
     written: the files are in :attr:`PublishResult.contents` (the platform's
     live site renders so).
 
@@ -256,10 +286,13 @@ def publish(
     if base_url is not None and not base_url.startswith(("https://", "http://")):
         raise ValidationError("base_url", base_url, "an absolute http(s) URL, e.g. https://perf.example.gov.uk")
     names = [service] if isinstance(service, str) else list(service or [])
+    definitions = _definitions(definition, names, records, files)
     for name in names:
         if not SLUG_RE.match(name):
             raise ValidationError("service", name, "a data-group slug: lower-case letters, digits and '-'")
     site = None if when is None else _Site(None if out is None else Path(out), period, when, first, last, base_url)
+    if site is not None:
+        site.definitions = definitions
     prepared: dict[str, tuple[KpiReport, list[dict[str, Any]]]] = {}
 
     def prepare(slug: str, counts: Counts) -> None:
@@ -282,11 +315,20 @@ def publish(
         workers,
         period,
         prepare,
+        {slug: d.measures() for slug, d in definitions.items()},
     )
     if not counts:
         raise ConfigurationError("nothing to publish: no services were found or named")
     for slug, value in (metadata or {}).items():
         infos[slug] = _info(value, slug)
+    for slug, found in definitions.items():
+        base = infos.get(slug) or ServiceInfo.from_slug(slug)
+        infos[slug] = ServiceInfo(
+            slug,
+            found.title or base.title,
+            found.organisation or base.organisation,
+            found.description or base.description,
+        )
     if len(counts) == 1 and (service_title or organisation or description):
         slug = next(iter(counts))
         base = infos.get(slug) or ServiceInfo.from_slug(slug)
@@ -298,7 +340,9 @@ def publish(
         if latest is None:
             raise ConfigurationError("no records to publish; give published_at= (--published-at) to publish empty")
         when = datetime.combine(_month_after(latest), time(0), tzinfo=timezone.utc)
-    site = site or _Site(None if out is None else Path(out), period, when, first, last, base_url)
+    if site is None:
+        site = _Site(None if out is None else Path(out), period, when, first, last, base_url)
+        site.definitions = definitions
     return site.write(counts, {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts}, prepared)
 
 
@@ -318,6 +362,7 @@ def _gather(
     workers: int,
     period: str,
     prepare: Callable[[str, Counts], None],
+    measures: Mapping[str, tuple[Measure, ...]],
 ) -> tuple[dict[str, Counts], dict[str, ServiceInfo]]:
     counts: dict[str, Counts] = {}
     infos: dict[str, ServiceInfo] = {}
@@ -326,7 +371,7 @@ def _gather(
             raise ValidationError("service", slug, "a data-group slug: lower-case letters, digits and '-'")
     if records is not None or files is not None:
         for slug, items in (records or {}).items():
-            counts[slug] = counts_from_records(items)
+            counts[slug] = counts_from_records(items, measures=measures.get(slug, ()))
         for slug, path in (files or {}).items():
             counts[slug] = counts_from_records(read_records_file(path))
         return counts, infos
@@ -355,16 +400,22 @@ def _gather(
         window_start = date(window_start.year, window_start.month, 1)
 
         quarterly = when is not None and period != "month"
-        if quarterly:
+        if quarterly:  # quarter boundaries serve monthly reads too, for a service with other KPIs
             window_start = period_containing(window_start, "quarter").start
             window_end = period_containing(window_end - timedelta(days=1), "quarter").end
 
         def one(slug: str) -> tuple[str, Counts]:
-            if quarterly:
+            if quarterly and not measures.get(slug):
                 found = _quarterly_counts(http, base, slug, window_start, window_end, settings.token)
             else:
                 found = counts_from_read_api(
-                    base, slug, start=window_start, end=window_end, token=settings.token, client=http
+                    base,
+                    slug,
+                    start=window_start,
+                    end=window_end,
+                    token=settings.token,
+                    client=http,
+                    measures=measures.get(slug, ()),
                 )
             prepare(slug, found)
             return slug, found
@@ -422,6 +473,8 @@ class _Site:
         self, out: Path | None, period: str, when: datetime, first: date | None, last: date | None, base_url: str | None
     ) -> None:
         self.out = out
+        #: Each service's performance definition (targets, other KPIs), where one was given.
+        self.definitions: Mapping[str, Definition] = {}
         self.period = period
         self.when = when
         self.as_of = when.date()
@@ -435,10 +488,16 @@ class _Site:
 
     def _report(self, slug: str, counts: Counts) -> KpiReport:
         report = compute_report(
-            counts, period=self.period, start=self.first, end=self.last, service=slug, published_at=self.when
+            counts,
+            period=self.period,
+            start=self.first,
+            end=self.last,
+            service=slug,
+            published_at=self.when,
+            definition=self.definitions.get(slug),
         )
         kept = tuple(p for p in report.periods if p.start < self.as_of)  # nothing from after publication
-        return KpiReport(kept, report.kind, slug, self.when, report.requested_start, report.requested_end)
+        return replace(report, periods=kept)
 
     def _previous_rows(self, slug: str) -> dict[str, Any]:
         if self.out is None:
@@ -536,9 +595,15 @@ class _Site:
         ranks: Mapping[str, tuple[int, int]],
     ) -> None:
         slug = info.slug
-        self._put(f"{slug}/kpis.csv", to_csv(rows, KPI_FIELDS))
+        definition = self.definitions.get(slug)
+        fields = list(KPI_FIELDS)
+        schema_text = _KPI_SCHEMA_TEXT
+        if definition is not None and definition.kpis:
+            fields += other_kpi_fields([(k.key, k.name, k.display_unit) for k in definition.kpis])
+            schema_text = dumps(table_schema(fields, ["period"]))
+        self._put(f"{slug}/kpis.csv", to_csv(rows, fields))
         self._put(f"{slug}/kpis.json", dumps_rows(rows))
-        self._put(f"{slug}/kpis.schema.json", _KPI_SCHEMA_TEXT)
+        self._put(f"{slug}/kpis.schema.json", schema_text)
         frequency = _FREQUENCY[self.period]
         coverage = (report.periods[0].start, report.periods[-1].end - timedelta(days=1)) if report.periods else None
         resources = [

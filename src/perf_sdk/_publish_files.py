@@ -35,6 +35,7 @@ __all__ = [
     "dumps",
     "dumps_rows",
     "kpi_rows",
+    "other_kpi_fields",
     "service_rows",
     "table_schema",
     "to_csv",
@@ -174,6 +175,19 @@ def _kpi_schema_fields() -> list[dict[str, Any]]:
 KPI_FIELDS: Final[tuple[dict[str, Any], ...]] = tuple(_kpi_schema_fields())
 
 
+def other_kpi_fields(others: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """Columns for a performance definition's other KPIs, ``(key, name, unit)``, after the fixed ones."""
+    fields = []
+    for key, name, unit in others:
+        fields += [
+            _field(f"{key}_value", "number", name, f"{name} ({unit}); empty when unknown"),
+            _field(f"{key}_numerator", "number", f"{name}: numerator", f"What {name} divides (or sums)"),
+            _field(f"{key}_denominator", "number", f"{name}: denominator", f"What {name} divides by (or counts)"),
+            _field(f"{key}_unknown_reason", "string", f"{name}: why unknown", "Empty when the value is known"),
+        ]
+    return fields
+
+
 def _service_schema_fields() -> list[dict[str, Any]]:
     fields = [
         _field("service", "string", "Service", "The service's slug (its data group)", required=True),
@@ -280,6 +294,12 @@ def kpi_rows(
         row["completed_all"] = sum(c.completed for c in p.channels)
         row["cost_pence"] = sum(p.costs_by_type.values()) if p.costs_by_type else None
         row["revision_date"] = published.isoformat()
+        for other in p.other:
+            kpi = other.kpi
+            row[f"{other.key}_value"] = _number(kpi.value, 6)
+            row[f"{other.key}_numerator"] = _number(kpi.numerator, 2)
+            row[f"{other.key}_denominator"] = _number(kpi.denominator, 2)
+            row[f"{other.key}_unknown_reason"] = kpi.flag or ("" if kpi.value is not None else "nothing to divide by")
         rows.append(row)
     return _keep_revisions(rows, revised)
 

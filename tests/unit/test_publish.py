@@ -284,3 +284,46 @@ def test_metadata_file_at_the_cli(tmp_path: Path) -> None:
     assert "Renew it" in (out / "index.html").read_text("utf-8")
     meta.write_text("[1, 2]", "utf-8")
     assert main([*argv, "--published-at", PUBLISHED]) == 2
+
+
+DEFINITION = """\
+title = "Apply for a licence"
+organisation = "Department for Licences"
+
+[targets]
+completion_rate = {min = 0.80}
+
+[kpis.refunds_paid]
+name = "Refunds paid"
+definition = "Money refunded to applicants."
+why = "Refunds are failure demand."
+compute = "sum"
+of = {data_type = "refunds", field = "amount_pence"}
+unit = "pence"
+"""
+
+
+def test_a_definition_adds_targets_other_kpis_and_names(tmp_path: Path) -> None:
+    path = tmp_path / "perf-sdk.toml"
+    path.write_text(DEFINITION, encoding="utf-8")
+    records = {
+        "transactions": [r for r in _records(0) if "stage" in r],
+        "refunds": [{"_timestamp": "2026-02-10T10:00:00Z", "amount_pence": 1_500, "count": 1}],
+    }
+    out = tmp_path / "site"
+    publish(out, records={"apply-for-a-licence": records}, definition=path, published_at=PUBLISHED)
+    page = (out / "apply-for-a-licence" / "index.html").read_text("utf-8")
+    assert "<h1>Apply for a licence</h1>" in page and "Department for Licences" in page
+    assert "Target: at least 80.0%, missed" in page  # 70-odd completed of 100-odd started
+    assert "Other KPIs" in page and "Refunds paid" in page
+    rows = list(csv.DictReader(io.StringIO((out / "apply-for-a-licence" / "kpis.csv").read_text("utf-8"))))
+    assert rows[-1]["refunds_paid_value"] == "1500"
+    schema = json.loads((out / "apply-for-a-licence" / "kpis.schema.json").read_text("utf-8"))
+    assert [f["name"] for f in schema["fields"]][-4:] == [
+        "refunds_paid_value",
+        "refunds_paid_numerator",
+        "refunds_paid_denominator",
+        "refunds_paid_unknown_reason",
+    ]
+    with pytest.raises(ConfigurationError, match="a single service"):
+        publish(tmp_path / "two", records=RECORDS, definition=path, published_at=PUBLISHED)

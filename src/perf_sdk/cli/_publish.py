@@ -66,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help='JSON file {"<service>": {"title": ..., "organisation": ..., "description": ...}}',
     )
+    p.add_argument(
+        "--definition",
+        type=Path,
+        metavar="PATH",
+        help="the service's performance definition (perf-sdk.toml): targets, other KPIs, title; one service",
+    )
     p.add_argument("--secret", help=argparse.SUPPRESS)
     p.add_argument("--spool-dir", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -120,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             organisation=args.organisation,
             description=args.description,
             metadata=_metadata(args.metadata),
+            definition=args.definition,
         )
     except ConfigurationError as exc:
         print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
