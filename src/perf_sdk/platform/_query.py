@@ -179,11 +179,13 @@ def _key(name: str, text: str) -> str:
 
 
 def _count_param(name: str, text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) < 1:
+    if not text.isascii() or not text.isdigit() or not text.strip("0"):
         raise QueryError(f"{name} must be a positive integer")
-    if int(text) > MAX_COUNT:
-        raise QueryError(f"{name} is {text}; the most is {MAX_COUNT}: ask for less")
-    return int(text)
+    digits = text.lstrip("0")
+    if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:  # length first: no 5,000-digit int()
+        shown = digits if len(digits) <= 24 else digits[:20] + "..."
+        raise QueryError(f"{name} is {shown}; the most is {MAX_COUNT}: ask for less")
+    return int(digits)
 
 
 def _boolean(name: str, text: str | None) -> bool:
