@@ -192,3 +192,42 @@ def test_a_data_set_configuration_over_the_wire() -> None:
         deleted = httpx.delete(f"{platform.url}/data-sets/svc-transactions", headers={"Authorization": "Bearer admin"})
         assert deleted.json() == {"status": "ok", "message": "Deleted svc-transactions"}
         assert platform.count("svc", "transactions") == 0
+
+
+def test_answers_are_rendered_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four answers stuck while being encoded stall neither /_status nor a write (encoding is CPU-bound)."""
+    from perf_sdk.platform import _app
+
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+    real_render = _app.render_json
+
+    def held_render(*args: object, **kwargs: object) -> bytes:
+        entered.release()
+        release.wait(60)
+        return real_render(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_app, "render_json", held_render)
+    with LocalPlatform() as platform:
+        url = f"{platform.url}/data/svc/transactions"
+        httpx.post(url, json=RECORD, headers=AUTH).raise_for_status()
+        results: list[int] = []
+        readers = [
+            threading.Thread(
+                target=lambda: results.append(httpx.get(url, params={"group_by": "stage"}, timeout=60).status_code)
+            )
+            for _ in range(4)
+        ]
+        try:
+            for t in readers:
+                t.start()
+            for _ in readers:
+                assert entered.acquire(timeout=30), "a read never reached its rendering"
+            with httpx.Client(base_url=platform.url, timeout=30) as client:
+                assert client.get("/_status").status_code == 200
+                assert client.post("/data/svc/transactions", json=RECORD, headers=AUTH).status_code == 200
+        finally:
+            release.set()
+            for t in readers:
+                t.join(60)
+        assert results == [200, 200, 200, 200]
