@@ -6,7 +6,8 @@ Prometheus's own OTLP receiver): ``perf-sdk alerts prometheus`` writes a rule
 file that ``promtool check rules`` accepts, alerting on the SDK's health
 (spool backlog, delivery failing, dead letters, refused records) and, when the
 service counts its journeys as metrics (``kpi_metrics=True``), on journeys
-stopping and on the completion rate falling below the definition's target.
+stopping and on the completion rate and user satisfaction falling below the
+definition's targets.
 
 Metric names follow the OpenTelemetry -> Prometheus rules: dots become
 underscores, a unit ``s`` adds ``_seconds``, unit annotations in braces
@@ -35,6 +36,7 @@ PROMETHEUS_METRICS: Final = {
     "refused": ("perf_sdk.records.refused", "{record}", True),
     "retries": ("perf_sdk.upload.retries", "{retry}", True),
     "transactions": ("perf_sdk.transactions", "{transaction}", True),
+    "satisfaction": ("perf_sdk.satisfaction", "{answer}", True),
 }
 
 _UNIT_SUFFIXES: Final = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "1": "ratio"}
@@ -152,6 +154,22 @@ def prometheus_rules(
                 f"Digital completions / starts over the last day is {{{{ $value | humanizePercentage }}}}, below "
                 f"the target of {target.min * 100:g}% in perf-sdk.toml. Run `perf-sdk check` for the platform's "
                 "figures and the trend.",
+            )
+        )
+    satisfaction = definition.targets.user_satisfaction if definition else None
+    if satisfaction is not None and satisfaction.min is not None:
+        good = series("satisfaction", 'rating=~"4|5"')
+        rules.append(
+            Rule(
+                "PerfSdkSatisfactionBelowTarget",
+                f"sum{grouping} (increase({good}[7d]))\n  / sum{grouping} (increase({series('satisfaction')}[7d]))"
+                f" < {satisfaction.min:g}",
+                "1h",
+                "warning",
+                "user satisfaction below target",
+                f"Answers rating the service 4 or 5 over the last 7 days are {{{{ $value | humanizePercentage }}}} "
+                f"of all answers, below the target of {satisfaction.min * 100:g}% in perf-sdk.toml. Run "
+                "`perf-sdk check`: it also says when there are too few answers to tell.",
             )
         )
     return rules

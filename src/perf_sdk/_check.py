@@ -51,7 +51,7 @@ from perf_sdk._kpi import (
     period_containing,
 )
 from perf_sdk._protocol import SLUG_RE, parse_timestamp
-from perf_sdk._stats import Difference, newcombe_difference
+from perf_sdk._stats import Difference, newcombe_difference, wilson_interval
 
 __all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate"]
 
@@ -236,14 +236,21 @@ def _answers_finding(p: PeriodKpis, minimum: int) -> Finding | None:
     answers = int(p.user_satisfaction.denominator)
     if p.period not in ANSWER_PERIODS or answers >= minimum or not p.has_data:
         return None  # a period with no data at all is a note, not a satisfaction problem
+    details: dict[str, Any] = {"answers": answers, "min_answers": minimum}
+    width = ""
+    if answers:  # how little the answers there are can say: the interval on the figure
+        i = wilson_interval(p.user_satisfaction.numerator, answers)
+        details["interval"] = [i.low, i.high]
+        width = f" (its 95% interval runs from {_pct(i.low)} to {_pct(i.high)})"
     return Finding(
         "too_few_answers",
         f"{answers} satisfaction answer{'s' if answers != 1 else ''} in {p.label}: fewer than {minimum}, "
-        "too few to say anything about user satisfaction; ask more users (link the survey from the last page)",
+        f"too few to say anything about user satisfaction{width}; ask more users (link the survey from "
+        "the last page)",
         "user_satisfaction",
         p.period,
         p.label,
-        {"answers": answers, "min_answers": minimum},
+        details,
     )
 
 

@@ -37,6 +37,7 @@ def test_metric_names_match_what_the_sdk_exports() -> None:
         for name in ("accepted", "refused", "spooled", "delivered", "dead_lettered", "retries"):
             stats.add(name)
         stats.journeys("transactions", [{"stage": "started", "channel": "digital", "count": 1}])
+        stats.journeys("satisfaction", [{"rating": 5, "channel": "digital", "count": 1}])
         data = reader.get_metrics_data()
         exported = {
             prometheus_name(m.name, m.unit or "", isinstance(m.data, Sum) and m.data.is_monotonic)
@@ -61,13 +62,13 @@ def test_names_follow_the_conversion_rules() -> None:
 @needs_promtool
 def test_promtool_check_rules_accepts_the_file(tmp_path: Path) -> None:
     definition = tmp_path / "perf-sdk.toml"
-    definition.write_text("[targets]\ncompletion_rate = {min = 0.8}\n")
+    definition.write_text("[targets]\ncompletion_rate = {min = 0.8}\nuser_satisfaction = {min = 0.75}\n")
     out = tmp_path / "perf-sdk-rules.yml"
     args = ["alerts", "prometheus", "--output", str(out), "--definition", str(definition)]
     assert main([*args, "--selector", 'service_name="apply-for-a-licence"']) == 0
     result = _promtool("check", "rules", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
     assert 'perf_sdk_spool_oldest_age_seconds{service_name="apply-for-a-licence"}' in out.read_text()
 
 
@@ -130,3 +131,50 @@ def test_completion_rate_rule_only_with_a_target() -> None:
 def test_selector_with_braces_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alerts", "prometheus", "--selector", '{job="x"}']) == 2
     assert "without braces" in capsys.readouterr().err
+
+
+TARGET_TESTS = """\
+rule_files: [rules.yml]
+evaluation_interval: 30m
+tests:
+  - interval: 1h
+    input_series:
+      # per hour: 6 answers rated 5, 4 rated 1 (60% satisfied, below 75%)
+      - series: 'perf_sdk_satisfaction_total{job="svc", instance="a", rating="5", channel="digital"}'
+        values: '0+6x200'
+      - series: 'perf_sdk_satisfaction_total{job="svc", instance="a", rating="1", channel="digital"}'
+        values: '0+4x200'
+      # per hour: 10 digital starts, 9 completions (90%, above 80%)
+      - series: 'perf_sdk_transactions_total{job="svc", instance="a", stage="started", channel="digital"}'
+        values: '0+10x200'
+      - series: 'perf_sdk_transactions_total{job="svc", instance="a", stage="completed", channel="digital"}'
+        values: '0+9x200'
+    alert_rule_test:
+      - eval_time: 190h
+        alertname: PerfSdkSatisfactionBelowTarget
+        exp_alerts:
+          - exp_labels: {job: svc, instance: a, severity: warning}
+            exp_annotations:
+              summary: "user satisfaction below target"
+              description: "Answers rating the service 4 or 5 over the last 7 days are 60% of all answers, below the target of 75% in perf-sdk.toml. Run `perf-sdk check`: it also says when there are too few answers to tell."
+      - eval_time: 190h
+        alertname: PerfSdkCompletionRateBelowTarget
+        exp_alerts: []
+"""
+
+
+@needs_promtool
+def test_promtool_target_rules_fire_as_meant(tmp_path: Path) -> None:
+    """Satisfaction at 60% against a 75% target fires; a 90% completion rate against 80% does not."""
+    definition = parse_definition("[targets]\ncompletion_rate = {min = 0.8}\nuser_satisfaction = {min = 0.75}\n")
+    (tmp_path / "rules.yml").write_text(rules_yaml(prometheus_rules(definition=definition)))
+    (tmp_path / "tests.yml").write_text(TARGET_TESTS)
+    result = subprocess.run(
+        [str(PROMTOOL), "test", "rules", "tests.yml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

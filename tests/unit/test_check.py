@@ -113,6 +113,8 @@ def test_too_few_answers_in_a_month() -> None:
     (finding,) = report.findings
     assert finding.rule == "too_few_answers" and finding.label == "2026-02"
     assert "12 satisfaction answers in 2026-02: fewer than 30" in finding.message
+    # 12 of 12 satisfied: Wilson 75.8% .. 100%
+    assert "(its 95% interval runs from 75.8% to 100.0%)" in finding.message
 
 
 def test_spool_age(tmp_path: Path) -> None:
