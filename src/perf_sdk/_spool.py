@@ -382,6 +382,15 @@ def _move_aside(path: Path, *, apart: bool = False) -> Path | None:
     return target if moved else None
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path`` itself (not a link's target); None when missing."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 def _header(fd: int) -> bytes:
     """The parts of the SQLite header that never change while we hold the file: magic and application id."""
     head = os.pread(fd, 72, 0)
@@ -556,6 +565,8 @@ class Spool:
         self._fd = opened.fd
         self._conn = opened.conn
         self._header = _header(self._fd)
+        self._wal_path = Path(str(self.path) + "-wal")
+        self._wal = _identity(self._wal_path)
         #: The file never shrinks (no auto-vacuum): smaller than this, it was truncated under us.
         self._size_floor = os.fstat(self._fd).st_size
         self._reserve = self.path.with_suffix(".reserve")
@@ -608,6 +619,9 @@ class Spool:
         held = os.fstat(self._fd)
         if (st.st_dev, st.st_ino) != (held.st_dev, held.st_ino):
             self._lose("the file was replaced by another one", salvage=True)
+        if self._wal is not None and _identity(self._wal_path) != self._wal:
+            # SQLite keeps its -wal while a connection is open; without it, commits would go to a file no one sees.
+            self._lose("its write-ahead log (-wal) was deleted or replaced", salvage=True)
         if held.st_size < self._size_floor:
             self._lose(f"the file was truncated to {held.st_size} bytes ({self._size_floor} were committed)")
         if _header(self._fd) != self._header:

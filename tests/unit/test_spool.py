@@ -217,6 +217,14 @@ def test_a_replaced_or_deleted_spool_raises_and_hands_back_what_it_held(tmp_path
     fresh.close()
 
 
+def test_a_deleted_write_ahead_log_is_a_lost_spool_and_its_records_are_read_back(tmp_path: Path) -> None:
+    spool, segments = filled(tmp_path)  # the records are in the -wal, not yet in the file itself
+    os.unlink(str(spool.path) + "-wal")
+    with pytest.raises(SpoolLostError, match="write-ahead log") as info:
+        spool.append([("d/t", 1, body("after"))], 2.0)
+    assert info.value.salvaged == segments
+
+
 @pytest.mark.parametrize("how", ["truncated", "overwritten"])
 def test_a_truncated_or_overwritten_spool_raises_and_is_kept_aside(tmp_path: Path, how: str) -> None:
     spool, _ = filled(tmp_path)
