@@ -301,6 +301,7 @@ class _Charts:
         self.names = [_name(p, as_of) for p in self.periods]
         self.unit = {"financial-year": "financial year"}.get(report.kind, report.kind)
         self.x = _axis_labels(self.periods)
+        self.partial = [p.partial or p.end > as_of for p in self.periods]
 
     def completion_rate(self) -> str:
         return self._rate("completion_rate", "Digital completed", "Digital started")
@@ -318,6 +319,7 @@ class _Charts:
             self.x,
             lambda v: f"{v * 100:.0f}%",
             marks,
+            self.partial,
         )
         rows = [
             [n, _pct(p.kpi(key).value), _count(p.kpi(key).numerator), _count(p.kpi(key).denominator)]
@@ -346,6 +348,7 @@ class _Charts:
             [[p.ratings.get(r, 0) for r in RATINGS] for p in self.periods],
             _RATING_COLOURS,
             self.x,
+            self.partial,
         )
         rows = [
             [
@@ -381,7 +384,7 @@ class _Charts:
         name = KPI_NAMES[key]
         description = f"Bar chart of cost per transaction in pounds by {self.unit}. {self._summary(key)}"
         values = [None if (v := p.cost_per_transaction.value) is None else v / 100 for p in self.periods]
-        svg = bar_chart(f"{name}. {description}", values, self.x, _pounds_tick)
+        svg = bar_chart(f"{name}. {description}", values, self.x, _pounds_tick, self.partial)
         rows = [
             [
                 n,
@@ -409,7 +412,11 @@ class _Charts:
         summary = f"In {self.names[-1]}: {mix}." if total else f"No completed transactions in {self.names[-1]}."
         description = f"Stacked bar chart of completed transactions by channel, by {self.unit}. {summary}"
         svg = stacked_chart(
-            f"Channel mix. {description}", [[_channel(p, c) for c in channels] for p in self.periods], colours, self.x
+            f"Channel mix. {description}",
+            [[_channel(p, c) for c in channels] for p in self.periods],
+            colours,
+            self.x,
+            self.partial,
         )
         rows = []
         for n, p in zip(self.names, self.periods, strict=True):
@@ -463,13 +470,16 @@ class _Charts:
             + (f'<p class="note">{esc(note)}</p>' if note else "")
             + f'<figure class="chart">{svg}'
             + (f'<ul class="legend" aria-label="Key">{keys}</ul>' if keys else "")
-            + f"<figcaption>{esc(description)}</figcaption></figure>"
+            + f"<figcaption>{esc(description)}{_PARTIAL_NOTE if any(self.partial) else ''}</figcaption></figure>"
             f'<details class="data"><summary>{esc(name)}: the figures as a table</summary>'
             f'<div class="table-wrap" role="region" aria-labelledby="{slug}-caption" tabindex="0">'
             f'<table><caption id="{slug}-caption">{esc(name)} by {self.unit}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div></details>"
             "</section>"
         )
+
+
+_PARTIAL_NOTE: Final = " The last period is not over yet: it is drawn hollow or paler."
 
 
 def _pounds_tick(value: float) -> str:

@@ -91,8 +91,11 @@ def line_chart(
     x_labels: Sequence[str | None],
     fmt: Callable[[float], str],
     marks: Sequence[float] = (),
+    partial: Sequence[bool] = (),
 ) -> str:
     """A line of fractions (0..1, or above when completions outrun starts); gaps where unknown.
+
+    A ``partial`` period's point is hollow: its figure is still growing.
 
     ``marks``: change markers as positions in periods (2.5 is halfway through the third), drawn as dashed
     vertical lines; the page names them in text beside the chart.
@@ -113,7 +116,8 @@ def line_chart(
         x = x0 + w * (i + 0.5) / n
         y = y0 + h - h * v / top
         segment.append(f"{x:.1f},{y:.1f}")
-        dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if n <= 24 else 2.5}"/>')
+        hollow = ' fill="#fff" stroke-width="2"' if i < len(partial) and partial[i] else ""
+        dots.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if n <= 24 else 2.5}"{hollow}/>')
     if segment:
         segments.append(segment)
     parts.extend(
@@ -121,7 +125,7 @@ def line_chart(
         for s in segments
         if len(s) > 1
     )
-    parts.append(f'<g fill="{_BLUE}">{"".join(dots)}</g>')
+    parts.append(f'<g fill="{_BLUE}" stroke="{_BLUE}">{"".join(dots)}</g>')
     parts += _x_labels(x_labels)
     for position in marks:
         x = x0 + w * min(max(position, 0.0), n) / n
@@ -134,9 +138,13 @@ def line_chart(
 
 
 def bar_chart(
-    label: str, values: Sequence[float | None], x_labels: Sequence[str | None], fmt: Callable[[float], str]
+    label: str,
+    values: Sequence[float | None],
+    x_labels: Sequence[str | None],
+    fmt: Callable[[float], str],
+    partial: Sequence[bool] = (),
 ) -> str:
-    """One bar a period (unknown periods have none)."""
+    """One bar a period (unknown periods have none); a ``partial`` period's bar is an outline."""
     x0, y0, w, h = _plot()
     top = _nice_top([v for v in values if v is not None], 1.0)
     n = len(values)
@@ -148,7 +156,8 @@ def bar_chart(
         bw = w / n * 0.7
         x = x0 + w * i / n + (w / n - bw) / 2
         bh = h * v / top
-        bars.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}"/>')
+        hollow = f' fill="#fff" stroke="{_BLUE}" stroke-width="2"' if i < len(partial) and partial[i] else ""
+        bars.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}"{hollow}/>')
     parts.append(f'<g fill="{_BLUE}">{"".join(bars)}</g>')
     parts += _x_labels(x_labels)
     parts.append("</svg>")
@@ -160,8 +169,12 @@ def stacked_chart(
     columns: Sequence[Sequence[int]],
     colours: Sequence[str],
     x_labels: Sequence[str | None],
+    partial: Sequence[bool] = (),
 ) -> str:
-    """Each column's parts as shares of 100% (the first part at the bottom); empty columns stay empty."""
+    """Each column's parts as shares of 100% (the first part at the bottom); empty columns stay empty.
+
+    A ``partial`` period's column is paler, with a dashed outline.
+    """
     x0, y0, w, h = _plot()
     n = len(columns)
     parts = _open(label) + _y_axis(1.0, lambda v: f"{v * 100:.0f}%")
@@ -172,12 +185,18 @@ def stacked_chart(
         bw = w / n * 0.7
         x = x0 + w * i / n + (w / n - bw) / 2
         y = y0 + h
+        pale = ' fill-opacity="0.45"' if i < len(partial) and partial[i] else ""
         for part, colour in zip(column, colours, strict=True):
             if not part:
                 continue
             ph = h * part / total
             y -= ph
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{ph:.1f}" fill="{colour}"/>')
+            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw:.1f}" height="{ph:.1f}" fill="{colour}"{pale}/>')
+        if pale:
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y0:.1f}" width="{bw:.1f}" height="{h:.1f}" fill="none" '
+                f'stroke="{_TEXT}" stroke-width="1.5" stroke-dasharray="4 3"/>'
+            )
     parts += _x_labels(x_labels)
     parts.append("</svg>")
     return "".join(parts)

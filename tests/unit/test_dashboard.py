@@ -154,6 +154,8 @@ def test_partial_period_is_marked_and_not_the_headline() -> None:
     assert "April to June 2026 is not over yet." in page
     assert "April to June 2026 (partial)" in page
     assert "January to March 2026 at a glance" in page
+    assert "The last period is not over yet: it is drawn hollow or paler." in page
+    assert '<circle cx="' in page and 'fill="#fff" stroke-width="2"/>' in page  # the partial point is hollow
     assert report.periods
 
 
