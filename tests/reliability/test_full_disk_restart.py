@@ -110,6 +110,18 @@ def test_a_spool_that_cannot_be_created_takes_over_an_orphan_in_place(tmp_path: 
         heir.close()
 
 
+def test_a_full_disk_never_makes_another_users_spool_ours(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with small_disk(tmp_path / "disk", "8m") as directory:
+        orphan, _ = dead_spool_filling(directory)
+        for path in directory.iterdir():
+            if path.name.startswith(orphan.stem):
+                os.chown(path, 65534, 65534)  # planted by another user
+        with pytest.raises(Exception, match=r"full|No space"):
+            Spool(directory)  # no room of its own, and nothing it may take over
+        assert "belongs to uid 65534" in caplog.text
+        assert orphan.exists() and orphan.stat().st_uid == 65534
+
+
 def test_an_empty_spool_moves_into_an_orphan_it_has_no_room_to_copy(tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", "8m") as directory:
         orphan, written = dead_spool_filling(directory, most=1000)
