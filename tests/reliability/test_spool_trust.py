@@ -128,6 +128,21 @@ def test_a_spool_symlink_to_another_database_is_never_written(tmp_path: Path) ->
     assert (spool_dir / "host-2-bbbb0000.spool").is_symlink()  # left for the operator to see
 
 
+def test_the_spool_commands_never_write_through_a_link(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_sdk.cli import main
+
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    app_db = other_database(tmp_path / "app.db")
+    before = app_db.read_bytes()
+    (spool_dir / "host-3-cccc0000.spool").symlink_to(app_db)
+    for command in (["status"], ["dead"], ["replay-dead"]):
+        assert main(["spool", *command, "--spool-dir", str(spool_dir)]) == 0
+    assert "not trusted" in capsys.readouterr().out
+    assert app_db.read_bytes() == before
+    assert not list(tmp_path.glob("app.db-*"))
+
+
 def test_a_hard_link_to_another_file_is_not_adopted(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir(mode=0o700)

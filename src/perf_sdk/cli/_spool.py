@@ -19,7 +19,7 @@ from rich.table import Table
 
 from perf_sdk._config import ENV, resolve_spool_dir
 from perf_sdk._errors import ConfigurationError
-from perf_sdk._spool import SUFFIX, _connect, _migrate, inspect_spool_dir, replay_dead_in_dir
+from perf_sdk._spool import SUFFIX, _connect, _migrate, inspect_spool_dir, replay_dead_in_dir, trusted_spool_files
 
 
 def register(subparsers: Any) -> None:
@@ -136,7 +136,7 @@ def _status(args: argparse.Namespace) -> int:
 def _dead(args: argparse.Namespace) -> int:
     directory = _spool_dir(args)
     rows: list[dict[str, Any]] = []
-    for path in sorted(directory.glob(f"*{SUFFIX}")):
+    for path in trusted_spool_files(directory):  # never a link or another user's file (issue 12 item 3)
         conn = _connect(path)
         try:
             _migrate(conn)
