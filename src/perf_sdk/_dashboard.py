@@ -87,6 +87,13 @@ class PageContext:
     json_ld: Mapping[str, Any] | None = None
 
 
+def _start(iso: str) -> str:
+    try:
+        return long_date(date.fromisoformat(iso))
+    except ValueError:
+        return iso
+
+
 def _report_info(report: KpiReport) -> ServiceInfo:
     """Without a site: the definition's title and organisation, else the slug as given."""
     slug = report.service or "service"
@@ -150,6 +157,7 @@ def dashboard_html(report: KpiReport, context: PageContext | None = None) -> str
         f"<h1>{esc(title)}</h1>",
         f'<p class="meta">{esc(info.organisation)}</p>' if info.organisation else "",
         f'<p class="meta">{esc(info.description)}</p>' if info.description else "",
+        f'<p class="meta">Running since {esc(_start(info.start_date))}.</p>' if info.start_date else "",
         f'<p class="meta">{esc(span)}. Published on <time datetime="{published.isoformat()}">'
         f"{esc(long_date(published.date()))} at {published:%H:%M} UTC</time>.</p>",
         "</div></header>",

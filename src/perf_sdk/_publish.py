@@ -111,6 +111,7 @@ def _info(value: ServiceInfo | Mapping[str, Any] | str, slug: str) -> ServiceInf
         str(value.get("title") or fallback.title),
         str(value.get("organisation") or value.get("organization") or ""),
         str(value.get("description") or ""),
+        str(value.get("start_date") or ""),
     )
 
 
@@ -328,12 +329,17 @@ def publish(
             found.title or base.title,
             found.organisation or base.organisation,
             found.description or base.description,
+            base.start_date,
         )
     if len(counts) == 1 and (service_title or organisation or description):
         slug = next(iter(counts))
         base = infos.get(slug) or ServiceInfo.from_slug(slug)
         infos[slug] = ServiceInfo(
-            slug, service_title or base.title, organisation or base.organisation, description or base.description
+            slug,
+            service_title or base.title,
+            organisation or base.organisation,
+            description or base.description,
+            base.start_date,
         )
     if when is None:
         latest = max((c.data_dates()[-1] for c in counts.values() if c.data_dates()), default=None)

@@ -78,6 +78,8 @@ class ServiceInfo:
     title: str
     organisation: str = ""
     description: str = ""
+    #: When the service started taking transactions (ISO date), if known.
+    start_date: str = ""
 
     @staticmethod
     def from_slug(slug: str) -> ServiceInfo:

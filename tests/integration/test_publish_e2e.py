@@ -24,7 +24,12 @@ PUBLISHED = "2026-04-02T09:30:00Z"
 SERVICES = {
     "apply-for-a-licence": {"title": "Apply for a licence", "organisation": "Licensing Office"},
     "renew-a-permit": {"title": "Renew a permit", "organisation": "Permit Agency"},
-    "book-a-test": {"title": "Book a driving test", "organisation": "Driving Agency", "description": "Tests."},
+    "book-a-test": {
+        "title": "Book a driving test",
+        "organisation": "Driving Agency",
+        "description": "Tests.",
+        "start_date": "2024-04-01",
+    },
 }
 CHANNELS = ("digital", "phone", "paper", "face_to_face")
 
@@ -160,6 +165,7 @@ def test_the_platform_serves_the_site_live(platform: LocalPlatform) -> None:
         assert "Apply for a licence" in index.text and "Book a driving test" in index.text
         page = client.get("/performance/renew-a-permit/")
         assert page.status_code == 200 and "<h1>Renew a permit</h1>" in page.text
+        assert "Running since 1 April 2024." in client.get("/performance/book-a-test/").text
         assert client.get("/performance/renew-a-permit", follow_redirects=False).status_code == 308
         data = client.get("/performance/renew-a-permit/kpis.csv")
         assert data.headers["content-type"].startswith("text/csv")
@@ -172,4 +178,5 @@ def test_the_platform_serves_the_site_live(platform: LocalPlatform) -> None:
             "title": "Book a driving test",
             "organisation": "Driving Agency",
             "description": "Tests.",
+            "start_date": "2024-04-01",
         } in listing

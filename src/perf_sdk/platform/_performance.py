@@ -62,7 +62,13 @@ class _LiveSite:
         fallback = ServiceInfo.from_slug(slug)
         if found is None:
             return fallback
-        return ServiceInfo(slug, found.title or fallback.title, found.organisation or "", found.description or "")
+        return ServiceInfo(
+            slug,
+            found.title or fallback.title,
+            found.organisation or "",
+            found.description or "",
+            found.start_date.isoformat() if found.start_date else "",
+        )
 
     def _answer(self, request: httpx.Request) -> httpx.Response:
         """The read API's answer to one GET, from the store (the same query parser as the HTTP route)."""
@@ -115,7 +121,13 @@ def performance_app(store: Any, config: Any = None, clock: Callable[[], datetime
             groups = await run_in_threadpool(live.groups)
             return JSONResponse(
                 [
-                    {"data_group": g, "title": i.title, "organisation": i.organisation, "description": i.description}
+                    {
+                        "data_group": g,
+                        "title": i.title,
+                        "organisation": i.organisation,
+                        "description": i.description,
+                        "start_date": i.start_date or None,
+                    }
                     for g in groups
                     for i in (live.info(g),)
                 ]
