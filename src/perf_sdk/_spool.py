@@ -1068,6 +1068,7 @@ class Spool:
         if empty and _same_file(self.path, self._fd):
             _remove_db_files(self.path)
             _unlink_quietly(self._lock_path)
+        # Only after the connection: closing any descriptor of the file drops SQLite's POSIX locks on it.
         os.close(self._fd)
         os.close(self._lock_fd)
 
@@ -1159,10 +1160,18 @@ def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
 
 
 def trusted_spool_files(directory: Path) -> Iterator[Path]:
-    """The spool files in ``directory`` that are safe to open for writing (the others are logged and skipped)."""
+    """The spool files in ``directory`` that are safe to open for writing (the others are logged and skipped).
+
+    Checked with ``lstat``, not by opening: closing a descriptor of a database
+    would drop the POSIX locks SQLite holds on it elsewhere in this process.
+    """
     for path in _iter_spool_files(directory):
         try:
-            os.close(_open_checked(path))
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Untrusted(f"{path.name} is a symbolic link or not a regular file")
+            if st.st_uid != os.geteuid() or st.st_nlink != 1:
+                raise _Untrusted(f"{path.name} belongs to uid {st.st_uid} or has {st.st_nlink} links")
             _check_side_files(path)
         except _Untrusted as exc:
             logger.error("perf_sdk: skipping %s: %s", path.name, exc)
