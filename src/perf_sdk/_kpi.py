@@ -312,10 +312,15 @@ def _ratio(numerator: float, denominator: float) -> Kpi:
     return Kpi(numerator / denominator if denominator else None, numerator, denominator)
 
 
-def _share(numerator: float, denominator: float, what: str, of: str) -> Kpi:
-    """A ratio that is a share (at most 100%); above that it is flagged, never published."""
+def _share(numerator: float, denominator: float, what: str, of: str, *, flag_empty: bool = True) -> Kpi:
+    """A ratio that is a share (at most 100%); above that it is flagged, never published.
+
+    ``flag_empty=False`` leaves a share with no denominator merely unknown: a
+    channel that records completions only (phone, paper) has no completion rate,
+    and nothing is wrong with it.
+    """
     kpi = _ratio(numerator, denominator)
-    if numerator > denominator:
+    if numerator > denominator and (denominator or flag_empty):
         share = f" ({kpi.value * 100:.0f}%)" if kpi.value is not None else ""
         base = f"only {_count(denominator)} {of}" if denominator else f"no {of}"
         return Kpi(
@@ -460,8 +465,13 @@ class PeriodKpis:
     def flags(self) -> dict[str, str]:
         """KPI key -> why its figure is withheld, for every flagged KPI of the period."""
         out = {key: self.kpi(key).flag for key in _TRENDED if self.kpi(key).flag}
+        # the digital channel's rate is the headline completion rate: said once
         out.update(
-            {f"{c.channel}.completion_rate": c.completion_rate.flag for c in self.channels if c.completion_rate.flag}
+            {
+                f"{c.channel}.completion_rate": c.completion_rate.flag
+                for c in self.channels
+                if c.completion_rate.flag and c.channel != "digital"
+            }
         )
         out.update({o.key: o.kpi.flag for o in self.other if o.kpi.flag})
         return {k: v for k, v in out.items() if v}
@@ -685,7 +695,7 @@ def _period_kpis(
                 channel=ch,
                 started=t.started[ch],
                 completed=t.completed[ch],
-                completion_rate=_share(t.completed[ch], t.started[ch], "completions", "starts"),
+                completion_rate=_share(t.completed[ch], t.started[ch], "completions", "starts", flag_empty=False),
                 user_satisfaction=_ratio(ch_satisfied, ch_answers),
                 share=_ratio(t.completed[ch], completed_all),
             )

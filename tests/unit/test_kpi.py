@@ -398,3 +398,9 @@ def test_completions_without_any_start_are_flagged_too() -> None:
         p.completion_rate.flag is not None and "8 digital completions but no digital starts" in p.completion_rate.flag
     )
     assert p.digital_take_up.value == 1.0 and p.digital_take_up.flag is None
+
+
+def test_a_channel_with_completions_only_is_unknown_not_flagged() -> None:
+    c = counts({(D(2026, 1, 1), "started", "digital"): 10, (D(2026, 1, 1), "completed", "phone"): 30})
+    phone = next(ch for ch in only(compute_report(c, period="quarter")).channels if ch.channel == "phone")
+    assert (phone.completion_rate.value, phone.completion_rate.flag) == (None, None)

@@ -246,10 +246,17 @@ def _notes(report: KpiReport) -> list[str]:
     flagged = [(p, key, reason) for p in report.periods for key, reason in p.flags.items()]
     if flagged:
         lines += ["", "* Not shown: figures that cannot be right:"]
-        lines += [f"  {_label(p)} {KPI_NAMES.get(key, key)}: {reason}" for p, key, reason in flagged]
+        lines += [f"  {_label(p)} {_flag_name(key)}: {reason}" for p, key, reason in flagged]
     if any(p.partial for p in report.periods):
         lines += ["", "(partial): the period is not over yet; its figures will still change."]
     return lines
+
+
+def _flag_name(key: str) -> str:
+    """``completion_rate`` -> ``Completion rate``; ``phone.completion_rate`` -> ``Completion rate (phone)``."""
+    channel, _, kpi = key.rpartition(".")
+    name = KPI_NAMES.get(kpi, kpi)
+    return f"{name} ({channel.replace('_', ' ')})" if channel else name
 
 
 def format_table(report: KpiReport) -> str:
