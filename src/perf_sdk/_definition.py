@@ -449,10 +449,30 @@ _ALLOWED: Final[Mapping[str, Sequence[str]]] = {
 }
 
 
+_TABLE_EXAMPLES: Final[Mapping[str, str]] = {
+    "completion_rate": "completion_rate = {min = 0.80}",
+    "user_satisfaction": "user_satisfaction = {min = 0.75}",
+    "digital_take_up": "digital_take_up = {min = 0.60}",
+    "cost_per_transaction": "cost_per_transaction = {max_pence = 2500}",
+    "kpis": "one [kpis.<key>] table for each of the service's own KPIs",
+    "targets": "a [targets] table",
+    "checks": "a [checks] table",
+    "numerator": 'numerator = {data_type = "outcomes", where = {called = false}}',
+    "denominator": 'denominator = {data_type = "transactions", where = {stage = "completed"}}',
+    "of": 'of = {data_type = "decisions", field = "days"}',
+    "target": "target = {min = 0.9}",
+    "where": 'where = {stage = "completed"}',
+}
+
+
 def _hint(error: Mapping[str, Any], parts: Sequence[str]) -> str:
     """What to write instead, for the error kinds a person makes."""
     kind = str(error.get("type", ""))
     name = parts[-1] if parts else ""
+    if len(parts) > 1 and parts[-2] == "where":
+        return f'write text, a number or true/false (e.g. {name} = "done"), not {error.get("input")!r}'
+    if kind in ("dict_type", "model_type", "model_attributes_type", "tuple_type"):
+        return f"{name} must be a table: write {_TABLE_EXAMPLES.get(name, name + ' = {...}')}"
     if kind == "extra_forbidden":
         parent = list(parts[:-1])
         if len(parent) > 1 and parent[0] == "kpis":
@@ -505,9 +525,16 @@ def parse_definition(text: str, *, source: str = "perf-sdk.toml") -> Definition:
             keys = list(data.get("kpis", {}))
             loc[1] = keys[loc[1]] if loc[1] < len(keys) else loc[1]
         parts = [str(p) for p in loc if not str(p).startswith(("function-", "literal["))]
+        if "where" in parts[:-1]:  # a union's member names ("str", "int" ...) say nothing to a reader
+            parts = parts[: parts.index("where") + 2]
+        hint = _hint(first, parts)
+        if not parts:  # a rule over the whole file names its table in the message
+            m = re.match(r"(kpis\.[a-z0-9_]+):\s*(.*)", hint)
+            if m:
+                parts, hint = m.group(1).split("."), m.group(2)
         line = _line_of(text, parts)
         where = ".".join(parts) or "the file"
-        raise DefinitionError(source, line, f"{where}: {_hint(first, parts)}") from None
+        raise DefinitionError(source, line, f"{where}: {hint}") from None
 
 
 def load_definition(path: str | os.PathLike[str]) -> Definition:

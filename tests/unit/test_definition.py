@@ -176,6 +176,19 @@ def test_unknown_value_gives_unknown_verdict() -> None:
         ),
         ("[targets\n", 1, "not valid TOML"),
         ('[checks]\nmin_answers = "many"\n', 2, "write a number, without quotes"),
+        ("[targets]\ncompletion_rate = 0.8\n", 2, "must be a table: write completion_rate = {min = 0.80}"),
+        ("kpis = 3\n", 1, "write one [kpis.<key>] table"),
+        (
+            '[kpis.a_b]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\nof = {data_type = "o", where = {x = [1]}}\n',
+            6,
+            "where.x: write text, a number or true/false",
+        ),
+        (
+            'title = "x"\n\n[kpis.completion_rate]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\n'
+            'of = {data_type = "t"}\n',
+            3,
+            "that is one of the four; set its target in [targets]",
+        ),
     ],
 )
 def test_errors_name_the_line_and_what_to_write(text: str, line: int, words: str) -> None:
