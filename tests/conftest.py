@@ -10,6 +10,7 @@ import pytest
 
 import perf_sdk
 from tests.faultserver import FaultPlan, FaultServer
+from tests.platform_db import postgres_session, postgres_url  # noqa: F401 - fixtures for every folder
 
 SECRET = "test-secret-0123456789abcdef"
 TOKEN = "test-token"

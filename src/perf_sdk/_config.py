@@ -43,6 +43,7 @@ COMMAND_ENV: Final = {
     "definition": "PERF_SDK_DEFINITION",
     "webhook_url": "PERF_SDK_WEBHOOK_URL",
     "webhook_token": "PERF_SDK_WEBHOOK_TOKEN",
+    "platform_db": "PERF_SDK_PLATFORM_DB",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -30,12 +30,19 @@ def register(subparsers: Any) -> None:
         help="run the local Performance Platform (write + read API) for development and demos",
         description=(
             "Serve the Performance Platform write API (POST/PUT /data/<group>/<type>) and read API "
-            "(GET /data/<group>/<type>?group_by=...&period=...) backed by SQLite."
+            "(GET /data/<group>/<type>?group_by=...&period=...) backed by SQLite, or by PostgreSQL "
+            "with --db postgresql://... (pip install 'perf-sdk[postgres]')."
         ),
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000; 0 picks a free one)")
-    p.add_argument("--db", help="SQLite file to keep the data in (default: in memory, lost at exit)")
+    p.add_argument(
+        "--db",
+        help=(
+            "where to keep the data: a SQLite file, or a postgresql://user@host/db URL (migrated at start) "
+            "(default: $PERF_SDK_PLATFORM_DB, else in memory, lost at exit)"
+        ),
+    )
     auth = p.add_mutually_exclusive_group()
     auth.add_argument(
         "--token",
@@ -67,6 +74,17 @@ def export_block(url: str, tokens: dict[str, str], service: str, secret: str, *,
     return lines
 
 
+def _storage(db: str | None) -> str:
+    """Where the data is kept, as printed: a URL without its password."""
+    if not db:
+        return "in memory (lost at exit; keep it with --db PATH or --db postgresql://...)"
+    if "://" in db:
+        from perf_sdk.platform._postgres import redact
+
+        return redact(db)
+    return db
+
+
 def run(args: argparse.Namespace) -> int:
     from perf_sdk.platform import create_app  # needs the platform extra
     from perf_sdk.platform._datasets import load_config
@@ -80,10 +98,11 @@ def run(args: argparse.Namespace) -> int:
         token = args.token or env_value("token")
         if not token:
             token, generated = secrets.token_urlsafe(24), True
+    db = args.db or env_value("platform_db")
     if config is not None:
-        app = create_app(db=args.db or ":memory:", config=config)
+        app = create_app(db=db or ":memory:", config=config)
     else:
-        app = create_app(db=args.db or ":memory:", token=token)
+        app = create_app(db=db or ":memory:", token=token)
 
     try:
         family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)[0][0]
@@ -95,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{host}:{port}"
 
     print(f"perf-sdk: Performance Platform listening on {url}")
-    print(f"  storage: {args.db or 'in memory (lost at exit; keep it with --db PATH)'}")
+    print(f"  storage: {_storage(db)}")
     if config is not None and tokens:
         print(f"  data sets: {', '.join(sorted(tokens))} (from {args.tokens_file})")
         example_set, example_token = sorted(tokens.items())[0]

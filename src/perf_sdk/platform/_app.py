@@ -44,7 +44,7 @@ from perf_sdk import _csv
 from perf_sdk._errors import ConfigurationError
 from perf_sdk._version import __version__
 from perf_sdk.platform import _periods
-from perf_sdk.platform._backend import Backend
+from perf_sdk.platform._backend import Backend, open_backend
 from perf_sdk.platform._datasets import DataSetConfig, PlatformConfig
 from perf_sdk.platform._openapi import openapi_spec
 from perf_sdk.platform._performance import performance_app
@@ -57,7 +57,7 @@ from perf_sdk.platform._query import (
     shift_to_data,
     too_much,
 )
-from perf_sdk.platform._store import InvalidRecords, Store, prepare
+from perf_sdk.platform._store import InvalidRecords, prepare
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DECOMPRESSED_BYTES", "create_app", "render_csv", "render_json"]
 
@@ -457,7 +457,8 @@ def create_app(
     (``{"group/type": token}``: only those data sets exist) or ``config`` (a
     :class:`~perf_sdk.platform._datasets.PlatformConfig` or the mapping of a
     data-set configuration file: tokens, per-data-set settings, services'
-    metadata). ``db`` is a SQLite file, created if missing, or ``":memory:"``.
+    metadata). ``db`` is a SQLite file, created if missing, ``":memory:"``, or a
+    ``postgresql://`` URL (the ``postgres`` extra; migrations applied at start).
     ``read_limits`` bounds the work of one read (a 400 past it); ``clock``
     (default: the system's, in UTC) dates writes and anchors relative reads.
     ``backend`` replaces the SQLite store made from ``db`` with another
@@ -470,7 +471,7 @@ def create_app(
     settings = _platform_config(token, tokens, config)
     if max_body_bytes < 1 or max_decompressed_bytes < 1:
         raise ConfigurationError("max_body_bytes and max_decompressed_bytes must be positive")
-    store: Backend = backend if backend is not None else Store(db)
+    store: Backend = backend if backend is not None else open_backend(db)
     platform = _Platform(store, settings, max_body_bytes, max_decompressed_bytes, clock or _utc_now, read_limits)
     for group, type_ in settings.data_sets:
         store.create(group, type_)

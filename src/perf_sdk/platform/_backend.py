@@ -20,12 +20,14 @@ language (``_query.py``: parsing, shaping) are shared, not per backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
+from perf_sdk._errors import ConfigurationError
 from perf_sdk.platform._query import ReadLimits, ReadQuery
-from perf_sdk.platform._store import Prepared
+from perf_sdk.platform._store import Prepared, Store
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "open_backend"]
 
 
 class Backend(Protocol):
@@ -70,3 +72,21 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release every connection."""
         ...
+
+
+def open_backend(db: str | Path) -> Backend:
+    """The backend ``db`` names: a ``postgresql://`` URL (the ``postgres`` extra), else a SQLite file or ``:memory:``.
+
+    PostgreSQL's module is imported only for a URL, so SQLite users need no driver.
+    Another ``scheme://`` is refused rather than taken for a file name.
+    """
+    if isinstance(db, str) and "://" in db:
+        scheme = db.split("://", 1)[0].lower()
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigurationError(
+                f"--db: {scheme}:// is not a database perf-sdk serves from: give a postgresql:// URL or a SQLite file"
+            )
+        from perf_sdk.platform._postgres import PostgresStore
+
+        return PostgresStore(db)
+    return Store(db)

@@ -85,9 +85,9 @@ class Client:
         return response.json()["message"]  # type: ignore[no-any-return]
 
 
-def _client(**settings: Any) -> Iterator[Client]:
+def _client(db: str = ":memory:", **settings: Any) -> Iterator[Client]:
     clock = Clock()
-    app = create_app(config=_config(**settings), clock=clock)
+    app = create_app(db=db, config=_config(**settings), clock=clock)
     with TestClient(app) as http:
         client = Client(http, clock)
         client.write(RECORDS)
@@ -96,13 +96,13 @@ def _client(**settings: Any) -> Iterator[Client]:
 
 
 @pytest.fixture
-def raw() -> Iterator[Client]:
-    yield from _client(raw_queries_allowed=True)
+def raw(platform_db: str) -> Iterator[Client]:
+    yield from _client(platform_db, raw_queries_allowed=True)
 
 
 @pytest.fixture
-def strict() -> Iterator[Client]:
-    yield from _client(raw_queries_allowed=False)
+def strict(platform_db: str) -> Iterator[Client]:
+    yield from _client(platform_db, raw_queries_allowed=False)
 
 
 # ------------------------------------------------------------------ filters

@@ -343,16 +343,17 @@ def test_rollup_and_row_table_answer_alike(loaded: Platform, query: str, monkeyp
     loaded.write([{"_id": "untimed", "stage": "started", "channel": "paper", "count": 7}])
     loaded.write([RECORDS[0] | {"count": 30}])  # an upsert the rollup must follow
     served = []
-    real = _store.Store._rollup_serves
+    backend = type(loaded.client.app.state.store)  # type: ignore[attr-defined]
+    real = backend._rollup_serves
 
     def spy(self: _store.Store, *args: Any) -> bool:
         served.append(real(self, *args))
         return served[-1]
 
-    monkeypatch.setattr(_store.Store, "_rollup_serves", spy)
+    monkeypatch.setattr(backend, "_rollup_serves", spy)
     from_rollup = loaded.data(query)
     assert served == [True]
-    monkeypatch.setattr(_store.Store, "_rollup_serves", lambda *args: False)
+    monkeypatch.setattr(backend, "_rollup_serves", lambda *args: False)
     assert loaded.data(query) == from_rollup
 
 

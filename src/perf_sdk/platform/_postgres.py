@@ -1,0 +1,850 @@
+"""The platform's PostgreSQL storage: records plus an exact hourly rollup, for several processes and hosts.
+
+Chosen by URL (``perf-sdk serve --db postgresql://user@host/db`` or
+``PERF_SDK_PLATFORM_DB``); needs the ``postgres`` extra (psycopg 3 and
+psycopg-pool). The schema follows the SQLite store's ideas (``_store.py``):
+
+``records(ds, ts, seq, k, id, body, dims)``
+    One row per record. ``k`` is the ``_id`` as UTF-8 bytes (the primary key
+    with ``ds``), or for an ``_id`` longer than :data:`KEY_BYTES` bytes a
+    marker byte and its SHA-256, the full ``_id`` then kept in ``id`` (NULL
+    otherwise, so the usual 32-character id is stored once). Bytes, not
+    text: an ``_id`` may hold characters PostgreSQL text cannot (NUL), and
+    byte order is the code-point order SQLite sorts ``_id`` by. ``seq``
+    orders records of one time as SQLite's ``rowid`` does: the batch's number
+    (one ``nextval`` per write) times 2**24 plus the record's place in it, so
+    records keep the order they were sent in although they are inserted in
+    key order.
+``rollup(ds, hour, key, dims, n)``
+    How many records of a data set fall in each UTC hour with exactly the same
+    rollup content ``dims``; ``key`` is its SHA-256 (an index over long text
+    would have a size limit).
+``wide_fields``, ``datasets``
+    As in SQLite.
+
+Exact under concurrent writers (several ``serve`` processes, several hosts),
+without a lock on the data set. A write, in one transaction:
+
+1. takes a ``KEY SHARE`` lock on the data set's row (writers share it; ``PUT
+   []`` and ``DELETE`` take ``FOR UPDATE`` and so wait for writers and block
+   new ones);
+2. inserts the batch's records sorted by key, ``ON CONFLICT DO NOTHING
+   RETURNING k``: what comes back is new (count +1 in the rollup). An
+   ``_id`` another transaction is inserting makes this wait for it to end;
+3. locks the rows that already existed (``SELECT ... ORDER BY k FOR
+   UPDATE``): under the lock the old version is the one this transaction
+   replaces, so its rollup content is subtracted exactly once (-1 old, +1
+   new; an unchanged record is not rewritten at all). A row deleted in the
+   meantime goes back to step 2;
+4. applies the rollup deltas in one statement, sorted by (hour, key), and
+   deletes rows that reach zero; then the data set's last write time.
+
+Every transaction locks records in key order, then rollup rows in key order,
+then the data set's row, so writers do not deadlock one another; a deadlock
+with ``PUT []`` or a serialization failure is retried. Reads run in a
+read-only ``REPEATABLE READ`` transaction (one snapshot for the span and the
+aggregate) with server-side cursors, so a large answer is refused by
+:class:`~perf_sdk.platform._query.ReadLimits` as it streams, not after it is
+all in memory.
+
+Migrations are versioned (``schema_migrations``) and applied at start under an
+advisory lock, so two processes starting at once apply each exactly once;
+``perf-sdk platform migrate --db URL`` applies them on its own. A URL's
+password never appears in an error, a log line or a repr (:func:`redact`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from perf_sdk._errors import ConfigurationError
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ConfigurationError(
+        f"a PostgreSQL platform database needs {exc.name or 'psycopg'}: pip install 'perf-sdk[postgres]'"
+    ) from exc
+
+from perf_sdk._protocol import KEY_RE
+from perf_sdk.platform import _periods, _query
+from perf_sdk.platform._query import DEFAULT_LIMITS, SENTINEL_HOUR, QueryError, ReadLimits, ReadQuery
+from perf_sdk.platform._store import Prepared
+
+__all__ = ["KEY_BYTES", "MIGRATIONS", "PostgresStore", "first_line", "is_postgres_url", "migrate", "redact"]
+
+#: ``_id``s up to this many UTF-8 bytes are their own key; longer ones are hashed.
+KEY_BYTES: Final = 64
+_LONG_MARK: Final = b"\xff"  # never a byte of UTF-8, so a hashed key never equals a plain one
+_U: Final = _periods.US_PER_HOUR
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**63 - 1
+#: Advisory lock held while migrating (any constant unique to perf_sdk).
+_MIGRATION_LOCK: Final = 0x70657266_73646B31 - 2**63
+_RETRIES: Final = 8
+_UNBOUNDED: Final = ReadLimits(periods=2**62, cells=2**62, records=2**62, bytes=2**62)
+
+#: (version, what it does, statements). Append only: a released migration never changes.
+MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
+    (
+        1,
+        "data sets, records, hourly rollup, wide fields",
+        (
+            """CREATE TABLE datasets (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                updated bigint,
+                grp text NOT NULL,
+                typ text NOT NULL,
+                UNIQUE (grp, typ)
+            )""",
+            """CREATE TABLE records (
+                ds bigint NOT NULL,
+                ts bigint,
+                seq bigint NOT NULL,
+                k bytea NOT NULL,
+                id bytea,
+                body text NOT NULL,
+                dims text,
+                PRIMARY KEY (ds, k)
+            )""",
+            "CREATE SEQUENCE records_batch",
+            "CREATE INDEX records_by_ts ON records (ds, ts NULLS FIRST, seq)",
+            """CREATE TABLE rollup (
+                ds bigint NOT NULL,
+                hour bigint NOT NULL,
+                n bigint NOT NULL,
+                key bytea NOT NULL,
+                dims text NOT NULL,
+                PRIMARY KEY (ds, hour, key)
+            ) WITH (fillfactor = 70)""",
+            """CREATE TABLE wide_fields (
+                ds bigint NOT NULL,
+                field text NOT NULL,
+                PRIMARY KEY (ds, field)
+            )""",
+        ),
+    ),
+)
+
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def is_postgres_url(db: object) -> bool:
+    """Whether ``db`` names a PostgreSQL database (``postgresql://`` or ``postgres://``), not a SQLite file."""
+    return isinstance(db, str) and db.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (and without a ``password=`` parameter), for messages and logs."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+        query = "&".join(
+            "password=***" if item.split("=", 1)[0].lower() == "password" else item
+            for item in parts.query.split("&")
+            if item
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "postgresql://***"
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply the migrations ``conn``'s database lacks, in order, in one transaction; the versions applied.
+
+    Holds an advisory lock while it works, so processes starting together
+    apply each migration once. A database migrated by a newer perf_sdk (a
+    version this one does not know) is refused: its schema may not be what
+    this code writes.
+    """
+    latest = MIGRATIONS[-1][0]
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {int(row[0]) for row in conn.execute("SELECT version FROM schema_migrations")}
+        if done and max(done) > latest:
+            raise ConfigurationError(
+                f"the platform database's schema is at version {max(done)}, newer than this perf-sdk knows "
+                f"({latest}): upgrade perf-sdk"
+            )
+        for version, name, statements in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+            applied.append(version)
+    return applied
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+class _Params:
+    """Named query parameters, so that SQL built in pieces keeps each value beside its placeholder."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, value: Any, cast: str = "") -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"%({name})s{'::' + cast if cast else ''}"
+
+
+def _field(col: str, name: str) -> str:
+    """The field as JSON (``json`` keeps the stored text: ``1.0`` stays a real, ``1`` an integer)."""
+    assert KEY_RE.fullmatch(name.lower()), name  # ASCII letters, digits, _: safe to quote
+    return f"({col}->'{name}')"
+
+
+def _type(col: str, name: str) -> str:
+    return f"json_typeof({_field(col, name)})"
+
+
+def _text(col: str, name: str) -> str:
+    assert KEY_RE.fullmatch(name.lower()), name
+    return f"({col}->>'{name}')"
+
+
+def _is_int(col: str, name: str) -> str:
+    return f"({_type(col, name)} = 'number' AND {_text(col, name)} !~ '[.eE]')"
+
+
+def _is_real(col: str, name: str) -> str:
+    return f"({_type(col, name)} = 'number' AND {_text(col, name)} ~ '[.eE]')"
+
+
+def _jvalue(col: str, name: str) -> str:
+    """The value as JSON text, NULL when absent or null (one encoder wrote every body: one text per value)."""
+    return f"(CASE WHEN {_type(col, name)} = 'null' THEN NULL ELSE {_field(col, name)}::text END)"
+
+
+def _present(col: str, name: str) -> str:
+    return f"(coalesce({_type(col, name)}, 'null') <> 'null')"
+
+
+def _json(col: str) -> str:
+    """Stored JSON text as ``json`` for reading fields.
+
+    PostgreSQL cannot turn ``\\u0000`` into text and refuses the whole
+    document when a field of it is read, so an escaped NUL is read as U+FFFD
+    (listed records come back exactly: they are decoded in Python).
+    """
+    return f"replace({col}, '\\u0000', '\\ufffd')::json"
+
+
+def _encoded(text: str) -> str:
+    """A string as :func:`_json` sees the stored JSON (the store's encoder: ASCII, escapes)."""
+    return json.dumps(text).replace("\\u0000", "\\ufffd")
+
+
+def _number(text: str) -> int | float | None:
+    return _query._number(text)
+
+
+def _filter(col: str, name: str, wanted: str, p: _Params) -> str:
+    # Strings compare as stored JSON text: no unescaping (PostgreSQL text cannot hold \u0000).
+    alternatives = [f"({_field(col, name)}::text = {p(_encoded(wanted))})"]
+    number = _number(wanted)
+    if number is not None:
+        cast = "numeric" if isinstance(number, int) else "float8"
+        value = f"(CASE WHEN {_type(col, name)} = 'number' THEN {_text(col, name)}::{cast} END)"
+        alternatives.append(f"({value} = {p(number, cast)})")
+    if wanted in ("true", "false"):
+        alternatives.append(f"({_field(col, name)}::text = '{wanted}')")
+    return "(" + " OR ".join(alternatives) + ")"
+
+
+def _prefix(col: str, name: str, prefix: str, p: _Params) -> str:
+    # JSON escaping maps each character to a fixed sequence (a prefix code), so a
+    # string starts with ``prefix`` exactly when its stored text starts with the
+    # encoded prefix (opening quote included, closing quote left off).
+    encoded = _encoded(prefix)[:-1]
+    return f"(left({_field(col, name)}::text, {len(encoded)}) = {p(encoded)})"
+
+
+def _field_filters(query: ReadQuery, col: str, p: _Params) -> list[str]:
+    where = [_filter(col, name, wanted, p) for name, wanted in query.filter_by if name != "_id"]
+    where += [_prefix(col, name, prefix, p) for name, prefix in query.filter_by_prefix]
+    return where
+
+
+def _id_filters(query: ReadQuery, col: str, p: _Params) -> list[str]:
+    return [f"{col} = {p(_key(wanted))}" for name, wanted in query.filter_by if name == "_id"]
+
+
+def _time_bounds(query: ReadQuery, col: str, unit: int) -> list[str]:
+    where: list[str] = []
+    if query.start_at is not None:
+        where.append(f"{col} >= {_periods.to_us(query.start_at) // unit}")
+    if query.end_at is not None:
+        where.append(f"{col} {'<=' if query.inclusive else '<'} {_periods.to_us(query.end_at) // unit}")
+    return where
+
+
+def _source_where(query: ReadQuery, source: _query.Source, dataset: int, p: _Params) -> list[str]:
+    where = [f"r.ds = {int(dataset)}"]
+    where += _time_bounds(query, f"r.{source.time}", source.unit)
+    if source.rollup and (query.start_at is not None or query.end_at is not None):
+        where.append(f"r.hour > {SENTINEL_HOUR}")
+    if not source.rollup:
+        where += _id_filters(query, "r.k", p)
+    return where
+
+
+def aggregate_sql(
+    query: ReadQuery, source: _query.Source, dataset: int, periods: Sequence[tuple[int, int]] | None
+) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL's version of :func:`perf_sdk.platform._query.aggregate_sql`: the same columns, so that
+    :func:`~perf_sdk.platform._query.shape` reads both.
+
+    Periods are contiguous, so a record's period is ``width_bucket`` over their
+    edges (one range scan, not a join per period). The inner query folds
+    identical stored texts per period before any JSON is parsed.
+    """
+    p = _Params()
+    where = _source_where(query, source, dataset, p)
+    if periods is not None:
+        edges = [lo for lo, _ in periods] + [periods[-1][1]]
+        assert all(periods[i][1] == periods[i + 1][0] for i in range(len(periods) - 1)), "periods are contiguous"
+        idx = f"width_bucket(r.{source.time}, {p(edges, 'bigint[]')}) - 1"
+        where += [f"r.{source.time} >= {edges[0]}", f"r.{source.time} < {edges[-1]}"]
+    else:
+        idx = "0"
+    weight = f"SUM(r.{source.weight})::bigint" if source.rollup else "COUNT(*)"
+    inner = (
+        f"SELECT {idx} AS idx, r.{source.data} AS d, {weight} AS n FROM {source.table} AS r "
+        f"WHERE {' AND '.join(where)} GROUP BY 1, 2"
+    )
+    outer_where = _field_filters(query, "d", p)
+    cols = ["idx"]
+    for name in query.group_by:
+        cols.append(_jvalue("d", name))
+        outer_where.append(_present("d", name))
+    cols.append("SUM(n)")
+    for name in dict.fromkeys(c.field for c in query.collect):
+        jv = _jvalue("d", name)
+        t = _type("d", name)
+        cols += [
+            f"SUM(CASE WHEN {_is_int('d', name)} THEN {_text('d', name)}::numeric * n END)",
+            f"SUM(CASE WHEN {_is_real('d', name)} THEN {_text('d', name)}::float8 * n END)",
+            f"SUM(CASE WHEN {t} = 'number' THEN n END)",
+            f"SUM(CASE WHEN {t} <> 'null' THEN n END)",
+            f"SUM(CASE WHEN {t} = 'string' THEN n END)",
+            f"(json_agg(DISTINCT {jv}) FILTER (WHERE {jv} IS NOT NULL))::text",
+        ]
+    where_sql = f" WHERE {' AND '.join(outer_where)}" if outer_where else ""
+    group = ", ".join(str(i) for i in range(1, len(query.group_by) + 2))
+    sql = (
+        f"SELECT {', '.join(cols)} FROM (SELECT idx, {_json('d')} AS d, n FROM ({inner}) AS i) AS o"
+        f"{where_sql} GROUP BY {group}"
+    )
+    return sql, p.values
+
+
+def span_sql(query: ReadQuery, source: _query.Source, dataset: int) -> tuple[str, dict[str, Any]]:
+    """First and last stored time (``source`` units) of the records ``query`` would read."""
+    p = _Params()
+    t = f"r.{source.time}"
+    where = [*_source_where(query, source, dataset, p), f"{t} IS NOT NULL"]
+    if source.rollup:
+        where.append(f"{t} > {SENTINEL_HOUR}")
+    data = _json(f"r.{source.data}")
+    where += _field_filters(query, data, p)
+    where += [_present(data, name) for name in query.group_by]
+    return f"SELECT MIN({t}), MAX({t}) FROM {source.table} AS r WHERE {' AND '.join(where)}", p.values
+
+
+def records_sql(query: ReadQuery, dataset: int, cap: int | None = None) -> tuple[str, dict[str, Any]]:
+    """A plain query's rows ``(k, id, ts, body)`` in SQLite's order (NULL times first, then insertion)."""
+    p = _Params()
+    where = [f"r.ds = {int(dataset)}", *_time_bounds(query, "r.ts", 1), *_id_filters(query, "r.k", p)]
+    body = _json("r.body")
+    where += _field_filters(query, body, p)
+    order = "r.ts ASC NULLS FIRST, r.seq"
+    if query.sort_by is not None:
+        name, descending = query.sort_by
+        d = "DESC" if descending else "ASC"
+        if name == "_timestamp":
+            order = f"r.ts {d} NULLS {'LAST' if descending else 'FIRST'}, r.seq"
+        elif name == "_id":
+            order = f"coalesce(r.id, r.k) {d}"
+        else:
+            # SQLite's order of json_extract: NULL, then numbers and booleans (as 1 and 0), then text.
+            col = body
+            t = _type(col, name)
+            rank = f"(CASE WHEN {t} IN ('number', 'boolean') THEN 1 WHEN {t} = 'string' THEN 2 ELSE 0 END)"
+            num = (
+                f"(CASE WHEN {t} = 'number' THEN {_text(col, name)}::numeric "
+                f"WHEN {t} = 'boolean' THEN ({_field(col, name)}::text = 'true')::int END)"
+            )
+            txt = f"(CASE WHEN {t} = 'string' THEN {_text(col, name)} END) COLLATE \"C\""
+            order = f"{rank} {d}, {num} {d}, {txt} {d}, r.ts ASC NULLS FIRST, r.seq"
+    sql = f"SELECT r.k, r.id, r.ts, r.body FROM records AS r WHERE {' AND '.join(where)} ORDER BY {order}"
+    limits = [n for n in (query.limit, cap) if n is not None]
+    if limits:
+        sql += f" LIMIT {int(min(limits))}"
+    return sql, p.values
+
+
+def _plain(value: Any) -> Any:
+    """PostgreSQL's sums (numeric) as SQLite gives them: an int, a float past 64 bits."""
+    if isinstance(value, Decimal):
+        whole = int(value)
+        return whole if _MIN_INT <= whole <= _MAX_INT else float(value)
+    return value
+
+
+def _rows(cursor: Iterable[Sequence[Any]]) -> Iterator[list[Any]]:
+    for row in cursor:
+        yield [_plain(v) for v in row]
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def _key(rid: str) -> bytes:
+    raw = rid.encode("utf-8", "surrogatepass")
+    return raw if len(raw) <= KEY_BYTES else _LONG_MARK + hashlib.sha256(raw).digest()
+
+
+def _rollup_key(dims: str) -> bytes:
+    return hashlib.sha256(dims.encode("utf-8", "surrogatepass")).digest()
+
+
+def _content(ts: int | None, body: str, dims: str | None) -> tuple[int, str]:
+    """A record's rollup cell: its hour and rollup content."""
+    return (SENTINEL_HOUR if ts is None else ts // _U), (dims if dims is not None else body)
+
+
+class _Row:
+    """One record of a batch as the database stores it."""
+
+    __slots__ = ("body", "dims", "id", "k", "pos", "ts")
+
+    def __init__(self, record: Prepared, pos: int) -> None:
+        self.pos = pos
+        raw = record.id.encode("utf-8", "surrogatepass")
+        self.k = _key(record.id)
+        self.id = raw if len(raw) > KEY_BYTES else None
+        self.ts = record.ts
+        self.body = record.body
+        self.dims = record.dims
+
+
+def _columns(rows: Sequence[_Row]) -> tuple[list[Any], ...]:
+    return (
+        [r.k for r in rows],
+        [r.id for r in rows],
+        [r.ts for r in rows],
+        [r.body for r in rows],
+        [r.dims for r in rows],
+    )
+
+
+#: Records in a batch at most (the rest of ``seq``); a 10 MB body holds fewer.
+_BATCH_SPAN: Final = 2**24
+_INSERT: Final = (
+    "INSERT INTO records (ds, seq, k, id, ts, body, dims) "
+    f"SELECT %s, b.n * {_BATCH_SPAN} + u.pos, u.k, u.id, u.ts, u.body, u.dims "
+    "FROM (SELECT nextval('records_batch') AS n) AS b, "
+    "unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::text[], %s::text[], %s::bigint[]) "
+    "AS u(k, id, ts, body, dims, pos) "
+    "ORDER BY u.k ON CONFLICT (ds, k) DO NOTHING RETURNING k"
+)
+_LOCK_EXISTING: Final = (
+    "SELECT k, ts, body, dims FROM records WHERE ds = %s AND k = ANY(%s::bytea[]) ORDER BY k FOR UPDATE"
+)
+_UPDATE: Final = (
+    "UPDATE records AS r SET id = u.id, ts = u.ts, body = u.body, dims = u.dims "
+    "FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[], %s::text[], %s::text[]) AS u(k, id, ts, body, dims) "
+    "WHERE r.ds = %s AND r.k = u.k"
+)
+_ROLLUP_ADD: Final = (
+    "INSERT INTO rollup AS r (ds, hour, key, dims, n) "
+    "SELECT %s, u.hour, u.key, u.dims, u.n "
+    "FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::bigint[]) AS u(hour, key, dims, n) "
+    "ORDER BY u.hour, u.key ON CONFLICT (ds, hour, key) DO UPDATE SET n = r.n + excluded.n "
+    "RETURNING hour, key, n"
+)
+_ROLLUP_DROP: Final = (
+    "DELETE FROM rollup WHERE ds = %s AND n <= 0 AND (hour, key) IN (SELECT * FROM unnest(%s::bigint[], %s::bytea[]))"
+)
+
+
+class PostgresStore:
+    """Every data set of one platform, in one PostgreSQL database (see the module docstring).
+
+    ``url`` is a libpq URL (``postgresql://user@host:5432/db``; a password in it
+    or in ``PGPASSWORD``/``~/.pgpass``). ``pool_size`` connections at most per
+    process (Starlette's thread pool runs the requests). Migrations are applied
+    on construction. Safe to share between threads and processes.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
+        if not is_postgres_url(url):
+            raise ConfigurationError(f"--db: {redact(url)!r} is not a postgresql:// URL")
+        self._url = url
+        self.display = redact(url)
+        self._timeout = connect_timeout
+        self._closed = False
+        self._ping_lock = threading.Lock()
+        self._ping_conn: psycopg.Connection[Any] | None = None
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(connect_timeout))) as conn:
+                migrate(conn)
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"--db: cannot use the PostgreSQL database {self.display}: {first_line(exc)}"
+            ) from None
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(1, pool_size),
+            kwargs={"autocommit": True},
+            timeout=60.0,
+            name="perf-sdk-platform",
+            open=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.display!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``work`` in one transaction, again if PostgreSQL chose it as a deadlock's victim."""
+        for attempt in range(_RETRIES):
+            try:
+                with self._conn() as conn, conn.transaction():
+                    return work(conn)
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _reader(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection in a read-only snapshot (the SQLite store's name, for tests that look inside)."""
+        with self._snapshot() as conn:
+            yield conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+        with self._ping_lock:
+            if self._ping_conn is not None:
+                self._ping_conn.close()
+                self._ping_conn = None
+
+    def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1``.
+
+        On a connection of its own, outside the pool: a readiness check must
+        not wait for a connection that long reads hold, and must notice a
+        database that went away (the connection is then opened afresh).
+        """
+        if self._closed:
+            return False
+        with self._ping_lock:
+            try:
+                if self._ping_conn is None or self._ping_conn.closed:
+                    self._ping_conn = psycopg.connect(
+                        self._url, autocommit=True, connect_timeout=max(1, int(self._timeout))
+                    )
+                row = self._ping_conn.execute("SELECT 1").fetchone()
+                return row == (1,)
+            except psycopg.Error:
+                if self._ping_conn is not None:
+                    self._ping_conn.close()
+                self._ping_conn = None
+                return False
+
+    # ------------------------------------------------------------------ data sets
+
+    @staticmethod
+    def _dataset(conn: psycopg.Connection[Any], group: str, type_: str, lock: str) -> int:
+        """The data set's id under ``lock`` (``KEY SHARE`` or ``UPDATE``), creating it if needed."""
+        select = f"SELECT id FROM datasets WHERE grp = %s AND typ = %s FOR {lock}"
+        for _ in range(_RETRIES):
+            row = conn.execute(select, (group, type_)).fetchone()
+            if row is not None:
+                return int(row[0])
+            conn.execute("INSERT INTO datasets (grp, typ) VALUES (%s, %s) ON CONFLICT DO NOTHING", (group, type_))
+        raise RuntimeError(f"the data set {group}/{type_} keeps being deleted while it is written")
+
+    def create(self, group: str, type_: str) -> int:
+        """The data set's id, creating it (empty) if needed."""
+        return self._retrying(lambda conn: self._dataset(conn, group, type_, "KEY SHARE"))
+
+    def dataset_id(self, group: str, type_: str) -> int | None:
+        """The data set's id, ``None`` if it was never created."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
+        return None if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, group: str, type_: str, records: Sequence[Prepared], *, now_us: int | None = None) -> None:
+        """Store ``records`` (from :func:`~perf_sdk.platform._store.prepare`) in one transaction.
+
+        A record sent twice in the batch is stored once, as its last version
+        (SQLite's replace, in one statement). ``now_us`` becomes the data set's
+        last write.
+        """
+        if len(records) >= _BATCH_SPAN:
+            raise ValueError(f"a batch holds at most {_BATCH_SPAN - 1} records")
+        latest: dict[bytes, _Row] = {}
+        for pos, record in enumerate(records):
+            row = _Row(record, pos)
+            first = latest.get(row.k)
+            if first is not None:
+                row.pos = first.pos  # the last content at the first place, as SQLite's replace
+            latest[row.k] = row
+        wide = sorted({name for r in records for name in r.wide})
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            ds = self._dataset(conn, group, type_, "KEY SHARE")
+            if not records:
+                return
+            deltas = self._upsert(conn, ds, latest)
+            if wide:
+                conn.execute(
+                    "INSERT INTO wide_fields (ds, field) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                    (ds, wide),
+                )
+            self._apply(conn, ds, deltas)
+            if now_us is not None:
+                conn.execute("UPDATE datasets SET updated = %s WHERE id = %s", (now_us, ds))
+
+        self._retrying(work)
+
+    @staticmethod
+    def _upsert(conn: psycopg.Connection[Any], ds: int, batch: dict[bytes, _Row]) -> Counter[tuple[int, str]]:
+        """Insert or replace the batch's rows; the rollup's changes (+1 new content, -1 replaced)."""
+        deltas: Counter[tuple[int, str]] = Counter()
+        pending = dict(sorted(batch.items()))
+        for _ in range(_RETRIES):
+            rows = list(pending.values())
+            inserted = {
+                bytes(row[0]) for row in conn.execute(_INSERT, (ds, *_columns(rows), [r.pos for r in rows])).fetchall()
+            }
+            for k in inserted:
+                row = pending[k]
+                deltas[_content(row.ts, row.body, row.dims)] += 1
+            existing = [k for k in pending if k not in inserted]
+            if not existing:
+                return deltas
+            old = {bytes(k): (ts, body, dims) for k, ts, body, dims in conn.execute(_LOCK_EXISTING, (ds, existing))}
+            changed: list[_Row] = []
+            for k, (ts, body, dims) in old.items():
+                row = pending[k]
+                if (ts, body, dims) == (row.ts, row.body, row.dims):
+                    continue  # sent again unchanged (a retry): nothing to rewrite or recount
+                deltas[_content(ts, body, dims)] -= 1
+                deltas[_content(row.ts, row.body, row.dims)] += 1
+                changed.append(row)
+            if changed:
+                conn.execute(_UPDATE, (*_columns(changed), ds))
+            # Rows deleted between the insert and the lock (PUT [] elsewhere) are inserted afresh.
+            pending = {k: pending[k] for k in existing if k not in old}
+            if not pending:
+                return deltas
+        raise RuntimeError("records keep being deleted while they are written")
+
+    @staticmethod
+    def _apply(conn: psycopg.Connection[Any], ds: int, deltas: Counter[tuple[int, str]]) -> None:
+        """Add the deltas to the rollup in one statement (sorted: no deadlock), dropping cells at zero."""
+        cells = sorted((hour, _rollup_key(dims), dims, n) for (hour, dims), n in deltas.items() if n)
+        if not cells:
+            return
+        result = conn.execute(
+            _ROLLUP_ADD,
+            (ds, [c[0] for c in cells], [c[1] for c in cells], [c[2] for c in cells], [c[3] for c in cells]),
+        ).fetchall()
+        empty = [(int(hour), bytes(key)) for hour, key, n in result if n <= 0]
+        if empty:
+            conn.execute(_ROLLUP_DROP, (ds, [h for h, _ in empty], [k for _, k in empty]))
+
+    def empty(self, group: str, type_: str) -> None:
+        """Delete every record of the data set (``PUT []``); the data set stays."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            ds = self._dataset(conn, group, type_, "UPDATE")
+            for table in ("records", "rollup", "wide_fields"):
+                conn.execute(f"DELETE FROM {table} WHERE ds = %s", (ds,))
+
+        self._retrying(work)
+
+    def delete(self, group: str, type_: str) -> bool:
+        """Remove the data set and everything in it; ``False`` if it did not exist."""
+
+        def work(conn: psycopg.Connection[Any]) -> bool:
+            row = conn.execute(
+                "SELECT id FROM datasets WHERE grp = %s AND typ = %s FOR UPDATE", (group, type_)
+            ).fetchone()
+            if row is None:
+                return False
+            ds = int(row[0])
+            for table in ("records", "rollup", "wide_fields"):
+                conn.execute(f"DELETE FROM {table} WHERE ds = %s", (ds,))
+            conn.execute("DELETE FROM datasets WHERE id = %s", (ds,))
+            return True
+
+        return self._retrying(work)
+
+    # ------------------------------------------------------------------ reads
+
+    def last_updated(self) -> dict[tuple[str, str], int | None]:
+        """Every data set and its last write (microseconds since the epoch, ``None`` if never)."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT grp, typ, updated FROM datasets").fetchall()
+        return {(g, t): (None if u is None else int(u)) for g, t, u in rows}
+
+    def records(self, group: str, type_: str) -> list[dict[str, Any]]:
+        """Every record of the data set as the read API returns it (``[]`` if unknown); not bounded."""
+        return self.read(group, type_, ReadQuery(), _UNBOUNDED) or []
+
+    def count(self, group: str, type_: str) -> int:
+        """How many records the data set holds (0 if unknown)."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM records AS r JOIN datasets AS d ON r.ds = d.id WHERE d.grp = %s AND d.typ = %s",
+                (group, type_),
+            ).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def read(
+        self, group: str, type_: str, query: ReadQuery, limits: ReadLimits = DEFAULT_LIMITS
+    ) -> list[dict[str, Any]] | None:
+        """The ``data`` of a read query; ``None`` when the data set does not exist (as the SQLite store)."""
+        with self._snapshot() as conn:
+            row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
+            if row is None:
+                return None
+            ds = int(row[0])
+            if not query.is_grouped:
+                return self._records(conn, ds, query, limits)
+            source = _query.ROLLUP if self._rollup_serves(conn, ds, query) else _query.ROWS
+            periods = self._periods(conn, ds, query, source, limits)
+            if periods == []:
+                return _query.shape(query, [], periods, limits)
+            bounds = None
+            if periods is not None:
+                bounds = [(_periods.to_us(lo) // source.unit, _periods.to_us(hi) // source.unit) for lo, hi in periods]
+            sql, params = aggregate_sql(query, source, ds, bounds)
+            with conn.cursor(name="perf_sdk_read") as cursor:
+                cursor.itersize = 2000
+                cursor.execute(sql, params)
+                return _query.shape(query, _rows(cursor), periods, limits)
+
+    @staticmethod
+    def _records(conn: psycopg.Connection[Any], ds: int, query: ReadQuery, limits: ReadLimits) -> list[dict[str, Any]]:
+        sql, params = records_sql(query, ds, cap=limits.records + 1)
+        out: list[dict[str, Any]] = []
+        size = 0
+        hint = "add limit=, filter_by, or start_at and end_at"
+        with conn.cursor(name="perf_sdk_records") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(sql, params)
+            for k, rid, ts, body in cursor:
+                if len(out) >= limits.records:
+                    raise _query.too_much("records", len(out) + 1, limits.records, hint)
+                text = bytes(rid if rid is not None else k).decode("utf-8", "surrogatepass")
+                size += len(body) + len(text) + 40
+                if size > limits.bytes:
+                    raise _query.too_much("bytes", size, limits.bytes, hint)
+                out.append(_query.record_from_row(text, ts, body))
+        return out
+
+    def _rollup_serves(self, conn: psycopg.Connection[Any], ds: int, query: ReadQuery) -> bool:
+        """Whether the rollup answers ``query`` exactly (the SQLite store's rule)."""
+        fields = query.fields
+        if "_id" in fields or (query.inclusive and query.end_at is not None):
+            return False
+        for bound in (query.start_at, query.end_at):
+            if bound is not None and _periods.to_us(bound) % _U:
+                return False
+        if not fields:
+            return True
+        hit = conn.execute(
+            "SELECT 1 FROM wide_fields WHERE ds = %s AND field = ANY(%s::text[]) LIMIT 1", (ds, sorted(fields))
+        ).fetchone()
+        return hit is None
+
+    @staticmethod
+    def _periods(
+        conn: psycopg.Connection[Any], ds: int, query: ReadQuery, source: _query.Source, limits: ReadLimits
+    ) -> list[tuple[datetime, datetime]] | None:
+        """The answer's periods, as the SQLite store's ``_periods`` (backdrop's ``Period.range``)."""
+        period = query.period
+        if period is None:
+            return None
+        start, end = query.start_at, query.end_at
+        try:
+            if start is None or end is None:
+                sql, params = span_sql(query, source, ds)
+                row = conn.execute(sql, params).fetchone()
+                if row is None or row[0] is None:
+                    return []
+                first, last = int(row[0]), int(row[1])
+                if start is None:
+                    start = _periods.from_us(first * source.unit)
+                if end is None:
+                    end = _periods.from_us(last * source.unit + source.unit)
+            lo = _periods.floor(period, start)
+            hi = end if _periods.is_boundary(period, end) else _periods.step(period, _periods.floor(period, end))
+            return _periods.span(period, lo, hi, limits.periods)
+        except OverflowError:
+            raise QueryError(
+                f"the query spans more than {limits.periods} periods (period={period}): "
+                "narrow start_at and end_at (or duration), or use a longer period"
+            ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error (libpq's messages carry no password)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
