@@ -15,7 +15,8 @@ so 1,000 services and 15 pages costs string joins, not rendering.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -118,8 +119,11 @@ def list_pages(
     out: dict[str, str] = {}
     organisations = sorted({r.info.organisation for r in rows if r.info.organisation}, key=str.casefold)
     cells: dict[str, list[str]] = {}
+    navs: dict[str, str] = {}
+    filters = _filters(rows, medians)
     for prefix in ("", "../"):
         cells[prefix] = [_row_cells(r, prefix) for r in rows]
+        navs[prefix] = _nav(prefix, organisations, filters)
     for column in COLUMNS:
         for descending in (False, True):
             name = _page_name(column, descending)
@@ -134,7 +138,7 @@ def list_pages(
                 column=column,
                 descending=descending,
                 rank=rank,
-                organisations=organisations,
+                nav=navs[prefix],
                 period_name=period_name,
                 medians=medians,
                 head=head,
@@ -152,7 +156,7 @@ def list_pages(
             column="service",
             descending=False,
             rank=False,
-            organisations=organisations,
+            nav=navs["../"],
             period_name=period_name,
             medians=medians,
             head=head,
@@ -160,7 +164,63 @@ def list_pages(
             footer=footer,
             heading=organisation,
         )
+    for path, heading, key, keep in filters:
+        order = [i for i in _ordered(rows, key, key not in LOWER_IS_BETTER) if keep(rows[i])]
+        out[path] = _page(
+            rows,
+            order,
+            cells["../"],
+            prefix="../",
+            column=key,
+            descending=key not in LOWER_IS_BETTER,
+            rank=False,
+            nav=navs["../"],
+            period_name=period_name,
+            medians=medians,
+            head=head,
+            intro=intro,
+            footer=footer,
+            heading=heading,
+        )
     return out
+
+
+_Filter = tuple[str, str, str, Callable[[ListRow], bool]]
+
+
+def _filters(rows: Sequence[ListRow], medians: Mapping[str, float | None]) -> list[_Filter]:
+    """Pages of the services above and below the median of each figure: filtering by a number, without script."""
+    out: list[_Filter] = []
+    volumes = [r.transactions_per_year for r in rows if r.transactions_per_year is not None]
+    middle = {**medians, "transactions_per_year": statistics.median(volumes) if volumes else None}
+    for key in (*KPI_KEYS, "transactions_per_year"):
+        median = middle.get(key)
+        if median is None:
+            continue
+        shown = f"{median:,.0f}" if key == "transactions_per_year" else format_value(key, median)
+        slug = key.replace("_", "-")
+        for side in ("above", "below"):
+
+            def keep(row: ListRow, key: str = key, median: float = median, side: str = side) -> bool:
+                value = _sort_value(row, key)
+                return value is not None and (value > median if side == "above" else value < median)
+
+            out.append(
+                (f"filtered/{slug}-{side}-median.html", f"{COLUMNS[key]} {side} the median ({shown})", key, keep)
+            )
+    return out
+
+
+def _nav(prefix: str, organisations: Sequence[str], filters: Sequence[_Filter]) -> str:
+    esc = html.escape
+    orgs = "".join(f'<li><a href="{prefix}organisations/{org_slug(o)}.html">{esc(o)}</a></li>' for o in organisations)
+    figures = "".join(f'<li><a href="{prefix}{path}">{esc(heading)}</a></li>' for path, heading, _, _ in filters)
+    return (
+        '<nav aria-label="Filter the services"><details class="orgs"><summary>Filter by organisation</summary>'
+        f"<ul>{orgs}</ul></details>"
+        '<details class="orgs"><summary>Filter by figure: above or below the median</summary>'
+        f"<ul>{figures}</ul></details></nav>"
+    )
 
 
 def _headings(column: str, descending: bool, prefix: str, rank: bool, sortable: bool) -> str:
@@ -188,7 +248,7 @@ def _page(
     column: str,
     descending: bool,
     rank: bool,
-    organisations: Sequence[str],
+    nav: str,
     period_name: str,
     medians: Mapping[str, float | None],
     head: str,
@@ -208,9 +268,6 @@ def _page(
     foot = (
         f'<tfoot><tr>{"<td></td>" if rank else ""}<th scope="row">Median across services</th><td></td>'
         f"{median_cells}<td></td></tr></tfoot>"
-    )
-    org_links = "".join(
-        f'<li><a href="{prefix}organisations/{org_slug(o)}.html">{esc(o)}</a></li>' for o in organisations
     )
     sorted_by = f"{COLUMNS[column]}, {'highest' if descending else 'lowest'} first"
     if column in ("service", "organisation"):
@@ -237,8 +294,7 @@ def _page(
                 "</div></header>",
                 '<main id="main" class="width" tabindex="-1">',
                 (f'<p><a href="{prefix}index.html">All services</a></p>' if heading else ""),
-                '<nav aria-labelledby="orgs-heading"><details class="orgs"><summary id="orgs-heading">'
-                f"Filter by organisation</summary><ul>{org_links}</ul></details></nav>",
+                nav,
                 '<div id="filter"></div>',
                 '<div class="table-wrap" role="region" aria-labelledby="list-caption" tabindex="0">',
                 f'<table class="list"><caption id="list-caption">{caption}</caption>',
@@ -277,7 +333,8 @@ table.list th[aria-sort] a::after{content:" \\25BC"}
 table.list th[aria-sort=ascending] a::after{content:" \\25B2"}
 .c{color:#505a5f;font-size:.875rem;white-space:nowrap}
 tfoot th,tfoot td{font-weight:700;border-top:2px solid #0b0c0c}
-.orgs summary{cursor:pointer;color:#1d70b8;text-decoration:underline}
+.orgs{margin:6px 0}
+.orgs summary{cursor:pointer;color:#1d70b8;text-decoration:underline;padding:6px 0;min-height:24px}
 .orgs ul{columns:2 260px;padding-left:20px}
 #filter label{display:block;font-weight:700;margin:15px 0 5px}
 #filter input{font:inherit;padding:5px;border:2px solid #0b0c0c;width:100%;max-width:30em}

@@ -141,6 +141,7 @@ def _open(browser: Any, path: Path, width: int) -> tuple[Any, list[str], list[st
         "apply-for-a-licence/index.html",
         "sorted/cost-per-transaction-ascending.html",
         "organisations/permit-agency.html",
+        "filtered/completion-rate-above-median.html",
     ],
 )
 def test_axe_finds_no_violations(browser: Any, site: Path, name: str, width: int) -> None:

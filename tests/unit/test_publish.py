@@ -148,6 +148,12 @@ def test_services_list_compares(site: Path) -> None:
     # cheapest first; Book a test has no cost records: unknown, last
     assert cost.index("Renew a permit") < cost.index("Apply for a licence") < cost.index("Book a test")
     assert '<th scope="col">Rank</th>' in cost
+    # filterable by a figure without script: the services above and below each median
+    above = (site / "filtered" / "completion-rate-above-median.html").read_text("utf-8").split("<tbody>")[1]
+    below = (site / "filtered" / "completion-rate-below-median.html").read_text("utf-8").split("<tbody>")[1]
+    titles = ("Apply for a licence", "Book a test", "Renew a permit")
+    assert sum(t in above for t in titles) == sum(t in below for t in titles) == 1  # the median service in neither
+    assert 'href="filtered/cost-per-transaction-below-median.html"' in page
     # filterable without script: a page per organisation
     org = (site / "organisations" / "permit-agency.html").read_text("utf-8")
     assert "Renew a permit" in org and "Apply for a licence" not in org.split("<tbody>")[1]
