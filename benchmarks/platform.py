@@ -1,20 +1,33 @@
-"""Benchmark of the local Performance Platform: ingest rate and a KPI query over 10M records.
+"""Benchmark of the local Performance Platform as the SDK uses it: ingest curve, KPI queries, server memory.
 
-    python benchmarks/platform.py [--records N] [--ingest N] [--db PATH] [--compare-rows]
+    python benchmarks/platform.py [--records N] [--every N] [--batch N] [--db PATH] [--query-only]
+                                  [--runs N] [--compare-rows]
 
-1. Ingest: a server in a subprocess (``LocalPlatform``, uvicorn, a fresh SQLite
-   file), one client (httpx, keep-alive) posting perf_sdk-shaped transaction
-   records (random 32-hex ``_id``, timestamps in order, as an uploader replays
-   its spool) in batches of 500. Prints records/s.
-2. Query: ``--records`` (default 10,000,000) transaction records over a year,
-   bulk-loaded straight into a SQLite file by SQL to save time. The stored form
-   is checked first: a sample written through the platform's own write path
-   must produce byte-identical rows and rollup. Then a server in a subprocess
-   answers the quarterly KPI query
-   ``group_by=stage&group_by=channel&period=quarter&collect=count:sum`` over
-   that year; prints the best and median of several runs, end to end over HTTP.
-   ``--compare-rows`` also times the same aggregation over the row table (what
-   the rollup saves). ``--db PATH`` keeps the loaded database for later runs.
+1. Ingest: ``perf-sdk serve`` in its own process (a fresh SQLite file, or
+   ``--db``), one client posting what the SDK's uploader posts: batches of
+   5,000 transaction records through the SDK's own transport
+   (``HttpTransport``: compact JSON, gzip above 32 KB), each record with a
+   random 32-hex ``_id`` and a ``_timestamp`` in order through 2025 (as an
+   uploader replays its spool). A thread builds the next batch while one is
+   in flight, so the client is not what is measured. Every ``--every``
+   records stored (default 1,000,000) it prints the rate over that slice
+   and the server's RSS: the curve shows whether ingest slows as the
+   database grows.
+2. Query: the exact requests ``perf-sdk kpis --period quarter`` and
+   ``--period month`` send for 2025 (captured from
+   :func:`perf_sdk.kpis` itself: ``period=month``, ``group_by`` stage and
+   channel, ``collect=count:sum``, over its look-back window), each timed
+   ``--runs`` times over HTTP; prints the median and best, and the whole
+   ``kpis()`` call (three data sets). The answer is checked against the
+   number of records stored.
+3. Memory: the server's peak RSS (``VmHWM``) over the whole run.
+
+Runs against whichever ``perf_sdk`` is importable, so the same script measures
+an older tree: ``PYTHONPATH=/tmp/old/src python benchmarks/platform.py``.
+``--compare-rows`` also times the quarterly aggregation over the row table in
+process (what the rollup saves). ``--ingest N`` is the former name of
+``--records``. The machine's other load makes figures noisy: compare runs made
+back to back.
 """
 
 from __future__ import annotations
@@ -28,59 +41,81 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
 
 import argparse
+import json
 import os
+import queue
+import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
 
 import httpx
-
-from perf_sdk.platform import _periods, _query, _store
 
 TOKEN = "bench-token"
 GROUP, TYPE = "bench-service", "transactions"
 CHANNELS = ("digital", "phone", "paper", "face_to_face", "other")
-YEAR_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-YEAR_US = 365 * 24 * 3600 * 1_000_000
-KPI_QUERY = (
-    "group_by=stage&group_by=channel&period=quarter&collect=count:sum"
-    "&start_at=2025-01-01T00:00:00Z&end_at=2026-01-01T00:00:00Z"
-)
+YEAR_START_S = int(datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp())
+YEAR_S = 365 * 24 * 3600
+KPI_START, KPI_END = date(2025, 1, 1), date(2025, 12, 31)
 
 
 # ----------------------------------------------------------------------------- server
 
 
-def _serve(db: str) -> None:
-    """Child process: serve ``db`` until stdin closes."""
-    from perf_sdk.platform import LocalPlatform
-
-    with LocalPlatform(db, token=TOKEN) as platform:
-        print(platform.url, flush=True)
-        sys.stdin.read()
+#: ``perf-sdk serve`` through whichever perf_sdk is importable (the console script would pin one tree).
+_SERVE = "import sys; from perf_sdk.cli import main; sys.exit(main())"
 
 
 class Server:
-    """The platform in a subprocess, so that client and server each have a core."""
+    """``perf-sdk serve`` in its own process (the importable perf_sdk), on a free loopback port."""
 
     def __init__(self, db: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", db],
-            stdin=subprocess.PIPE,
+            [sys.executable, "-c", _SERVE, "serve", "--port", "0", "--db", db, "--token", TOKEN],
             stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        if not self.url:
-            raise RuntimeError("the server did not start")
+        first = self.proc.stdout.readline()
+        if "listening on " not in first:
+            self.close()
+            raise RuntimeError(f"the server did not start: {first!r}")
+        self.url = first.split("listening on ", 1)[1].strip()
+        # Drain the rest of its output so that it never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        for _ in range(100):
+            try:
+                if httpx.get(f"{self.url}/_status", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+
+    def memory(self, field: str) -> int:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server, in bytes (0 where /proc is missing)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(30)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     def __enter__(self) -> Server:
         return self
@@ -92,194 +127,178 @@ class Server:
 # ----------------------------------------------------------------------------- ingest
 
 
-def ingest(n: int) -> float:
-    """Records per second posting ``n`` records in batches of 500 to a fresh platform."""
-    step = timedelta(seconds=max(YEAR_US // 1_000_000 // max(n, 1), 1))
-    batches = []
-    for b in range(0, n, 500):
-        batches.append(
-            [
+def _batches(first: int, n: int, total: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """``(count, JSON body)`` of records ``first`` to ``first + n``, as the uploader encodes them."""
+    for start in range(first, first + n, size):
+        batch = []
+        for i in range(start, min(start + size, first + n)):
+            ts = datetime.fromtimestamp(YEAR_START_S + i * YEAR_S // total, timezone.utc)
+            batch.append(
                 {
                     "_id": os.urandom(16).hex(),
-                    "_timestamp": (YEAR_START + step * i).isoformat().replace("+00:00", "Z"),
+                    "_timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "count": 1,
                     "stage": "started" if i % 2 else "completed",
                     "channel": CHANNELS[i // 2 % 5],
-                    "count": 1,
                 }
-                for i in range(b, min(b + 500, n))
-            ]
-        )
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Server(str(Path(tmp) / "ingest.db")) as server,
-        httpx.Client(base_url=server.url, headers=headers) as client,
-    ):
-        client.post(f"/data/{GROUP}/warm-up", json={"count": 1}).raise_for_status()
+            )
+        yield len(batch), json.dumps(batch, separators=(",", ":")).encode()
+
+
+def _stored(client: httpx.Client) -> int:
+    read = client.get(f"/data/{GROUP}/{TYPE}", params={"period": "year", "collect": "count:sum"})
+    if read.status_code == 404:
+        return 0
+    read.raise_for_status()
+    return sum(p["_count"] for p in read.json()["data"])
+
+
+def ingest(server: Server, n: int, every: int, size: int) -> list[tuple[int, float, int]]:
+    """Post ``n`` records; ``(stored, rate over the last slice, RSS)`` every ``every`` records stored."""
+    from perf_sdk._transport import HttpTransport
+
+    transport = HttpTransport(server.url, GROUP, {}, default_token=TOKEN, timeout=300)
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        already = _stored(client)
+    if already:
+        print(f"ingest: the database already holds {already:,} records; adding {n:,}")
+    bodies: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=4)
+
+    def produce() -> None:
+        for item in _batches(already, n, already + n, size):
+            bodies.put(item)
+        bodies.put(None)
+
+    threading.Thread(target=produce, daemon=True).start()
+    curve: list[tuple[int, float, int]] = []
+    posted, posted_at_mark = 0, 0
+    mark = started = time.perf_counter()
+    next_mark = every
+    while (item := bodies.get()) is not None:
+        count, body = item
+        transport.send(TYPE, body)
+        posted += count
+        if posted >= next_mark or posted == n:
+            now = time.perf_counter()
+            rate, rss = (posted - posted_at_mark) / (now - mark), server.memory("VmRSS")
+            curve.append((already + posted, rate, rss))
+            print(
+                f"  {already + posted:>12,} stored  {rate:>9,.0f} rec/s  "
+                f"server RSS {rss / 2**20:7.1f} MiB  ({now - started:7.1f} s)",
+                flush=True,
+            )
+            mark, posted_at_mark, next_mark = now, posted, next_mark + every
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        stored = _stored(client)
+    assert stored == already + n, (stored, already + n)
+    return curve
+
+
+# ----------------------------------------------------------------------------- queries
+
+
+def _kpi_requests(url: str, period: str) -> tuple[list[float], str]:
+    """Time one ``kpis()`` call and capture the transactions request it sends."""
+    from perf_sdk import kpis
+
+    sent: list[str] = []
+    with httpx.Client(timeout=300, event_hooks={"request": [lambda r: sent.append(str(r.url))]}) as client:
         start = time.perf_counter()
-        for batch in batches:
-            client.post(f"/data/{GROUP}/{TYPE}", json=batch).raise_for_status()
+        kpis(url, service=GROUP, period=period, start=KPI_START, end=KPI_END, client=client)
         elapsed = time.perf_counter() - start
-        read = client.get(f"/data/{GROUP}/{TYPE}", params={"period": "year", "collect": "count:sum"})
-        stored = sum(p["_count"] for p in read.json()["data"])
-        assert stored == n, (stored, n)
-    return n / elapsed
+    transactions = next(u for u in sent if f"/data/{GROUP}/{TYPE}?" in u)
+    return [elapsed], transactions
 
 
-# ----------------------------------------------------------------------------- bulk load
-
-# Record i of the bulk data set: what the SQL below stores, and what a client would send.
-_BULK_SQL = """
-WITH RECURSIVE c(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM c WHERE i + 1 < :last)
-INSERT INTO records (ds, id, ts, body, dims)
-SELECT :ds,
-       printf('%032x', i),
-       :t0 + i * :step,
-       json_object(
-           'channel', CASE i / 2 % 5 WHEN 0 THEN 'digital' WHEN 1 THEN 'phone' WHEN 2 THEN 'paper'
-                                      WHEN 3 THEN 'face_to_face' ELSE 'other' END,
-           'count', 1 + i % 3,
-           'stage', CASE i % 2 WHEN 0 THEN 'completed' ELSE 'started' END),
-       NULL
-FROM c
-"""
-_ROLLUP_SQL = """
-INSERT INTO rollup (ds, hour, dims, n)
-SELECT ds, ts / 3600000000, body, COUNT(*) FROM records WHERE ds = :ds GROUP BY 2, 3
-"""
-
-
-def _step(n: int) -> int:
-    """Microseconds between bulk records: whole seconds (``_timestamp`` has no fraction)."""
-    return max(YEAR_US // n // 1_000_000, 1) * 1_000_000
-
-
-def _bulk_record(i: int, step: int) -> dict[str, object]:
-    ts = _periods.from_us(_periods.to_us(YEAR_START) + i * step)
-    return {
-        "_id": f"{i:032x}",
-        "_timestamp": ts.isoformat(),
-        "channel": CHANNELS[i // 2 % 5],
-        "count": 1 + i % 3,
-        "stage": "completed" if i % 2 == 0 else "started",
-    }
-
-
-def _bulk(store: _store.Store, group: str, type_: str, n: int, step: int) -> None:
-    conn = store._conn
-    ds = store.create(group, type_)
-    t0 = _periods.to_us(YEAR_START)
-    chunk = 1_000_000
-    for first in range(0, n, chunk):
-        conn.execute("BEGIN")
-        conn.execute(_BULK_SQL, {"first": first, "last": min(first + chunk, n), "ds": ds, "t0": t0, "step": step})
-        conn.execute("COMMIT")
-        print(f"  loaded {min(first + chunk, n):,} records", flush=True)
-    conn.execute("BEGIN")
-    conn.execute(_ROLLUP_SQL, {"ds": ds})
-    conn.execute("COMMIT")
-
-
-def _tables(store: _store.Store, group: str, type_: str) -> tuple[list[tuple[object, ...]], ...]:
-    ds = store.dataset_id(group, type_)
-    conn = store._conn
-    records = conn.execute("SELECT id, ts, body, dims FROM records WHERE ds = ? ORDER BY id", (ds,)).fetchall()
-    rollup = conn.execute("SELECT hour, dims, n FROM rollup WHERE ds = ? ORDER BY 1, 2", (ds,)).fetchall()
-    return records, rollup
-
-
-def check_bulk_form(db: str) -> None:
-    """The bulk loader stores exactly what the write path stores (rows and rollup)."""
-    store = _store.Store(db)
-    try:
-        n = 5_000
-        step = _step(n)
-        _bulk(store, "check", "bulk", n, step)
-        records = [_bulk_record(i, step) for i in range(n)]
-        for first in range(0, n, 500):
-            store.write("check", "written", _store.prepare(records[first : first + 500]))
-        assert _tables(store, "check", "bulk") == _tables(store, "check", "written"), "bulk form differs"
-        for type_ in ("bulk", "written"):
-            store.empty("check", type_)
-    finally:
-        store.close()
-
-
-def load(db: str, n: int) -> None:
-    store = _store.Store(db)
-    try:
-        if store.count(GROUP, TYPE) == n:
-            print(f"  reusing {n:,} records in {db}")
-            return
-        store.empty(GROUP, TYPE)
-        _bulk(store, GROUP, TYPE, n, _step(n))
-        store._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        store.close()
-
-
-def query_times(db: str, runs: int = 7) -> tuple[list[float], object]:
-    with Server(db) as server, httpx.Client(base_url=server.url, timeout=120) as client:
-        times, answer = [], None
-        for _ in range(runs):
-            start = time.perf_counter()
-            response = client.get(f"/data/{GROUP}/{TYPE}?{KPI_QUERY}")
-            times.append(time.perf_counter() - start)
-            response.raise_for_status()
-            answer = response.json()
-    return times, answer
+def query_times(server: Server, runs: int, expected: int) -> None:
+    for period in ("quarter", "month"):
+        whole, request = _kpi_requests(server.url, period)
+        times = []
+        with httpx.Client(timeout=300) as client:
+            for _ in range(runs):
+                start = time.perf_counter()
+                response = client.get(request)
+                times.append(time.perf_counter() - start)
+                response.raise_for_status()
+            groups = response.json()["data"]
+            for _ in range(runs - 1):
+                whole += _kpi_requests(server.url, period)[0]
+        total = sum(g["_count"] for g in groups)
+        assert total == expected, (total, expected)
+        print(f"query (perf-sdk kpis --period {period}): {request.split('?', 1)[1]}")
+        print(
+            f"  transactions request: median {statistics.median(times) * 1000:.1f} ms, "
+            f"best {min(times) * 1000:.1f} ms ({runs} runs, HTTP; {len(groups)} groups, {total:,} records)"
+        )
+        print(f"  whole kpis() call:    median {statistics.median(whole) * 1000:.1f} ms")
 
 
 def rows_time(db: str) -> float:
-    """The same aggregation forced onto the row table, in process (no HTTP)."""
+    """The quarterly aggregation forced onto the row table, in process (no HTTP)."""
+    from perf_sdk.platform import _periods, _query, _store
+
     store = _store.Store(db)
     try:
-        query = _query.parse_query(httpx.QueryParams(KPI_QUERY).multi_items())
+        params = "group_by=stage&group_by=channel&period=quarter&collect=count:sum"
+        params += "&start_at=2025-01-01T00:00:00Z&end_at=2026-01-01T00:00:00Z"
+        query = _query.parse_query(httpx.QueryParams(params).multi_items())
         ds = store.dataset_id(GROUP, TYPE)
-        assert ds is not None
-        assert query.period is not None and query.start_at is not None and query.end_at is not None
+        assert ds is not None and query.period is not None
+        assert query.start_at is not None and query.end_at is not None
         periods = _periods.span(query.period, query.start_at, query.end_at, 100)
         bounds = [(_periods.to_us(lo), _periods.to_us(hi)) for lo, hi in periods]
-        sql, params = _query.aggregate_sql(query, _query.ROWS, ds, bounds)
+        sql, args = _query.aggregate_sql(query, _query.ROWS, ds, bounds)
         start = time.perf_counter()
-        store._conn.execute(sql, params).fetchall()
+        store._conn.execute(sql, args).fetchall()
         return time.perf_counter() - start
     finally:
         store.close()
 
 
+# ----------------------------------------------------------------------------- main
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=10_000_000, help="records for the query benchmark")
-    parser.add_argument("--ingest", type=int, default=200_000, help="records for the ingest benchmark")
-    parser.add_argument("--db", help="keep the query database here (reused when it holds --records)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=10_000_000, help="records to ingest (default 10,000,000)")
+    parser.add_argument("--ingest", type=int, dest="records", help=argparse.SUPPRESS)  # the former name
+    parser.add_argument("--every", type=int, default=1_000_000, help="print the rate every N records stored")
+    parser.add_argument("--batch", type=int, default=5_000, help="records per request (the SDK's default 5,000)")
+    parser.add_argument("--db", help="keep the database here (records are added to what it holds)")
+    parser.add_argument("--query-only", action="store_true", help="only time the queries over --db")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each query (the median is reported)")
     parser.add_argument("--compare-rows", action="store_true", help="also time the query over the row table")
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        _serve(args.serve)
-        return 0
+    if args.query_only and not args.db:
+        parser.error("--query-only needs --db")
 
-    print(f"ingest: {args.ingest:,} records in batches of 500, one client, server in a subprocess")
-    rate = ingest(args.ingest)
-    print(f"ingest: {rate:,.0f} records/s")
+    import perf_sdk
 
+    print(f"perf_sdk from {Path(perf_sdk.__file__).parent}")
     with tempfile.TemporaryDirectory() as tmp:
-        db = args.db or str(Path(tmp) / "query.db")
-        check_bulk_form(db)
-        print(f"query: loading {args.records:,} records over 2025 (bulk SQL, same stored form as the write path)")
-        start = time.perf_counter()
-        load(db, args.records)
-        print(f"  loaded in {time.perf_counter() - start:.1f} s")
-        times, answer = query_times(db)
-        print(f"query: {KPI_QUERY}")
-        print(f"query: best {min(times) * 1000:.1f} ms, median {statistics.median(times) * 1000:.1f} ms (HTTP)")
-        groups = answer["data"] if isinstance(answer, dict) else []
-        total = sum(g["_count"] for g in groups)
-        print(f"  {len(groups)} groups, {total:,} records counted")
-        assert total == args.records, total
+        db = args.db or str(Path(tmp) / "platform.db")
+        with Server(db) as server:
+            if not args.query_only:
+                print(
+                    f"ingest: {args.records:,} records, batches of {args.batch:,} (gzip, random _id), "
+                    "perf-sdk serve in its own process"
+                )
+                start = time.perf_counter()
+                curve = ingest(server, args.records, args.every, args.batch)
+                elapsed = time.perf_counter() - start
+                rates = [rate for _, rate, _ in curve]
+                print(
+                    f"ingest: {args.records / elapsed:,.0f} rec/s overall; slices from {min(rates):,.0f} "
+                    f"to {max(rates):,.0f} rec/s (last/first {rates[-1] / rates[0]:.2f})"
+                )
+            with httpx.Client(base_url=server.url, timeout=300) as client:
+                stored = _stored(client)
+            query_times(server, args.runs, stored)
+            print(f"server peak RSS: {server.memory('VmHWM') / 2**20:.1f} MiB")
         if args.compare_rows:
-            print(f"query over the row table instead of the rollup: {rows_time(db):.2f} s")
+            print(f"quarterly query over the row table instead of the rollup: {rows_time(db):.2f} s")
+        size = sum(f.stat().st_size for f in Path(db).parent.glob(Path(db).name + "*"))
+        print(f"database size: {size / 2**20:,.0f} MiB")
     return 0
 
 
