@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from perf_sdk._errors import ConfigurationError
 
@@ -330,8 +330,12 @@ class Definition(_Model):
     targets: Targets = Field(default_factory=Targets)
     kpis: tuple[OtherKpi, ...] = ()
     checks: Checks = Field(default_factory=Checks)
-    #: The file it was read from, for messages (not part of the TOML).
-    source: str | None = Field(default=None, exclude=True)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file it was read from, for messages (not a key of the TOML)."""
+        return self._source
 
     @field_validator("service")
     @classmethod
@@ -517,7 +521,9 @@ def parse_definition(text: str, *, source: str = "perf-sdk.toml") -> Definition:
             source, int(m.group(1)) if m else None, f"not valid TOML ({exc}); see docs/guides/success.md"
         ) from None
     try:
-        return Definition.model_validate({**data, "source": source})
+        definition = Definition.model_validate(data)
+        definition._source = source
+        return definition
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = list(first["loc"])

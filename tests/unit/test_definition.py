@@ -210,3 +210,11 @@ def test_kpis_reads_a_definition_path(tmp_path: Path) -> None:
     report = kpis(records=_records(), definition=path, today=date(2026, 6, 1))
     assert report.title == "Apply for a licence"
     assert report.periods[0].targets
+
+
+def test_the_source_path_is_not_a_key_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "perf-sdk.toml"
+    path.write_text('title = "x"\n')
+    assert load_definition(path).source == str(path)
+    with pytest.raises(DefinitionError, match="unknown key 'source'"):
+        parse_definition('source = "elsewhere"\n')
