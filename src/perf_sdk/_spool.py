@@ -696,15 +696,43 @@ class Spool:
                 os.unlink(self._reserve)
 
     def _release_reserve(self) -> bool:
-        """Free the ballast; True if there was one to free (worth retrying the write)."""
+        """Free the ballast; True if there was one to free (worth retrying the write).
+
+        This spool's own first; else that of a spool whose process ended (its
+        lock can be taken): ballast exists to let records drain, and a spool
+        taken over on a full disk may have had none of its own.
+        """
         try:
             os.unlink(self._reserve)
         except FileNotFoundError:
-            return False
+            return self._release_orphan_reserve()
         logger.warning(
             "perf_sdk: the spool's disk is full; released its %d KB reserve to keep draining", RESERVE_BYTES // 1024
         )
         return True
+
+    def _release_orphan_reserve(self) -> bool:
+        for reserve in sorted(self.directory.glob("*.reserve")):
+            if reserve == self._reserve or not stat.S_ISREG(os.lstat(reserve).st_mode):
+                continue
+            try:
+                fd = _lock(reserve.with_suffix(".lock"))
+            except (_Untrusted, OSError):
+                continue
+            if fd is None:
+                continue  # its owner lives: its ballast is its own
+            try:
+                _unlink_quietly(reserve)
+                if not os.path.lexists(reserve.with_suffix(SUFFIX)):
+                    _unlink_quietly(reserve.with_suffix(".lock"))
+            finally:
+                os.close(fd)
+            logger.warning(
+                "perf_sdk: the spool's disk is full; released the reserve of %s, whose process ended, to keep draining",
+                reserve.stem,
+            )
+            return True
+        return False
 
     def _write(self, statement: str, rows: list[tuple[Any, ...]], *, use_reserve: bool = False) -> None:
         """One write transaction; on a full disk, a delete (``use_reserve``) may spend the ballast.

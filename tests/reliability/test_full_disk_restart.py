@@ -110,6 +110,29 @@ def test_a_spool_that_cannot_be_created_takes_over_an_orphan_in_place(tmp_path: 
         heir.close()
 
 
+def test_several_orphans_on_a_full_disk_are_all_drained(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "8m") as directory:
+        first, n1 = dead_spool_filling(directory, most=600)
+        (directory / "filler").unlink()
+        second, n2 = dead_spool_filling(directory)  # fills what is left, with no room for ballast of its own
+        for path in list(directory.iterdir()):  # taken over first: draining it needs the other's ballast
+            if path.name.startswith(second.stem):
+                path.rename(directory / path.name.replace(second.stem, "a-1-00000000"))
+        heir = Spool(directory)  # no room of its own: takes one over in place
+        assert heir.path.name == "a-1-00000000.spool"
+        delivered = 0
+        for _ in range(10):  # what the uploader does, pass after pass
+            heir.adopt_orphans()
+            while batch := heir.next_batch("d/t", 100, 10**7):
+                heir.remove(batch)
+                delivered += sum(s.n for s in batch)
+            if not list(directory.glob("*.spool")) or [heir.path] == list(directory.glob("*.spool")):
+                break
+        assert delivered == n1 + n2
+        assert list(directory.glob("*.spool")) == [heir.path]
+        heir.close()
+
+
 def test_a_full_disk_never_makes_another_users_spool_ours(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with small_disk(tmp_path / "disk", "8m") as directory:
         orphan, _ = dead_spool_filling(directory)
