@@ -399,13 +399,11 @@ def ckan_dataset(
             {"key": "temporal_coverage-from", "value": coverage[0].isoformat()},
             {"key": "temporal_coverage-to", "value": coverage[1].isoformat()},
         ]
-    return {
+    payload: dict[str, Any] = {
         "name": f"{info.slug}-service-performance"[:100],
         "title": f"{info.title}: service performance",
         "notes": notes,
         "license_id": "uk-ogl",
-        "owner_org": _org_slug(info.organisation),
-        "organization": {"title": info.organisation} if info.organisation else None,
         "tags": [{"name": TOPIC}, {"name": "KPI"}, {"name": "service performance"}],
         "groups": [{"name": "digital-service-performance", "title": TOPIC}],
         "update_frequency": frequency,
@@ -420,6 +418,10 @@ def ckan_dataset(
             for name, path, fmt, description in resources
         ],
     }
+    if info.organisation:  # CKAN's organisation name; data.gov.uk's may differ (the guide says so)
+        payload["owner_org"] = _org_slug(info.organisation)
+        payload["organization"] = {"title": info.organisation}
+    return payload
 
 
 def absolute(base_url: str | None, path: str) -> str:

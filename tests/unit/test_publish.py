@@ -118,6 +118,8 @@ def test_ckan_payload(site: Path) -> None:
     urls = [r["url"] for r in ckan["resources"]]
     assert "https://perf.example.gov.uk/renew-a-permit/kpis.csv" in urls
     assert all(u.startswith("https://perf.example.gov.uk/") for u in urls)
+    anonymous = json.loads((site / "book-a-test" / "ckan-dataset.json").read_text("utf-8"))
+    assert "owner_org" not in anonymous and "organization" not in anonymous
 
 
 def _ld(page: str) -> dict[str, Any]:
