@@ -128,6 +128,8 @@ class CheckReport:
     #: ``(period kind, label)`` of each period checked.
     periods: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = ()
+    #: Every target evaluated, met or not: ``{"period", "label", "kpi", "value", "status", "text"}``.
+    targets: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,9 @@ class CheckReport:
     def to_text(self) -> str:
         lines = [self.summary()]
         lines += [f"  ! {f.message}" for f in self.findings]
+        if self.targets:
+            lines.append("Targets:")
+            lines += [f"  {t['name']} {t['label']}: {t['shown']} ({t['text']}): {t['status']}" for t in self.targets]
         if self.comparisons:
             lines.append("Drops against the baseline (Newcombe interval on the difference):")
             lines += [f"  {c.describe()}" for c in self.comparisons]
@@ -162,6 +167,7 @@ class CheckReport:
             "periods": [{"period": k, "label": label} for k, label in self.periods],
             "findings": [f.to_dict() for f in self.findings],
             "comparisons": [c.to_dict() for c in self.comparisons],
+            "targets": [{k: v for k, v in t.items() if k not in ("name", "shown")} for t in self.targets],
             "notes": list(self.notes),
         }
 
@@ -211,6 +217,29 @@ def _target_findings(p: PeriodKpis) -> list[Finding]:
                 )
             )
     return out
+
+
+def _target_rows(p: PeriodKpis) -> list[dict[str, Any]]:
+    """Every target of the period, met, missed or unknown, for the report."""
+    rows = []
+    for key, result in p.targets.items():
+        rows.append((key, KPI_NAMES[key], format_kpi(key, p.kpi(key)), result))
+    for other in p.other:
+        if other.target is not None:
+            rows.append((other.key, other.definition.name, other.formatted(), other.target))
+    return [
+        {
+            "period": p.period,
+            "label": p.label,
+            "kpi": key,
+            "value": result.value,
+            "status": result.status,
+            "text": result.describe(),
+            "name": name,
+            "shown": shown,
+        }
+        for key, name, shown, result in rows
+    ]
 
 
 def _compare(key: str, latest: PeriodKpis, baseline: Sequence[PeriodKpis], confidence: float) -> Comparison | None:
@@ -354,6 +383,7 @@ def evaluate(
     comparisons: list[Comparison] = []
     checked: list[tuple[str, str]] = []
     notes: list[str] = []
+    targets: list[Mapping[str, Any]] = []
     for kind in checks.periods:
         latest = latest_complete(kind, today)
         periods = [*baseline_for(latest, checks.baseline_periods), latest]
@@ -363,6 +393,7 @@ def evaluate(
         if not last.has_data:
             notes.append(f"{kind} {last.label}: no data")
         findings += _target_findings(last)
+        targets += _target_rows(last)
         kind_comparisons = [c for key in DROP_KPIS if (c := _compare(key, last, baseline, checks.confidence))]
         comparisons += kind_comparisons
         findings += _drop_findings(kind_comparisons)
@@ -373,7 +404,7 @@ def evaluate(
             notes.append(f"{kind} {last.label}: {KPI_NAMES.get(key, key)} not shown: {reason}")
     findings += _freshness_findings(definition, newest or {}, now)
     findings += _spool_findings(definition, spool)
-    return CheckReport(service, now, tuple(findings), tuple(comparisons), tuple(checked), tuple(notes))
+    return CheckReport(service, now, tuple(findings), tuple(comparisons), tuple(checked), tuple(notes), tuple(targets))
 
 
 # ---------------------------------------------------------------------------

@@ -93,6 +93,22 @@ def test_below_target_is_attention() -> None:
     (finding,) = report.findings
     assert finding.rule == "below_target"
     assert finding.message == "Completion rate 2026-W11 is 78.0%; the target is at least 85.0%"
+    assert "  Completion rate 2026-W11: 78.0% (at least 85.0%): missed" in report.to_text()
+    (row,) = report.to_dict()["targets"]
+    assert row == {
+        "period": "week",
+        "label": "2026-W11",
+        "kpi": "completion_rate",
+        "value": 0.78,
+        "status": "missed",
+        "text": "at least 85.0%",
+    }
+    met = check(
+        records=_service(78),
+        definition=parse_definition(WEEKLY + "[targets]\ncompletion_rate = {min = 0.7}\n"),
+        now=NOW,
+    )
+    assert met.ok and "Completion rate 2026-W11: 78.0% (at least 70.0%): met" in met.to_text()
 
 
 def test_silence_and_missing_data_sets_are_attention() -> None:
