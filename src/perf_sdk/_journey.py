@@ -559,6 +559,8 @@ class JourneyEngine:
         journey = hit.journey
         name = journey.name
         entry = state.entries.get(name)
+        if hit.start and hit.complete and entry is not None and entry.state == _COMPLETED:
+            return  # the confirmation page also matches the start pattern: a refresh of it is not a new start
         if hit.start and (entry is None or entry.state == _COMPLETED):
             channel = journey.channel_for(request)
             txn = _new_id()  # a new transaction: after a completion, the id rotates here

@@ -138,6 +138,19 @@ def test_refresh_and_back_button_never_count_twice(tracker: CapturingTracker) ->
     assert len(tracker.of("transactions")) == 2
 
 
+def test_a_confirmation_page_under_the_start_prefix_never_counts_twice(tracker: CapturingTracker) -> None:
+    """``start="/apply/*"`` also matches ``/apply/done``: refreshing the completed page is not a new start."""
+    visitor = Visitor(engine_for(tracker, Journey("apply", start="/apply/*", complete="/apply/done")))
+    visitor.get("/apply/name")
+    visitor.get("/apply/done")
+    for _ in range(10):
+        visitor.get("/apply/done")  # refreshes of the confirmation page
+    assert tracker.counts() == {"started": 1, "completed": 1}
+    visitor.get("/apply/name")  # a new application after the first: a new start, as before
+    visitor.get("/apply/done")
+    assert tracker.counts() == {"started": 2, "completed": 2}
+
+
 def test_the_transaction_id_rotates_after_a_completion(tracker: CapturingTracker) -> None:
     engine = engine_for(tracker)
     visitor = Visitor(engine)
