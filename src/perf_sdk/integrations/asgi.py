@@ -12,7 +12,10 @@ no journey can match is passed straight through. It needs no framework (the
 ``asgi`` extra installs Starlette, which it does not import).
 
 Nothing here blocks the event loop: counting only appends to the tracker's
-in-memory queue. The tracker's background workers (which open the spool, a
+in-memory queue, and the tracker the middleware makes refuses (and reports) a
+record at once when that queue is full rather than waiting for room. A sync
+``Tracker`` you pass in waits up to its ``max_block`` (1 s by default) in that
+case: pass ``max_block=0`` or an :class:`~perf_sdk.AsyncTracker`. The tracker's background workers (which open the spool, a
 SQLite file) are started off the loop at lifespan start-up, when the server
 runs a lifespan; otherwise the first count starts them, once. At lifespan
 shutdown the tracker delivers what it holds (closed if the middleware made it,
@@ -67,7 +70,8 @@ class PerfSdkMiddleware:
         if tracker is None:
             from perf_sdk._tracker import Tracker
 
-            tracker = Tracker()
+            # On an event loop a full queue must refuse (and report) at once, never wait for room.
+            tracker = Tracker(max_block=0.0)
         self.engine = JourneyEngine(tracker, journeys, **options)
         self._warned_session = False
 
