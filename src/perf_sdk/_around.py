@@ -132,6 +132,47 @@ class AroundReport:
         lines += [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
+    def to_html(self) -> str:
+        """A page section: the mark, its windows, and each KPI before and after, in a table."""
+        import html
+
+        esc = html.escape
+        last = timedelta(days=1)
+        slug = "change-" + "".join(c if c.isalnum() else "-" for c in self.mark.label.lower()).strip("-")
+        rows = []
+        for c in self.changes:
+            if c.difference is not None:
+                d = c.difference
+                interval = f"{d.low * 100:+.1f} to {d.high * 100:+.1f} points"
+                verdict = "a real change" if d.significant else "could be chance"
+                change = f"{d.difference * 100:+.1f} points"
+            else:
+                interval = "no interval (a plain difference)" if c.change is not None else ""
+                verdict = ""
+                change = "" if c.change is None else f"{'+' if c.change >= 0 else '-'}£{abs(c.change) / 100:,.2f}"
+            cells = [format_kpi(c.key, c.before), format_kpi(c.key, c.after), change or "no comparison", interval]
+            rows.append(
+                f'<tr><th scope="row">{esc(KPI_NAMES[c.key])}</th>'
+                + "".join(f'<td class="num">{esc(x)}</td>' for x in cells)
+                + f"<td>{esc(verdict)}</td></tr>"
+            )
+        when = f"{self.mark.at.astimezone(timezone.utc):%d %B %Y %H:%M} UTC"
+        notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
+        return (
+            f'<section aria-labelledby="{slug}-heading">'
+            f'<h2 id="{slug}-heading">Before and after: {esc(self.mark.label)}</h2>'
+            + (f"<p>{esc(self.mark.description)}</p>" if self.mark.description else "")
+            + f"<p>Marked {esc(when)}. Before: {self.before_start:%d %B %Y} to "
+            f"{self.before_end - last:%d %B %Y}; after: {self.after_start:%d %B %Y} to "
+            f"{self.after_end - last:%d %B %Y} ({self.window_days} days each). A change is real when its 95% "
+            "interval (Newcombe's method) does not include zero.</p>"
+            f'<div class="table-wrap" role="region" aria-labelledby="{slug}-caption" tabindex="0"><table>'
+            f'<caption id="{slug}-caption">Each KPI before and after {esc(self.mark.label)}</caption>'
+            '<thead><tr><th scope="col">KPI</th><th scope="col">Before</th><th scope="col">After</th>'
+            '<th scope="col">Change</th><th scope="col">95% interval</th><th scope="col">Meaning</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>" + (f"<ul>{notes}</ul>" if notes else "") + "</section>"
+        )
+
     def to_csv_rows(self) -> list[dict[str, Any]]:
         rows = []
         for c in self.changes:

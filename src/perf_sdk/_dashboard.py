@@ -185,6 +185,7 @@ def dashboard_html(report: KpiReport, context: PageContext | None = None) -> str
             charts.channel_mix(),
             "</div>",
         ]
+        parts += [change.to_html() for change in report.changes]  # before/after each change marker
     parts.append(_notes())
     if context and context.files:
         links = "".join(f'<li><a href="{esc(href)}">{esc(text)}</a></li>' for text, href in context.files)

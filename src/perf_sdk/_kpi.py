@@ -36,13 +36,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from perf_sdk import _csv
 from perf_sdk._definition import Definition, OtherKpi, Target
 from perf_sdk._errors import ValidationError
 from perf_sdk._protocol import CHANNELS, COST_PERIODS
 from perf_sdk._records import parse_period_label
+
+if TYPE_CHECKING:
+    from perf_sdk._around import AroundReport
 
 __all__ = [
     "KPI_KEYS",
@@ -540,6 +543,8 @@ class KpiReport:
     definition: Definition | None = None
     #: Change markers in the report's range, oldest first (for charts and ``--around``).
     marks: tuple[Mark, ...] = ()
+    #: Each mark's before/after comparison (``kpis(..., with_marks=True)``), for the dashboard.
+    changes: tuple[AroundReport, ...] = ()
 
     def marks_in(self, period: PeriodKpis) -> tuple[Mark, ...]:
         """The marks whose UTC date falls inside ``period``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -59,6 +59,8 @@ __all__ = [
 DEFAULT_LOOKBACK_MONTHS: Final = 36
 #: The same for days and weeks (daily buckets: a year of them is a bigger answer).
 DEFAULT_LOOKBACK_MONTHS_FINE: Final = 4
+#: Days before and after each change marker that a report's comparisons use (``kpis --around``'s default).
+AROUND_WINDOW_DAYS: Final = 28
 #: Naive times and bare dates in files are read here, as in ``perf-sdk backfill``.
 FILE_TIMEZONE: Final = ZoneInfo("Europe/London")
 
@@ -561,10 +563,13 @@ def kpis(
     report_service = named or env_value("service")
 
     marks: list[Mark] = []
+    daily: Counts | None = None
     if records is not None:
         if isinstance(records, Mapping) and "marks" in records:
             marks = marks_from_records(records["marks"])
         counts = counts_from_records(records, measures=measures, bucket=bucket)
+        if with_marks and marks:
+            daily = counts if bucket == "day" else counts_from_records(records, bucket="day")
     elif path is not None:
         counts = counts_from_records(read_records_file(path), bucket=bucket)
     else:
@@ -615,10 +620,22 @@ def kpis(
             try:
                 window = (("start_at", _iso(window_start)), ("end_at", _iso(window_end)))
                 marks = marks_from_read_api(http, settings.read_endpoint, settings.service, settings.token, window)
+                if marks:  # daily counts around the marks, for their before/after comparisons
+                    first_day = min(m.at for m in marks).astimezone(timezone.utc).date()
+                    last_day = max(m.at for m in marks).astimezone(timezone.utc).date()
+                    daily = counts_from_read_api(
+                        settings.read_endpoint,
+                        settings.service,
+                        start=first_day - timedelta(days=AROUND_WINDOW_DAYS),
+                        end=last_day + timedelta(days=AROUND_WINDOW_DAYS + 1),
+                        token=settings.token,
+                        client=http,
+                        bucket="day",
+                    )
             finally:
                 if own:
                     http.close()
-    return compute_report(
+    report = compute_report(
         counts,
         period=period,
         start=first,
@@ -628,3 +645,11 @@ def kpis(
         today=today,
         marks=marks,
     )
+    if daily is not None:
+        from perf_sdk._around import around
+
+        changes = tuple(
+            around(daily, m, window=AROUND_WINDOW_DAYS, service=report_service, today=today) for m in report.marks
+        )
+        report = replace(report, changes=changes)
+    return report

@@ -63,3 +63,20 @@ def test_mark_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "has no zone" in capsys.readouterr().err
     assert main(["mark", "release", "--service", SVC, "--spool-dir", str(tmp_path)]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_kpis_with_marks_from_the_platform_match_around(
+    platform: LocalPlatform, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import date
+
+    from perf_sdk._around import kpis_around
+    from perf_sdk._kpi_sources import kpis
+
+    common = ["--service", SVC, "--endpoint", platform.url, "--token", "t", "--spool-dir", str(tmp_path / "spool")]
+    assert main(["mark", "release 1.4", "--at", "2026-03-02T09:00:00Z", *common]) == 0
+    report = kpis(platform.url, service=SVC, period="month", today=date(2026, 6, 1), with_marks=True)
+    (change,) = report.changes
+    direct = kpis_around("release 1.4", read_endpoint=platform.url, service=SVC, today=date(2026, 6, 1))
+    assert change.to_dict() == direct.to_dict()
+    assert [m.label for m in report.marks] == ["release 1.4"]

@@ -151,3 +151,20 @@ def test_dashboard_draws_marks_on_the_trend_charts() -> None:
     assert page.count("Dashed lines mark changes to the service: release 1.4 (2 March 2026).") == 2
     without = dashboard_html(kpis(records={k: v for k, v in _records().items() if k != "marks"}, period="month"))
     assert '<line class="mark"' not in without
+
+
+def test_the_dashboard_shows_each_kpi_before_and_after_a_mark() -> None:
+    from perf_sdk._dashboard import dashboard_html
+    from perf_sdk._kpi_sources import kpis
+
+    report = kpis(records=_records(), period="month", today=date(2026, 6, 1), with_marks=True)
+    (change,) = report.changes
+    assert change.window_days == 28
+    # 28 days each side: the same records fall in the windows as in the 7-day hand computation
+    assert change.change("completion_rate").difference is not None
+    assert change.change("completion_rate").significant is True
+    page = dashboard_html(report)
+    assert '<h2 id="change-release-1-4-heading">Before and after: release 1.4</h2>' in page
+    assert "new eligibility page" in page
+    assert "+15.0 points" in page and "a real change" in page and "could be chance" in page
+    assert kpis(records=_records(), period="month", today=date(2026, 6, 1)).changes == ()
