@@ -64,7 +64,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from perf_sdk._errors import ConfigurationError
 
@@ -162,7 +162,7 @@ def redact(url: str) -> str:
             for item in parts.query.split("&")
             if item
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
     except ValueError:
         return "postgresql://***"
 

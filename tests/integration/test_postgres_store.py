@@ -1,0 +1,340 @@
+"""The PostgreSQL store's own duties, on a real server: migrations, exactness under racing writers, ids, secrets, readiness.
+
+What both backends share (the read and write APIs' answers) runs on both in
+``tests/unit/platform`` (the ``platform_db`` fixture); here is what only
+PostgreSQL has: versioned migrations, several stores (processes) writing the
+same ``_id``s at once, ids PostgreSQL text cannot hold, the pool and the
+readiness check, and URLs whose password must never be shown.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from starlette.testclient import TestClient
+
+from perf_sdk._errors import ConfigurationError
+from perf_sdk.cli import main
+from perf_sdk.platform import create_app
+from perf_sdk.platform._backend import Backend, open_backend
+from perf_sdk.platform._periods import US_PER_HOUR
+from perf_sdk.platform._postgres import MIGRATIONS, PostgresStore, migrate, redact
+from perf_sdk.platform._query import SENTINEL_HOUR, parse_query
+from perf_sdk.platform._store import Store, prepare
+from tests.platform_db import PostgresServer
+
+LATEST = MIGRATIONS[-1][0]
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Any:
+    s = PostgresStore(postgres_url)
+    yield s
+    s.close()
+
+
+def _rollup_matches_records(url: str) -> int:
+    """Assert the rollup equals the records cell by cell; the number of records."""
+    with psycopg.connect(url) as conn:
+        rollup = conn.execute("SELECT ds, hour, dims, n FROM rollup").fetchall()
+        rows = conn.execute(
+            f"SELECT ds, CASE WHEN ts IS NULL THEN {SENTINEL_HOUR} ELSE ts / {US_PER_HOUR} END, "
+            "coalesce(dims, body), count(*) FROM records GROUP BY 1, 2, 3"
+        ).fetchall()
+    assert all(n > 0 for *_, n in rollup)
+    assert Counter({tuple(r[:3]): r[3] for r in rollup}) == Counter({tuple(r[:3]): r[3] for r in rows})
+    return sum(r[3] for r in rows)
+
+
+# ------------------------------------------------------------------ choosing the backend
+
+
+def test_a_postgres_url_chooses_the_postgres_store(postgres_url: str) -> None:
+    backend: Backend = open_backend(postgres_url)  # mypy checks the protocol
+    assert isinstance(backend, PostgresStore)
+    assert backend.ping()
+    backend.close()
+    assert isinstance(open_backend(":memory:"), Store)
+
+
+def test_another_scheme_is_refused_not_taken_for_a_file() -> None:
+    with pytest.raises(ConfigurationError, match=r"mysql:// is not a database"):
+        open_backend("mysql://root:hunter2@db/x")
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def test_migrations_are_recorded_and_applied_once(postgres_session: PostgresServer | str) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    url = postgres_session.create_database("perf_sdk_migrations")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert migrate(conn) == [m[0] for m in MIGRATIONS]
+        assert migrate(conn) == []
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m[0] for m in MIGRATIONS]
+
+
+def test_processes_starting_together_migrate_once(postgres_session: PostgresServer | str) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    url = postgres_session.create_database("perf_sdk_migrate_race")
+    applied: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def start() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            barrier.wait(timeout=30)
+            applied.append(migrate(conn))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(applied) == [[], [], [], [m[0] for m in MIGRATIONS]]
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused(postgres_session: PostgresServer | str) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    url = postgres_session.create_database("perf_sdk_newer")
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'from the future')", (LATEST + 1,))
+    with pytest.raises(ConfigurationError, match=rf"schema is at version {LATEST + 1}, newer .*upgrade perf-sdk"):
+        PostgresStore(url)
+
+
+def test_platform_migrate_command(postgres_session: PostgresServer | str, capsys: pytest.CaptureFixture[str]) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    url = postgres_session.create_database("perf_sdk_cli_migrate")
+    assert main(["platform", "migrate", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert f"applied migration 1: {MIGRATIONS[0][1]}" in out
+    assert f"schema version {LATEST}" in out
+    assert main(["platform", "migrate", "--db", url]) == 0
+    assert "(nothing to do)" in capsys.readouterr().out
+
+
+def test_platform_migrate_reads_the_environment(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PERF_SDK_PLATFORM_DB", postgres_url)
+    assert main(["platform", "migrate"]) == 0
+    assert "(nothing to do)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["platform", "migrate"], "--db is required"),
+        (["platform", "migrate", "--db", "/tmp/x.db"], "--db must be a postgresql:// URL"),
+    ],
+)
+def test_platform_migrate_refuses_what_it_cannot_migrate(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def test_a_password_is_never_shown(postgres_session: PostgresServer | str, capsys: pytest.CaptureFixture[str]) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    port = postgres_session.port + 1 if postgres_session.port < 65535 else 1
+    url = f"postgresql://perf:s3cr3t-pw@127.0.0.1:{port}/nowhere?password=other-s3cr3t&connect_timeout=2"
+    with pytest.raises(ConfigurationError) as caught:
+        PostgresStore(url)
+    assert "s3cr3t" not in str(caught.value)
+    assert "perf:***@127.0.0.1" in str(caught.value)
+    assert main(["platform", "migrate", "--db", url]) == 2
+    assert main(["serve", "--port", "0", "--db", url]) == 2
+    captured = capsys.readouterr()
+    assert "s3cr3t" not in captured.out + captured.err
+    assert "cannot" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:pw@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u@h/db?sslmode=require", "postgresql://u@h/db?sslmode=require"),
+        ("postgres://h/db?user=u&password=pw", "postgres://h/db?user=u&password=***"),
+        ("postgresql:///db?host=/run/pg", "postgresql:///db?host=/run/pg"),
+    ],
+)
+def test_redact(url: str, shown: str) -> None:
+    assert redact(url) == shown
+
+
+def test_the_repr_shows_no_password(postgres_session: PostgresServer | str) -> None:
+    if isinstance(postgres_session, str):
+        pytest.skip(postgres_session)
+    url = postgres_session.database("perf_sdk_tests").replace("postgres@", "postgres:not-checked-by-trust@")
+    store = PostgresStore(url)
+    try:
+        assert "not-checked" not in repr(store)
+        assert "***" in repr(store)
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------ readiness
+
+
+def test_status_checks_the_database(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(db=postgres_url, token="t")
+    store: PostgresStore = app.state.store
+    try:
+        with TestClient(app) as client:
+            assert client.get("/_status").status_code == 200
+            # The database goes away (its connections end; the address answers no more).
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = current_database()"
+                )
+            monkeypatch.setattr(store, "_url", postgres_url.replace("port=", "port=1"))
+            response = client.get("/_status")
+            assert response.status_code == 500
+            assert response.json()["message"] == "cannot reach the database"
+            assert response.headers["cache-control"] == "no-cache"
+            monkeypatch.setattr(store, "_url", postgres_url)
+            assert client.get("/_status").status_code == 200  # back: a fresh connection
+    finally:
+        store.close()
+
+
+def test_a_closed_store_is_not_ready(store: PostgresStore) -> None:
+    store.close()
+    assert not store.ping()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.count("svc", "transactions")
+
+
+# ------------------------------------------------------------------ records
+
+
+def test_ids_postgres_text_cannot_hold_or_index(store: PostgresStore) -> None:
+    ids = ["a\x00b", "x" * 5000, "é" * 40, "plain"]
+    store.write("svc", "t", prepare([{"_id": i, "stage": "s", "count": 1} for i in ids]))
+    store.write("svc", "t", prepare([{"_id": "x" * 5000, "stage": "s", "count": 2}]))
+    records = store.records("svc", "t")
+    assert sorted(r["_id"] for r in records) == sorted(ids)
+    assert next(r for r in records if r["_id"] == "x" * 5000)["count"] == 2
+    q = parse_query([("filter_by", "_id:a\x00b")])
+    assert [r["_id"] for r in store.read("svc", "t", q) or []] == ["a\x00b"]
+    q = parse_query([("sort_by", "_id:ascending")])
+    assert [r["_id"] for r in store.read("svc", "t", q) or []] == sorted(ids)
+
+
+def test_a_record_sent_twice_in_a_batch_is_stored_once_as_its_last_version(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    batch = [
+        {"_id": "a", "_timestamp": "2026-01-01T10:00:00Z", "stage": "started", "count": 1},
+        {"_id": "b", "_timestamp": "2026-01-01T10:00:00Z", "stage": "started", "count": 1},
+        {"_id": "a", "_timestamp": "2026-02-01T10:00:00Z", "stage": "completed", "count": 5},
+    ]
+    store.write("svc", "t", prepare(batch))
+    assert sorted((r["_id"], r["count"]) for r in store.records("svc", "t")) == [("a", 5), ("b", 1)]
+    assert _rollup_matches_records(postgres_url) == 2
+
+
+def test_records_keep_the_order_they_were_sent_in(store: PostgresStore) -> None:
+    ids = ["zz", "aa", "mm", "bb"]
+    store.write("svc", "t", prepare([{"_id": i, "stage": "s"} for i in ids]))
+    store.write("svc", "t", prepare([{"_id": "cc", "stage": "s"}, {"_id": "aa", "stage": "t"}]))
+    assert [r["_id"] for r in store.records("svc", "t")] == [*ids, "cc"]
+
+
+def test_empty_and_delete_leave_no_rollup(store: PostgresStore, postgres_url: str) -> None:
+    record = {"_timestamp": "2026-01-01T10:00:00Z", "stage": "started", "txn": "f" * 64}
+    store.write("svc", "t", prepare([record]), now_us=1)
+    store.write("svc", "u", prepare([record]), now_us=2)
+    store.empty("svc", "t")
+    assert store.count("svc", "t") == 0
+    assert store.delete("svc", "u")
+    assert store.last_updated() == {("svc", "t"): 1}
+    assert _rollup_matches_records(postgres_url) == 0
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM wide_fields").fetchone() == (0,)
+
+
+# ------------------------------------------------------------------ racing writers
+
+
+def test_stores_racing_on_the_same_ids_keep_the_rollup_exact(postgres_url: str) -> None:
+    """Two stores (two processes' pools), eight threads, batches that overlap in ids and change every field."""
+    stores = [PostgresStore(postgres_url, pool_size=4), PostgresStore(postgres_url, pool_size=4)]
+    ids = [f"id-{n}" for n in range(200)]
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        store = stores[seed % 2]
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(25):
+                batch = [
+                    {
+                        "_id": rid,
+                        "_timestamp": f"2026-01-0{rng.randint(1, 3)}T{rng.randint(10, 12)}:00:00Z",
+                        "stage": rng.choice(["started", "completed"]),
+                        "count": rng.randint(1, 9),
+                    }
+                    for rid in rng.sample(ids, 80)
+                ]
+                if rng.random() < 0.2:
+                    batch += batch[:5]  # a record twice in one batch
+                store.write("svc", "transactions", prepare(batch), now_us=seed)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    try:
+        assert not errors, errors
+        assert _rollup_matches_records(postgres_url) == stores[0].count("svc", "transactions")
+        records = stores[0].records("svc", "transactions")
+        query = parse_query([("group_by", "stage"), ("collect", "count:sum"), ("period", "day")])
+        answer = stores[1].read("svc", "transactions", query)
+        for item in answer or []:
+            stage_records = [r for r in records if r["stage"] == item["stage"]]
+            assert item["_count"] == len(stage_records)
+            assert item["count:sum"] == sum(r["count"] for r in stage_records)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_serve_takes_the_database_from_the_environment(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import perf_sdk.platform._server as server_module
+
+    seen: dict[str, Any] = {}
+
+    def fake_serve(app: Any, sock: Any, **kwargs: Any) -> None:
+        seen["store"] = app.state.store
+
+    monkeypatch.setattr(server_module, "serve", fake_serve)
+    monkeypatch.setenv("PERF_SDK_PLATFORM_DB", postgres_url)
+    assert main(["serve", "--port", "0", "--token", "t"]) == 0
+    assert isinstance(seen["store"], PostgresStore)
