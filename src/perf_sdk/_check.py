@@ -20,7 +20,10 @@ would alarm on every Monday morning), with four rules:
   directory, the SDK's oldest waiting record older than ``max_spool_age_minutes``
   or dead letters waiting;
 * **too few answers**: fewer satisfaction answers than ``min_answers`` in a
-  month or quarter: too few to say anything about satisfaction.
+  month or quarter: too few to say anything about satisfaction;
+* **cannot be right**: a week, month or quarter whose figures are flagged
+  (more completions than starts): recording is broken somewhere. A day's
+  flag is only a note, since a day's completions may follow yesterday's starts.
 
 Pure evaluation (:func:`evaluate`) over :class:`~perf_sdk._kpi.Counts` and
 freshness facts, so every rule is tested by hand; :func:`check` gathers those
@@ -64,7 +67,7 @@ ANSWER_PERIODS: Final = ("month", "quarter")
 @dataclass(frozen=True)
 class Finding:
     """One thing that needs attention; ``rule`` is ``below_target``, ``significant_drop``,
-    ``no_records``, ``spool_age``, ``dead_letters`` or ``too_few_answers``."""
+    ``cannot_be_right``, ``no_records``, ``spool_age``, ``dead_letters`` or ``too_few_answers``."""
 
     rule: str
     message: str
@@ -401,7 +404,19 @@ def evaluate(
         if answers is not None:
             findings.append(answers)
         for key, reason in last.flags.items():
-            notes.append(f"{kind} {last.label}: {KPI_NAMES.get(key, key)} not shown: {reason}")
+            if kind == "day":  # a day's completions may belong to yesterday's starts: worth a note only
+                notes.append(f"{kind} {last.label}: {KPI_NAMES.get(key, key)} not shown: {reason}")
+            else:
+                findings.append(
+                    Finding(
+                        "cannot_be_right",
+                        f"{KPI_NAMES.get(key, key)} {last.label} {reason}: is every start still recorded?",
+                        key,
+                        kind,
+                        last.label,
+                        {"reason": reason},
+                    )
+                )
     findings += _freshness_findings(definition, newest or {}, now)
     findings += _spool_findings(definition, spool)
     return CheckReport(service, now, tuple(findings), tuple(comparisons), tuple(checked), tuple(notes), tuple(targets))

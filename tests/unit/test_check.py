@@ -278,3 +278,12 @@ def test_a_day_is_compared_with_the_same_weekday_of_the_weeks_before() -> None:
     (comparison,) = [c for c in report.comparisons if c.kpi == "completion_rate"]
     assert comparison.label == "2026-03-15"
     assert comparison.baseline_labels == ("2026-02-15", "2026-02-22", "2026-03-01", "2026-03-08")
+
+
+def test_completions_above_starts_in_a_week_need_attention() -> None:
+    records = _service(78)
+    records["transactions"] += _week(datetime(2026, 3, 12, 10, tzinfo=timezone.utc), 0, 50)  # 128 of 100
+    report = check(records=records, definition=parse_definition(WEEKLY), now=NOW)
+    (finding,) = report.findings
+    assert (finding.rule, finding.kpi, finding.label) == ("cannot_be_right", "completion_rate", "2026-W11")
+    assert "128 digital completions but only 100 digital starts (128%)" in finding.message
