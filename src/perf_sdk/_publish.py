@@ -479,6 +479,8 @@ class _Site:
         self, out: Path | None, period: str, when: datetime, first: date | None, last: date | None, base_url: str | None
     ) -> None:
         self.out = out
+        #: Each service's data files as text, rendered by :meth:`prepare`.
+        self.data_files: dict[str, tuple[str, str, str]] = {}
         #: Each service's performance definition (targets, other KPIs), where one was given.
         self.definitions: Mapping[str, Definition] = {}
         self.period = period
@@ -522,7 +524,19 @@ class _Site:
         so this process computes while the platform answers the next requests.
         """
         report = self._report(slug, counts)
-        return report, kpi_rows(report.periods, self.as_of, self._previous_rows(slug), self.when.date())
+        rows = kpi_rows(report.periods, self.as_of, self._previous_rows(slug), self.when.date())
+        self.data_files[slug] = self._data_files(slug, rows)
+        return report, rows
+
+    def _data_files(self, slug: str, rows: list[dict[str, Any]]) -> tuple[str, str, str]:
+        """``kpis.csv``, ``kpis.json`` and their schema, as text: they depend on this service alone."""
+        definition = self.definitions.get(slug)
+        fields = list(KPI_FIELDS)
+        schema_text = _KPI_SCHEMA_TEXT
+        if definition is not None and definition.kpis:
+            fields += other_kpi_fields([(k.key, k.name, k.display_unit) for k in definition.kpis])
+            schema_text = dumps(table_schema(fields, ["period"]))
+        return to_csv(rows, fields), dumps_rows(rows), schema_text
 
     def write(
         self,
@@ -601,14 +615,9 @@ class _Site:
         ranks: Mapping[str, tuple[int, int]],
     ) -> None:
         slug = info.slug
-        definition = self.definitions.get(slug)
-        fields = list(KPI_FIELDS)
-        schema_text = _KPI_SCHEMA_TEXT
-        if definition is not None and definition.kpis:
-            fields += other_kpi_fields([(k.key, k.name, k.display_unit) for k in definition.kpis])
-            schema_text = dumps(table_schema(fields, ["period"]))
-        self._put(f"{slug}/kpis.csv", to_csv(rows, fields))
-        self._put(f"{slug}/kpis.json", dumps_rows(rows))
+        csv_text, json_text, schema_text = self.data_files.get(slug) or self._data_files(slug, rows)
+        self._put(f"{slug}/kpis.csv", csv_text)
+        self._put(f"{slug}/kpis.json", json_text)
         self._put(f"{slug}/kpis.schema.json", schema_text)
         frequency = _FREQUENCY[self.period]
         coverage = (report.periods[0].start, report.periods[-1].end - timedelta(days=1)) if report.periods else None
