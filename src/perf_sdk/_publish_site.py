@@ -325,6 +325,7 @@ LIST_CSS: Final = """
 .vh{position:absolute!important;width:1px!important;height:1px!important;margin:0!important;padding:0!important;
 overflow:hidden!important;clip:rect(0 0 0 0)!important;white-space:nowrap!important;border:0!important}
 .table-wrap{position:relative}
+table.list caption{max-width:calc(100vw - 30px)}
 table.list th,table.list td{padding:8px 10px 8px 0}
 table.list tbody th{position:sticky;left:0;background:#fff;z-index:1;min-width:8em}
 table.list td.n,table.list th.n{text-align:right;font-variant-numeric:tabular-nums}
