@@ -180,3 +180,18 @@ def test_the_platform_serves_the_site_live(platform: LocalPlatform) -> None:
             "description": "Tests.",
             "start_date": "2024-04-01",
         } in listing
+
+
+@pytest.mark.parametrize("period", ["month", "financial-year"])
+def test_other_periods_read_the_same_as_from_memory(platform: LocalPlatform, tmp_path: Path, period: str) -> None:
+    out = tmp_path / "api"
+    argv = ["publish", "--out", str(out), "--read-endpoint", platform.url, "--published-at", PUBLISHED]
+    assert main([*argv, "--period", period, "--service", "renew-a-permit"]) == 0
+    publish(
+        tmp_path / "memory",
+        records={"renew-a-permit": _records(1)},
+        metadata={"renew-a-permit": SERVICES["renew-a-permit"]},
+        published_at=PUBLISHED,
+        period=period,
+    )
+    assert _tree(out) == _tree(tmp_path / "memory")

@@ -335,3 +335,23 @@ def test_a_definition_adds_targets_other_kpis_and_names(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigurationError, match="a single service"):
         publish(tmp_path / "two", records=RECORDS, definition=path, published_at=PUBLISHED)
+
+
+@pytest.mark.parametrize(
+    ("period", "latest", "name", "frequency"),
+    [
+        ("month", "2026-03", "March 2026", "monthly"),
+        ("financial-year", "2025-26", "2025-26", "annual"),
+        ("year", "2025", "2025", "annual"),
+    ],
+)
+def test_other_periods(tmp_path: Path, period: str, latest: str, name: str, frequency: str) -> None:
+    result = publish(tmp_path, records={"renew-a-permit": _records(1)}, period=period, published_at=PUBLISHED)
+    assert result.period == latest
+    rows = json.loads((tmp_path / "renew-a-permit" / "kpis.json").read_text("utf-8"))
+    assert {"period": latest, "period_name": name, "period_type": period}.items() <= next(
+        r for r in rows if r["period"] == latest
+    ).items()
+    assert f"{name} at a glance" in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    ckan = json.loads((tmp_path / "renew-a-permit" / "ckan-dataset.json").read_text("utf-8"))
+    assert ckan["update_frequency"] == frequency
