@@ -355,3 +355,13 @@ def test_other_periods(tmp_path: Path, period: str, latest: str, name: str, freq
     assert f"{name} at a glance" in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
     ckan = json.loads((tmp_path / "renew-a-permit" / "ckan-dataset.json").read_text("utf-8"))
     assert ckan["update_frequency"] == frequency
+
+
+def test_out_that_is_a_file_exits_2_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in _records(1)) + "\n", encoding="utf-8")
+    blocker = tmp_path / "site"
+    blocker.write_text("not a folder", encoding="utf-8")
+    argv = ["publish", "--out", str(blocker), "--file", f"renew-a-permit={path}", "--published-at", PUBLISHED]
+    assert main(argv) == 2
+    assert f"cannot write the site to --out {blocker}" in capsys.readouterr().err

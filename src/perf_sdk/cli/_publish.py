@@ -134,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
     except TransportError as exc:
         print(f"perf-sdk: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"perf-sdk: cannot write the site to --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         flag = {"published_at": "--published-at", "base_url": "--base-url", "service": "--service"}.get(
             exc.field, exc.field
