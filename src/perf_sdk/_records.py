@@ -202,8 +202,12 @@ def _validate_shapes(
         bad: list[tuple[int, ValidationError]] = []
         for i, rec in enumerate(records):
             problems = record_problems(rec)
+            count = rec.get("count") if isinstance(rec, dict) else None
             if problems:
                 bad.append((i, ValidationError("record", rec, "; ".join(problems))))
+            elif type(count) is not int or not 1 <= count <= 1_000_000_000:
+                # The same rule as the known types: a service's own data type is summed the same way.
+                bad.append((i, ValidationError("count", count, _RULES["count"])))
             else:
                 good.append(rec)
         return good, bad
@@ -301,11 +305,16 @@ class RecordBuilder:
     def timestamp(self, at: object, field: str = "at") -> str:
         """Backdrop's ``_timestamp`` (UTC, whole seconds) from epoch seconds or an aware datetime."""
         if isinstance(at, float):
+            if not math.isfinite(at):
+                raise ValidationError(field, at, "must be a finite number of seconds since 1970, or " + _AT_RULE[8:])
             sec = math.floor(at)
         elif isinstance(at, datetime):
             if at.tzinfo is None or at.utcoffset() is None:
                 raise ValidationError(field, at, _AT_RULE)
-            sec = calendar.timegm(at.astimezone(_UTC).timetuple())
+            try:
+                sec = calendar.timegm(at.astimezone(_UTC).timetuple())
+            except (OverflowError, ValueError):
+                raise ValidationError(field, at, "is out of range (years 1000 to 9999)") from None
         elif isinstance(at, date):
             raise ValidationError(field, at, _AT_RULE + " (a date alone has no time or zone)")
         elif isinstance(at, int) and not isinstance(at, bool):

@@ -81,6 +81,10 @@ class Stats:
         if self._otel is not None and n:
             self._otel.count(name, n)
 
+    def reset_after_fork(self) -> None:
+        """A forked child's fresh lock: the parent's may have been held by one of its threads at fork()."""
+        self._lock = threading.Lock()
+
     def refuse(self, n: int = 1) -> None:
         self.add("refused", n)
 

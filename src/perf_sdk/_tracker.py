@@ -42,7 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from perf_sdk._config import Settings
 from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
-from perf_sdk._protocol import DATA_TYPES
+from perf_sdk._protocol import DATA_TYPES, SLUG_RE
 from perf_sdk._records import RecordBuilder, unencodable_field, validate_records
 from perf_sdk._spool import Spool, ensure_spool_dir
 from perf_sdk._telemetry import Health, Stats
@@ -227,6 +227,10 @@ class Tracker:
         self._strict = s.strict
         self._max_queue = s.max_queue
         self._secret = s.secret.get_secret_value() if s.secret else None
+        if self._secret is None and not s.enabled:
+            # Switched off, nothing leaves the process: strict mode still checks transaction ids
+            # with a key of this process's own rather than refusing every one for want of a secret.
+            self._secret = os.urandom(32).hex()
         self._caller_builder = RecordBuilder(s.service, self._secret, s.sample_every)
         #: Build on the caller's thread: strict mode, a sink, or disabled.
         self._direct = self._strict or sink is not None
@@ -236,10 +240,15 @@ class Tracker:
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             kpi_metrics=kpi_metrics,
-            spool_view=self._spool_view,
+            spool_view=_weak_spool_view(self),
         )
         self._refused_reported = 0
+        self._refusal_lock = threading.Lock()
+        self._log_window = (0.0, 0)  # (window start, refusals logged in it): see _refuse
         self._closed = False
+        self._closing = False
+        self._close_result: FlushResult | None = None
+        self._close_done = threading.Event()
         self._writer = Writer(
             builder=lambda: RecordBuilder(self.service, self._secret, self.settings.sample_every),
             open_outbox=self._open_pipeline,
@@ -253,9 +262,7 @@ class Tracker:
             on_spool_lost=self._reopen_spool,
         )
         self._init_process_state()
-        _LIVE.add(self)
-        if sink is None:
-            atexit.register(self._atexit)
+        _LIVE.add(self)  # weakly: interpreter exit closes it (see _close_all_at_exit), and a dropped one is freed
 
     @property
     def closed(self) -> bool:
@@ -390,6 +397,12 @@ class Tracker:
         deadline = None if timeout is None else time.monotonic() + timeout
         accepted = 0
         kind = VALIDATED if validated and self.before_send is None else BUILT
+        if not isinstance(data_type, str) or not SLUG_RE.fullmatch(data_type):
+            error = ValidationError("data_type", data_type, "must be a lower-case slug, e.g. transactions")
+            if self._strict:
+                raise error
+            self._refuse(error, [], count=len(records) if isinstance(records, list) else 1)
+            return 0
         try:
             if self._closed:
                 return 0
@@ -466,6 +479,9 @@ class Tracker:
         already-validated records.
         """
         if self._drop_all:
+            return None
+        if self._closed:
+            self._refuse(PerfSdkError("the tracker is closed; the record was not accepted"), [])
             return None
         try:
             data_type, record = self._build_now(item)
@@ -627,12 +643,17 @@ class Tracker:
         return replace(result, refused=self._take_refused())
 
     def _take_refused(self) -> int:
-        refused = self.stats.refused
-        new, self._refused_reported = refused - self._refused_reported, refused
+        with self._refusal_lock:  # two flushes at once report each refusal once
+            refused = self.stats.refused
+            new, self._refused_reported = refused - self._refused_reported, refused
         return new
 
     def _flush(self, deadline: float) -> FlushResult:
-        if self._closed or self.sink is not None:
+        if self._closed:
+            # What close() left (for the next process); while close() runs, what is still pending.
+            done = self._close_result
+            return done if done is not None else FlushResult(self._writer.pending(), 0, (), True)
+        if self.sink is not None:
             return FlushResult(0, 0, (), False)
         self.open()
         self._writer.wait_drained(deadline)
@@ -686,21 +707,50 @@ class Tracker:
         is abandoned at the deadline (and at most 30 s after it).
         """
         deadline = time.monotonic() + max(0.0, timeout)
-        if self._closed:
-            return FlushResult(0, 0, (), False)
+        with self._lifecycle:
+            already = self._closing
+            self._closing = True
+        if already:  # another close() is running or has run: wait for it, report what it found
+            self._close_done.wait(max(0.0, deadline - time.monotonic()))
+            done = self._close_result
+            return done if done is not None else FlushResult(self._writer.pending(), 0, (), True)
+        try:
+            result = self._close(deadline)
+        except Exception as exc:  # pragma: no cover - close must answer
+            logger.exception("perf_sdk: close failed: %s", exc)
+            result = FlushResult(self._writer.pending(), 0, (), True)
+        self._close_result = result
+        self._close_done.set()
+        return result
+
+    def _close(self, deadline: float) -> FlushResult:
         if self.sink is not None:
             self._closed = True
-            return replace(FlushResult(0, 0, (), False), refused=self._take_refused())
-        result = self.flush(max(0.0, deadline - time.monotonic())) if self._running else FlushResult(0, 0, (), False)
+            return FlushResult(0, 0, (), False, refused=self._take_refused())
+        on_sdk_thread = self._writer.on_writer_thread or (
+            self._uploader is not None and threading.current_thread() is getattr(self._uploader, "_thread", None)
+        )
+        result = (
+            self.flush(max(0.0, deadline - time.monotonic()))
+            if self._running and not on_sdk_thread
+            else FlushResult(0, 0, (), False)
+        )
         with self._lifecycle:
             self._closed = True
             self._running = False
         lost = self._writer.stop(deadline)
+        if on_sdk_thread:
+            # close() from a hook: the writer finishes (persisting everything) once the hook returns, and
+            # interpreter exit sweeps and closes the rest; nothing can be joined from here.
+            if self._uploader is not None:
+                self._uploader.stop(0.0)
+            return FlushResult(self._writer.pending(), 0, (), True, refused=self._take_refused())
         pending = self._stop_workers(deadline)
         return replace(
             result,
             pending=pending + lost,
             unpersisted=lost,
+            timed_out=result.timed_out,
             refused=result.refused + self._take_refused(),
         )
 
@@ -735,7 +785,12 @@ class Tracker:
         self._queue.clear()
         if not items:
             return
-        built = build(items, RecordBuilder(self.service, self._secret, self.settings.sample_every))
+        built = build(
+            items,
+            RecordBuilder(self.service, self._secret, self.settings.sample_every),
+            batch_size=self.settings.batch_size,
+            before_send=self.before_send,
+        )
         for refusal in built.refusals:
             self._report(refusal)
         try:
@@ -757,7 +812,25 @@ class Tracker:
         self.close()
 
     def health(self) -> Health:
-        """Spool depth, age of the oldest pending record, last success and error, dead letters."""
+        """Spool depth, age of the oldest pending record, last success and error, dead letters.
+
+        Never raises: a health endpoint calling it must always get an answer.
+        """
+        try:
+            return self._health()
+        except Exception as exc:  # pragma: no cover - defensive: reported in the answer itself
+            logger.exception("perf_sdk: health failed")
+            return Health(
+                spool_depth=self._writer.pending(),
+                oldest_pending_age=None,
+                last_success=self.stats.last_success,
+                last_error=f"health: {type(exc).__name__}: {exc}",
+                dead_letters=0,
+                paused=(),
+                counters=self.stats.snapshot(),
+            )
+
+    def _health(self) -> Health:
         depth, oldest, dead = 0, None, 0
         spool = self._spool
         if spool is not None and not spool.closed:
@@ -789,18 +862,22 @@ class Tracker:
             self._spool.abandon_after_fork()
         if self._transport is not None and self._transport_given is None:
             _ABANDONED_TRANSPORTS.append(self._transport)
+        self.stats.reset_after_fork()  # a lock held by a parent thread at fork() would never be released here
+        self._refusal_lock = threading.Lock()
         self._init_process_state()
-        if not self._closed and self.sink is None:
-            atexit.register(self._atexit)
 
     # reporting -------------------------------------------------------------------------------------
+    def _log_refusal(self, error: BaseException) -> None:
+        """One WARNING per refusal, up to 20 a minute: a service refusing every call must not flood its logs."""
+        _log_refusal_throttled(self, error)
+
     def _report(self, refusal: Refusal) -> None:
         self._refuse(refusal.error, refusal.records, refusal.count)
 
     def _refuse(self, error: BaseException, records: list[dict[str, Any]], count: int = 1) -> None:
         self.stats.refuse(count)
         self.stats.error(str(error))
-        logger.warning("perf_sdk: record refused: %s", error)
+        self._log_refusal(error)
         if self.on_error is not None:
             try:
                 self.on_error(error, records)
@@ -808,7 +885,48 @@ class Tracker:
                 logger.exception("perf_sdk: on_error hook raised; ignored")
 
 
+def _weak_spool_view(tracker: Tracker) -> Callable[[], tuple[int, float | None]]:
+    """The gauges' callback without a strong reference: OpenTelemetry keeps callbacks for ever."""
+    method = weakref.WeakMethod(tracker._spool_view)
+
+    def view() -> tuple[int, float | None]:
+        bound = method()
+        return bound() if bound is not None else (0, None)
+
+    return view
+
+
+#: Refusals logged one by one per minute; past that, one line a minute says how many more.
+_LOGGED_REFUSALS_PER_MINUTE = 20
+
+
+def _log_refusal_throttled(tracker: Tracker, error: BaseException) -> None:
+    now = time.monotonic()
+    start, logged = tracker._log_window
+    if now - start >= 60.0:
+        if logged > _LOGGED_REFUSALS_PER_MINUTE:
+            logger.warning(
+                "perf_sdk: %d more record(s) refused in the last minute (not logged one by one; see health())",
+                logged - _LOGGED_REFUSALS_PER_MINUTE,
+            )
+        start, logged = now, 0
+    logged += 1
+    tracker._log_window = (start, logged)
+    if logged <= _LOGGED_REFUSALS_PER_MINUTE:
+        logger.warning("perf_sdk: record refused: %s", error)
+
+
 _ABANDONED_TRANSPORTS: list[Transport] = []
+
+
+def _close_all_at_exit() -> None:
+    """Interpreter exit: close every live tracker (persisting what it holds), sweep the closed ones."""
+    for tracker in list(_LIVE):
+        if tracker.sink is None:
+            tracker._atexit()
+
+
+atexit.register(_close_all_at_exit)
 
 
 def _after_fork_in_child() -> None:

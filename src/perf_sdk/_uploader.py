@@ -130,6 +130,8 @@ class Uploader:
         self._wake.set()
         if self._thread is None:
             return True
+        if threading.current_thread() is self._thread:
+            return False  # asked from a hook on this very thread: it stops when the hook returns
         self._thread.join(max(0.0, timeout))
         return not self._thread.is_alive()
 

@@ -106,7 +106,10 @@ def _generic(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, An
 
 
 def _built(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
-    return item[1], item[2]
+    record = item[2]
+    if not isinstance(record, dict):
+        raise ValidationError("record", type(record).__name__, "must be a dict of a record's fields")
+    return item[1], record
 
 
 def _mark(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
@@ -169,9 +172,11 @@ def build(
     builders = BUILDERS
     for item in items:
         kind = item[0]
-        if kind == VALIDATED:
+        if kind == VALIDATED and isinstance(item[2], dict):
             trusted.setdefault(item[1], []).append(item[2])
             continue
+        if kind == VALIDATED:
+            kind = BUILT  # not what it claims: checked like any other
         try:
             data_type, record = builders[kind](builder, item)
         except ValidationError as exc:
@@ -188,7 +193,7 @@ def build(
         candidates = by_type.get(data_type, [])
         if before_send is not None and candidates:
             candidates = _apply_before_send(before_send, candidates, out.refusals)
-        good, bad = validate_records(data_type, candidates) if candidates else ([], [])
+        good, bad = _validate(data_type, candidates)
         out.refusals.extend(Refusal(error, [candidates[index]]) for index, error in bad)
         good.extend(trusted.get(data_type, ()))
         if not good:
@@ -203,6 +208,28 @@ def build(
                 stored.extend(kept)
         out.stored[data_type] = stored
     return out
+
+
+def _validate(
+    data_type: str, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[tuple[int, ValidationError]]]:
+    """``validate_records``, made total: if the batch cannot be validated at all, each record alone."""
+    if not records:
+        return [], []
+    try:
+        return validate_records(data_type, records)
+    except Exception:  # a record shaped so oddly that the batch check itself fails: find which
+        good: list[dict[str, Any]] = []
+        bad: list[tuple[int, ValidationError]] = []
+        for index, record in enumerate(records):
+            try:
+                ok, wrong = validate_records(data_type, [record])
+            except Exception as exc:
+                bad.append((index, ValidationError("record", None, f"cannot be checked ({type(exc).__name__})")))
+                continue
+            good.extend(ok)
+            bad.extend((index, error) for _, error in wrong)
+        return good, bad
 
 
 def _apply_before_send(
@@ -318,6 +345,9 @@ class Writer:
         #: True while the writer cannot make progress (no spool yet, or the disk refuses).
         self.stuck = False
         self._quiet_until = 0.0
+        #: Items popped from the queue and not yet committed or refused (counted in pending()).
+        self._in_flight = 0
+        self._last_progress = time.monotonic()
 
     # the interface ------------------------------------------------------------------------------
     @property
@@ -329,8 +359,12 @@ class Writer:
         return self._outbox
 
     def pending(self) -> int:
-        """Records accepted and not yet in the spool."""
-        return len(self.queue) + sum(n for _, n, _ in self._unspooled)
+        """Records accepted and not yet in the spool: queued, being built, or built and not committed."""
+        return len(self.queue) + self._in_flight + sum(n for _, n, _ in self._unspooled)
+
+    @property
+    def on_writer_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
 
     def start(self) -> None:
         if self._thread is not None:
@@ -368,15 +402,21 @@ class Writer:
                 self._drained.wait(min(remaining, 0.05))
         return True
 
-    def stop(self, deadline: float, *, hard_limit: float = 30.0) -> int:
+    def stop(self, deadline: float, *, stall: float = 2.0, hard_limit: float = 30.0) -> int:
         """Persist everything queued, then stop the thread; returns how many records could not be persisted.
 
-        Waits as long as the writer makes progress. It gives up at ``deadline``
-        only when it is stuck (no spool could be opened, the disk refuses), and
-        in any case ``hard_limit`` seconds after ``deadline`` (a disk that hangs
-        must not hang the host's shutdown).
+        Waits as long as the writer makes progress. Past ``deadline`` it gives
+        up when the writer is stuck (no spool could be opened, the disk
+        refuses) or has made no progress for ``stall`` seconds (a hook that
+        hangs), and in any case ``hard_limit`` seconds after ``deadline`` (a
+        disk that hangs must not hang the host's shutdown). Called on the
+        writer's own thread (``close()`` from a hook), it only asks the thread
+        to finish and reports what is still pending.
         """
         thread = self._thread
+        if thread is not None and self.on_writer_thread:
+            self._stopping = True
+            return 0  # the thread persists the rest when the hook returns; the caller reports pending()
         if thread is not None:
             self._stopping = True
             self._wake.set()
@@ -384,7 +424,8 @@ class Writer:
             while thread.is_alive():
                 thread.join(0.05)
                 now = time.monotonic()
-                if (now >= deadline and self.stuck) or now >= give_up:
+                stalled = now - self._last_progress >= stall
+                if (now >= deadline and (self.stuck or stalled)) or now >= give_up:
                     self._abandon = True
                     self._wake.set()
                     thread.join(0.5)
@@ -423,6 +464,7 @@ class Writer:
             except Exception as exc:  # pragma: no cover - build() and commit() handle their own failures
                 logger.exception("perf_sdk: writer error: %s", exc)
                 self._stats.error(f"writer: {type(exc).__name__}: {exc}")
+            self._check_outbox()
             with self._drained:
                 self._drains += 1
                 self._drained.notify_all()
@@ -454,10 +496,20 @@ class Writer:
             try:
                 for _ in range(CHUNK):
                     append(popleft())
+                    self._in_flight += 1
             except IndexError:
                 pass
             if items:
-                self._process(builder, items)
+                try:
+                    self._process(builder, items)
+                except Exception as exc:  # build() refuses per record; this is a last line, never a silent drop
+                    logger.exception("perf_sdk: writer error: %s", exc)
+                    self._refuse(
+                        Refusal(PerfSdkError(f"the writer failed: {type(exc).__name__}: {exc}"), count=len(items))
+                    )
+                finally:
+                    self._in_flight = 0
+            self._last_progress = time.monotonic()
             with self._drained:
                 self._drained.notify_all()
         if not self._commit(force=final):
@@ -471,10 +523,15 @@ class Writer:
             self._refuse(refusal)
         if built.sampled_out:
             stats.add("sampled_out", built.sampled_out)
-        for data_type, records in built.stored.items():
-            stats.journeys(data_type, records)
         if built.segments:
             self._unspooled.extend(built.segments)
+        self._in_flight = 0  # every item is now in _unspooled, refused or sampled out
+        for data_type, records in built.stored.items():
+            try:
+                stats.journeys(data_type, records)
+            except Exception:  # the service's own metrics must never cost it records
+                logger.exception("perf_sdk: journey metrics failed")
+        if built.segments:
             self._commit()
 
     def _commit(self, force: bool = False) -> bool:
@@ -505,8 +562,12 @@ class Writer:
             outbox.append(room, time.time())
         except Exception as exc:
             self._unspooled = room + self._unspooled
-            if self._spool_lost(exc):
-                return self._commit(force)
+            if self._spool_lost(exc) and not getattr(self, "_recommitting", False):
+                self._recommitting = True  # once: a fresh spool lost again waits for the next drain
+                try:
+                    return self._commit(force)
+                finally:
+                    self._recommitting = False
             self._stats.error(f"spool: {exc}")
             now = time.monotonic()
             if now >= self._quiet_until:  # once a minute, not once a commit
@@ -518,10 +579,25 @@ class Writer:
                 )
             return False
         self.stuck = False
+        self._last_progress = time.monotonic()
         self._stats.add("spooled", sum(n for _, n, _ in room))
         if self._on_spooled is not None:
             self._on_spooled()
         return True
+
+    def _check_outbox(self) -> None:
+        """An idle writer still notices a spool lost under it (the uploader may have seen it first)."""
+        outbox = self._outbox
+        verify = getattr(outbox, "verify", None)
+        if verify is None or self._unspooled or self.queue:
+            return  # a commit is about to check anyway
+        try:
+            verify()
+        except SpoolLostError as exc:
+            if self._spool_lost(exc):
+                self._commit()
+        except Exception as exc:  # pragma: no cover - reporting only
+            logger.debug("perf_sdk: spool check failed: %s", exc)
 
     def _spool_lost(self, exc: BaseException) -> bool:
         """The spool file was replaced, truncated or deleted under us: continue into a fresh one."""

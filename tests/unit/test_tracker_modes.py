@@ -205,3 +205,170 @@ def test_async_tracker_has_the_trackers_recording_methods_stats_and_health() -> 
             assert len(captured.of("marks")) == 1
 
     asyncio.run(main())
+
+
+# --- found by review: each of these lost, miscounted or blocked before -----------------------------
+
+
+class Held:
+    """A platform that stores by _id."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+
+    def send(self, data_type: str, body: bytes) -> None:
+        import json
+
+        for record in json.loads(body):
+            self.stored[record["_id"]] = record
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_bad_submitted_record_is_refused_alone(tmp_path: Path) -> None:
+    platform = Held()
+    tracker = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=platform)
+    for i in range(1_500):
+        tracker.complete(f"c{i}")
+    good = {"_id": "ok", "_timestamp": "2026-01-01T00:00:00+00:00", "count": 1, "stage": "started", "channel": "paper"}
+    assert tracker.submit("transactions", [good, "not a record", None]) == 3  # type: ignore[list-item]
+    result = tracker.flush(60)
+    assert result.pending == 0 and result.refused == 2 and not result
+    assert len(platform.stored) == 1_501
+    tracker.close(5)
+
+
+def test_submit_refuses_a_data_type_that_is_not_a_slug(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    tracker = perf_sdk.Tracker(
+        service=SERVICE,
+        secret=SECRET,
+        spool_dir=tmp_path / "s",
+        transport=Held(),
+        on_error=lambda e, r: errors.append(e),
+    )
+    assert tracker.submit("a?token=x", [{"_id": "x"}]) == 0
+    assert isinstance(errors[0], ValidationError) and errors[0].field == "data_type"
+    tracker.close(5)
+
+
+def test_a_hook_that_hangs_cannot_make_close_report_success(tmp_path: Path) -> None:
+    """Records the writer holds while a before_send hook hangs are counted, not silently lost."""
+    import threading
+
+    release = threading.Event()
+
+    def hangs(record: dict[str, Any]) -> dict[str, Any]:
+        release.wait(120)
+        return record
+
+    tracker = perf_sdk.Tracker(
+        service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=Held(), before_send=hangs
+    )
+    for i in range(100):
+        tracker.complete(f"h{i}")
+    assert not tracker.persist(0.5)  # not on disk: persist() must not say it is
+    result = tracker.close(0.5)
+    release.set()
+    assert not result and result.pending == 100 and result.unpersisted == 100
+    assert tracker.stats.unpersisted == 100
+
+
+def test_after_close_flush_and_a_second_close_report_what_the_first_close_left(tmp_path: Path) -> None:
+    class Down(Held):
+        def send(self, data_type: str, body: bytes) -> None:
+            raise perf_sdk.RetryableError("down")
+
+    tracker = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=Down())
+    for i in range(100):
+        tracker.complete(f"d{i}")
+    first = tracker.close(0.5)
+    assert first.pending == 100 and not first
+    assert tracker.flush(1) == first  # not a success: the records wait on disk for the next process
+    assert tracker.close(1) == first
+
+
+def test_close_from_a_hook_does_not_raise_and_a_later_close_finishes(tmp_path: Path) -> None:
+    holder: dict[str, perf_sdk.Tracker] = {}
+    outcome: list[object] = []
+
+    def closes(record: dict[str, Any]) -> dict[str, Any]:
+        if "tracker" in holder and not outcome:
+            outcome.append(holder["tracker"].close(1))  # on the writer's own thread
+        return record
+
+    tracker = perf_sdk.Tracker(
+        service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=Held(), before_send=closes
+    )
+    holder["tracker"] = tracker
+    tracker.complete("x")
+    assert tracker.persist(30) or tracker.closed
+    assert outcome and not isinstance(outcome[0], BaseException)
+    assert tracker.closed
+
+
+def test_a_forked_child_does_not_inherit_a_held_stats_lock(tmp_path: Path) -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    tracker = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=Held())
+    tracker.stats._lock.acquire()  # a parent thread updating a counter at the moment of fork()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: counting must not deadlock
+            ok = tracker.stats._lock.acquire(timeout=10)
+            os._exit(0 if ok else 1)
+    finally:
+        tracker.stats._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    tracker.close(5)
+
+
+def test_counts_of_a_services_own_data_type_follow_the_same_rule() -> None:
+    with capture(service=SERVICE) as tracker:
+        for bad in (-5, 0, "lots", True, 1.5, 10**30):
+            with pytest.raises(ValidationError) as info:
+                tracker.record("feedback", count=bad, comment="x")
+            assert info.value.field == "count"
+        tracker.record("feedback", count=3, comment="x")
+
+
+def test_a_switched_off_strict_tracker_without_a_secret_still_takes_transaction_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PERF_SDK_ENDPOINT", raising=False)
+    tracker = perf_sdk.Tracker(service=SERVICE, strict=True)
+    tracker.start("txn-1")  # nothing is sent, so nothing needs the service's secret
+
+
+@pytest.mark.parametrize("at", [float("nan"), float("inf"), 1e300])
+def test_impossible_times_name_the_at_argument(at: float) -> None:
+    with capture(service=SERVICE) as tracker, pytest.raises(ValidationError) as info:
+        tracker.complete("x", at=at)
+    assert info.value.field == "at"
+
+
+def test_refusals_are_logged_at_most_twenty_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = perf_sdk.Tracker(service=SERVICE, secret=SECRET, sink=ListSink())
+    tracker.close()
+    with caplog.at_level(logging.WARNING, logger="perf_sdk"):
+        for i in range(1_000):
+            tracker.complete(f"late{i}")
+    assert tracker.stats.refused == 1_000  # every one counted
+    assert len(caplog.records) == 20
+
+
+def test_a_closed_tracker_is_freed(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    tracker = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=tmp_path / "s", transport=Held())
+    tracker.complete("x")
+    assert tracker.close(10)
+    ref = weakref.ref(tracker)
+    del tracker
+    gc.collect()
+    assert ref() is None
