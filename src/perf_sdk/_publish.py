@@ -573,10 +573,42 @@ class _Site:
         text = dumps({**package, "resources": "@"}).replace(
             '"resources": "@"', '"resources": ' + dumps_rows(resources)[:-1]
         )
+        stale = self._published_before() - set(self.files)
         self._put("datapackage.json", text)
+        self._remove(stale)
         return PublishResult(
             self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label, dict(self.files)
         )
+
+    def _published_before(self) -> set[str]:
+        """The files the last publication into ``out`` wrote, as its ``datapackage.json`` lists them."""
+        if self.out is None:
+            return set()
+        try:
+            package = json.loads((self.out / "datapackage.json").read_text(encoding="utf-8"))
+            paths = {r["path"] for r in package["resources"] if isinstance(r.get("path"), str)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return set()
+        root = self.out.resolve()
+        # only paths inside out, as a publication writes them: never follow a hand-edited "../"
+        return {p for p in paths if not p.startswith("/") and (root / p).resolve().is_relative_to(root)}
+
+    def _remove(self, stale: set[str]) -> None:
+        """Delete what an earlier publication wrote and this one did not (a service or organisation gone).
+
+        Only files listed in the earlier ``datapackage.json`` are touched, so
+        anything else in ``out`` (a CNAME, a README) stays; emptied folders go.
+        """
+        out = self.out
+        if out is None:
+            return
+        for name in sorted(stale):
+            path = out / name
+            path.unlink(missing_ok=True)
+            folder = path.parent
+            while folder != out and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                folder = folder.parent
 
     def _put(self, name: str, text: str) -> None:
         data = text.encode("utf-8")

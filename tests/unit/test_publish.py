@@ -365,3 +365,16 @@ def test_out_that_is_a_file_exits_2_naming_the_flag(tmp_path: Path, capsys: pyte
     argv = ["publish", "--out", str(blocker), "--file", f"renew-a-permit={path}", "--published-at", PUBLISHED]
     assert main(argv) == 2
     assert f"cannot write the site to --out {blocker}" in capsys.readouterr().err
+
+
+def test_rerun_removes_what_it_no_longer_publishes_and_nothing_else(tmp_path: Path) -> None:
+    publish(tmp_path, records=RECORDS, metadata=META, published_at=PUBLISHED)
+    (tmp_path / "CNAME").write_text("perf.example.gov.uk\n", encoding="utf-8")
+    (tmp_path / "renew-a-permit" / "notes.txt").write_text("ours\n", encoding="utf-8")
+    publish(tmp_path, records={"apply-for-a-licence": RECORDS["apply-for-a-licence"]}, published_at=PUBLISHED)
+    fresh = tmp_path / "fresh"
+    publish(fresh, records={"apply-for-a-licence": RECORDS["apply-for-a-licence"]}, published_at=PUBLISHED)
+    left = {k for k in _tree(tmp_path) if not k.startswith("fresh/")}
+    assert left == set(_tree(fresh)) | {"CNAME", "renew-a-permit/notes.txt"}
+    assert not (tmp_path / "book-a-test").exists()
+    assert not (tmp_path / "organisations").exists()
