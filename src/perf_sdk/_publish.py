@@ -16,7 +16,8 @@ Output is deterministic: no wall clock, no set order; the publication time is
 ``published_at`` or, without it, the end of the last month holding data. A
 row's revision date is kept from the files already in ``out`` while its
 figures do not change, so a scheduled publish diffs only what changed.
-Re-running overwrites the same paths.
+Re-running overwrites the same paths, and removes the files the previous
+``datapackage.json`` listed that this run did not write.
 """
 
 from __future__ import annotations
