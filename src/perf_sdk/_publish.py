@@ -26,8 +26,7 @@ import hashlib
 import json
 import os
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -36,20 +35,12 @@ from typing import Any, Final
 import httpx
 
 from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
-from perf_sdk._definition import Definition, Measure, load_definition
-from perf_sdk._errors import ConfigurationError, RejectedError, ValidationError
-from perf_sdk._kpi import KPI_KEYS, Counts, CountsBuilder, KpiReport, compute_report, period_containing
-from perf_sdk._kpi_sources import _QUERIES as QUERIES
+from perf_sdk._definition import Definition, load_definition
+from perf_sdk._errors import ConfigurationError, ValidationError
+from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report, period_containing
 from perf_sdk._kpi_sources import (
     RecordsInput,
-    counts_from_read_api,
-    counts_from_records,
-    read_records_file,
-    resolve_read_settings,
 )
-from perf_sdk._kpi_sources import _add_group as add_group
-from perf_sdk._kpi_sources import _fetch as fetch_groups
-from perf_sdk._kpi_sources import _iso as iso_day
 from perf_sdk._periods import human_label
 from perf_sdk._protocol import SLUG_RE
 from perf_sdk._publish_files import (
@@ -70,15 +61,12 @@ from perf_sdk._publish_files import (
     to_csv,
 )
 from perf_sdk._publish_site import LIST_CSS, LOWER_IS_BETTER, ListRow, list_pages
+from perf_sdk._publish_sources import discover_services, gather, service_info
 
-__all__ = ["PublishResult", "ServiceInfo", "publish"]
+__all__ = ["PublishResult", "ServiceInfo", "discover_services", "publish"]
 
-#: Without ``start``, how many years back the read API is asked.
-DEFAULT_YEARS: Final = 5
 #: Periods a site is published by (days and weeks are for monitoring, not publication).
 PUBLISH_PERIODS: Final = ("month", "quarter", "year", "financial-year")
-#: Where a platform lists its data sets: backdrop's stagecraft, then perf_sdk's local platform.
-_LISTINGS: Final = ("/data-sets", "/performance/data-sets.json")
 _FREQUENCY: Final = {"month": "monthly", "quarter": "quarterly", "year": "annual", "financial-year": "annual"}
 
 
@@ -99,21 +87,6 @@ class PublishResult:
 # ---------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------
-
-
-def _info(value: ServiceInfo | Mapping[str, Any] | str, slug: str) -> ServiceInfo:
-    if isinstance(value, ServiceInfo):
-        return value
-    if isinstance(value, str):
-        return ServiceInfo(slug, value)
-    fallback = ServiceInfo.from_slug(slug)
-    return ServiceInfo(
-        slug,
-        str(value.get("title") or fallback.title),
-        str(value.get("organisation") or value.get("organization") or ""),
-        str(value.get("description") or ""),
-        str(value.get("start_date") or ""),
-    )
 
 
 def _as_datetime(value: datetime | str | None) -> datetime | None:
@@ -139,60 +112,6 @@ def _as_date(value: date | str | None, name: str) -> date | None:
         raise ValidationError(name, value, "a date, YYYY-MM-DD") from None
 
 
-def discover_services(
-    read_endpoint: str, *, token: str | None = None, client: httpx.Client | None = None, timeout: float = 30.0
-) -> dict[str, ServiceInfo]:
-    """The services a platform holds, with their metadata, from its data-set listing.
-
-    Backdrop's configuration API (stagecraft) lists data sets at ``GET /data-sets``:
-    a JSON list of objects with ``data_group`` and ``data_type``; perf_sdk's local
-    platform lists its services at ``GET /performance/data-sets.json`` in the same
-    shape. ``title`` / ``organisation`` / ``description`` (or a ``service`` object
-    holding them) are read beside them when the platform has them. A platform
-    without either listing needs the services named (``--service``).
-    """
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    own = client is None
-    http = client or httpx.Client(timeout=timeout)
-    base = read_endpoint.rstrip("/")
-    try:
-        for path in _LISTINGS:
-            url = f"{base}{path}"
-            try:
-                response = http.get(url, headers=headers)
-            except httpx.HTTPError as exc:
-                raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
-            if response.status_code < 400:
-                break
-        else:
-            raise ConfigurationError(
-                f"the platform at {read_endpoint} does not list its data sets (GET {' or '.join(_LISTINGS)} "
-                f"answered {response.status_code}): name the services with --service (service= in Python)"
-            )
-    finally:
-        if own:
-            http.close()
-    try:
-        data = response.json()
-    except ValueError:
-        raise ConfigurationError(f"the platform's data-set listing at {url} is not JSON") from None
-    items = data.get("data", data.get("data_sets", [])) if isinstance(data, dict) else data
-    found: dict[str, ServiceInfo] = {}
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, Mapping):
-            continue
-        group = item.get("data_group") or item.get("group")
-        if not isinstance(group, str) or not SLUG_RE.match(group):
-            continue
-        meta = item.get("service") if isinstance(item.get("service"), Mapping) else item
-        info = _info(meta, group)  # type: ignore[arg-type]
-        if group not in found or _richness(info) > _richness(found[group]):
-            found[group] = info  # a service has a data set per type: keep the one that says most
-    return dict(sorted(found.items()))
-
-
 def _definitions(
     given: Definition | str | os.PathLike[str] | Mapping[str, Definition | str | os.PathLike[str]] | None,
     names: Sequence[str],
@@ -214,10 +133,6 @@ def _definitions(
             "for several, pass definition={slug: path} in Python"
         )
     return {slugs[0]: found}
-
-
-def _richness(info: ServiceInfo) -> int:
-    return (info.title != ServiceInfo.from_slug(info.slug).title) + bool(info.organisation) + bool(info.description)
 
 
 def _month_after(day: date) -> date:
@@ -301,7 +216,7 @@ def publish(
         if site is not None:
             prepared[slug] = site.prepare(slug, counts)
 
-    counts, infos = _gather(
+    counts, infos = gather(
         names,
         source,
         endpoint,
@@ -322,7 +237,7 @@ def publish(
     if not counts:
         raise ConfigurationError("nothing to publish: no services were found or named")
     for slug, value in (metadata or {}).items():
-        infos[slug] = _info(value, slug)
+        infos[slug] = service_info(value, slug)
     for slug, found in definitions.items():
         base = infos.get(slug) or ServiceInfo.from_slug(slug)
         infos[slug] = ServiceInfo(
@@ -351,121 +266,6 @@ def publish(
         site = _Site(None if out is None else Path(out), period, when, first, last, base_url)
         site.definitions = definitions
     return site.write(counts, {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts}, prepared)
-
-
-def _gather(
-    names: list[str],
-    source: Any,
-    endpoint: str | None,
-    read_endpoint: str | None,
-    token: str | None,
-    records: Mapping[str, RecordsInput] | None,
-    files: Mapping[str, str | os.PathLike[str]] | None,
-    when: datetime | None,
-    first: date | None,
-    last: date | None,
-    timeout: float,
-    client: httpx.Client | None,
-    workers: int,
-    period: str,
-    prepare: Callable[[str, Counts], None],
-    measures: Mapping[str, tuple[Measure, ...]],
-) -> tuple[dict[str, Counts], dict[str, ServiceInfo]]:
-    counts: dict[str, Counts] = {}
-    infos: dict[str, ServiceInfo] = {}
-    for slug in list(records or {}) + list(files or {}):
-        if not SLUG_RE.match(slug):
-            raise ValidationError("service", slug, "a data-group slug: lower-case letters, digits and '-'")
-    if records is not None or files is not None:
-        for slug, items in (records or {}).items():
-            counts[slug] = counts_from_records(items, measures=measures.get(slug, ()))
-        for slug, path in (files or {}).items():
-            counts[slug] = counts_from_records(read_records_file(path))
-        return counts, infos
-    url = source if isinstance(source, str) else getattr(source, "url", None)
-    settings = resolve_read_settings(endpoint=endpoint, read_endpoint=url or read_endpoint, token=token)
-    if not settings.read_endpoint:
-        raise ConfigurationError(
-            "no source to publish from: pass records= or files=, or a read API with read_endpoint= / endpoint= "
-            "(--read-endpoint, --endpoint, PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)"
-        )
-    base = settings.read_endpoint
-    own = client is None
-    http = client or httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=workers))
-    try:
-        if not names:
-            infos = discover_services(base, token=settings.token, client=http)
-            names = list(infos)
-        else:
-            try:
-                infos = discover_services(base, token=settings.token, client=http)
-            except ConfigurationError:
-                infos = {}
-        now = when.date() if when else datetime.now(timezone.utc).date()
-        window_end = period_containing(last or now, "month").end
-        window_start = first or date(window_end.year - DEFAULT_YEARS, window_end.month, 1)
-        window_start = date(window_start.year, window_start.month, 1)
-
-        quarterly = when is not None and period != "month"
-        if quarterly:  # quarter boundaries serve monthly reads too, for a service with other KPIs
-            window_start = period_containing(window_start, "quarter").start
-            window_end = period_containing(window_end - timedelta(days=1), "quarter").end
-
-        def one(slug: str) -> tuple[str, Counts]:
-            if quarterly and not measures.get(slug):
-                found = _quarterly_counts(http, base, slug, window_start, window_end, settings.token)
-            else:
-                found = counts_from_read_api(
-                    base,
-                    slug,
-                    start=window_start,
-                    end=window_end,
-                    token=settings.token,
-                    client=http,
-                    measures=measures.get(slug, ()),
-                )
-            prepare(slug, found)
-            return slug, found
-
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            counts = dict(pool.map(one, names))
-    except RejectedError:
-        raise
-    finally:
-        if own:
-            http.close()
-    return counts, infos
-
-
-def _quarterly_counts(http: httpx.Client, base: str, slug: str, start: date, end: date, token: str | None) -> Counts:
-    """The service's sums per quarter: what quarters, years and financial years need, at half the cost.
-
-    The read API's work (and its answer's size) grows with the number of
-    buckets, and publishing 1,000 services is mostly that work. Quarterly
-    buckets give the same figures for quarters, calendar years and financial
-    years (all unions of quarters); a cost record still counts only in the
-    periods its own period lies inside, as ``period`` is among the groups.
-    Not for months, and not without a publication time (which comes from the
-    last month holding data).
-    """
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    builder = CountsBuilder()
-    missing = 0
-    for data_type, query in QUERIES.items():
-        params = (("period", "quarter"), *query, ("start_at", iso_day(start)), ("end_at", iso_day(end)))
-        groups = fetch_groups(http, f"{base}/data/{slug}/{data_type}", params, headers)
-        if groups is None:
-            missing += 1
-            continue
-        for group in groups:
-            add_group(builder, data_type, group, query[-1][1])
-    if missing == len(QUERIES):
-        raise ConfigurationError(
-            f"the platform at {base} has no data sets for service {slug!r}; check --service and the read endpoint"
-        )
-    return builder.build()
 
 
 # ---------------------------------------------------------------------------
