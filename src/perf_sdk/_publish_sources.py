@@ -23,7 +23,7 @@ from typing import Any, Final
 import httpx
 
 from perf_sdk._definition import Measure
-from perf_sdk._errors import ConfigurationError, RejectedError, ValidationError
+from perf_sdk._errors import ConfigurationError, ValidationError
 from perf_sdk._kpi import Counts, CountsBuilder, period_containing
 from perf_sdk._kpi_sources import _QUERIES as QUERIES
 from perf_sdk._kpi_sources import (
@@ -203,8 +203,6 @@ def gather(
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             counts = dict(pool.map(one, names))
-    except RejectedError:
-        raise
     finally:
         if own:
             http.close()
