@@ -149,7 +149,12 @@ class Settings(BaseModel):
         unknown = sorted(set(value) - set(DATA_TYPES))
         if unknown:
             raise ValueError(f"keys must be data types {DATA_TYPES}, not {unknown}")
-        return value
+        return {key: _clean_token(token) for key, token in value.items()}
+
+    @field_validator("token")
+    @classmethod
+    def _token_text(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _clean_token(value)
 
     def token_for(self, data_type: str) -> str | None:
         token = self.tokens.get(data_type) or self.token
@@ -352,14 +357,36 @@ def resolve_spool_dir(
     return default_spool_dir(service) if service else None
 
 
+def _clean_token(token: SecretStr) -> SecretStr:
+    """A token read from a secrets file ends with a newline: strip it; white space inside is a mistake.
+
+    (An HTTP header cannot carry a newline: left in, every upload would fail as
+    "cannot connect", for ever.)
+    """
+    text = token.get_secret_value().strip()
+    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ValueError("must be the token's text alone, with no white space or control characters in it")
+    return SecretStr(text)
+
+
 def _check_url(value: str | None) -> str | None:
     if value is None:
         return None
     parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None or ("://" not in value and "@" in value):
+        # Credentials in a URL end up in every repr, log line and error that names the endpoint.
+        raise ValueError(
+            "must not carry a user name or password (https://user:password@...): give the platform's "
+            "token with token= / PERF_SDK_TOKEN"
+        )
     if "://" not in value:
         raise ValueError(f"{value!r} has no scheme: write it as http://{value} or https://{value}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
+    if parts.query or parts.fragment:
+        raise ValueError(
+            "must be the platform's base URL, without a query string or fragment, e.g. https://perf.example.gov.uk"
+        )
     return value.rstrip("/")
 
 

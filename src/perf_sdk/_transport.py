@@ -39,10 +39,12 @@ import email.utils
 import functools
 import gzip
 import json
+import math
 import ssl
 import threading
 import time
 import typing
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -78,14 +80,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    # 0, a negative number, nan or a date already past say nothing useful: the usual back-off applies.
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 class _AnswerTooLarge(Exception):
@@ -150,7 +153,9 @@ class HttpTransport:
             client = httpx.Client(
                 transport=pool,
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+                # Answers are small JSON: asking for them uncompressed means a gzip bomb cannot inflate
+                # past the size cap between two reads.
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json", "Accept-Encoding": "identity"},
                 follow_redirects=False,
             )
         self._client = client
@@ -166,20 +171,19 @@ class HttpTransport:
         return scrub(text, self._secrets)
 
     def send(self, data_type: str, body: bytes) -> None:
-        headers = {"Content-Type": "application/json"}
-        token = self._tokens.get(data_type) or self._default_token
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        if self.gzip_threshold and len(body) > self.gzip_threshold:
+        # No local variable of this frame holds the token: an exception raised here carries this frame in its
+        # traceback, and error reporters that capture local variables (Sentry) would ship it.
+        compressed = bool(self.gzip_threshold) and len(body) > self.gzip_threshold
+        if compressed:
             body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
         url = self.url(data_type)
         import httpx  # already imported by __init__: a dictionary look-up
 
         self._local.deadline = self._clock() + self.deadline
         try:
-            with self._client.stream("POST", url, content=body, headers=headers) as response:
-                content = self._read(response)
+            with self._client.stream("POST", url, content=body, headers=self._headers(data_type, compressed)) as answer:
+                content = self._read(answer)
+                status, answer_headers = answer.status_code, answer.headers
         except (_DeadlinePassed, httpx.TimeoutException) as exc:
             if self._remaining() <= 0:
                 raise RetryableError(
@@ -202,7 +206,16 @@ class HttpTransport:
             ) from None
         finally:
             self._local.deadline = None
-        self._verdict(url, response.status_code, response.headers, content)
+        self._verdict(url, status, answer_headers, content)
+
+    def _headers(self, data_type: str, compressed: bool) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        token = self._tokens.get(data_type) or self._default_token
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        return headers
 
     def _remaining(self) -> float:
         """Seconds left of the current request on this thread (infinite outside one)."""
@@ -210,14 +223,39 @@ class HttpTransport:
         return float("inf") if deadline is None else deadline - self._clock()
 
     def _read(self, response: httpx.Response) -> bytes:
-        """The answer's body, up to the size cap and within the deadline."""
+        """The answer's body, up to the size cap and within the deadline.
+
+        Read raw and inflated here, a bounded step at a time: httpx would
+        inflate each compressed chunk whole, so a 64 KB gzip bomb would become
+        hundreds of megabytes before the cap could see it (the request asks
+        for ``identity``, but a server may send gzip anyway).
+        """
+        cap = self.max_response_bytes
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip", "deflate") else None
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise _AnswerTooLarge
-            chunks.append(chunk)
+        for raw in response.iter_raw():
+            pieces = [raw]
+            if inflate is not None:
+                pieces = []
+                data = raw
+                while data:
+                    try:
+                        out = inflate.decompress(data, cap + 1 - size)
+                    except zlib.error:
+                        raise _AnswerTooLarge from None  # unreadable as sent: treated like any bad answer
+                    pieces.append(out)
+                    size += len(out)
+                    if size > cap:
+                        raise _AnswerTooLarge
+                    data = inflate.unconsumed_tail
+                size -= sum(len(piece) for piece in pieces)
+            for piece in pieces:
+                size += len(piece)
+                if size > cap:
+                    raise _AnswerTooLarge
+                chunks.append(piece)
             if self._remaining() <= 0:
                 raise _DeadlinePassed
         return b"".join(chunks)
@@ -227,7 +265,7 @@ class HttpTransport:
         if status == 200:
             if isinstance(body, dict) and body.get("status") == "ok":
                 return
-            excerpt = self.scrub(content[:100].decode("utf-8", "replace"))
+            excerpt = self._scrubbed(content, 100)
             raise RetryableError(
                 f"{url} answered 200 without a clear success ({excerpt!r})",
                 status=status,
@@ -248,25 +286,32 @@ class HttpTransport:
     def _messages(self, body: Any, content: bytes) -> list[str]:
         """The platform's own words, scrubbed, each at most 500 characters."""
         if body is _NOT_JSON:
-            text = content[:200].decode("utf-8", "replace").strip()
-            found = [text] if text else []
+            text = self._scrubbed(content, 200).strip()
+            return [text] if text else []
         elif isinstance(body, dict) and isinstance(body.get("messages"), list):
             found = [str(m) for m in body["messages"][:20]]
         elif isinstance(body, dict) and body.get("message"):
             found = [str(body["message"])]
         else:
             found = []
-        return [self.scrub(m[:500]) for m in found]
+        return [self.scrub(m[:_SCRUB_WINDOW])[:500] for m in found]
+
+    def _scrubbed(self, content: bytes, length: int) -> str:
+        """The start of a server's answer, scrubbed *before* it is cut, so no token survives half-cut."""
+        return self.scrub(content[:_SCRUB_WINDOW].decode("utf-8", "replace"))[:length]
 
     def _safe(self, exc: BaseException) -> str:
-        """An exception's text without anything that looks like a credential."""
-        return self.scrub(str(exc)[:200])
+        """An exception's text without anything that looks like a credential (scrubbed, then cut)."""
+        return self.scrub(str(exc)[:_SCRUB_WINDOW])[:200]
 
     def close(self) -> None:
         self._client.close()
 
 
 _NOT_JSON: Final[Any] = object()
+#: How much of a server's text is scrubbed before an excerpt is cut from it: far more than any token,
+#: so a token that begins inside the excerpt is wholly inside what was scrubbed.
+_SCRUB_WINDOW: Final = 65_536
 
 #: Words of a socket error -> what a person reads in "waiting for ...: <reason>".
 _REASONS: Final = (

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import sqlite3
 import threading
@@ -281,14 +282,17 @@ class Uploader:
                     outcome["status"] = 200
 
     def _wait(self, state: RetryCallState) -> float:
-        """Full-jitter exponential back-off, or the platform's Retry-After when it gave one."""
+        """Full-jitter exponential back-off, lengthened (never shortened) by the platform's Retry-After.
+
+        A ``Retry-After: 0`` (or a negative or unparseable one) must not turn the
+        back-off off: a platform saying so would make the uploader spin.
+        """
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         ceiling = min(self.retry_max, self.retry_initial * 2 ** min(state.attempt_number - 1, 30))
         delay = self._rng.uniform(self.retry_initial / 2, ceiling)
-        if retry_after is not None:
-            delay = max(float(retry_after), 0.0)
-            delay = min(delay, max(self.retry_max, 1.0) * 10)
+        if isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after > 0:
+            delay = max(delay, min(float(retry_after), max(self.retry_max, 1.0) * 10))
         return float(delay)
 
     def _sleep(self, seconds: float) -> None:

@@ -361,3 +361,28 @@ def test_settings_errors_have_a_cli_form() -> None:
     with pytest.raises(ConfigurationError) as info:
         Settings.resolve(service="svc", endpoint="https://x.gov.uk", token="t", batch_size=0, environ={})
     assert "invalid --batch-size" in info.value.cli_message
+
+
+# --- found by review -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://gateway:SENSITIVE-PASSWORD@perf.example.gov.uk", "https://perf.example.gov.uk/?token=SENSITIVE"],
+)
+def test_an_endpoint_carrying_credentials_is_refused_without_echoing_them(endpoint: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.resolve(service="s", endpoint=endpoint, token="t", secret=SECRET, spool_dir=tmp_path)
+    assert "SENSITIVE" not in str(info.value)
+    assert "endpoint" in str(info.value)
+
+
+def test_a_token_read_from_a_file_loses_its_trailing_newline(tmp_path: Path) -> None:
+    settings = Settings.resolve(
+        service="s", endpoint="https://perf.example.gov.uk", token="tok-abc\n", secret=SECRET, spool_dir=tmp_path
+    )
+    assert settings.token_for("transactions") == "tok-abc"
+    with pytest.raises(ConfigurationError, match="white space"):
+        Settings.resolve(
+            service="s", endpoint="https://perf.example.gov.uk", token="tok abc", secret=SECRET, spool_dir=tmp_path
+        )

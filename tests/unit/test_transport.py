@@ -249,3 +249,63 @@ def test_scrub_takes_out_known_values_but_not_tiny_ones() -> None:
 )
 def test_one_rule_for_which_statuses_are_retried(status: int, error: type[Exception]) -> None:
     assert error_class_for_status(status) is error
+
+
+# --- found by review -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [100, 200, 500])
+@respx.mock
+def test_a_token_straddling_an_excerpts_cut_is_scrubbed_whole(transport: HttpTransport, cut: int) -> None:
+    """Server text is scrubbed before it is cut: a half-cut token would no longer match and leak its prefix."""
+    token = "tok-1-" + "f" * 34
+    t = HttpTransport("https://perf.example.gov.uk/", "svc", {"transactions": token})
+    text = "x" * (cut - 10) + token + " rest"
+    for response in (
+        httpx.Response(200, json={"echo": text}),
+        httpx.Response(403, text=text),
+        httpx.Response(401, json={"message": text}),
+    ):
+        respx.post(URL).mock(return_value=response)
+        with pytest.raises(TransportError) as info:
+            t.send("transactions", BODY)
+        shown = str(info.value) + " ".join(info.value.messages)
+        assert token[:8] not in shown
+    t.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_retry_after_that_says_nothing_useful_is_ignored(value: str) -> None:
+    """0, negative, not finite, or a date already past: the usual back-off applies (never a spin)."""
+    assert parse_retry_after(value) is None
+
+
+@respx.mock
+def test_a_gzip_answer_is_read_and_a_gzip_bomb_is_cut_off(transport: HttpTransport) -> None:
+    ok = gzip.compress(json.dumps({"status": "ok"}).encode())
+    respx.post(URL).mock(return_value=httpx.Response(200, content=ok, headers={"Content-Encoding": "gzip"}))
+    transport.send("transactions", BODY)  # an ordinary compressed answer is understood
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024))  # 64 MB of spaces in about 64 KB
+    respx.post(URL).mock(return_value=httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(RetryableError, match="more than"):
+        transport.send("transactions", BODY)
+
+
+@respx.mock
+def test_the_request_asks_for_an_uncompressed_answer(transport: HttpTransport) -> None:
+    route = respx.post(URL).mock(return_value=httpx.Response(200, json={"status": "ok"}))
+    transport.send("transactions", BODY)
+    assert route.calls.last.request.headers["Accept-Encoding"] == "identity"
+
+
+@respx.mock
+def test_no_frame_of_a_failed_send_holds_the_token(transport: HttpTransport) -> None:
+    """Error reporters that capture local variables (Sentry) must not find the token in the traceback."""
+    respx.post(URL).mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(RetryableError) as info:
+        transport.send("transactions", BODY)
+    tb = info.value.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            assert "tok-1" not in repr(value)
+        tb = tb.tb_next
