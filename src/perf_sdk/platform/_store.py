@@ -1,4 +1,4 @@
-"""The local platform's storage: SQLite in WAL mode, records plus an hourly rollup.
+"""The local platform's storage: SQLite in WAL mode, records plus hourly and daily rollups.
 
 Tables (one database holds every data set):
 
@@ -19,20 +19,33 @@ Tables (one database holds every data set):
     distinct contents per hour, so a year of ten million records is under a
     hundred thousand rollup rows. Records without ``_timestamp`` count in
     the hour :data:`~perf_sdk.platform._query.SENTINEL_HOUR`.
+``rollup_day(ds, day, dims, n)``
+    The same counts per UTC day (the sentinel stays the sentinel): 24 times
+    fewer rows, so the monthly read ``perf-sdk kpis`` sends scans a few
+    thousand rows for a year, not ninety thousand. Made from ``rollup`` when
+    a database from before it is opened, and again if its totals ever
+    disagree with ``rollup``'s (a database written since by such a version).
 ``wide_fields(ds, field)``
     Fields that some record of the data set had too long for the rollup.
 
-Why a rollup: a grouped query over ten million rows costs seconds in SQLite
-whatever the indexes (each row's JSON must be read), the same query over the
-rollup some milliseconds (``benchmarks/platform.py`` measures both). It is
+Why rollups: a grouped query over ten million rows costs seconds in SQLite
+whatever the indexes (each row's JSON must be read), the same query over a
+rollup some milliseconds (``benchmarks/platform.py`` measures it). They are
 kept exact in the transaction that writes the rows: the batch's records are
-counted in Python and added first, then the rows are upserted, and a trigger
+counted in Python and added first, then the rows are upserted, and triggers
 on ``UPDATE`` (the upsert replacing a record, also one sent twice in a batch)
-subtracts the replaced record and deletes rollup rows that reach zero.
-``PUT []`` deletes the data set's rows of all three tables. A read uses the
-rollup when every field it groups, filters or collects is a rollup dimension
-(not a wide field, not ``_id``) and its time bounds fall on whole hours
-(always true with ``period``), else the row table; both give the same answer.
+subtract the replaced record and delete rollup rows that reach zero.
+``PUT []`` deletes the data set's rows of every table. A read uses a rollup
+when every field it groups, filters or collects is a rollup dimension (not a
+wide field, not ``_id``) and its time bounds fall on whole hours (always
+true with ``period``): the daily one unless the period is an hour or a bound
+is not midnight; else the row table. All give the same answer.
+
+Where a write's time goes, and what keeps it flat as the database grows
+(``benchmarks/platform.py`` prints the curve): :func:`prepare` reads each
+time once, through ``datetime.fromisoformat`` for the SDK's own form, and
+encodes with one C encoder built once; WAL checkpoints run on their own
+thread (:class:`_Checkpointer`), not inside a request.
 """
 
 from __future__ import annotations
@@ -40,15 +53,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from perf_sdk._protocol import parse_lenient_timestamp, platform_record_problems
+from perf_sdk._protocol import PLATFORM_TIME_KEYS, parse_lenient_timestamp, platform_record_problems
 from perf_sdk.platform import _periods, _query
 from perf_sdk.platform._query import DEFAULT_LIMITS, ROLLUP, ROWS, SENTINEL_HOUR, QueryError, ReadLimits, ReadQuery
 
@@ -61,9 +75,23 @@ MAX_DIM_CHARS: Final = 40
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**63 - 1
 _U: Final = _periods.US_PER_HOUR
-_OLD_HOUR: Final = (
-    f"(CASE WHEN OLD.ts IS NULL THEN {SENTINEL_HOUR} ELSE (OLD.ts - ((OLD.ts % {_U}) + {_U}) % {_U}) / {_U} END)"
-)
+_D: Final = 24 * _U
+#: Where a grouped read over whole days reads: the daily rollup (records without
+#: ``_timestamp`` sit at :data:`SENTINEL_HOUR` there too, below every real day).
+ROLLUP_DAY: Final = _query.Source("rollup_day", "day", "dims", "n", _D, rollup=True)
+
+
+def _old_unit(unit: int) -> str:
+    """SQL: the hour or day (``unit``) of the replaced record, flooring times before 1970 too."""
+    return (
+        f"(CASE WHEN OLD.ts IS NULL THEN {SENTINEL_HOUR} "
+        f"ELSE (OLD.ts - ((OLD.ts % {unit}) + {unit}) % {unit}) / {unit} END)"
+    )
+
+
+def _day(hour: int) -> int:
+    return hour if hour == SENTINEL_HOUR else hour // 24
+
 
 _SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS datasets (
@@ -91,9 +119,22 @@ CREATE TABLE IF NOT EXISTS rollup (
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS records_replaced AFTER UPDATE ON records BEGIN
     UPDATE rollup SET n = n - 1
-        WHERE ds = OLD.ds AND hour = {_OLD_HOUR} AND dims = coalesce(OLD.dims, OLD.body);
+        WHERE ds = OLD.ds AND hour = {_old_unit(_U)} AND dims = coalesce(OLD.dims, OLD.body);
     DELETE FROM rollup
-        WHERE ds = OLD.ds AND hour = {_OLD_HOUR} AND dims = coalesce(OLD.dims, OLD.body) AND n <= 0;
+        WHERE ds = OLD.ds AND hour = {_old_unit(_U)} AND dims = coalesce(OLD.dims, OLD.body) AND n <= 0;
+END;
+CREATE TABLE IF NOT EXISTS rollup_day (
+    ds INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    dims TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (ds, day, dims)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS records_replaced_day AFTER UPDATE ON records BEGIN
+    UPDATE rollup_day SET n = n - 1
+        WHERE ds = OLD.ds AND day = {_old_unit(_D)} AND dims = coalesce(OLD.dims, OLD.body);
+    DELETE FROM rollup_day
+        WHERE ds = OLD.ds AND day = {_old_unit(_D)} AND dims = coalesce(OLD.dims, OLD.body) AND n <= 0;
 END;
 CREATE TABLE IF NOT EXISTS wide_fields (
     ds INTEGER NOT NULL,
@@ -110,6 +151,18 @@ _ROLLUP_ADD: Final = (
     "INSERT INTO rollup (ds, hour, dims, n) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (ds, hour, dims) DO UPDATE SET n = n + excluded.n"
 )
+_ROLLUP_DAY_ADD: Final = (
+    "INSERT INTO rollup_day (ds, day, dims, n) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (ds, day, dims) DO UPDATE SET n = n + excluded.n"
+)
+#: The daily rollup from the hourly one (hour // 24, floored; the sentinel stays).
+_ROLLUP_DAY_REBUILD: Final = f"""
+DELETE FROM rollup_day;
+INSERT INTO rollup_day (ds, day, dims, n)
+    SELECT ds, CASE WHEN hour = {SENTINEL_HOUR} THEN hour ELSE (hour - ((hour % 24) + 24) % 24) / 24 END, dims, SUM(n)
+    FROM rollup GROUP BY 1, 2, 3;
+"""
+_TABLES: Final = ("records", "rollup", "rollup_day", "wide_fields")
 
 
 class InvalidRecords(ValueError):
@@ -132,18 +185,82 @@ class Prepared(NamedTuple):
 
 
 _ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+# CPython's C encoder built once: ``JSONEncoder.encode`` builds it again for every
+# call, a third of the cost of encoding a small record. Same options, same text.
+_MAKE_C_ENCODER: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_C_ENCODE: Final = (
+    None
+    if _MAKE_C_ENCODER is None
+    else _MAKE_C_ENCODER(
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
+    )
+)
 
 
 def dumps(fields: dict[str, Any]) -> str:
-    """The stored JSON of a record's fields: compact, keys sorted."""
-    return _ENCODER.encode(fields)
+    """The stored JSON of a record's fields: compact, keys sorted, ASCII (as ``_ENCODER``)."""
+    if _C_ENCODE is None:  # pragma: no cover - Python without the C accelerator
+        return _ENCODER.encode(fields)
+    return "".join(_C_ENCODE(fields, 0))
 
 
-def _instant(index: int, key: str, text: str, messages: list[str]) -> int | None:
-    """Microseconds since the epoch of a time field (checked by the record rules), or a message."""
+#: The SDK's own ``_timestamp`` form (``2025-01-01T10:00:00Z``), read without the lenient parser.
+_SDK_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII)
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)  # the SDK form is UTC: read naive, subtracted from a naive epoch
+_ONE_US: Final = timedelta(microseconds=1)
+
+
+def _time_us(text: str) -> int | None:
+    """Microseconds since the epoch of a time as any client may send it; ``None`` if it is not one.
+
+    The SDK's own form, nearly every time a platform reads, goes through
+    ``datetime.fromisoformat`` (C) instead of the lenient parser: same
+    instant, same verdict (an impossible date is refused by either).
+    """
+    if len(text) == 20 and _SDK_TIME.fullmatch(text):
+        try:
+            return (datetime.fromisoformat(text[:19]) - _NAIVE_EPOCH) // _ONE_US
+        except ValueError:
+            return None
     dt = parse_lenient_timestamp(text)
-    assert dt is not None  # platform_record_problems checked it
-    us = _periods.to_us(dt)
+    return None if dt is None else _periods.to_us(dt)
+
+
+def _times(record: Any) -> dict[str, int] | None:
+    """The instants of ``record``'s time fields, each parsed once; ``None`` if one is not a time."""
+    out: dict[str, int] = {}
+    if not isinstance(record, Mapping):
+        return out
+    for key in PLATFORM_TIME_KEYS:
+        text = record.get(key)
+        if text is None:
+            continue
+        us = _time_us(text) if type(text) is str else None
+        if us is None:
+            return None
+        out[key] = us
+    return out
+
+
+def _problems(index: int, record: Any, times: dict[str, int] | None, messages: list[str]) -> bool:
+    """Add ``record``'s problems to ``messages``; whether it had any.
+
+    :func:`platform_record_problems` would parse the time fields again: when
+    they are already parsed, it is asked about the other fields only (a time
+    string is a valid value, so nothing else is lost); when one is not a time,
+    about the whole record, for its exact messages in their order.
+    """
+    if times:
+        record = {k: v for k, v in record.items() if k not in times}
+    problems = platform_record_problems(record)
+    messages += [f"record {index}: {p}" for p in problems]
+    return bool(problems)
+
+
+def _instant(index: int, key: str, text: str, us: int, messages: list[str]) -> int | None:
+    """``us`` if it is within the years the store holds, else a message and ``None``."""
     if not _periods.MIN_US <= us <= _periods.MAX_US:
         messages.append(f"record {index}: {key} is out of range once in UTC: {text!r}")
         return None
@@ -159,15 +276,16 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
     client may send, lenient where backdrop is); beyond them the store refuses
     what it cannot hold faithfully: integers outside 64 bits, and times whose
     UTC instant falls outside the years 1 to 9999. ``_start_at`` and ``_end_at``
-    are kept in UTC ISO form, as backdrop gives them back.
+    are kept in UTC ISO form, as backdrop gives them back. Each time is parsed
+    once (a platform reads millions of them).
     """
     messages: list[str] = []
     out: list[Prepared] = []
     for index, record in enumerate(records):
-        problems = platform_record_problems(record)
-        if problems:
-            messages += [f"record {index}: {p}" for p in problems]
+        times = _times(record)
+        if _problems(index, record, times, messages):
             continue
+        assert times is not None  # a time that does not parse is one of the problems
         fields = dict(record)
         rid = fields.pop("_id", None)
         text = fields.pop("_timestamp", None)
@@ -180,11 +298,11 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
             elif kind is int and not _MIN_INT <= value <= _MAX_INT:
                 messages.append(f"record {index}: the value for field {key!r} does not fit in 64 bits")
         for key in ("_start_at", "_end_at"):
-            if fields.get(key) is not None:
-                us = _instant(index, key, fields[key], messages)
+            if key in times:
+                us = _instant(index, key, fields[key], times[key], messages)
                 if us is not None:
                     fields[key] = _periods.iso(us)
-        ts = None if text is None else _instant(index, "_timestamp", text, messages)
+        ts = None if text is None else _instant(index, "_timestamp", text, times["_timestamp"], messages)
         if messages:
             continue
         body = dumps(fields)
@@ -212,6 +330,57 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+#: SQLite's own checkpoint, inside the commit that crosses it: only a backstop
+#: (~400 MB of WAL) for when the background checkpoint falls behind.
+_BACKSTOP_PAGES: Final = 100_000
+
+
+class _Checkpointer:
+    """Copies the WAL into the database on its own thread and connection.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its
+    threshold: one write in every few waited while tens of megabytes of
+    index pages were copied and synced (random ``_id`` values dirty a
+    page per record). Here a write only signals that it committed; this
+    thread checkpoints (``PASSIVE``: it never blocks a writer or a reader)
+    at most every ``interval`` seconds, on the other core while the next
+    request is parsed. Whatever it has copied when no write is under way lets
+    the next write start the WAL over, so the WAL stays near a few batches;
+    SQLite's own checkpoint at :data:`_BACKSTOP_PAGES` bounds it if this
+    thread falls behind.
+    """
+
+    def __init__(self, path: str, interval: float = 0.2) -> None:
+        self._conn = _connect(path)
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="perf-sdk-platform-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                if self._stopping.is_set():
+                    return
+                self._wake.clear()
+                with contextlib.suppress(sqlite3.Error):  # tried again after the next write
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if self._stopping.wait(self._interval):
+                    return
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+
+
 class Store:
     """Every data set of one platform, in one SQLite database.
 
@@ -225,25 +394,40 @@ class Store:
         self.path = str(path)
         self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
         self._lock = threading.RLock()
+        self._closed = False
         self._conn = _connect(self.path)
         if not self._memory:
             self._conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL: a commit survives a crash of the process (not of the OS).
             self._conn.execute("PRAGMA synchronous = NORMAL")
-            # Checkpoint every ~40 MB of WAL, not 4 MB: a batch of random _ids
-            # dirties hundreds of index pages, and fewer, larger checkpoints
-            # write each page once for many batches.
-            self._conn.execute("PRAGMA wal_autocheckpoint = 10000")
+            # Checkpoints run on their own thread (_Checkpointer); this is the backstop.
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {_BACKSTOP_PAGES}")
             self._conn.execute("PRAGMA journal_size_limit = 67108864")
         self._conn.executescript(_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(datasets)")}
         if "updated" not in columns:  # a database made before data sets kept their last write
             self._conn.execute("ALTER TABLE datasets ADD COLUMN updated INTEGER")
+        self._check_day_rollup()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._wide_seen: dict[int, set[str]] = defaultdict(set)
         self._ids: dict[tuple[str, str], int] = {}
-        self._closed = False
+        self._checkpointer: _Checkpointer | None = None
+
+    def _check_day_rollup(self) -> None:
+        """Rebuild the daily rollup when its counts disagree with the hourly one.
+
+        That is a database made before the daily rollup existed (its table is
+        new and empty), or written since by such a version (which adds to the
+        hourly rollup only). Comparing each data set's total is enough: every
+        write of an older version adds records to one total and not the other.
+        """
+        with self._transaction() as conn:
+            totals = "SELECT ds, SUM(n) FROM {} GROUP BY ds ORDER BY ds"
+            if conn.execute(totals.format("rollup")).fetchall() != conn.execute(totals.format("rollup_day")).fetchall():
+                for statement in _ROLLUP_DAY_REBUILD.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -284,6 +468,8 @@ class Store:
             if self._closed:
                 return
             self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
@@ -342,18 +528,28 @@ class Store:
             # whatever the upsert replaces, including a record sent twice here.
             added = Counter((r.hour, r.dims or r.body) for r in records)
             conn.executemany(_ROLLUP_ADD, [(ds, hour, dims, n) for (hour, dims), n in added.items()])
+            daily: Counter[tuple[int, str]] = Counter()
+            for (hour, dims), n in added.items():
+                daily[_day(hour), dims] += n
+            conn.executemany(_ROLLUP_DAY_ADD, [(ds, day, dims, n) for (day, dims), n in daily.items()])
             conn.executemany(_UPSERT, [(ds, r.id, r.ts, r.body, r.dims) for r in records])
             wide = {name for r in records for name in r.wide} - self._wide_seen[ds]
             if wide:
                 rows = [(ds, name) for name in wide]
                 conn.executemany("INSERT OR IGNORE INTO wide_fields (ds, field) VALUES (?, ?)", rows)
                 self._wide_seen[ds] |= wide
+        if records and not self._memory:
+            with self._lock:
+                if self._checkpointer is None and not self._closed:
+                    self._checkpointer = _Checkpointer(self.path)
+                if self._checkpointer is not None:
+                    self._checkpointer.committed()
 
     def empty(self, group: str, type_: str) -> None:
         """Delete every record of the data set (``PUT []``); the data set stays."""
         with self._transaction() as conn:
             ds = self._create(conn, group, type_)
-            for table in ("records", "rollup", "wide_fields"):
+            for table in _TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
             self._wide_seen.pop(ds, None)
 
@@ -364,7 +560,7 @@ class Store:
             if row is None:
                 return False
             ds = int(row[0])
-            for table in ("records", "rollup", "wide_fields"):
+            for table in _TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
             conn.execute("DELETE FROM datasets WHERE id = ?", (ds,))
             self._ids.pop((group, type_), None)
@@ -412,7 +608,7 @@ class Store:
             ds = int(row[0])
             if not query.is_grouped:
                 return self._records(conn, ds, query, limits)
-            source = ROLLUP if self._rollup_serves(conn, ds, query) else ROWS
+            source = self._source(conn, ds, query)
             periods = self._periods(conn, ds, query, source, limits)
             bounds = None
             if periods is not None:
@@ -442,13 +638,24 @@ class Store:
             out.append(_query.record_from_row(rid, ts, body))
         return out
 
+    def _source(self, conn: sqlite3.Connection, ds: int, query: ReadQuery) -> _query.Source:
+        """The smallest table that answers ``query`` exactly: daily rollup, hourly rollup or rows."""
+        if not self._rollup_serves(conn, ds, query):
+            return ROWS
+        if query.period == "hour" or not self._on(query, _D):
+            return ROLLUP
+        return ROLLUP_DAY
+
+    @staticmethod
+    def _on(query: ReadQuery, unit: int) -> bool:
+        """Whether the query's time bounds fall on whole units (``unit`` microseconds: an hour, a day)."""
+        bounds = (query.start_at, query.end_at)
+        return all(bound is None or _periods.to_us(bound) % unit == 0 for bound in bounds)
+
     def _rollup_serves(self, conn: sqlite3.Connection, ds: int, query: ReadQuery) -> bool:
         fields = query.fields
-        if "_id" in fields or (query.inclusive and query.end_at is not None):
+        if "_id" in fields or (query.inclusive and query.end_at is not None) or not self._on(query, _U):
             return False
-        for bound in (query.start_at, query.end_at):
-            if bound is not None and _periods.to_us(bound) % _periods.US_PER_HOUR:
-                return False
         if not fields:
             return True
         marks = ",".join("?" * len(fields))
