@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 from perf_sdk._version import __version__
 
 if TYPE_CHECKING:  # what a type checker and an IDE see; at run time, __getattr__ below
+    from perf_sdk._around import AroundReport, kpis_around
     from perf_sdk._async import AsyncTracker
     from perf_sdk._backfill import BackfillSummary, backfill
+    from perf_sdk._check import CheckReport, check
+    from perf_sdk._definition import Definition, DefinitionError, load_definition
     from perf_sdk._errors import (
         ConfigurationError,
         PerfSdkError,
@@ -28,17 +31,26 @@ if TYPE_CHECKING:  # what a type checker and an IDE see; at run time, __getattr_
         ValidationError,
     )
     from perf_sdk._journey import Journey
-    from perf_sdk._kpi import Kpi, KpiReport, PeriodKpis
+    from perf_sdk._kpi import Kpi, KpiReport, Mark, PeriodKpis
     from perf_sdk._kpi_sources import kpis
+    from perf_sdk._publish import PublishResult, publish
+    from perf_sdk._publish_files import ServiceInfo
     from perf_sdk._records import CostRecord, SatisfactionRecord, TransactionRecord
     from perf_sdk._telemetry import Health
     from perf_sdk._tracker import FlushResult, RecordSink, Tracker
 
 #: Public name -> the private module that defines it.
 _EXPORTS: dict[str, str] = {
+    "AroundReport": "_around",
+    "kpis_around": "_around",
     "AsyncTracker": "_async",
     "BackfillSummary": "_backfill",
     "backfill": "_backfill",
+    "CheckReport": "_check",
+    "check": "_check",
+    "Definition": "_definition",
+    "DefinitionError": "_definition",
+    "load_definition": "_definition",
     "ConfigurationError": "_errors",
     "PerfSdkError": "_errors",
     "RejectedError": "_errors",
@@ -48,8 +60,12 @@ _EXPORTS: dict[str, str] = {
     "Journey": "_journey",
     "Kpi": "_kpi",
     "KpiReport": "_kpi",
+    "Mark": "_kpi",
     "PeriodKpis": "_kpi",
     "kpis": "_kpi_sources",
+    "PublishResult": "_publish",
+    "publish": "_publish",
+    "ServiceInfo": "_publish_files",
     "CostRecord": "_records",
     "SatisfactionRecord": "_records",
     "TransactionRecord": "_records",
@@ -60,28 +76,39 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "AroundReport",
     "AsyncTracker",
     "BackfillSummary",
+    "CheckReport",
     "ConfigurationError",
     "CostRecord",
+    "Definition",
+    "DefinitionError",
     "FlushResult",
     "Health",
     "Journey",
     "Kpi",
     "KpiReport",
+    "Mark",
     "PerfSdkError",
     "PeriodKpis",
+    "PublishResult",
     "RecordSink",
     "RejectedError",
     "RetryableError",
     "SatisfactionRecord",
+    "ServiceInfo",
     "Tracker",
     "TransactionRecord",
     "TransportError",
     "ValidationError",
     "__version__",
     "backfill",
+    "check",
     "kpis",
+    "kpis_around",
+    "load_definition",
+    "publish",
 ]
 
 
