@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 INSTALL_HINT = "PostgreSQL is not installed: apt-get install postgresql (or put initdb and pg_ctl on PATH)"
-TABLES = ("records", "rollup", "wide_fields", "datasets")
+TABLES = ("records", "rollup", "rollup_day", "wide_fields", "datasets")
 
 
 def _bin_dir() -> Path | None:
@@ -75,7 +75,8 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
 
-    def start(self) -> None:
+    def start(self, *, durable: bool = False) -> None:
+        """``initdb`` and start; ``durable`` keeps fsync and synchronous commits on (benchmarks)."""
         self._run(
             str(self.bin_dir / "initdb"),
             "-D", str(self.data),
@@ -85,10 +86,11 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.tmp} -c listen_addresses='' -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200 -c shared_buffers=64MB"
-        )
+        options = f"-p {self.port} -k {self.tmp} -c listen_addresses='' -c max_connections=200 "
+        if durable:
+            options += "-c shared_buffers=1GB -c max_wal_size=8GB -c checkpoint_timeout=15min"
+        else:
+            options += "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=64MB"
         self._run(
             str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.tmp / "log"), "-w", "-t", "60", "start"
         )  # fmt: skip
@@ -118,7 +120,7 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer | str]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer | str]:
     """A started server, or the reason there is none (to skip or fail with)."""
     bin_dir = _bin_dir()
     if bin_dir is None:
@@ -132,7 +134,7 @@ def postgres_server() -> Iterator[PostgresServer | str]:
         return
     server = PostgresServer(bin_dir)
     try:
-        server.start()
+        server.start(durable=durable)
     except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
         server.stop()
         yield f"PostgreSQL did not start: {exc}"

@@ -144,14 +144,15 @@ def test_two_servers_racing_on_the_same_ids_keep_the_rollup_exact(
         row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = 'transactions'", (SERVICE,)).fetchone()
         assert row is not None
         ds = row[0]
-        rollup = conn.execute("SELECT hour, dims, n FROM rollup WHERE ds = %s", (ds,)).fetchall()
-        from_records = conn.execute(
-            f"SELECT CASE WHEN ts IS NULL THEN {SENTINEL_HOUR} ELSE ts / {US_PER_HOUR} END, "
-            "coalesce(dims, body), count(*) FROM records WHERE ds = %s GROUP BY 1, 2",
-            (ds,),
-        ).fetchall()
-    assert sum(n for _, _, n in rollup) == N + N // 2
-    assert Counter({(h, d): n for h, d, n in rollup}) == Counter({(h, d): n for h, d, n in from_records})
+        for table, time, unit in (("rollup", "hour", US_PER_HOUR), ("rollup_day", "day", 24 * US_PER_HOUR)):
+            rollup = conn.execute(f"SELECT {time}, dims, n FROM {table} WHERE ds = %s", (ds,)).fetchall()
+            from_records = conn.execute(
+                f"SELECT CASE WHEN ts IS NULL THEN {SENTINEL_HOUR} ELSE floor(ts / {unit}.0)::bigint END, "
+                "coalesce(dims, body), count(*) FROM records WHERE ds = %s GROUP BY 1, 2",
+                (ds,),
+            ).fetchall()
+            assert sum(n for _, _, n in rollup) == N + N // 2
+            assert Counter({(h, d): n for h, d, n in rollup}) == Counter({(h, d): n for h, d, n in from_records})
 
     records = httpx.get(f"{two_servers[0]}/data/{SERVICE}/transactions", timeout=30).json()["data"]
     assert len(records) == N + N // 2

@@ -40,16 +40,19 @@ def store(postgres_url: str) -> Any:
 
 
 def _rollup_matches_records(url: str) -> int:
-    """Assert the rollup equals the records cell by cell; the number of records."""
+    """Assert both rollups (hourly, daily) equal the records cell by cell; the number of records."""
+    total = 0
     with psycopg.connect(url) as conn:
-        rollup = conn.execute("SELECT ds, hour, dims, n FROM rollup").fetchall()
-        rows = conn.execute(
-            f"SELECT ds, CASE WHEN ts IS NULL THEN {SENTINEL_HOUR} ELSE ts / {US_PER_HOUR} END, "
-            "coalesce(dims, body), count(*) FROM records GROUP BY 1, 2, 3"
-        ).fetchall()
-    assert all(n > 0 for *_, n in rollup)
-    assert Counter({tuple(r[:3]): r[3] for r in rollup}) == Counter({tuple(r[:3]): r[3] for r in rows})
-    return sum(r[3] for r in rows)
+        for table, time, unit in (("rollup", "hour", US_PER_HOUR), ("rollup_day", "day", 24 * US_PER_HOUR)):
+            rollup = conn.execute(f"SELECT ds, {time}, dims, n FROM {table}").fetchall()
+            rows = conn.execute(
+                f"SELECT ds, CASE WHEN ts IS NULL THEN {SENTINEL_HOUR} ELSE floor(ts / {unit}.0)::bigint END, "
+                "coalesce(dims, body), count(*) FROM records GROUP BY 1, 2, 3"
+            ).fetchall()
+            assert all(n > 0 for *_, n in rollup)
+            assert Counter({tuple(r[:3]): r[3] for r in rollup}) == Counter({tuple(r[:3]): r[3] for r in rows})
+            total = sum(r[3] for r in rows)
+    return total
 
 
 # ------------------------------------------------------------------ choosing the backend
@@ -111,6 +114,21 @@ def test_a_database_migrated_by_a_newer_version_is_refused(postgres_session: Pos
         conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'from the future')", (LATEST + 1,))
     with pytest.raises(ConfigurationError, match=rf"schema is at version {LATEST + 1}, newer .*upgrade perf-sdk"):
         PostgresStore(url)
+
+
+def test_the_daily_rollup_migration_fills_it_from_the_hourly_one(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    records = [{"_timestamp": f"1969-12-31T{h:02}:00:00Z", "stage": "s", "count": h} for h in range(20, 24)] + [
+        {"_timestamp": "2026-01-02T05:00:00Z", "stage": "t"},
+        {"stage": "untimed"},
+    ]
+    store.write("svc", "t", prepare(records))
+    store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the database as version 1 left it
+        conn.execute("DROP TABLE rollup_day")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 2")
+        assert migrate(conn) == [2]
+    assert _rollup_matches_records(postgres_url) == len(records)
 
 
 def test_platform_migrate_command(postgres_session: PostgresServer | str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,195 @@
+"""Benchmark of the platform on PostgreSQL as a department runs it: several workers, the SDK's batches, a growing table.
+
+    python benchmarks/platform_postgres.py [--db URL] [--records N] [--every N] [--workers N] [--batch N]
+                                           [--runs N] [--query-only]
+
+1. Database: ``--db postgresql://...``, or a temporary PostgreSQL started
+   here (Debian's ``postgresql`` package, as the tests start it, but durable:
+   ``fsync`` and synchronous commits on, ``shared_buffers`` 1 GB).
+2. Ingest: ``--workers`` (default 2) ``perf-sdk serve --db URL`` processes on
+   the one database, and as many client processes, each posting to its own
+   worker what the SDK's uploader posts: batches of 5,000 transaction records
+   through the SDK's ``HttpTransport`` (compact JSON, gzip), each record with a
+   random 32-hex ``_id`` and a ``_timestamp`` in order through 2025. Clients
+   are processes so that building batches is not what is measured. Every
+   ``--every`` records stored (default 1,000,000) it prints the rate over that
+   slice and the workers' RSS: the curve shows whether ingest slows as the
+   table grows.
+3. Query: the requests ``perf-sdk kpis --period quarter`` and ``--period
+   month`` send for 2025 (``benchmarks/platform.py``'s measurement, reused),
+   each timed ``--runs`` times over HTTP, answers checked against the count.
+4. Size: the tables' and indexes' size on disk, per record.
+
+The machine's other load makes the figures noisy: compare runs made back to back.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder leads sys.path, and benchmarks/platform.py would shadow the standard library's module.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.platform_db starts the temporary server
+
+import argparse
+import importlib.util
+import multiprocessing
+import os
+import time
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_platform() -> ModuleType:
+    """``benchmarks/platform.py`` under another name (its server, batches and query timing)."""
+    spec = importlib.util.spec_from_file_location("bench_platform", ROOT / "benchmarks" / "platform.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _client(url: str, worker: int, workers: int, first: int, n: int, size: int, done: Any) -> None:
+    """Post this client's share of the batches (every ``workers``-th, in time order) to its worker."""
+    bp = _bench_platform()
+    from perf_sdk._transport import HttpTransport
+
+    transport = HttpTransport(url, bp.GROUP, {}, default_token=bp.TOKEN, timeout=600)
+    total = first + n
+    for index, start in enumerate(range(first, total, size)):
+        if index % workers != worker:
+            continue
+        for count, body in bp._batches(start, min(size, total - start), total, size):
+            transport.send(bp.TYPE, body)
+            with done.get_lock():
+                done.value += count
+
+
+def ingest(servers: list[Any], n: int, every: int, size: int, already: int) -> list[tuple[int, float]]:
+    """Post ``n`` records through one client process per worker; ``(stored, rate)`` every ``every`` records."""
+    ctx = multiprocessing.get_context("spawn")
+    done = ctx.Value("q", 0)
+    clients = [
+        ctx.Process(target=_client, args=(s.url, i, len(servers), already, n, size, done), daemon=True)
+        for i, s in enumerate(servers)
+    ]
+    for client in clients:
+        client.start()
+    curve: list[tuple[int, float]] = []
+    started = mark = time.perf_counter()
+    at_mark, next_mark = 0, every
+    while True:
+        time.sleep(0.2)
+        posted = done.value
+        finished = not any(c.is_alive() for c in clients)
+        if posted >= next_mark or (finished and posted > at_mark):
+            now = time.perf_counter()
+            rate = (posted - at_mark) / (now - mark)
+            rss = sum(s.memory("VmRSS") for s in servers) / 2**20
+            curve.append((already + posted, rate))
+            print(
+                f"  {already + posted:>12,} stored  {rate:>9,.0f} rec/s  workers' RSS {rss:7.1f} MiB  "
+                f"({now - started:7.1f} s)",
+                flush=True,
+            )
+            mark, at_mark = now, posted
+            while next_mark <= posted:
+                next_mark += every
+        if finished:
+            break
+    for client in clients:
+        client.join()
+        if client.exitcode != 0:
+            raise RuntimeError(f"a client failed (exit {client.exitcode})")
+    return curve
+
+
+def table_sizes(url: str) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname, pg_total_relation_size(oid) FROM pg_class "
+            "WHERE relname IN ('records', 'rollup', 'rollup_day', 'datasets', 'wide_fields')"
+        ).fetchall()
+    return {name: int(size) for name, size in rows}
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    bp = _bench_platform()
+    import httpx
+
+    servers = [bp.Server(url) for _ in range(args.workers)]
+    try:
+        with httpx.Client(base_url=servers[0].url, timeout=600) as client:
+            already = bp._stored(client)
+        if not args.query_only:
+            print(
+                f"ingest: {args.records:,} records, batches of {args.batch:,} (gzip, random _id), "
+                f"{args.workers} perf-sdk serve workers on PostgreSQL, one client process each"
+                + (f"; the database already holds {already:,}" if already else "")
+            )
+            start = time.perf_counter()
+            curve = ingest(servers, args.records, args.every, args.batch, already)
+            elapsed = time.perf_counter() - start
+            rates = [rate for _, rate in curve]
+            print(
+                f"ingest: {args.records / elapsed:,.0f} rec/s overall; slices from {min(rates):,.0f} "
+                f"to {max(rates):,.0f} rec/s (last/first {rates[-1] / rates[0]:.2f})"
+            )
+        with httpx.Client(base_url=servers[0].url, timeout=600) as client:
+            stored = bp._stored(client)
+        bp.query_times(servers[0], args.runs, stored)
+        peaks = ", ".join(f"{s.memory('VmHWM') / 2**20:.0f}" for s in servers)
+        print(f"workers' peak RSS: {peaks} MiB")
+    finally:
+        for server in servers:
+            server.close()
+    sizes = table_sizes(url)
+    total = sum(sizes.values())
+    print(
+        "database size: "
+        + ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in sorted(sizes.items()))
+        + f"; {total / max(stored, 1):,.0f} bytes per record"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--db", help="postgresql:// URL (default: a temporary PostgreSQL started here)")
+    parser.add_argument("--records", type=int, default=10_000_000, help="records to ingest (default 10,000,000)")
+    parser.add_argument("--every", type=int, default=1_000_000, help="print the rate every N records stored")
+    parser.add_argument("--workers", type=int, default=2, help="perf-sdk serve processes (default 2)")
+    parser.add_argument("--batch", type=int, default=5_000, help="records per request (the SDK's default 5,000)")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each query (the median is reported)")
+    parser.add_argument("--query-only", action="store_true", help="only time the queries over --db")
+    args = parser.parse_args()
+    if args.query_only and not args.db:
+        parser.error("--query-only needs --db")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+
+    import perf_sdk
+
+    print(f"perf_sdk from {Path(perf_sdk.__file__).parent}; {os.cpu_count()} CPUs")
+    if args.db:
+        run(args, args.db)
+        return 0
+    from tests.platform_db import postgres_server
+
+    with postgres_server(durable=True) as server:
+        if isinstance(server, str):
+            print(f"cannot start PostgreSQL: {server}", file=sys.stderr)
+            return 2
+        url = server.database("perf_sdk_bench")
+        print(f"PostgreSQL: temporary, durable (fsync and synchronous commit on), {url}")
+        run(args, url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
