@@ -285,7 +285,7 @@ def test_spool_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_only_the_config_module_reads_the_environment() -> None:
     src = Path(perf_sdk.__file__).parent
     # Modules of other work in progress, to be moved onto _config.env_value (COMMAND_ENV) by their owners.
-    pending = {"cli/_check.py", "cli/_kpis.py"}
+    pending: set[str] = set()
     readers = {
         str(path.relative_to(src))
         for path in src.rglob("*.py")

@@ -47,7 +47,7 @@ def run_around(args: argparse.Namespace) -> int:
             window=args.window,
         )
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
     except TransportError as exc:
         print(f"perf-sdk: {exc}", file=sys.stderr)

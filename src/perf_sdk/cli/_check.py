@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from perf_sdk._check import CheckReport, check
+from perf_sdk._config import env_value
 from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
 from perf_sdk._webhook import post_webhook, redact_url
 from perf_sdk.cli._kpis import add_definition_option, resolve_definition
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             now=args.at,
         )
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
     except TransportError as exc:
         print(f"perf-sdk: {exc}", file=sys.stderr)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(report.to_text())
-    url = args.webhook or os.environ.get("PERF_SDK_WEBHOOK_URL")
+    url = args.webhook or env_value("webhook_url")
     if url and (not report.ok or args.webhook_always):
         status = _post(url, report)
         if status is not None:
@@ -100,7 +100,7 @@ def _post(url: str, report: CheckReport) -> int | None:
     """Post the report; a webhook that fails is itself attention needed (exit 1), said on standard error."""
     payload = {"text": report.to_text().strip(), "perf_sdk": report.to_dict()}
     try:
-        post_webhook(url, payload, token=os.environ.get("PERF_SDK_WEBHOOK_TOKEN") or None)
+        post_webhook(url, payload, token=env_value("webhook_token"))
     except TransportError as exc:
         print(f"perf-sdk: the alert was not delivered: {exc}", file=sys.stderr)
         return 1

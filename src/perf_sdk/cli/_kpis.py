@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TextIO
 
+from perf_sdk._config import env_value
 from perf_sdk._definition import DEFAULT_DEFINITION_PATH, Definition, load_definition
 from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
 from perf_sdk._kpi import (
@@ -98,9 +99,8 @@ def add_definition_option(p: argparse.ArgumentParser) -> None:
 
 def resolve_definition(path: Path | None, *, required: bool = False) -> Definition | None:
     """``--definition``, else ``PERF_SDK_DEFINITION``, else ``./perf-sdk.toml`` when it exists."""
-    import os
 
-    chosen = path or (Path(os.environ["PERF_SDK_DEFINITION"]) if os.environ.get("PERF_SDK_DEFINITION") else None)
+    chosen = path or (Path(found) if (found := env_value("definition")) else None)
     if chosen is not None:
         return load_definition(chosen)
     default = Path(DEFAULT_DEFINITION_PATH)

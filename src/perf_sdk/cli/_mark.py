@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             strict=True,
         )
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
     if not tracker.settings.enabled:
         tracker.close(timeout=1.0)

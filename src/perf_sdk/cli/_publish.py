@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             definition=args.definition,
         )
     except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc}", file=sys.stderr)
+        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
     except TransportError as exc:
         print(f"perf-sdk: {exc}", file=sys.stderr)
