@@ -535,106 +535,36 @@ def kpis(
     >>> report.periods[0].label, report.periods[0].completion_rate.value
     ('2026-Q1', 0.75)
     """
-    if financial_year:
-        if period not in ("year", "financial-year"):
-            raise ValidationError("financial_year", financial_year, "only with period='year'")
-        period = "financial-year"
+    period = _period_kind(period, financial_year)
     first, last = _as_date(start, "start"), _as_date(end, "end")
     if definition is not None and not isinstance(definition, Definition):
         definition = load_definition(definition)
-    measures = definition.measures() if definition else ()
-    if period not in PERIOD_KINDS:  # refused before any I/O
-        raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
     if first and last and last < first:
         raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
-
-    url: str | None = None
-    if records is None and path is None and source is not None:
-        if isinstance(source, str) and source.startswith(("http://", "https://")):
-            url = source
-        elif isinstance(source, (str, os.PathLike)):
-            path = source
-        elif isinstance(getattr(source, "url", None), str):
-            url = getattr(source, "url")  # noqa: B009 - a LocalPlatform, or anything serving the read API
-        else:
-            records = source
+    url, records, path = _tell_source_apart(source, records, path)
     bucket: Bucket = "day" if period in FINE_KINDS else "month"
     named = service or (definition.service if definition else None)
     report_service = named or env_value("service")
-
-    marks: list[Mark] = []
-    daily: Counts | None = None
+    measures = definition.measures() if definition else ()
     if records is not None:
-        if isinstance(records, Mapping) and "marks" in records:
-            marks = marks_from_records(records["marks"])
-        counts = counts_from_records(records, measures=measures, bucket=bucket)
-        if with_marks and marks:
-            daily = counts if bucket == "day" else counts_from_records(records, bucket="day")
+        counts, marks, daily = _from_records(records, measures, bucket, with_marks=with_marks)
     elif path is not None:
-        counts = counts_from_records(read_records_file(path), bucket=bucket)
+        counts, marks, daily = counts_from_records(read_records_file(path), bucket=bucket), [], None
     else:
-        settings = resolve_read_settings(  # only when the read API is the source: a file needs no endpoint
-            service=named,
-            endpoint=endpoint,
-            read_endpoint=url or read_endpoint,
-            token=token,
-        )
-        if not settings.read_endpoint:
-            raise ConfigurationError(
-                "no KPI source: pass records= or path=, or a read API with read_endpoint= / endpoint= "
-                "(or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
-                cli_message="no KPI source: give a FILE of records, or the platform's read API with "
-                "--read-endpoint URL or --endpoint URL (or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
-            )
-        if not settings.service:
-            raise ConfigurationError(
-                "no service: pass service= (or --service, or set PERF_SDK_SERVICE)",
-                cli_message="no service: give --service SLUG or set PERF_SDK_SERVICE",
-            )
-        if not SLUG_RE.match(settings.service):
-            raise ConfigurationError(
-                f"service {settings.service!r} is not a data-group slug (lower-case letters, digits and '-')"
-            )
-        now = today or datetime.now(timezone.utc).date()
-        lookback = DEFAULT_LOOKBACK_MONTHS_FINE if bucket == "day" else DEFAULT_LOOKBACK_MONTHS
-        window_start = (
-            period_containing(first, period).previous().start  # the period before: for the first change
-            if first
-            else period_containing(_month_offset(now, -lookback), period).start
-        )
-        window_end = period_containing(last or max(now, first or now), period).end
+        settings = _read_api_settings(named, endpoint, url or read_endpoint, token)
+        window = _read_window(period, first, last, today or datetime.now(timezone.utc).date(), bucket)
         counts = counts_from_read_api(
-            settings.read_endpoint,
-            settings.service,
-            start=window_start,
-            end=window_end,
+            settings.read_endpoint or "",
+            settings.service or "",
+            start=window[0],
+            end=window[1],
             token=settings.token,
             timeout=timeout,
             client=client,
             measures=measures,
             bucket=bucket,
         )
-        if with_marks:
-            own = client is None
-            http = client or httpx.Client(timeout=timeout)
-            try:
-                window = (("start_at", _iso(window_start)), ("end_at", _iso(window_end)))
-                marks = marks_from_read_api(http, settings.read_endpoint, settings.service, settings.token, window)
-                if marks:  # daily counts around the marks, for their before/after comparisons
-                    first_day = min(m.at for m in marks).astimezone(timezone.utc).date()
-                    last_day = max(m.at for m in marks).astimezone(timezone.utc).date()
-                    daily = counts_from_read_api(
-                        settings.read_endpoint,
-                        settings.service,
-                        start=first_day - timedelta(days=AROUND_WINDOW_DAYS),
-                        end=last_day + timedelta(days=AROUND_WINDOW_DAYS + 1),
-                        token=settings.token,
-                        client=http,
-                        bucket="day",
-                    )
-            finally:
-                if own:
-                    http.close()
+        marks, daily = _marks_from_read_api(settings, window, timeout, client) if with_marks else ([], None)
     report = compute_report(
         counts,
         period=period,
@@ -653,3 +583,108 @@ def kpis(
         )
         report = replace(report, changes=changes)
     return report
+
+
+# -- the steps of kpis() ------------------------------------------------------------------------------
+
+
+def _period_kind(period: str, financial_year: bool) -> str:
+    """The period kind asked for, refused before any I/O if it is not one."""
+    if financial_year:
+        if period not in ("year", "financial-year"):
+            raise ValidationError("financial_year", financial_year, "only with period='year'")
+        period = "financial-year"
+    if period not in PERIOD_KINDS:
+        raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
+    return period
+
+
+def _tell_source_apart(
+    source: object, records: RecordsInput | None, path: str | os.PathLike[str] | None
+) -> tuple[str | None, RecordsInput | None, str | os.PathLike[str] | None]:
+    """``source`` by its type: a URL or a running platform (read API), a path (a file), else records."""
+    if records is not None or path is not None or source is None:
+        return None, records, path
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return source, None, None
+    if isinstance(source, (str, os.PathLike)):
+        return None, None, source
+    if isinstance(getattr(source, "url", None), str):
+        return str(getattr(source, "url")), None, None  # noqa: B009 - a LocalPlatform, or anything serving the read API
+    return None, source, None  # type: ignore[return-value]  # an iterable or mapping of records
+
+
+def _from_records(
+    records: RecordsInput, measures: Any, bucket: Bucket, *, with_marks: bool
+) -> tuple[Counts, list[Mark], Counts | None]:
+    marks = marks_from_records(records["marks"]) if isinstance(records, Mapping) and "marks" in records else []
+    counts = counts_from_records(records, measures=measures, bucket=bucket)
+    daily = None
+    if with_marks and marks:
+        daily = counts if bucket == "day" else counts_from_records(records, bucket="day")
+    return counts, marks, daily
+
+
+def _read_api_settings(
+    service: str | None, endpoint: str | None, read_endpoint: str | None, token: str | None
+) -> ReadApiSettings:
+    """Where to read, checked only when the read API is the source (a file needs no endpoint)."""
+    settings = resolve_read_settings(service=service, endpoint=endpoint, read_endpoint=read_endpoint, token=token)
+    if not settings.read_endpoint:
+        raise ConfigurationError(
+            "no KPI source: pass records= or path=, or a read API with read_endpoint= / endpoint= "
+            "(or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
+            cli_message="no KPI source: give a FILE of records, or the platform's read API with "
+            "--read-endpoint URL or --endpoint URL (or set PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT)",
+        )
+    if not settings.service:
+        raise ConfigurationError(
+            "no service: pass service= (or --service, or set PERF_SDK_SERVICE)",
+            cli_message="no service: give --service SLUG or set PERF_SDK_SERVICE",
+        )
+    if not SLUG_RE.match(settings.service):
+        raise ConfigurationError(
+            f"service {settings.service!r} is not a data-group slug (lower-case letters, digits and '-')"
+        )
+    return settings
+
+
+def _read_window(period: str, first: date | None, last: date | None, now: date, bucket: Bucket) -> tuple[date, date]:
+    """The dates to read: whole periods, and the one before the first (for its change)."""
+    lookback = DEFAULT_LOOKBACK_MONTHS_FINE if bucket == "day" else DEFAULT_LOOKBACK_MONTHS
+    window_start = (
+        period_containing(first, period).previous().start
+        if first
+        else period_containing(_month_offset(now, -lookback), period).start
+    )
+    window_end = period_containing(last or max(now, first or now), period).end
+    return window_start, window_end
+
+
+def _marks_from_read_api(
+    settings: ReadApiSettings, window: tuple[date, date], timeout: float, client: httpx.Client | None
+) -> tuple[list[Mark], Counts | None]:
+    """The change markers in the window, and daily counts around them for their before/after comparisons."""
+    own = client is None
+    http = client or httpx.Client(timeout=timeout)
+    endpoint, service = settings.read_endpoint or "", settings.service or ""
+    try:
+        bounds = (("start_at", _iso(window[0])), ("end_at", _iso(window[1])))
+        marks = marks_from_read_api(http, endpoint, service, settings.token, bounds)
+        if not marks:
+            return marks, None
+        first_day = min(m.at for m in marks).astimezone(timezone.utc).date()
+        last_day = max(m.at for m in marks).astimezone(timezone.utc).date()
+        daily = counts_from_read_api(
+            endpoint,
+            service,
+            start=first_day - timedelta(days=AROUND_WINDOW_DAYS),
+            end=last_day + timedelta(days=AROUND_WINDOW_DAYS + 1),
+            token=settings.token,
+            client=http,
+            bucket="day",
+        )
+        return marks, daily
+    finally:
+        if own:
+            http.close()
