@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 
 from perf_sdk._errors import ConfigurationError, ValidationError
-from perf_sdk._kpi import KPI_KEYS, KPI_NAMES, Counts, Kpi, Mark, _ratio, _share, cost_period, format_kpi
+from perf_sdk._kpi import KPI_KEYS, KPI_NAMES, Counts, Kpi, Mark, _ratio, _share, format_kpi
 from perf_sdk._kpi_sources import marks_from_records
+from perf_sdk._periods import cost_period
 from perf_sdk._stats import Difference, newcombe_difference
 
 __all__ = ["AroundReport", "KpiChange", "Mark", "around", "kpis_around", "marks_from_records", "windows_around"]

@@ -36,13 +36,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from perf_sdk import _csv
 from perf_sdk._definition import Definition, OtherKpi, Target
 from perf_sdk._errors import ValidationError
-from perf_sdk._protocol import CHANNELS, COST_PERIODS
-from perf_sdk._records import parse_period_label
+from perf_sdk._periods import (
+    FINE_KINDS,
+    PERIOD_KINDS,
+    Period,
+    PeriodKind,
+    cost_period,
+    month_start,
+    parse_cost_period_label,
+    period_containing,
+    periods_between,
+)
+from perf_sdk._protocol import CHANNELS
 
 if TYPE_CHECKING:
     from perf_sdk._around import AroundReport
@@ -74,8 +84,6 @@ __all__ = [
     "periods_between",
 ]
 
-PeriodKind = Literal["day", "week", "month", "quarter", "year", "financial-year"]
-PERIOD_KINDS: Final[tuple[str, ...]] = get_args(PeriodKind)
 
 #: The four mandatory KPIs, in the order the Service Manual lists them.
 KPI_KEYS: Final = ("completion_rate", "user_satisfaction", "cost_per_transaction", "digital_take_up")
@@ -92,105 +100,6 @@ _TRENDED: Final = (*KPI_KEYS, "satisfaction_score")
 RATINGS: Final = (1, 2, 3, 4, 5)
 
 # ---------------------------------------------------------------------------
-# Periods
-# ---------------------------------------------------------------------------
-
-
-def _add_months(d: date, months: int) -> date:
-    index = d.year * 12 + d.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def _month_start(d: date) -> date:
-    return date(d.year, d.month, 1)
-
-
-@dataclass(frozen=True, order=True)
-class Period:
-    """A reporting period: ``start`` inclusive, ``end`` exclusive (as backdrop's ``_end_at``).
-
-    Months, quarters and years are whole UTC calendar months or unions of them
-    (monthly buckets suffice); days and weeks (Monday to Sunday, as backdrop's
-    ``week``) need daily buckets (:attr:`Counts.bucket`).
-    """
-
-    start: date
-    end: date
-    kind: PeriodKind
-    label: str
-
-    def previous(self) -> Period:
-        """The period just before, of the same kind (for the change between them)."""
-        return period_containing(self.start - timedelta(days=1), self.kind)
-
-    def next(self) -> Period:
-        return period_containing(self.end, self.kind)
-
-    def covers(self, start: date, end: date) -> bool:
-        """Whether the span ``start`` .. ``end`` (exclusive) lies entirely inside this period."""
-        return self.start <= start and end <= self.end
-
-
-def period_containing(day: date, kind: str) -> Period:
-    """The period of ``kind`` that holds ``day``; financial years start on 1 April (``2025-26``)."""
-    if isinstance(day, datetime):
-        day = day.astimezone(timezone.utc).date() if day.tzinfo else day.date()
-    if kind == "day":
-        return Period(day, day + timedelta(days=1), "day", day.isoformat())
-    if kind == "week":
-        start = day - timedelta(days=day.weekday())
-        iso = start.isocalendar()
-        return Period(start, start + timedelta(days=7), "week", f"{iso[0]}-W{iso[1]:02d}")
-    if kind == "month":
-        start = _month_start(day)
-        return Period(start, _add_months(start, 1), "month", f"{start:%Y-%m}")
-    if kind == "quarter":
-        q = (day.month - 1) // 3
-        start = date(day.year, q * 3 + 1, 1)
-        return Period(start, _add_months(start, 3), "quarter", f"{day.year}-Q{q + 1}")
-    if kind == "year":
-        start = date(day.year, 1, 1)
-        return Period(start, date(day.year + 1, 1, 1), "year", str(day.year))
-    if kind == "financial-year":
-        first = day.year if day.month >= 4 else day.year - 1
-        return Period(date(first, 4, 1), date(first + 1, 4, 1), "financial-year", f"{first}-{(first + 1) % 100:02d}")
-    raise ValidationError("period", kind, f"one of {', '.join(PERIOD_KINDS)}")
-
-
-def periods_between(first: date, last: date, kind: str) -> list[Period]:
-    """Every period of ``kind`` that touches ``first`` .. ``last`` (both inclusive), whole."""
-    if last < first:
-        raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
-    out = [period_containing(first, kind)]
-    while out[-1].end <= last:
-        out.append(out[-1].next())
-    return out
-
-
-def cost_period(granularity: str, day: date) -> tuple[date, date]:
-    """The span ``(start, end)`` of a cost record, snapped to its granularity's boundaries.
-
-    A cost record's ``_timestamp`` is the start of its period; snapping means a
-    timestamp a few hours off (written in local time) still names the period
-    it was meant for, the same way whichever source read it.
-    """
-    if granularity not in COST_PERIODS:
-        raise ValidationError("period", granularity, f"one of {', '.join(COST_PERIODS)}")
-    p = period_containing(day, granularity)
-    return p.start, p.end
-
-
-def parse_cost_period_label(label: str) -> tuple[str, date]:
-    """``2026-03`` / ``2026-Q1`` / ``2026`` -> ``(granularity, start)``, the labels costs are named by.
-
-    The same parser as ``Tracker.cost`` and backfill use (one rule for what a
-    label is), read case-insensitively (``2026-q1``) as files are written.
-    """
-    parsed = parse_period_label(label.strip().upper() if isinstance(label, str) else label)
-    return parsed.granularity, parsed.start.date()
-
-
-# ---------------------------------------------------------------------------
 # Counts: the normalised input
 # ---------------------------------------------------------------------------
 
@@ -199,8 +108,6 @@ SatisfactionKey = tuple[date, int, str]  # (month start, rating, channel)
 CostKey = tuple[str, date, str, str]  # (granularity, cost period start, channel, cost_type)
 MeasureKey = tuple[date, str]  # (bucket start, measure id)
 Bucket = Literal["day", "month"]
-#: Period kinds that need daily buckets.
-FINE_KINDS: Final = frozenset({"day", "week"})
 
 
 @dataclass(frozen=True)
@@ -245,7 +152,7 @@ class CountsBuilder:
 
     def _bucket(self, at: date) -> date:
         day = _utc_date(at)
-        return day if self.bucket == "day" else _month_start(day)
+        return day if self.bucket == "day" else month_start(day)
 
     def add_transactions(self, at: date, stage: str, channel: str, count: int) -> None:
         if stage not in ("started", "completed"):

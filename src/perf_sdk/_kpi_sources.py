@@ -31,8 +31,6 @@ from perf_sdk._errors import (
     scrub,
 )
 from perf_sdk._kpi import (
-    FINE_KINDS,
-    PERIOD_KINDS,
     Bucket,
     Counts,
     CountsBuilder,
@@ -42,6 +40,7 @@ from perf_sdk._kpi import (
     parse_cost_period_label,
     period_containing,
 )
+from perf_sdk._periods import FINE_KINDS, PERIOD_KINDS
 from perf_sdk._protocol import COST_PERIODS, DATA_TYPES, SLUG_RE, parse_timestamp
 
 __all__ = [

@@ -17,11 +17,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from perf_sdk._errors import ValidationError
 
-__all__ = ["PERIOD_RULE", "PeriodLabel", "human_label", "long_date", "month_label", "parse_period_label", "short_label"]
+__all__ = [
+    "FINE_KINDS",
+    "PERIOD_KINDS",
+    "PERIOD_RULE",
+    "Period",
+    "PeriodKind",
+    "PeriodLabel",
+    "cost_period",
+    "human_label",
+    "long_date",
+    "month_label",
+    "month_start",
+    "parse_cost_period_label",
+    "parse_period_label",
+    "period_containing",
+    "periods_between",
+    "short_label",
+]
 
 _MONTHS: Final = (
     "January",
@@ -135,3 +152,107 @@ def month_label(moment: datetime) -> str:
     """The label of the month (UTC) that holds ``moment``: ``2026-03``."""
     moment = moment.astimezone(timezone.utc)
     return f"{moment.year}-{moment.month:02d}"
+
+
+# --- reporting periods: which day falls in which month, quarter, year or financial year -----------
+
+PeriodKind = Literal["day", "week", "month", "quarter", "year", "financial-year"]
+PERIOD_KINDS: Final[tuple[str, ...]] = get_args(PeriodKind)
+#: Period kinds that need daily buckets.
+FINE_KINDS: Final = frozenset({"day", "week"})
+_COST_PERIODS: Final = ("month", "quarter", "year")
+
+
+def _add_months(d: date, months: int) -> date:
+    index = d.year * 12 + d.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def month_start(d: date) -> date:
+    """The first day of ``d``'s month."""
+    return date(d.year, d.month, 1)
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A reporting period: ``start`` inclusive, ``end`` exclusive (as backdrop's ``_end_at``).
+
+    Months, quarters and years are whole UTC calendar months or unions of them
+    (monthly buckets suffice); days and weeks (Monday to Sunday, as backdrop's
+    ``week``) need daily buckets (:attr:`Counts.bucket`).
+    """
+
+    start: date
+    end: date
+    kind: PeriodKind
+    label: str
+
+    def previous(self) -> Period:
+        """The period just before, of the same kind (for the change between them)."""
+        return period_containing(self.start - timedelta(days=1), self.kind)
+
+    def next(self) -> Period:
+        return period_containing(self.end, self.kind)
+
+    def covers(self, start: date, end: date) -> bool:
+        """Whether the span ``start`` .. ``end`` (exclusive) lies entirely inside this period."""
+        return self.start <= start and end <= self.end
+
+
+def period_containing(day: date, kind: str) -> Period:
+    """The period of ``kind`` that holds ``day``; financial years start on 1 April (``2025-26``)."""
+    if isinstance(day, datetime):
+        day = day.astimezone(timezone.utc).date() if day.tzinfo else day.date()
+    if kind == "day":
+        return Period(day, day + timedelta(days=1), "day", day.isoformat())
+    if kind == "week":
+        start = day - timedelta(days=day.weekday())
+        iso = start.isocalendar()
+        return Period(start, start + timedelta(days=7), "week", f"{iso[0]}-W{iso[1]:02d}")
+    if kind == "month":
+        start = month_start(day)
+        return Period(start, _add_months(start, 1), "month", f"{start:%Y-%m}")
+    if kind == "quarter":
+        q = (day.month - 1) // 3
+        start = date(day.year, q * 3 + 1, 1)
+        return Period(start, _add_months(start, 3), "quarter", f"{day.year}-Q{q + 1}")
+    if kind == "year":
+        start = date(day.year, 1, 1)
+        return Period(start, date(day.year + 1, 1, 1), "year", str(day.year))
+    if kind == "financial-year":
+        first = day.year if day.month >= 4 else day.year - 1
+        return Period(date(first, 4, 1), date(first + 1, 4, 1), "financial-year", f"{first}-{(first + 1) % 100:02d}")
+    raise ValidationError("period", kind, f"one of {', '.join(PERIOD_KINDS)}")
+
+
+def periods_between(first: date, last: date, kind: str) -> list[Period]:
+    """Every period of ``kind`` that touches ``first`` .. ``last`` (both inclusive), whole."""
+    if last < first:
+        raise ValidationError("end", last, f"on or after the start ({first.isoformat()})")
+    out = [period_containing(first, kind)]
+    while out[-1].end <= last:
+        out.append(out[-1].next())
+    return out
+
+
+def cost_period(granularity: str, day: date) -> tuple[date, date]:
+    """The span ``(start, end)`` of a cost record, snapped to its granularity's boundaries.
+
+    A cost record's ``_timestamp`` is the start of its period; snapping means a
+    timestamp a few hours off (written in local time) still names the period
+    it was meant for, the same way whichever source read it.
+    """
+    if granularity not in _COST_PERIODS:
+        raise ValidationError("period", granularity, f"one of {', '.join(_COST_PERIODS)}")
+    p = period_containing(day, granularity)
+    return p.start, p.end
+
+
+def parse_cost_period_label(label: str) -> tuple[str, date]:
+    """``2026-03`` / ``2026-Q1`` / ``2026`` -> ``(granularity, start)``, the labels costs are named by.
+
+    The same parser as ``Tracker.cost`` and backfill use (one rule for what a
+    label is), read case-insensitively (``2026-q1``) as files are written.
+    """
+    parsed = parse_period_label(label.strip().upper() if isinstance(label, str) else label)
+    return parsed.granularity, parsed.start.date()

@@ -37,11 +37,11 @@ import httpx
 from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
 from perf_sdk._definition import Definition, load_definition
 from perf_sdk._errors import ConfigurationError, ValidationError
-from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report, period_containing
+from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report
 from perf_sdk._kpi_sources import (
     RecordsInput,
 )
-from perf_sdk._periods import human_label
+from perf_sdk._periods import human_label, period_containing
 from perf_sdk._protocol import SLUG_RE
 from perf_sdk._publish_files import (
     KPI_FIELDS,

@@ -24,7 +24,7 @@ import httpx
 
 from perf_sdk._definition import Measure
 from perf_sdk._errors import ConfigurationError, ValidationError
-from perf_sdk._kpi import Counts, CountsBuilder, period_containing
+from perf_sdk._kpi import Counts, CountsBuilder
 from perf_sdk._kpi_sources import _QUERIES as QUERIES
 from perf_sdk._kpi_sources import (
     RecordsInput,
@@ -36,6 +36,7 @@ from perf_sdk._kpi_sources import (
 from perf_sdk._kpi_sources import _add_group as add_group
 from perf_sdk._kpi_sources import _fetch as fetch_groups
 from perf_sdk._kpi_sources import _iso as iso_day
+from perf_sdk._periods import period_containing
 from perf_sdk._protocol import SLUG_RE
 from perf_sdk._publish_files import ServiceInfo
 
