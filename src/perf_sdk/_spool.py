@@ -870,6 +870,12 @@ class Spool:
     ) -> None:
         now = time.time()
         with self._mutex:
+            # Once per record: a bisect interrupted (a 401 mid-way, a stop) leaves the batch in the spool, and
+            # the next pass dead-letters the same record again; the latest verdict replaces the earlier one.
+            self._update(
+                "DELETE FROM dead WHERE dataset = ? AND record_id = ?",
+                [(dataset, str(r.get("_id"))) for r in records],
+            )
             self._update(
                 "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) VALUES (?,?,?,?,?,?,?)",
                 [

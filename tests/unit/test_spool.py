@@ -316,3 +316,15 @@ def test_close_leaves_a_file_that_is_not_its_own(tmp_path: Path) -> None:
     os.replace(other_database(tmp_path / "other.db"), spool.path)
     spool.close()  # empty, so it would delete its file: not someone else's
     assert tables(spool.path) == ["accounts"]
+
+
+def test_a_record_dead_lettered_twice_is_one_dead_letter(tmp_path: Path) -> None:
+    """An interrupted bisect leaves the batch in the spool; the next pass dead-letters the same record again."""
+    spool = Spool(tmp_path)
+    bad = {"_id": "id0", "_timestamp": "2026-01-01T00:00:00+00:00", "count": 1}
+    spool.dead_letter("svc/feedback", [bad], 0.0, 400, "bad field")
+    spool.dead_letter("svc/feedback", [bad], 0.0, 400, "bad field, again")
+    spool.dead_letter("svc/other", [bad], 0.0, 400, "another data set: another record")
+    assert spool.dead_count() == 2
+    assert [d.reason for d in spool.dead() if d.dataset == "svc/feedback"] == ["bad field, again"]
+    spool.close()
