@@ -45,11 +45,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def unavailable(reason: str) -> None:
-    """Skip (a developer's machine) or fail (CI) a test that needs PostgreSQL."""
+def unavailable(reason: str, *, module: bool = False) -> None:
+    """Skip (a developer's machine) or fail (CI) a test, or a whole ``module``, that needs PostgreSQL."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI must run the PostgreSQL tests)", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=module)
+
+
+PSYCOPG_HINT = "psycopg is not installed: pip install -e '.[dev,postgres]'"
+
+
+def require_psycopg() -> None:
+    """At the top of a test module that imports the PostgreSQL store: skip it (or fail, in CI) without psycopg."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        unavailable(PSYCOPG_HINT, module=True)
 
 
 class PostgresServer:
@@ -130,12 +142,16 @@ def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer | str]:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401
     except ImportError:
-        yield "psycopg is not installed: pip install -e '.[dev,postgres]'"
+        yield PSYCOPG_HINT
         return
-    server = PostgresServer(bin_dir)
+    try:
+        server = PostgresServer(bin_dir)
+    except KeyError:
+        yield "PostgreSQL refuses to run as root, and there is no postgres user to run it as: apt-get install postgresql"
+        return
     try:
         server.start(durable=durable)
-    except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         server.stop()
         yield f"PostgreSQL did not start: {exc}"
         return
