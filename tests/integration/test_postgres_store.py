@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,6 +150,7 @@ def test_platform_migrate_command(postgres_session: PostgresServer | str, capsys
 def test_platform_migrate_reads_the_environment(
     postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    PostgresStore(postgres_url).close()  # migrated
     monkeypatch.setenv("PERF_SDK_PLATFORM_DB", postgres_url)
     assert main(["platform", "migrate"]) == 0
     assert "(nothing to do)" in capsys.readouterr().out
@@ -348,7 +348,7 @@ def test_stores_racing_on_the_same_ids_keep_the_rollup_exact(postgres_url: str) 
 
 
 def test_serve_takes_the_database_from_the_environment(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import perf_sdk.platform._server as server_module
 
@@ -358,6 +358,10 @@ def test_serve_takes_the_database_from_the_environment(
         seen["store"] = app.state.store
 
     monkeypatch.setattr(server_module, "serve", fake_serve)
-    monkeypatch.setenv("PERF_SDK_PLATFORM_DB", postgres_url)
+    # Trust authentication ignores the password: the server starts, and its banner must not show it.
+    monkeypatch.setenv("PERF_SDK_PLATFORM_DB", postgres_url.replace("postgres@", "postgres:hunter2-pw@", 1))
     assert main(["serve", "--port", "0", "--token", "t"]) == 0
     assert isinstance(seen["store"], PostgresStore)
+    out = capsys.readouterr().out
+    assert "storage: postgresql://postgres:***@/perf_sdk_tests?host=" in out
+    assert "hunter2" not in out
