@@ -538,12 +538,18 @@ class Store:
                 rows = [(ds, name) for name in wide]
                 conn.executemany("INSERT OR IGNORE INTO wide_fields (ds, field) VALUES (?, ?)", rows)
                 self._wide_seen[ds] |= wide
-        if records and not self._memory:
-            with self._lock:
-                if self._checkpointer is None and not self._closed:
-                    self._checkpointer = _Checkpointer(self.path)
-                if self._checkpointer is not None:
-                    self._checkpointer.committed()
+        if records:
+            self._wrote()
+
+    def _wrote(self) -> None:
+        """Tell the checkpoint thread (started by the first write to a file) that the WAL grew."""
+        if self._memory:
+            return
+        with self._lock:
+            if self._checkpointer is None and not self._closed:
+                self._checkpointer = _Checkpointer(self.path)
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
 
     def empty(self, group: str, type_: str) -> None:
         """Delete every record of the data set (``PUT []``); the data set stays."""
