@@ -10,6 +10,11 @@ a slow answer past the client's time-out, a truncated answer, a non-JSON
 answer, and a ``200`` whose body is an error.
 
 Runs on its own thread with its own event loop; ``stop()`` returns at once.
+Tests wait for what the server has seen with :meth:`FaultServer.wait_for_requests`
+(an event, not a sleep). Benchmarks run it as its own process, so that its CPU
+and the records it stores are not charged to the SDK being measured:
+``python -m tests.faultserver PLAN_JSON`` prints its port, and ``GET /_count``
+answers ``{"records": N, "count_sum": S, "requests": R}``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import random
 import socket
 import ssl
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -73,6 +79,8 @@ class FaultServer:
         self.writes_seen = 0
         self._rng = random.Random(self.plan.seed)
         self._lock = threading.Lock()
+        #: Notified whenever ``requests`` grows (see :meth:`wait_for_requests`).
+        self._seen = threading.Condition(self._lock)
         self._loop = asyncio.new_event_loop()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -126,6 +134,11 @@ class FaultServer:
     def count_sum(self, data_type: str | None = None) -> int:
         return sum(int(r.get("count", 1)) for r in self.records(data_type))
 
+    def wait_for_requests(self, n: int = 1, timeout: float = 60.0) -> bool:
+        """Until the server has received ``n`` write requests (faulty or not); False after ``timeout``."""
+        with self._seen:
+            return self._seen.wait_for(lambda: self.requests >= n, timeout)
+
     # server ----------------------------------------------------------------------------------------
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -139,8 +152,9 @@ class FaultServer:
         self._loop.close()
 
     def _pick_fault(self) -> str | None:
-        with self._lock:
+        with self._seen:
             self.requests += 1
+            self._seen.notify_all()
             if self.plan.rate and self._rng.random() < self.plan.rate:
                 fault = self._rng.choice(self.plan.faults)
                 self.faults_injected[fault] += 1
@@ -173,6 +187,9 @@ class FaultServer:
     ) -> bool:
         if method == "GET" and path == "/_status":
             return await self._send(writer, 200, {"status": "ok"})
+        if method == "GET" and path == "/_count":  # for benchmarks, which run the server in its own process
+            counts = {"records": len(self.store), "count_sum": self.count_sum(), "requests": self.requests}
+            return await self._send(writer, 200, counts)
         parts = path.strip("/").split("/")
         if method != "POST" or len(parts) != 3 or parts[0] != "data":
             return await self._send(writer, 404, {"status": "error", "message": "not found"})
@@ -244,3 +261,19 @@ class FaultServer:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         await writer.drain()
         return True
+
+
+def main(argv: list[str]) -> None:
+    """Serve a :class:`FaultPlan` (JSON of its fields) until stdin closes; prints the port first."""
+    fields = json.loads(argv[1]) if len(argv) > 1 else {}
+    token = fields.pop("token", "test-token")
+    if "faults" in fields:
+        fields["faults"] = tuple(fields["faults"])
+    server = FaultServer(FaultPlan(**fields), token=token)
+    with server:
+        print(server.port, flush=True)
+        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
+
+
+if __name__ == "__main__":
+    main(sys.argv)

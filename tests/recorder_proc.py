@@ -2,7 +2,9 @@
 
 Prints ``accepted <n>`` after each block of calls has returned *and* been
 committed to disk, so the parent knows exactly what the SDK had accepted
-before it sends SIGKILL.
+before it sends SIGKILL. If a block cannot be committed within a minute (a
+machine far too busy), it prints ``not persisted`` and exits 1 instead of
+claiming what is not on disk.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def main() -> None:
         for i in range(start, min(start + block, spec["n"])):
             tracker.complete(f"{prefix}-{i}", channel="digital" if i % 3 else "phone")
         total = min(start + block, spec["n"])
-        if spec.get("persist", True):
-            tracker.persist(10)
+        if spec.get("persist", True) and not tracker.persist(60):
+            print("not persisted", flush=True)
+            sys.exit(1)
         print(f"accepted {total}", flush=True)
     if spec.get("then") == "flush":
         tracker.flush(60)

@@ -76,16 +76,17 @@ def test_sigkill_at_a_seeded_point(
     assert accepted == blocks * BLOCK
     server.plan = FaultPlan()
     heir = make_tracker(endpoint=server.url)
-    assert heir.flush(30)
+    assert heir.flush(60)
     ids = {rid for _, rid in server.store}
     builder = RecordBuilder(SERVICE, SECRET)
-    want = {
+    ids_of = [
         builder.natural_id("transactions", "completed", builder.hash_transaction_id(f"r{run}-{i}"))
-        for i in range(accepted)
-    }
-    # Everything accepted (durable) before the kill is stored, once; at most the block in flight besides.
-    assert want <= ids
-    assert accepted <= len(ids) <= accepted + BLOCK
+        for i in range(5 * BLOCK)
+    ]
+    # Everything accepted (durable) before the kill is stored, once. The child goes on recording
+    # until the signal lands (how far depends on how busy the machine is): those records may be
+    # stored too, and nothing else.
+    assert set(ids_of[:accepted]) <= ids <= set(ids_of)
     assert server.count_sum() == len(ids)
     report(Row(f"SIGKILL during {phase}", 1, accepted, len(ids), server.count_sum() - len(ids), None))
 
@@ -114,13 +115,13 @@ def test_processes_sharing_a_spool_dir_some_killed(
     server.plan = FaultPlan()
     # A live tracker on the same directory adopts the dead processes' spools (not the live ones').
     heir = make_tracker(endpoint=server.url)
-    assert heir.flush(30)
+    assert heir.flush(60)
     # The survivors end too (SIGTERM, no handler: no atexit); the next tracker adopts their spools.
     for child in children[2:]:
         child.send_signal(signal.SIGTERM)
         child.wait(10)
     last = make_tracker(endpoint=server.url)
-    assert last.flush(30)
+    assert last.flush(60)
     assert len(server.store) == accepted
     assert server.count_sum() == accepted
     report(Row("4 processes, 1 spool_dir, killed", 4, accepted, len(server.store), server.count_sum() - accepted, None))

@@ -6,8 +6,10 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,20 +83,72 @@ def test_sqlite_page_limit_behaves_like_a_full_disk(
     server = fault_server(FaultPlan(always=503))
     tracker = make_tracker(endpoint=server.url, max_queue=1000, max_block=0.0)
     tracker.complete("first")
-    tracker.persist(5)
+    assert tracker.persist(60)
     spool = tracker._spool
     assert spool is not None
-    pages = spool._conn.execute("PRAGMA page_count").fetchone()[0]
-    spool._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with spool._mutex:  # the uploader uses the same connection (retrying the 503s)
+        pages = spool._conn.execute("PRAGMA page_count").fetchone()[0]
+        spool._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
     for i in range(20_000):
         tracker.complete(f"cap-{i}")
-    tracker.persist(5)
+    tracker.persist(5)  # the disk refuses: what the writer could not spool waits in memory
     assert tracker.stats.refused > 0
-    spool._conn.execute("PRAGMA max_page_count = 1073741823")
+    with spool._mutex:
+        spool._conn.execute("PRAGMA max_page_count = 1073741823")
     server.plan.always = None
+    # Once a delivery frees room the writer spools what it held: this test is about the page limit,
+    # so it waits for that first (flush() racing the writer is the next test's subject).
+    deadline = time.monotonic() + 60
+    while not tracker.persist(60) and time.monotonic() < deadline:
+        pass  # each persist() waits for two drains of the writer: not a busy loop
     drained = tracker.flush(60)  # not truthy: the refused records are (rightly) reported
     assert drained.pending == 0 and not drained.timed_out, drained
     assert len(server.store) == 20_001 - tracker.stats.refused
+
+
+def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
+    fault_server: Callable[..., FaultServer],
+    make_tracker: Callable[..., perf_sdk.Tracker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """flush() must not answer "all stored" while accepted records are still in the writer's hands.
+
+    The disk is full (appends held) while flush() waits for the writer; room
+    returns just after, and the writer's last chunk is slow to build (a busy
+    machine, made certain here) while the uploader delivers everything spooled.
+    """
+    import perf_sdk._writer as writer_module
+
+    server = fault_server()
+    tracker = make_tracker(endpoint=server.url, max_queue=100_000)
+    tracker.complete("first")
+    assert tracker.persist(60)
+    spool, uploader = tracker._spool, tracker._uploader
+    assert spool is not None and uploader is not None
+    full = [True]
+    monkeypatch.setattr(spool, "should_hold_appends", lambda: full[0])
+    n = 2 * writer_module.CHUNK
+    for i in range(n):
+        tracker.complete(f"cap-{i}")
+    build, wake = writer_module.build, uploader.wake
+
+    def slow_build(*args: Any, **kwargs: Any) -> Any:
+        if tracker._writer.queue:
+            return build(*args, **kwargs)
+        time.sleep(5.0)  # the last chunk: the queue is empty while it is built
+        return build(*args, **kwargs)
+
+    def wake_after_waiting_for_the_writer(adopt: bool = False, probe_paused: bool = False) -> None:
+        if adopt:  # flush() has waited for the writer: now the disk has room again
+            monkeypatch.setattr(writer_module, "build", slow_build)
+            full[0] = False
+        wake(adopt=adopt, probe_paused=probe_paused)
+
+    monkeypatch.setattr(uploader, "wake", wake_after_waiting_for_the_writer)
+    result = tracker.flush(60)
+    assert tracker.stats.refused == 0
+    assert result.pending == 0 and result
+    assert len(server.store) == n + 1  # before the writer counted its chunk in flight: 2,001 of 4,001
 
 
 def test_corrupt_and_old_spools_beside_a_good_one(
