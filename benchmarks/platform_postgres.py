@@ -109,12 +109,15 @@ def ingest(servers: list[Any], n: int, every: int, size: int, already: int) -> l
 
 
 def table_sizes(url: str) -> dict[str, int]:
+    """Each table's size with its indexes and TOAST, and the records table's indexes apart."""
     import psycopg
 
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT relname, pg_total_relation_size(oid) FROM pg_class "
-            "WHERE relname IN ('records', 'rollup', 'rollup_day', 'datasets', 'wide_fields')"
+            "WHERE relname IN ('records', 'rollup', 'rollup_day', 'datasets', 'wide_fields') "
+            "UNION ALL SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+            "WHERE indrelid = 'records'::regclass"
         ).fetchall()
     return {name: int(size) for name, size in rows}
 
@@ -150,11 +153,12 @@ def run(args: argparse.Namespace, url: str) -> None:
         for server in servers:
             server.close()
     sizes = table_sizes(url)
-    total = sum(sizes.values())
+    total = sum(size for name, size in sizes.items() if not name.startswith("records_"))
     print(
         "database size: "
         + ", ".join(f"{name} {size / 2**20:,.0f} MiB" for name, size in sorted(sizes.items()))
-        + f"; {total / max(stored, 1):,.0f} bytes per record"
+        + f"; {total / max(stored, 1):,.0f} bytes per record in all, of which the _id index "
+        f"{sizes.get('records_pkey', 0) / max(stored, 1):,.0f}"
     )
 
 
