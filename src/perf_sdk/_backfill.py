@@ -65,7 +65,7 @@ from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records
 from perf_sdk._tracker import Tracker
 
-__all__ = ["BackfillOptions", "BackfillSummary", "Tally", "backfill", "run_backfill"]
+__all__ = ["BackfillOptions", "BackfillSummary", "Tally", "backfill", "id_source_name", "run_backfill"]
 
 DEFAULT_CHUNK: Final = 5_000
 #: Upload batches for a Tracker the backfill builds itself: history is bulk, and five times the live
@@ -360,7 +360,7 @@ def run_backfill(
     zone = resolve_timezone(options.timezone)
     path, src = open_backfill_source(source, options)
     with src:
-        name = options.source_name or src.name
+        name = options.source_name or id_source_name(src)
         plan = plan_columns(
             src.header,
             data_type=options.data_type,
@@ -391,6 +391,7 @@ def run_backfill(
                 serials=src.typed_cells,
                 ignore_extra=options.ignore_extra,
                 can_hash=link.secret is not None,
+                header_row=src.header_row,
             )
             return _Run(
                 src,
@@ -424,6 +425,18 @@ def open_backfill_source(
     if isinstance(source, Iterable):
         return None, iterable_source(source, name=options.source_name or "rows")
     raise ConfigurationError(f"source must be a file path or an iterable of dicts, not {type(source).__name__}")
+
+
+def id_source_name(src: Source) -> str:
+    """The name a file gives its records' ids: its file name, without a ``.gz`` it was compressed under.
+
+    ``history.csv`` and ``history.csv.gz`` are the same data, so they get the same
+    ids; a renamed file gets new ones (``source_name`` pins the name).
+    """
+    name = src.name
+    if src.compressed and name.lower().endswith(".gz") and len(name) > 3:
+        return name[:-3]
+    return name
 
 
 @dataclass

@@ -132,7 +132,7 @@ class Source:
     size: int | None = None
     #: True when cells carry their own types (Excel): numbers in a time column are serial dates.
     typed_cells: bool = False
-    #: The header's row number (rows above it: a title, notes, blank lines).
+    #: The header's row number (rows above it: a title, notes, blank lines); JSONL: the first object's line.
     header_row: int = 1
     _closers: list[Any] = field(default_factory=list, repr=False)
 
@@ -325,7 +325,7 @@ def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
         except UnicodeDecodeError as exc:
             raise ConfigurationError(f"{name}: not UTF-8 text after line {number} ({exc.reason})") from None
 
-    return Source("jsonl", name, [str(k) for k in first], rows())
+    return Source("jsonl", name, [str(k) for k in first], rows(), header_row=lines_before)
 
 
 def _json_list_source(text: io.TextIOWrapper, name: str) -> Source:

@@ -7,7 +7,9 @@ a time, parsing each value with the parsers of :mod:`perf_sdk._backfill_readers`
 Ids make a backfill idempotent (API.md: "derives from the data set and the
 row's content and position"). A record's ``_id`` is 32 hex digits: 8 naming the
 run's source (SHA-256 of service, ``backfill``, data type, source name), 10 the
-row number, and 14 of the SHA-256 of all that plus the record's *key*: what the
+data row's number counted from the header (the header is row 1, whatever title
+or notes rows sit above it: adding one changes no id, and a file whose header
+is its first line keeps the ids earlier versions gave it), and 14 of the SHA-256 of all that plus the record's *key*: what the
 record is about, normalised (its UTC ``_timestamp``, stage or rating, channel)
 but not how many it counts. The row number in the middle keeps one file's ids
 in ascending order, so the platform's id index grows at its end instead of
@@ -102,6 +104,7 @@ class RowBuilder:
         serials: bool = False,
         ignore_extra: bool = False,
         can_hash: bool = True,
+        header_row: int = 1,
     ) -> None:
         self.plan = plan
         self.builder = builder
@@ -111,6 +114,9 @@ class RowBuilder:
         self.ignore_extra = ignore_extra
         self.can_hash = can_hash
         self.data_type = plan.data_type
+        #: Rows above the header (a title, notes, blank lines): ids number data rows from the header,
+        #: so adding or removing a title row changes no id.
+        self._above = header_row - 1
         self._prefix = f"{builder.service}\x1fbackfill\x1f{plan.data_type}\x1f{source_name}\x1f".encode()
         self._run = hashlib.sha256(self._prefix).hexdigest()[:8]
         self._when: dict[Any, str] = {}
@@ -233,9 +239,10 @@ class RowBuilder:
         slow: Sequence[tuple[int, tuple[int, RawRow]]] = (
             self._fast_chunk(rows, records, owners) if self._fast is not None else list(enumerate(rows))
         )
+        above = self._above
         for index, (number, raw) in slow:
             try:
-                built = build(number, raw)
+                built = build(number - above, raw)
             except ValidationError as exc:
                 rejects.append((index, exc))
                 continue
@@ -276,9 +283,11 @@ class RowBuilder:
         fast_iso = self._fast_iso
         prefix, run, sha = self._prefix, self._run, _sha256
         append, own = records.append, owners.append
+        above = self._above
         slow: list[tuple[int, tuple[int, RawRow]]] = []
         for index, item in enumerate(rows):
             number, row = item
+            number -= above
             try:
                 if type(row) is not list or len(row) != width:
                     raise LookupError
@@ -421,7 +430,7 @@ class RowBuilder:
         """
         if not self.can_hash:
             raise ConfigurationError(
-                f"no secret: row {number} has a transaction_id, and transaction ids are sent only as HMAC-SHA256 "
+                f"no secret: row {number + self._above} has a transaction_id, and transaction ids are sent only as HMAC-SHA256 "
                 "hashes keyed with the service's secret: pass --secret or set PERF_SDK_SECRET (secret= in Python)"
             )
         return self.builder.hash_transaction_id(_tid(transaction_id))

@@ -254,3 +254,62 @@ def test_cli_sends_with_settings_from_the_environment(
     monkeypatch.setenv("PERF_SDK_SPOOL_DIR", str(tmp_path / "spool"))
     # no endpoint: a configuration error, exit 2, before anything is read
     assert main(["backfill", str(file), "--quiet"]) == 2
+
+
+def _ids_of(file: Path, spool_dir: Path, **options: Any) -> tuple[set[str], int]:
+    memory = MemoryPlatform()
+    t = perf_sdk.Tracker(service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=memory, **FAST)
+    try:
+        summary = backfill(file, tracker=t, **options)
+        assert summary.exit_status == 0, summary
+    finally:
+        t.close(timeout=2.0)
+    return set(memory.records), memory.total()
+
+
+def test_ids_survive_title_rows_bom_crlf_and_gzip(tmp_path: Path, spool_dir: Path) -> None:
+    """An Excel re-save, a title row added above the header or a gzipped copy is the same data: the same ids."""
+    import gzip
+
+    rows = "timestamp,stage,channel,count\n" + "".join(
+        f"2026-0{m}-05T10:00:00Z,started,digital,10\n" for m in range(1, 7)
+    )
+    variants = {
+        "plain": rows,
+        "excel": "\ufeff" + rows.replace("\n", "\r\n"),
+        "title": "Transactions export, Dept X\n\n" + rows,
+    }
+    seen = {}
+    for folder, text in variants.items():
+        (tmp_path / folder).mkdir()
+        file = tmp_path / folder / "transactions.csv"
+        file.write_text(text, encoding="utf-8", newline="")
+        seen[folder] = _ids_of(file, spool_dir / folder)
+    (tmp_path / "gz").mkdir()
+    gz = tmp_path / "gz" / "transactions.csv.gz"
+    gz.write_bytes(gzip.compress(rows.encode()))
+    seen["gz"] = _ids_of(gz, spool_dir / "gz")
+    assert all(value == seen["plain"] for value in seen.values()), seen
+    assert seen["plain"][1] == 60 and len(seen["plain"][0]) == 6
+
+    renamed = tmp_path / "transactions-2026.csv"
+    renamed.write_text(rows, encoding="utf-8")
+    assert _ids_of(renamed, spool_dir / "renamed")[0].isdisjoint(seen["plain"][0])  # documented: a new name, new ids
+    assert _ids_of(renamed, spool_dir / "pinned", source_name="transactions.csv") == seen["plain"]
+
+
+def test_ids_of_a_file_with_its_header_first_are_those_earlier_versions_gave(tmp_path: Path, spool_dir: Path) -> None:
+    """Upgrading must not double count what was backfilled before: these ids are pinned."""
+    file = tmp_path / "transactions.csv"
+    file.write_text("timestamp,stage,channel,count\n2026-01-05T10:00:00Z,started,digital,10\n", encoding="utf-8")
+    ids, _ = _ids_of(file, spool_dir)
+    assert ids == {"transactions:14d459fe0000000002b70ba8d64c273a"}
+    line = tmp_path / "t.jsonl"
+    line.write_text('{"timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 3}\n')
+    ids, _ = _ids_of(line, spool_dir / "jsonl")
+    assert ids == {"transactions:c6f9516900000000012aa10016bdb482"}
+
+
+def test_cli_source_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = history(tmp_path, 3)
+    assert main(["backfill", str(file), "--service", SERVICE, "--dry-run", "--source-name", "old.csv"]) == 0

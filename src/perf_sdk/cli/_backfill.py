@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--amount-unit", choices=AMOUNT_UNITS, default="pence", help="unit of amount_pence (default pence)")
     p.add_argument("--rejects", type=Path, metavar="PATH", help="reject file (default FILE.rejects.csv)")
     p.add_argument("--sheet", help="Excel: the sheet to read (default: the first)")
+    p.add_argument(
+        "--source-name",
+        metavar="NAME",
+        help="the name the records' ids derive from (default: the file's name without .gz); keep it for renamed files",
+    )
     p.add_argument("--no-resume", action="store_true", help="start over even if an interrupted run left a checkpoint")
     p.add_argument(
         "--wait",
@@ -109,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             secret=args.secret,
             spool_dir=args.spool_dir,
             sheet=args.sheet,
+            source_name=args.source_name,
             resume=not args.no_resume,
             wait=args.wait,
             checkpoint_every=args.checkpoint_every,
