@@ -16,15 +16,30 @@ Output is deterministic: no wall clock, no set order; the publication time is
 ``published_at`` or, without it, the end of the last month holding data. A
 row's revision date is kept from the files already in ``out`` while its
 figures do not change, so a scheduled publish diffs only what changed.
-Re-running overwrites the same paths, and removes the files the previous
-``datapackage.json`` listed that this run did not write.
+
+Each service is its own unit of work: a service whose figures cannot be read
+or computed, or whose name cannot be a folder name, is left out of this
+publication (logged on ``perf_sdk.publish`` and listed in
+:attr:`PublishResult.failed`) and every other service is published; the
+files an earlier publication wrote for it stay as they were.
+
+perf_sdk deletes only what it wrote itself. ``out/.perf-sdk-manifest`` lists
+the files of the last publication; a re-run overwrites the same paths and
+removes the listed ones it no longer writes (a service or organisation gone),
+and only paths of the shapes perf_sdk writes. Anything else in ``out`` (a
+CNAME, a README) stays. A folder that is not empty and that perf_sdk has never
+published to is refused, unless it holds nothing but files of those shapes (a
+site an older perf_sdk wrote): publishing must never take over someone
+else's folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +51,7 @@ import httpx
 
 from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
 from perf_sdk._definition import Definition, load_definition
-from perf_sdk._errors import ConfigurationError, ValidationError
+from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report
 from perf_sdk._kpi_sources import (
     RecordsInput,
@@ -68,6 +83,18 @@ __all__ = ["PublishResult", "ServiceInfo", "discover_services", "publish"]
 #: Periods a site is published by (days and weeks are for monitoring, not publication).
 PUBLISH_PERIODS: Final = ("month", "quarter", "year", "financial-year")
 _FREQUENCY: Final = {"month": "monthly", "quarter": "quarterly", "year": "annual", "financial-year": "annual"}
+#: The list of files the last publication into ``out`` wrote: what a re-run may remove.
+MANIFEST: Final = ".perf-sdk-manifest"
+#: The paths perf_sdk writes, relative to ``out``: nothing else is ever removed.
+_OWN_PATH: Final = re.compile(
+    r"\A(?:index\.html|services\.csv|services\.schema\.json|datapackage\.json|\.perf-sdk-manifest"
+    r"|(?:sorted|filtered)/[a-z0-9-]+\.html|organisations/[^/]+\.html"
+    r"|[a-z0-9]+(?:-[a-z0-9]+)*/(?:index\.html|kpis\.csv|kpis\.json|kpis\.schema\.json|ckan-dataset\.json))\Z"
+)
+#: The longest file or folder name most file systems take (bytes): a service's slug is a folder name.
+_MAX_NAME_BYTES: Final = 255
+
+_log = logging.getLogger("perf_sdk.publish")
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,8 @@ class PublishResult:
     period: str | None = None
     #: Every file's bytes, by relative path (all a caller needs when ``out`` was ``None``).
     contents: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    #: The services left out of this publication, each with why (``{slug: message}``); empty when all went well.
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -207,6 +236,7 @@ def publish(
     for name in names:
         if not SLUG_RE.match(name):
             raise ValidationError("service", name, "a data-group slug: lower-case letters, digits and '-'")
+    removable = set() if out is None else _claim(Path(out))
     site = None if when is None else _Site(None if out is None else Path(out), period, when, first, last, base_url)
     if site is not None:
         site.definitions = definitions
@@ -216,7 +246,7 @@ def publish(
         if site is not None:
             prepared[slug] = site.prepare(slug, counts)
 
-    counts, infos = gather(
+    counts, infos, failures = gather(
         names,
         source,
         endpoint,
@@ -235,6 +265,8 @@ def publish(
         {slug: d.measures() for slug, d in definitions.items()},
     )
     if not counts:
+        if failures:
+            _raise_every_service_failed(failures)
         raise ConfigurationError("nothing to publish: no services were found or named")
     for slug, value in (metadata or {}).items():
         infos[slug] = service_info(value, slug)
@@ -265,7 +297,63 @@ def publish(
     if site is None:
         site = _Site(None if out is None else Path(out), period, when, first, last, base_url)
         site.definitions = definitions
-    return site.write(counts, {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts}, prepared)
+    site.removable = removable
+    every = {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts}
+    return site.write(counts, every, prepared, failures)
+
+
+def _why(exc: BaseException) -> str:
+    """One line saying why a service was left out."""
+    if isinstance(exc, PerfSdkError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_every_service_failed(failures: Mapping[str, BaseException]) -> None:
+    """Nothing to publish: one service's own error as it is, several summed up (nothing is written)."""
+    first = next(iter(failures.values()))
+    if len(failures) == 1 and isinstance(first, PerfSdkError):
+        raise first
+    named = sorted(failures.items())
+    listing = "; ".join(f"{slug}: {_why(exc)}" for slug, exc in named[:5])
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    raise ConfigurationError(f"nothing published: every service failed ({listing}{more})") from first
+
+
+def _claim(out: Path) -> set[str]:
+    """The files earlier publications wrote into ``out`` (a re-run may remove them); refuse someone else's folder.
+
+    With perf_sdk's manifest, what it lists (of perf_sdk's own shapes). Without
+    one, ``out`` must be missing, empty, or hold nothing but files of perf_sdk's
+    shapes (a site an older perf_sdk wrote); anything else is refused before
+    any work is done, as publishing there could overwrite or delete another's files.
+    """
+    if not out.is_dir():
+        return set()
+    try:
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        listed = data.get("files") if isinstance(data, dict) and data.get("generator") == "perf_sdk" else None
+    except (OSError, ValueError):
+        listed = None
+    if isinstance(listed, list):
+        return {p for p in listed if isinstance(p, str) and _OWN_PATH.fullmatch(p)}
+    found: set[str] = set()
+    for folder, dirs, names in os.walk(out):
+        dirs.sort()
+        for entry in sorted(names) + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            name = (Path(folder) / entry).relative_to(out).as_posix()
+            if (Path(folder) / entry).is_symlink() or not _OWN_PATH.fullmatch(name):
+                raise ConfigurationError(
+                    f"out={str(out)!r} is not empty and perf_sdk has never published there: it holds {name!r}, "
+                    "which perf_sdk does not write; publish into an empty folder, or one perf_sdk published to",
+                    cli_message=f"--out {out} is not empty and perf_sdk has never published there: it holds "
+                    f"{name!r}, which perf_sdk does not write; publish into an empty folder, or one perf_sdk "
+                    "published to",
+                )
+            found.add(name)
+    return found
 
 
 # ---------------------------------------------------------------------------
@@ -292,6 +380,8 @@ class _Site:
         self.base_url = base_url.rstrip("/") + "/" if base_url else None
         #: Every file written (relative path -> its bytes), for the data package's hashes.
         self.files: dict[str, bytes] = {}
+        #: What earlier publications wrote into ``out`` (:func:`_claim`): the only files a re-run may remove.
+        self.removable: set[str] = set()
         # The period every service is compared on: the latest one over at publication.
         self.compared = period_containing(self.as_of, period).previous()
 
@@ -324,6 +414,11 @@ class _Site:
         Run in the read API's worker threads as each service's counts arrive,
         so this process computes while the platform answers the next requests.
         """
+        size = len(slug.encode("utf-8"))
+        if size > _MAX_NAME_BYTES:
+            raise ValidationError(
+                "service", slug, f"a name that can be a folder name: at most {_MAX_NAME_BYTES} bytes, not {size:,}"
+            )
         report = self._report(slug, counts)
         rows = kpi_rows(report.periods, self.as_of, self._previous_rows(slug), self.when.date())
         self.data_files[slug] = self._data_files(slug, rows)
@@ -344,18 +439,27 @@ class _Site:
         counts: Mapping[str, Counts],
         infos: Mapping[str, ServiceInfo],
         prepared: Mapping[str, tuple[KpiReport, list[dict[str, Any]]]] | None = None,
+        failures: Mapping[str, BaseException] | None = None,
     ) -> PublishResult:
-        done = dict(prepared or {})
-        for slug in counts:
-            if slug not in done:
-                done[slug] = self.prepare(slug, counts[slug])
-        reports = {slug: done[slug][0] for slug in sorted(counts)}
-        rows = {slug: done[slug][1] for slug in reports}
-        list_rows = [self._list_row(infos[s], reports[s]) for s in reports]
-        medians, ranks = _compare(list_rows)
-        for slug, report in reports.items():
-            self._service(infos[slug], report, rows[slug], medians, ranks.get(slug, {}))
-        every_row = [r for slug in reports for r in service_rows(infos[slug], reports[slug].periods, rows[slug])]
+        failed = dict(failures or {})
+        done: dict[str, tuple[KpiReport, list[dict[str, Any]]]] = {}
+        for slug in sorted(counts):
+            if slug in failed:
+                continue
+            try:
+                done[slug] = (prepared or {}).get(slug) or self.prepare(slug, counts[slug])
+            except Exception as exc:  # one service's failure is its own: the others are published
+                failed[slug] = exc
+        pages, list_rows, medians = self._services(done, infos, failed)
+        if not done:
+            _raise_every_service_failed(failed)
+        reports = {slug: report for slug, (report, _) in done.items()}
+        for slug in reports:
+            for name, text in pages[slug].items():
+                self._put(name, text)
+        every_row = [
+            r for slug, (report, rows) in done.items() for r in service_rows(infos[slug], report.periods, rows)
+        ]
         self._put("services.csv", to_csv(every_row, SERVICE_FIELDS))
         self._put("services.schema.json", dumps(table_schema(SERVICE_FIELDS, ["service", "period"])))
         compared = human_label(self.compared.kind, self.compared.start, self.compared.end)
@@ -374,37 +478,73 @@ class _Site:
         text = dumps({**package, "resources": "@"}).replace(
             '"resources": "@"', '"resources": ' + dumps_rows(resources)[:-1]
         )
-        stale = self._published_before() - set(self.files)
         self._put("datapackage.json", text)
-        self._remove(stale)
+        why = {slug: _why(exc) for slug, exc in sorted(failed.items())}
+        for slug, message in why.items():
+            _log.warning("service %r left out of this publication: %s", slug, message)
+        self._flush(set(why))
         return PublishResult(
-            self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label, dict(self.files)
+            self.out, tuple(reports), tuple(sorted(self.files)), self.when, self.compared.label, dict(self.files), why
         )
 
-    def _published_before(self) -> set[str]:
-        """The files the last publication into ``out`` wrote, as its ``datapackage.json`` lists them."""
+    def _services(
+        self,
+        done: dict[str, tuple[KpiReport, list[dict[str, Any]]]],
+        infos: Mapping[str, ServiceInfo],
+        failed: dict[str, BaseException],
+    ) -> tuple[dict[str, dict[str, str]], list[ListRow], dict[str, float | None]]:
+        """Each service's files, rendered; a service that fails is dropped (into ``failed``) and the rest compared again."""
+        while True:
+            list_rows = []
+            for slug in list(done):
+                try:
+                    list_rows.append(self._list_row(infos[slug], done[slug][0]))
+                except Exception as exc:
+                    failed[slug] = exc
+                    del done[slug]
+            medians, ranks = _compare(list_rows)
+            pages: dict[str, dict[str, str]] = {}
+            for slug, (report, rows) in list(done.items()):
+                try:
+                    pages[slug] = self._service(infos[slug], report, rows, medians, ranks.get(slug, {}))
+                except Exception as exc:
+                    failed[slug] = exc
+                    del done[slug]
+            if len(pages) == len(done):
+                return pages, list_rows, medians
+
+    def _flush(self, failed: set[str]) -> None:
+        """Write the files into ``out``, then remove what the last publication wrote and this one did not.
+
+        A failed service's earlier files stay (and stay listed). The manifest
+        first lists the old files and the new, so an interrupted run leaves
+        nothing a re-run would not recognise as its own.
+        """
         if self.out is None:
-            return set()
-        try:
-            package = json.loads((self.out / "datapackage.json").read_text(encoding="utf-8"))
-            paths = {r["path"] for r in package["resources"] if isinstance(r.get("path"), str)}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return set()
-        root = self.out.resolve()
-        # only paths inside out, as a publication writes them: never follow a hand-edited "../"
-        return {p for p in paths if not p.startswith("/") and (root / p).resolve().is_relative_to(root)}
+            return
+        kept = {p for p in self.removable if p.split("/", 1)[0] in failed and p.rsplit("/", 1)[-1] in _SERVICE_FILES}
+        stale = self.removable - set(self.files) - kept - {MANIFEST}
+        self._write(MANIFEST, _manifest(self.removable | set(self.files)))
+        for name, data in self.files.items():
+            self._write(name, data)
+        self._remove(stale)
+        self._write(MANIFEST, _manifest(set(self.files) | kept))
 
     def _remove(self, stale: set[str]) -> None:
         """Delete what an earlier publication wrote and this one did not (a service or organisation gone).
 
-        Only files listed in the earlier ``datapackage.json`` are touched, so
-        anything else in ``out`` (a CNAME, a README) stays; emptied folders go.
+        Only paths the manifest lists, of perf_sdk's shapes and inside ``out``,
+        are touched, so anything else in ``out`` (a CNAME, a README) stays;
+        emptied folders go.
         """
         out = self.out
         if out is None:
             return
+        root = out.resolve()
         for name in sorted(stale):
             path = out / name
+            if not _OWN_PATH.fullmatch(name) or not path.resolve().is_relative_to(root) or path.is_dir():
+                continue
             path.unlink(missing_ok=True)
             folder = path.parent
             while folder != out and folder.is_dir() and not any(folder.iterdir()):
@@ -412,10 +552,10 @@ class _Site:
                 folder = folder.parent
 
     def _put(self, name: str, text: str) -> None:
-        data = text.encode("utf-8")
-        self.files[name] = data
-        if self.out is None:
-            return
+        self.files[name] = text.encode("utf-8")
+
+    def _write(self, name: str, data: bytes) -> None:
+        assert self.out is not None
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -446,12 +586,15 @@ class _Site:
         rows: list[dict[str, Any]],
         medians: Mapping[str, float | None],
         ranks: Mapping[str, tuple[int, int]],
-    ) -> None:
+    ) -> dict[str, str]:
+        """The service's files (``{path: text}``), rendered in memory: nothing is written until every one is."""
         slug = info.slug
+        files: dict[str, str] = {}
+        put = files.__setitem__
         csv_text, json_text, schema_text = self.data_files.get(slug) or self._data_files(slug, rows)
-        self._put(f"{slug}/kpis.csv", csv_text)
-        self._put(f"{slug}/kpis.json", json_text)
-        self._put(f"{slug}/kpis.schema.json", schema_text)
+        put(f"{slug}/kpis.csv", csv_text)
+        put(f"{slug}/kpis.json", json_text)
+        put(f"{slug}/kpis.schema.json", schema_text)
         frequency = _FREQUENCY[self.period]
         coverage = (report.periods[0].start, report.periods[-1].end - timedelta(days=1)) if report.periods else None
         resources = [
@@ -460,7 +603,7 @@ class _Site:
             ("Table Schema", f"{slug}/kpis.schema.json", "JSON", "What each column means (JSON Table Schema)"),
             ("Performance page", f"{slug}/", "HTML", "The service's performance dashboard"),
         ]
-        self._put(
+        put(
             f"{slug}/ckan-dataset.json",
             dumps(
                 ckan_dataset(
@@ -487,7 +630,8 @@ class _Site:
             home="../index.html",
             json_ld=self._dataset_ld(info, coverage),
         )
-        self._put(f"{slug}/index.html", dashboard_html(report, context))
+        put(f"{slug}/index.html", dashboard_html(report, context))
+        return files
 
     def _dataset_ld(self, info: ServiceInfo, coverage: tuple[date, date] | None) -> dict[str, Any]:
         slug = info.slug
@@ -622,6 +766,14 @@ def _compare(
         for v, slug in known:
             ranks.setdefault(slug, {})[key] = (first_at[v], len(known))
     return medians, ranks
+
+
+#: The files of a service's folder.
+_SERVICE_FILES: Final = frozenset({"index.html", "kpis.csv", "kpis.json", "kpis.schema.json", "ckan-dataset.json"})
+
+
+def _manifest(files: set[str]) -> bytes:
+    return (json.dumps({"generator": "perf_sdk", "files": sorted(files)}, indent=1) + "\n").encode("utf-8")
 
 
 #: The same for every service: rendered once.

@@ -89,7 +89,7 @@ def discover_services(
                 response = http.get(url, headers=headers)
             except httpx.HTTPError as exc:
                 raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
-            if response.status_code < 400:
+            if response.is_success:  # a redirect (a router adding "/") is no listing either
                 break
         else:
             raise ConfigurationError(
@@ -139,24 +139,33 @@ def gather(
     period: str,
     prepare: Callable[[str, Counts], None],
     measures: Mapping[str, tuple[Measure, ...]],
-) -> tuple[dict[str, Counts], dict[str, ServiceInfo]]:
+) -> tuple[dict[str, Counts], dict[str, ServiceInfo], dict[str, Exception]]:
     """Each service's counts (and the platform's metadata for them), from records, files or the read API.
 
     ``prepare(slug, counts)`` is called as each service's counts arrive, in
     the read API's worker threads, so the caller can compute while the
-    platform answers the next requests.
+    platform answers the next requests. A service whose counts cannot be had
+    (or whose ``prepare`` fails) is in the third mapping, with its error, and
+    not in the first: one service's failure never stops the others.
     """
     counts: dict[str, Counts] = {}
     infos: dict[str, ServiceInfo] = {}
+    failures: dict[str, Exception] = {}
     for slug in list(records or {}) + list(files or {}):
         if not SLUG_RE.match(slug):
             raise ValidationError("service", slug, "a data-group slug: lower-case letters, digits and '-'")
     if records is not None or files is not None:
         for slug, items in (records or {}).items():
-            counts[slug] = counts_from_records(items, measures=measures.get(slug, ()))
+            try:
+                counts[slug] = counts_from_records(items, measures=measures.get(slug, ()))
+            except Exception as exc:  # this service's records: the others are still published
+                failures[slug] = exc
         for slug, path in (files or {}).items():
-            counts[slug] = counts_from_records(read_records_file(path))
-        return counts, infos
+            try:
+                counts[slug] = counts_from_records(read_records_file(path))
+            except Exception as exc:
+                failures[slug] = exc
+        return counts, infos, failures
     url = source if isinstance(source, str) else getattr(source, "url", None)
     settings = resolve_read_settings(endpoint=endpoint, read_endpoint=url or read_endpoint, token=token)
     if not settings.read_endpoint:
@@ -186,7 +195,13 @@ def gather(
             window_start = period_containing(window_start, "quarter").start
             window_end = period_containing(window_end - timedelta(days=1), "quarter").end
 
-        def one(slug: str) -> tuple[str, Counts]:
+        def one(slug: str) -> tuple[str, Counts | Exception]:
+            try:
+                return slug, fetch(slug)
+            except Exception as exc:  # this service's read or figures: the others are still published
+                return slug, exc
+
+        def fetch(slug: str) -> Counts:
             if quarterly and not measures.get(slug):
                 found = _quarterly_counts(http, base, slug, window_start, window_end, settings.token)
             else:
@@ -200,14 +215,18 @@ def gather(
                     measures=measures.get(slug, ()),
                 )
             prepare(slug, found)
-            return slug, found
+            return found
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            counts = dict(pool.map(one, names))
+            for slug, found in pool.map(one, names):
+                if isinstance(found, Exception):
+                    failures[slug] = found
+                else:
+                    counts[slug] = found
     finally:
         if own:
             http.close()
-    return counts, infos
+    return counts, infos, failures
 
 
 def _quarterly_counts(http: httpx.Client, base: str, slug: str, start: date, end: date, token: str | None) -> Counts:

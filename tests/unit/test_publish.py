@@ -378,3 +378,122 @@ def test_rerun_removes_what_it_no_longer_publishes_and_nothing_else(tmp_path: Pa
     assert left == set(_tree(fresh)) | {"CNAME", "renew-a-permit/notes.txt"}
     assert not (tmp_path / "book-a-test").exists()
     assert not (tmp_path / "organisations").exists()
+
+
+# ---------------------------------------------------------------------------
+# One service's failure is its own (review 2, item 1 and defect 14)
+# ---------------------------------------------------------------------------
+
+
+def _unreadable() -> Any:
+    """Records that cannot be read: the failure no record-level check can skip."""
+    yield RECORDS["book-a-test"][0]
+    raise RuntimeError("the disk went away")
+
+
+def test_a_failing_service_is_left_out_and_every_other_published(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = {"apply-for-a-licence": RECORDS["apply-for-a-licence"], "broken-service": _unreadable()}
+    result = publish(tmp_path, records=records, published_at=PUBLISHED)
+    assert result.services == ("apply-for-a-licence",)
+    assert result.failed == {"broken-service": "RuntimeError: the disk went away"}
+    assert "service 'broken-service' left out of this publication" in caplog.text
+    assert (tmp_path / "apply-for-a-licence" / "kpis.csv").exists()
+    assert not (tmp_path / "broken-service").exists()
+    assert "broken-service" not in (tmp_path / "services.csv").read_text("utf-8")
+
+
+def test_a_failed_service_keeps_its_earlier_files(tmp_path: Path) -> None:
+    publish(tmp_path, records=RECORDS, published_at=PUBLISHED)
+    before = _tree(tmp_path)
+    records = {**RECORDS, "book-a-test": _unreadable()}
+    result = publish(tmp_path, records=records, published_at=PUBLISHED)
+    assert set(result.failed) == {"book-a-test"}
+    after = _tree(tmp_path)
+    for name in ("index.html", "kpis.csv", "kpis.json", "kpis.schema.json", "ckan-dataset.json"):
+        assert after[f"book-a-test/{name}"] == before[f"book-a-test/{name}"]
+    manifest = json.loads((tmp_path / ".perf-sdk-manifest").read_text("utf-8"))
+    assert "book-a-test/kpis.csv" in manifest["files"]  # still perf_sdk's: a later run may remove it
+    publish(tmp_path, records={"apply-for-a-licence": RECORDS["apply-for-a-licence"]}, published_at=PUBLISHED)
+    assert not (tmp_path / "book-a-test").exists()
+
+
+def test_every_service_failing_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="every service failed") as caught:
+        publish(tmp_path / "site", records={"a": _unreadable(), "b": _unreadable()}, published_at=PUBLISHED)
+    assert "a: RuntimeError: the disk went away" in str(caught.value)
+    assert not (tmp_path / "site").exists()
+
+
+def test_cli_exits_1_naming_the_service_left_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in RECORDS["renew-a-permit"]) + "\n", encoding="utf-8")
+    missing = tmp_path / "missing.jsonl"
+    out = tmp_path / "site"
+    argv = ["publish", "--out", str(out), "--file", f"renew-a-permit={good}", "--file", f"gone={missing}"]
+    assert main([*argv, "--published-at", PUBLISHED]) == 1
+    captured = capsys.readouterr()
+    assert "Published 1 service(s)" in captured.out
+    assert "service 'gone' left out of this publication" in captured.err
+    assert "finished with problems: 1 service(s) left out" in captured.err
+    assert (out / "renew-a-permit" / "kpis.csv").exists()
+
+
+def test_a_name_that_cannot_be_a_folder_is_left_out(tmp_path: Path) -> None:
+    long = "a" * 300  # a data group the write API took before names were capped
+    records = {"renew-a-permit": RECORDS["renew-a-permit"], long: RECORDS["book-a-test"]}
+    result = publish(tmp_path, records=records, published_at=PUBLISHED)
+    assert result.services == ("renew-a-permit",)
+    assert "at most 255 bytes, not 300" in result.failed[long]
+    assert (tmp_path / "renew-a-permit" / "index.html").exists()
+    live = publish(None, records=records, published_at=PUBLISHED)  # the live site: the same rule, the same bytes
+    assert live.services == ("renew-a-permit",) and long in live.failed
+
+
+# ---------------------------------------------------------------------------
+# Only what perf_sdk wrote is removed (review 2, item 2)
+# ---------------------------------------------------------------------------
+
+
+def test_refuses_a_folder_it_never_published_to(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "budget.csv").write_text("year,amount\n2025,100\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("my repo\n", encoding="utf-8")
+    package = {"name": "my-budget", "resources": [{"path": "data/budget.csv"}, {"path": "README.md"}]}
+    (tmp_path / "datapackage.json").write_text(json.dumps(package), encoding="utf-8")
+    before = _tree(tmp_path)
+    with pytest.raises(ConfigurationError, match="perf_sdk has never published there"):
+        publish(tmp_path, records=RECORDS, published_at=PUBLISHED)
+    assert _tree(tmp_path) == before
+    records = tmp_path.parent / f"{tmp_path.name}-records.jsonl"
+    records.write_text(json.dumps(RECORDS["renew-a-permit"][0]) + "\n", encoding="utf-8")
+    argv = ["publish", "--out", str(tmp_path), "--file", f"renew-a-permit={records}", "--published-at", PUBLISHED]
+    assert main(argv) == 2
+    assert f"--out {tmp_path} is not empty and perf_sdk has never published there" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
+def test_a_site_an_older_perf_sdk_wrote_is_taken_over(tmp_path: Path) -> None:
+    publish(tmp_path, records=RECORDS, published_at=PUBLISHED)
+    (tmp_path / ".perf-sdk-manifest").unlink()  # as an older perf_sdk left it: its own shapes only
+    publish(tmp_path, records={"renew-a-permit": RECORDS["renew-a-permit"]}, published_at=PUBLISHED)
+    assert not (tmp_path / "book-a-test").exists()
+    assert (tmp_path / ".perf-sdk-manifest").exists()
+
+
+def test_removes_only_listed_paths_of_its_own_shapes(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    publish(site, records=RECORDS, published_at=PUBLISHED)
+    (tmp_path / "outside.txt").write_text("not ours\n", encoding="utf-8")
+    (site / "README.md").write_text("mine\n", encoding="utf-8")
+    (site / "data").mkdir()
+    (site / "data" / "budget.csv").write_text("year\n", encoding="utf-8")
+    manifest = json.loads((site / ".perf-sdk-manifest").read_text("utf-8"))
+    manifest["files"] += ["../outside.txt", "README.md", "data/budget.csv", "/etc/hostname"]
+    (site / ".perf-sdk-manifest").write_text(json.dumps(manifest), encoding="utf-8")
+    publish(site, records={"renew-a-permit": RECORDS["renew-a-permit"]}, published_at=PUBLISHED)
+    assert (tmp_path / "outside.txt").exists() and (site / "README.md").exists()
+    assert (site / "data" / "budget.csv").exists()
+    assert not (site / "book-a-test").exists()
+    assert "README.md" not in json.loads((site / ".perf-sdk-manifest").read_text("utf-8"))["files"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,11 @@ def _metadata(path: Path | None) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """0 when every service was published, 1 when some were left out (each named on stderr), 2 when none was."""
     from perf_sdk._publish import publish
 
+    # the services left out are reported below, once: not again by logging's last-resort handler
+    logging.getLogger("perf_sdk.publish").addHandler(logging.NullHandler())
     try:
         files = _files(args)
         result = publish(
@@ -147,4 +151,13 @@ def run(args: argparse.Namespace) -> int:
         f"Published {len(result.services)} service(s), {len(result.files)} files, to {result.out} "
         f"(compared period {result.period}, published at {result.published_at.isoformat()})"
     )
+    for slug, why in result.failed.items():
+        print(f"perf-sdk: service {slug!r} left out of this publication: {why}", file=sys.stderr)
+    if result.failed:
+        print(
+            f"perf-sdk: finished with problems: {len(result.failed)} service(s) left out; "
+            "their earlier files in --out are unchanged",
+            file=sys.stderr,
+        )
+        return 1
     return 0
