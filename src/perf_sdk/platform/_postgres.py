@@ -591,25 +591,34 @@ class PostgresStore:
         with self._pool.connection() as conn:
             yield conn
 
-    def _retrying(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
-        """Run ``work`` in one transaction, again if PostgreSQL chose it as a deadlock's victim."""
+    def _retrying(self, work: Callable[[psycopg.Connection[Any]], _T], *, read_only: bool = False) -> _T:
+        """Run ``work`` in one transaction, again if PostgreSQL chose it as a deadlock's victim or
+        the connection was lost (a database restart: the pool then replaces its broken connections).
+
+        Running a write again is safe even if its first commit went through
+        unseen: the records are then stored already, unchanged, and nothing is
+        rewritten or recounted. ``read_only`` reads one ``REPEATABLE READ`` snapshot.
+        """
+        lost = 0
         for attempt in range(_RETRIES):
             try:
                 with self._conn() as conn, conn.transaction():
+                    if read_only:
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     return work(conn)
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if attempt == _RETRIES - 1:
                     raise
+            except psycopg.OperationalError as exc:
+                if not _connection_lost(exc) or lost == 2 or self._closed:
+                    raise
+                lost += 1
+                self._pool.check()
         raise AssertionError("unreachable")
 
     @contextmanager
     def _reader(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection in a read-only snapshot (the SQLite store's name, for tests that look inside)."""
-        with self._snapshot() as conn:
-            yield conn
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[psycopg.Connection[Any]]:
         with self._conn() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn
@@ -667,8 +676,9 @@ class PostgresStore:
 
     def dataset_id(self, group: str, type_: str) -> int | None:
         """The data set's id, ``None`` if it was never created."""
-        with self._conn() as conn:
-            row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
+        row = self._retrying(
+            lambda conn: conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
+        )
         return None if row is None else int(row[0])
 
     # ------------------------------------------------------------------ writes
@@ -785,8 +795,7 @@ class PostgresStore:
 
     def last_updated(self) -> dict[tuple[str, str], int | None]:
         """Every data set and its last write (microseconds since the epoch, ``None`` if never)."""
-        with self._conn() as conn:
-            rows = conn.execute("SELECT grp, typ, updated FROM datasets").fetchall()
+        rows = self._retrying(lambda conn: conn.execute("SELECT grp, typ, updated FROM datasets").fetchall())
         return {(g, t): (None if u is None else int(u)) for g, t, u in rows}
 
     def records(self, group: str, type_: str) -> list[dict[str, Any]]:
@@ -795,36 +804,37 @@ class PostgresStore:
 
     def count(self, group: str, type_: str) -> int:
         """How many records the data set holds (0 if unknown)."""
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM records AS r JOIN datasets AS d ON r.ds = d.id WHERE d.grp = %s AND d.typ = %s",
-                (group, type_),
-            ).fetchone()
+        sql = "SELECT count(*) FROM records AS r JOIN datasets AS d ON r.ds = d.id WHERE d.grp = %s AND d.typ = %s"
+        row = self._retrying(lambda conn: conn.execute(sql, (group, type_)).fetchone())
         return int(row[0]) if row is not None else 0
 
     def read(
         self, group: str, type_: str, query: ReadQuery, limits: ReadLimits = DEFAULT_LIMITS
     ) -> list[dict[str, Any]] | None:
         """The ``data`` of a read query; ``None`` when the data set does not exist (as the SQLite store)."""
-        with self._snapshot() as conn:
-            row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
-            if row is None:
-                return None
-            ds = int(row[0])
-            if not query.is_grouped:
-                return self._records(conn, ds, query, limits)
-            source = self._source(query) if self._rollup_serves(conn, ds, query) else _query.ROWS
-            periods = self._periods(conn, ds, query, source, limits)
-            if periods == []:
-                return _query.shape(query, [], periods, limits)
-            bounds = None
-            if periods is not None:
-                bounds = [(_periods.to_us(lo) // source.unit, _periods.to_us(hi) // source.unit) for lo, hi in periods]
-            sql, params = aggregate_sql(query, source, ds, bounds)
-            with conn.cursor(name="perf_sdk_read") as cursor:
-                cursor.itersize = 2000
-                cursor.execute(sql, params)
-                return _query.shape(query, _rows(cursor), periods, limits)
+        return self._retrying(lambda conn: self._read(conn, group, type_, query, limits), read_only=True)
+
+    def _read(
+        self, conn: psycopg.Connection[Any], group: str, type_: str, query: ReadQuery, limits: ReadLimits
+    ) -> list[dict[str, Any]] | None:
+        row = conn.execute("SELECT id FROM datasets WHERE grp = %s AND typ = %s", (group, type_)).fetchone()
+        if row is None:
+            return None
+        ds = int(row[0])
+        if not query.is_grouped:
+            return self._records(conn, ds, query, limits)
+        source = self._source(query) if self._rollup_serves(conn, ds, query) else _query.ROWS
+        periods = self._periods(conn, ds, query, source, limits)
+        if periods == []:
+            return _query.shape(query, [], periods, limits)
+        bounds = None
+        if periods is not None:
+            bounds = [(_periods.to_us(lo) // source.unit, _periods.to_us(hi) // source.unit) for lo, hi in periods]
+        sql, params = aggregate_sql(query, source, ds, bounds)
+        with conn.cursor(name="perf_sdk_read") as cursor:
+            cursor.itersize = 2000
+            cursor.execute(sql, params)
+            return _query.shape(query, _rows(cursor), periods, limits)
 
     @staticmethod
     def _records(conn: psycopg.Connection[Any], ds: int, query: ReadQuery, limits: ReadLimits) -> list[dict[str, Any]]:
@@ -898,6 +908,12 @@ class PostgresStore:
                 f"the query spans more than {limits.periods} periods (period={period}): "
                 "narrow start_at and end_at (or duration), or use a longer period"
             ) from None
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether the error says the connection is gone (not a cancelled or failed statement)."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def first_line(exc: BaseException) -> str:
