@@ -76,6 +76,7 @@ BULK_TRACKER_OPTIONS: Final = {"batch_size": 5_000, "batch_bytes": 4_000_000}
 _FIELD_NAMES: Final = {"_timestamp": "timestamp"}
 _REJECT_HEADER: Final = ("row", "field", "value", "rule", "line")
 _CHECKPOINT_VERSION: Final = 1
+_REJECT_CELL_CHARS: Final = 10_000
 
 
 @dataclass
@@ -181,7 +182,7 @@ class _RejectFile:
     def _open(self) -> None:
         assert self.path is not None
         if self._append_at is not None and self.path.exists():
-            handle = self.path.open("r+", encoding="utf-8", newline="")
+            handle = _open_private(self.path, os.O_RDWR)
             handle.seek(self._append_at)
             handle.truncate()
             self._handle = handle
@@ -189,7 +190,7 @@ class _RejectFile:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._handle = _open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         except OSError as exc:
             raise ConfigurationError(f"cannot write the reject file {str(self.path)!r}: {exc.strerror}") from exc
         self._writer = _csv.writer(self._handle)
@@ -205,6 +206,30 @@ class _RejectFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+
+def _open_private(path: Path, flags: int) -> TextIO:
+    """The reject file, readable by its owner only (0600), like the history it echoes.
+
+    An existing file is narrowed too (``O_CREAT``'s mode applies only to a new
+    one). Text a file cannot hold as UTF-8 (a lone surrogate from a JSON
+    ``\\ud800``) is written as its escape, so the reject is written, not lost.
+    """
+    fd = os.open(path, flags, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)
+        return open(fd, "r+" if flags & os.O_RDWR else "w", encoding="utf-8", errors="backslashreplace", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _cut(text: str) -> str:
+    """A cell short enough for a spreadsheet (Excel holds 32,767 characters) and for Python's csv reader."""
+    if len(text) <= _REJECT_CELL_CHARS:
+        return text
+    return f"{text[:_REJECT_CELL_CHARS]}... ({len(text) - _REJECT_CELL_CHARS:,} more characters)"
 
 
 def _value_text(value: Any) -> str:
@@ -762,9 +787,9 @@ class _Run:
                     (
                         number,
                         self._column_of(error.field),
-                        _value_text(error.value),
+                        _cut(_value_text(self.rows.reject_value(error))),
                         error.rule,
-                        self.source.original(raw),
+                        _cut(self.source.original(self.rows.without_transaction_id(raw))),
                     )
                 )
             self.reject_file.write(lines)

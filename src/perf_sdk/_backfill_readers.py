@@ -311,6 +311,8 @@ def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
         first = json.loads(first_line)
     except ValueError as exc:
         raise ConfigurationError(f"{name}: line {lines_before} is not JSON ({exc}): {_expected()}") from None
+    except RecursionError:
+        raise ConfigurationError(f"{name}: line {lines_before} is nested too deeply to read: {_expected()}") from None
     if not isinstance(first, dict):
         raise ConfigurationError(f"{name}: line {lines_before} is not a JSON object: {_expected()}")
 
@@ -334,6 +336,8 @@ def _json_list_source(text: io.TextIOWrapper, name: str) -> Source:
         data = json.load(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{name} is not valid JSON ({exc}): {_expected()}") from None
+    except RecursionError:
+        raise ConfigurationError(f"{name} is nested too deeply to read: {_expected()}") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
@@ -533,7 +537,7 @@ def iter_records_file(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             if isinstance(raw, str):
                 try:
                     obj = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise ValidationError("row", number, "a JSON object per line") from None
                 if not isinstance(obj, dict):
                     raise ValidationError("row", number, "a JSON object per line")

@@ -41,7 +41,13 @@ from perf_sdk._periods import parse_period_label
 from perf_sdk._protocol import CHANNELS, STAGES
 from perf_sdk._records import RecordBuilder
 
-__all__ = ["BLANK_COUNT_RULE", "RowBuilder", "month_cell_label"]
+__all__ = ["BLANK_COUNT_RULE", "TRANSACTION_ID_WITHHELD", "RowBuilder", "month_cell_label"]
+
+#: What the reject file shows instead of a transaction id: ids leave the process only as HMACs.
+TRANSACTION_ID_WITHHELD: Final = "<transaction id withheld>"
+#: A ``"key": value`` pair of a JSON line, whole or cut short (a line that does not parse, or its first 80 characters).
+_JSON_PAIR_RE: Final = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]*)')
+_NESTED_RULE: Final = "is nested too deeply to read (a JSON object of plain values is expected)"
 
 BLANK_COUNT_RULE: Final = (
     "is blank: a blank count means no data (or 0), not one event; write the number, or leave the row out"
@@ -164,10 +170,7 @@ class RowBuilder:
         if isinstance(raw, list):
             return self._list_fields(raw)
         if isinstance(raw, str):
-            try:
-                obj = json.loads(raw)
-            except ValueError as exc:
-                raise ValidationError("row", raw.strip()[:80], f"must be a JSON object ({exc})") from None
+            obj = _json_line(raw)
             if not isinstance(obj, dict):
                 raise ValidationError("row", raw.strip()[:80], "must be a JSON object")
             raw = obj
@@ -220,11 +223,62 @@ class RowBuilder:
     def parsed(raw: RawRow) -> RawRow:
         """A JSON line as its object (once, for the wide shapes that read it twice)."""
         if isinstance(raw, str):
-            try:
-                return json.loads(raw)
-            except ValueError as exc:
-                raise ValidationError("row", raw.strip()[:80], f"must be a JSON object ({exc})") from None
+            return _json_line(raw)
         return raw
+
+    # -- the reject file ----------------------------------------------------------------------
+    def without_transaction_id(self, raw: RawRow) -> RawRow:
+        """``raw`` with its transaction id replaced by :data:`TRANSACTION_ID_WITHHELD`, to echo in the reject file.
+
+        Transaction ids leave the process only as HMACs; an operator fixing a
+        row has its row number, every other cell and the rule, which is enough.
+        A JSON line is rewritten only when it holds an id (and, when it does not
+        parse, every ``"key": value`` pair of a transaction id column is).
+        """
+        if isinstance(raw, list):
+            k = self.plan.keys.get("transaction_id")
+            if isinstance(k, int) and k < len(raw) and _present(raw[k]):
+                raw = list(raw)
+                raw[k] = TRANSACTION_ID_WITHHELD
+            return raw
+        if isinstance(raw, Mapping):
+            keys = [key for key in raw if self._is_transaction_id(key)]
+            return {key: TRANSACTION_ID_WITHHELD if key in keys else v for key, v in raw.items()} if keys else raw
+        if isinstance(raw, str):
+            try:
+                obj = json.loads(raw)
+            except (ValueError, RecursionError):
+                obj = None
+            if isinstance(obj, dict):
+                keys = [key for key in obj if self._is_transaction_id(key)]
+                if not keys:
+                    return raw
+                with contextlib.suppress(ValueError, RecursionError):
+                    return json.dumps(
+                        {key: TRANSACTION_ID_WITHHELD if key in keys else v for key, v in obj.items()},
+                        ensure_ascii=False,
+                    )
+            return _JSON_PAIR_RE.sub(self._withhold_pair, raw)
+        return raw
+
+    def reject_value(self, error: ValidationError) -> Any:
+        """The ``value`` column of a reject: the value as read, except a transaction id (see above)."""
+        if error.field == "transaction_id":
+            return TRANSACTION_ID_WITHHELD
+        if error.field == "row" and isinstance(error.value, str):
+            return _JSON_PAIR_RE.sub(self._withhold_pair, error.value)
+        return error.value
+
+    def _is_transaction_id(self, key: Any) -> bool:
+        name = self._key_fields.get(key)
+        if name is None:
+            name = self.plan.field_for(str(key))
+        return name == "transaction_id"
+
+    def _withhold_pair(self, m: re.Match[str]) -> str:
+        if not self._is_transaction_id(m.group(1)):
+            return m.group(0)
+        return f'"{m.group(1)}"{m.group(2)}"{TRANSACTION_ID_WITHHELD}"'
 
     # -- the chunk --------------------------------------------------------------------------
     def build(
@@ -600,6 +654,16 @@ class RowBuilder:
         if stated is not None and parse_count(stated, field="total", zero=True) != total:
             raise ValidationError("total", stated, f"must equal rating_1 + ... + rating_5 ({total})")
         return out
+
+
+def _json_line(raw: str) -> Any:
+    """A JSON line's value; a line that is not JSON, or nested past Python's recursion limit, is a reject."""
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValidationError("row", raw.strip()[:80], f"must be a JSON object ({exc})") from None
+    except RecursionError:
+        raise ValidationError("row", raw.strip()[:80], _NESTED_RULE) from None
 
 
 def _missing(field_name: str) -> Any:

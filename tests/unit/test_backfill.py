@@ -313,3 +313,88 @@ def test_ids_of_a_file_with_its_header_first_are_those_earlier_versions_gave(tmp
 def test_cli_source_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = history(tmp_path, 3)
     assert main(["backfill", str(file), "--service", SERVICE, "--dry-run", "--source-name", "old.csv"]) == 0
+
+
+def test_reject_file_is_private_and_withholds_transaction_ids(tmp_path: Path) -> None:
+    """Transaction ids leave the process only as HMACs: not in the reject file, which only its owner may read."""
+    import os
+    import stat
+
+    file = tmp_path / "t.csv"
+    file.write_text(
+        "timestamp,stage,channel,count,transaction_id\n"
+        "2026-01-05T10:00:00Z,started,digital,1,NI-AB123456C\n"
+        "2026-01-05T10:00:00Z,strted,digital,1,NI-ZZ999999Z\n"
+        "=cmd|' /C calc'!A0,started,digital,1,NI-QQ111111Q\n"
+        "2026-01-05T10:00:00Z,started,digital,1,\n"
+    )
+    file.chmod(0o600)
+    rejects = Path(f"{file}.rejects.csv")
+    rejects.write_text("an old file, world-readable\n")
+    rejects.chmod(0o644)
+    summary = backfill(file, service=SERVICE, secret=SECRET, dry_run=True)
+    assert summary.rejected == 2
+    text = rejects.read_text()
+    assert "NI-" not in text
+    with rejects.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["line"] == "2026-01-05T10:00:00Z,strted,digital,1,<transaction id withheld>"
+    assert rows[0]["value"] == "strted" and rows[1]["field"] == "timestamp"
+    if os.name == "posix":
+        assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+        rejects.unlink()
+        backfill(file, service=SERVICE, secret=SECRET, dry_run=True)
+        assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+def test_jsonl_rejects_withhold_transaction_ids_even_in_broken_lines(tmp_path: Path) -> None:
+    file = tmp_path / "t.jsonl"
+    good = {"timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital"}
+    file.write_text(
+        json.dumps(good)
+        + "\n"
+        + json.dumps({**good, "stage": "strted", "transaction_id": "NI-ZZ999999Z"})
+        + "\n"
+        + '{"transaction_id": "NI-QQ111111Q", "stage": started}\n'
+        + json.dumps({**good, "transaction_id": "NI-" + "X" * 1100})
+        + "\n"
+    )
+    summary = backfill(file, service=SERVICE, secret=SECRET, dry_run=True)
+    assert summary.rejected == 3
+    with Path(f"{file}.rejects.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert "NI-" not in json.dumps(rows)
+    assert json.loads(rows[0]["line"])["transaction_id"] == "<transaction id withheld>"
+    assert rows[1]["field"] == "row" and "<transaction id withheld>" in rows[1]["value"]
+    assert rows[1]["line"] == '{"transaction_id": "<transaction id withheld>", "stage": started}'
+    assert rows[2]["field"] == "transaction_id" and rows[2]["value"] == "<transaction id withheld>"
+
+
+def test_hostile_json_lines_are_rejects_not_tracebacks(tmp_path: Path) -> None:
+    """A lone surrogate is written to the reject file as its escape; nesting past the recursion limit is a reject."""
+    file = tmp_path / "t.jsonl"
+    good = '{"timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 1}\n'
+    file.write_text(
+        good
+        + '{"timestamp": "2026-01-05T10:00:00Z", "stage": "\\ud800", "channel": "digital", "count": 1}\n'
+        + "[" * 100_000
+        + "]" * 100_000
+        + "\n"
+        + '{"timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "transaction_id": "\\udfff"}\n'
+        + good
+    )
+    summary = backfill(file, service=SERVICE, secret=SECRET, dry_run=True)
+    assert (summary.accepted, summary.rejected) == (2, 3)
+    with Path(f"{file}.rejects.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["row"], r["field"]) for r in rows] == [("2", "stage"), ("3", "row"), ("4", "transaction_id")]
+    assert rows[0]["value"] == "\\ud800"
+    assert "nested too deeply" in rows[1]["rule"] and rows[1]["line"].endswith("(190,000 more characters)")
+    assert "surrogate" in rows[2]["rule"]
+
+
+def test_a_deeply_nested_first_json_line_is_a_configuration_error(tmp_path: Path) -> None:
+    file = tmp_path / "t.jsonl"
+    file.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(ConfigurationError, match="nested too deeply"):
+        backfill(file, service=SERVICE, dry_run=True)
