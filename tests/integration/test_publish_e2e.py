@@ -195,3 +195,179 @@ def test_other_periods_read_the_same_as_from_memory(platform: LocalPlatform, tmp
         period=period,
     )
     assert _tree(out) == _tree(tmp_path / "memory")
+
+
+# ---------------------------------------------------------------------------
+# The live site: built in the background, one service's failure its own (review 2)
+# ---------------------------------------------------------------------------
+
+import threading  # noqa: E402
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from starlette.routing import Mount  # noqa: E402
+from starlette.testclient import TestClient  # noqa: E402
+
+from perf_sdk.platform import create_app  # noqa: E402
+from perf_sdk.platform._backend import open_backend  # noqa: E402
+
+WAIT = 60.0  # generous: a deadline, never a measurement
+RECORD = {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 10, "_id": "s"}
+DONE = {"_timestamp": "2026-01-05T10:00:00Z", "stage": "completed", "channel": "digital", "count": 7, "_id": "c"}
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 4, 2, 9, 30, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self) -> None:
+        self.now += timedelta(seconds=61)  # past the live site's least interval between builds
+
+
+class _Store:
+    """The platform's SQLite store, with faults a test switches on: a service that cannot be read, a stuck build."""
+
+    def __init__(self) -> None:
+        self.inner = open_backend(":memory:")
+        self.broken: set[str] = set()
+        self.fail_builds = False
+        self.release = threading.Event()
+        self.release.set()
+        self.builds = 0
+
+    def read(self, group: str, type_: str, query: Any) -> Any:
+        if group in self.broken:
+            raise RuntimeError("the disk went away")
+        return self.inner.read(group, type_, query)
+
+    def last_updated(self) -> Any:
+        if threading.current_thread().name == "perf-sdk-live-site":
+            self.builds += 1
+            assert self.release.wait(WAIT)
+            if self.fail_builds:
+                raise RuntimeError("the database is down")
+        return self.inner.last_updated()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _live(app: Any) -> Any:
+    return next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "/performance").state.live_site
+
+
+def _settled(app: Any) -> None:
+    assert _live(app).idle.wait(WAIT)
+
+
+def _q1(client: TestClient, slug: str) -> Any:
+    answer = client.get(f"/performance/{slug}/kpis.json")
+    if answer.status_code != 200:
+        return answer.status_code
+    row = next((r for r in answer.json() if r["period"] == "2026-Q1"), None)
+    return None if row is None else (row["completion_rate_numerator"], row["completion_rate_denominator"])
+
+
+@pytest.fixture
+def live() -> Iterator[tuple[TestClient, _Store, _Clock]]:
+    store, clock = _Store(), _Clock()
+    app = create_app(config={"token": "tok", "admin_token": "adm"}, backend=store, clock=clock)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        client.headers["Authorization"] = "Bearer tok"
+        for slug in ("good-service", "broken-service"):
+            assert client.post(f"/data/{slug}/transactions", json=[RECORD, DONE]).status_code == 200
+        yield client, store, clock
+
+
+def test_live_site_leaves_a_failing_service_out(
+    live: tuple[TestClient, _Store, _Clock], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, store, _ = live
+    store.broken.add("broken-service")
+    index = client.get("/performance/")
+    assert index.status_code == 200 and "Good service" in index.text
+    assert _q1(client, "good-service") == (7, 10)
+    assert _q1(client, "broken-service") == 404
+    assert "service 'broken-service' left out of this publication" in caplog.text
+
+
+def test_a_failed_rebuild_keeps_the_last_good_site_and_is_not_retried_per_request(
+    live: tuple[TestClient, _Store, _Clock], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, store, clock = live
+    assert _q1(client, "good-service") == (7, 10)
+    store.fail_builds = True
+    assert client.put("/data/good-service/transactions", json=[]).status_code == 200
+    clock.advance()
+    assert _q1(client, "good-service") == (7, 10)  # starts the rebuild; the last good site meanwhile
+    _settled(client.app)
+    assert "could not be rebuilt" in caplog.text
+    builds = store.builds
+    for _ in range(5):
+        assert _q1(client, "good-service") == (7, 10)
+    _settled(client.app)
+    assert store.builds == builds  # no rebuild per request after a failure
+    store.fail_builds = False
+    clock.advance()
+    client.get("/performance/")
+    _settled(client.app)
+    assert _q1(client, "good-service") != (7, 10)
+
+
+def test_emptying_and_deleting_a_data_set_change_the_live_site(live: tuple[TestClient, _Store, _Clock]) -> None:
+    client, _, clock = live
+    assert _q1(client, "good-service") == (7, 10) and _q1(client, "broken-service") == (7, 10)
+    assert client.put("/data/good-service/transactions", json=[]).status_code == 200
+    clock.advance()
+    client.get("/performance/")
+    _settled(client.app)
+    assert _q1(client, "good-service") != (7, 10)
+    deleted = client.delete("/data-sets/broken-service-transactions", headers={"Authorization": "Bearer adm"})
+    assert deleted.status_code == 200
+    clock.advance()
+    client.get("/performance/")
+    _settled(client.app)
+    assert _q1(client, "broken-service") == 404
+
+
+def test_requests_never_wait_for_a_rebuild(live: tuple[TestClient, _Store, _Clock]) -> None:
+    client, store, clock = live
+    assert _q1(client, "good-service") == (7, 10)
+    store.release.clear()  # the next build is stuck until released
+    assert client.post("/data/good-service/transactions", json=[{**DONE, "_id": "c2"}]).status_code == 200
+    clock.advance()
+    for _ in range(3):  # answered from the last site while the build is stuck
+        assert _q1(client, "good-service") == (7, 10)
+    assert store.builds == 2  # one rebuild at a time
+    store.release.set()
+    _settled(client.app)
+    assert _q1(client, "good-service") == (14, 10)
+
+
+def test_the_first_request_waits_a_bounded_time_then_503() -> None:
+    store = _Store()
+    store.release.clear()
+    from perf_sdk.platform._performance import performance_app
+
+    app = performance_app(store, first_wait=0.2)
+    with TestClient(app) as client:
+        answer = client.get("/")
+        assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+        store.release.set()
+        assert app.state.live_site.idle.wait(WAIT)
+        assert client.get("/").status_code == 200
+
+
+def test_redirects_are_relative_never_from_host(platform: LocalPlatform) -> None:
+    with httpx.Client(base_url=platform.url, timeout=60) as client:
+        for path, location in (
+            ("/performance", "./performance/"),
+            ("/performance/renew-a-permit", "./renew-a-permit/"),
+        ):
+            answer = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+            assert answer.status_code == 308 and answer.headers["location"] == location
+        assert (
+            client.get("/performance/renew-a-permit", follow_redirects=True).url.path == "/performance/renew-a-permit/"
+        )

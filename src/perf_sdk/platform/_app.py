@@ -47,7 +47,7 @@ from perf_sdk.platform import _periods
 from perf_sdk.platform._backend import Backend, open_backend
 from perf_sdk.platform._datasets import DataSetConfig, PlatformConfig
 from perf_sdk.platform._openapi import openapi_spec
-from perf_sdk.platform._performance import performance_app
+from perf_sdk.platform._performance import Generation, performance_app, to_site
 from perf_sdk.platform._query import (
     DEFAULT_LIMITS,
     QueryError,
@@ -213,6 +213,7 @@ class _Platform:
         self.max_decompressed_bytes = max_decompressed_bytes
         self.clock = clock
         self.read_limits = read_limits
+        self.generation = Generation()  # bumped by every write, empty and delete: the live site's cache key
         self.spec = openapi_spec(max_body_bytes=max_body_bytes)
 
     # ---------------------------------------------------------------- helpers
@@ -368,6 +369,7 @@ class _Platform:
                 raise _Answer(_error(400, message, messages=exc.messages)) from None
             now = _periods.to_us(self.clock())
             self.store.write(data_set.group, data_set.type, prepared, now_us=now)
+            self.generation.bump()
 
         await run_in_threadpool(work)
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-cache"})
@@ -377,6 +379,7 @@ class _Platform:
         if records:
             return _error(400, "Not implemented: you can only pass an empty JSON list to empty the data set")
         await run_in_threadpool(self.store.empty, data_set.group, data_set.type)
+        self.generation.bump()
         return JSONResponse({"status": "ok"})
 
     def _named(self, name: str) -> DataSetConfig | None:
@@ -399,6 +402,7 @@ class _Platform:
             data_set = self._named(name)
             if data_set is None or not self.store.delete(data_set.group, data_set.type):
                 return False
+            self.generation.bump()
             if (data_set.group, data_set.type) in self.config.data_sets:
                 self.store.create(data_set.group, data_set.type)  # declared: it stays, empty
             return True
@@ -482,7 +486,8 @@ def create_app(
             Route("/openapi.json", platform.openapi, methods=["GET"]),
             Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT", "OPTIONS"]),
             Route("/data-sets/{name}", platform.delete_data_set, methods=["DELETE"]),
-            Mount("/performance", app=performance_app(store, settings, clock)),
+            Route("/performance", to_site, methods=["GET", "HEAD"]),  # a relative Location, never from Host
+            Mount("/performance", app=performance_app(store, settings, clock, generation=platform.generation)),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
