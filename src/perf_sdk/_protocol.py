@@ -14,7 +14,11 @@ One place for the facts both ends share. Two strengths, on purpose:
 
 Names (keys, data-group and data-type slugs) are ASCII and matched whole:
 the patterns end in ``\\Z``, not ``$`` (which lets a trailing newline through),
-so ``.match()`` and ``.fullmatch()`` agree. Source: alphagov/backdrop
+so ``.match()`` and ``.fullmatch()`` agree; a key is ASCII before it is
+lower-cased (:func:`key_ok`). A platform also bounds lengths backdrop left
+to its database: names :data:`MAX_SLUG_CHARS`, ids :data:`MAX_ID_CHARS`
+(:func:`platform_name_problem`, :func:`platform_record_problems`); the SDK
+sends short slugs and 64-character hash ids. Source: alphagov/backdrop
 ``backdrop/core/validation.py`` and ``backdrop/write/api.py`` (see
 ``shared/spec/PLATFORM.md``).
 """
@@ -33,12 +37,16 @@ __all__ = [
     "COST_PERIODS",
     "DATA_TYPES",
     "KEY_RE",
+    "MAX_ID_CHARS",
+    "MAX_SLUG_CHARS",
     "SLUG_RE",
     "STAGES",
     "TIMESTAMP_RE",
     "has_lone_surrogate",
+    "key_ok",
     "parse_lenient_timestamp",
     "parse_timestamp",
+    "platform_name_problem",
     "platform_record_problems",
     "record_problems",
 ]
@@ -47,6 +55,11 @@ __all__ = [
 KEY_RE: Final = re.compile(r"\A[a-z_][a-z0-9_]+\Z", re.ASCII)
 #: Data-group and data-type names, matched whole, ASCII only.
 SLUG_RE: Final = re.compile(r"\A[a-z0-9]+(?:-[a-z0-9]+)*\Z", re.ASCII)
+#: The longest data-group or data-type name a platform takes: backdrop's slugs are short
+#: (``apply-for-a-licence``), and a name is a path segment, a file name and a page title.
+MAX_SLUG_CHARS: Final = 64
+#: The longest ``_id`` a platform takes: ids are keys, stored and indexed once per record.
+MAX_ID_CHARS: Final = 256
 #: What the SDK sends: ISO 8601 date-time in whole seconds with a zone (``Z``, ``+HH:MM``
 #: or ``+HHMM``). Backdrop accepts more (see :func:`parse_lenient_timestamp`); this is the
 #: form every platform takes and the one the SDK's records keep.
@@ -127,6 +140,34 @@ def parse_lenient_timestamp(text: str) -> datetime | None:
         return None
 
 
+def key_ok(key: object) -> bool:
+    """Whether ``key`` is a valid record key: ASCII first, then :data:`KEY_RE` on it lower-cased.
+
+    ASCII first, because ``str.lower`` maps some non-ASCII letters into ASCII
+    (the Kelvin sign ``"\\u212a"`` lower-cases to ``"k"``): the rule holds for the
+    key as sent, not only for its lower-cased form.
+
+    >>> key_ok("Count"), key_ok("\\u212a\\u212a"), key_ok("a")
+    (True, False, False)
+    """
+    return isinstance(key, str) and key.isascii() and KEY_RE.fullmatch(key.lower()) is not None
+
+
+def platform_name_problem(what: str, name: str) -> str | None:
+    """Why a platform refuses ``name`` as a data group or type (``what`` says which); ``None`` when valid.
+
+    >>> platform_name_problem("data group", "apply-for-a-licence") is None
+    True
+    >>> platform_name_problem("data type", "x" * 65)
+    'the data type name is 65 characters long; the most is 64'
+    """
+    if len(name) > MAX_SLUG_CHARS:
+        return f"the {what} name is {len(name)} characters long; the most is {MAX_SLUG_CHARS}"
+    if not SLUG_RE.fullmatch(name):
+        return f"the {what} name {name!r} is not a slug: lower-case ASCII letters and digits, joined by single -"
+    return None
+
+
 def has_lone_surrogate(text: str) -> bool:
     """Whether UTF-8 cannot encode ``text`` (a lone surrogate such as ``"caf\\udce9"``).
 
@@ -164,7 +205,7 @@ def record_problems(record: Any) -> list[str]:
     problems: list[str] = []
     for key, value in record.items():
         if key not in _GOOD_KEYS:
-            if not isinstance(key, str) or not KEY_RE.match(key.lower()):
+            if not key_ok(key):
                 problems.append(f"{key!r} is not a valid key")
                 continue
             if key.startswith("_") and key not in ALLOWED_INTERNAL_KEYS:
@@ -197,8 +238,9 @@ def _lenient_ok(text: str) -> bool:
 
 
 def _platform_key_problem(key: Any) -> str | None:
-    if not isinstance(key, str) or not KEY_RE.fullmatch(key.lower()):
-        shown = key.encode("utf-8", "backslashreplace").decode() if isinstance(key, str) else key
+    if not key_ok(key):
+        # Escaped to ASCII: a Kelvin sign shows as \u212a, not as a K that looks valid.
+        shown = key.encode("ascii", "backslashreplace").decode() if isinstance(key, str) else key
         return f"{shown!r} is not a valid key: keys are ASCII letters, digits and _, at least two characters"
     if key.startswith("_") and key not in PLATFORM_INTERNAL_KEYS:
         return f"{key!r} is not a recognised internal field: only {', '.join(sorted(PLATFORM_INTERNAL_KEYS))}"
@@ -246,5 +288,8 @@ def platform_record_problems(record: Any) -> list[str]:
             )
     rid = record.get("_id")
     if rid is not None and (not isinstance(rid, str) or not rid or _WHITESPACE.search(rid)):
-        problems.append(f"_id is not a valid id: {rid!r}")
+        shown = f"{rid[:40]!r}..." if isinstance(rid, str) and len(rid) > MAX_ID_CHARS else repr(rid)
+        problems.append(f"_id is not a valid id: {shown}")
+    elif isinstance(rid, str) and len(rid) > MAX_ID_CHARS:
+        problems.append(f"_id is too long: {len(rid)} characters, the most is {MAX_ID_CHARS} ({rid[:40]!r}...)")
     return problems

@@ -194,6 +194,28 @@ def test_a_data_set_configuration_over_the_wire() -> None:
         assert platform.count("svc", "transactions") == 0
 
 
+def test_review_attacks_over_the_wire_are_refused_cheaply() -> None:
+    """The reproductions of the review: a sparse CSV, gzip members by the thousand, long names, Kelvin keys."""
+    with LocalPlatform(config={"token": "dev-token", "admin_token": "admin"}) as platform, httpx.Client() as client:
+        url = f"{platform.url}/data/svc/transactions"
+        sparse = [{"_id": f"r{i}", **{f"k{i}_{j}": 1 for j in range(50)}} for i in range(200)]
+        client.post(url, json=sparse, headers=AUTH).raise_for_status()
+        refused = client.get(url, params={"format": "csv"}, timeout=60)
+        assert refused.status_code == 400
+        assert refused.json()["message"].startswith("the answer would hold 10001 columns; the most is 1000")
+        members = gzip.compress(b"") * 20_000 + gzip.compress(json.dumps(RECORD).encode())
+        headers = AUTH | {"Content-Encoding": "gzip"}
+        response = client.post(url, content=members, headers=headers, timeout=60)
+        assert response.status_code == 400
+        assert "more than 1000 members" in response.json()["message"]
+        long = client.post(f"{platform.url}/data/{'a' * 300}/transactions", json=RECORD, headers=AUTH)
+        assert long.json()["messages"] == ["the data group name is 300 characters long; the most is 64"]
+        kelvin = client.post(url, content=b'{"\\u212a\\u212a": 1}', headers=AUTH | {"Content-Type": "application/json"})
+        assert kelvin.status_code == 400
+        deleted = client.delete(f"{platform.url}/data-sets/svc/transactions", headers={"Authorization": "Bearer admin"})
+        assert deleted.json() == {"status": "ok", "message": "Deleted svc/transactions"}
+
+
 def test_answers_are_rendered_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Four answers stuck while being encoded stall neither /_status nor a write (encoding is CPU-bound)."""
     from perf_sdk.platform import _app

@@ -28,7 +28,7 @@ import io
 import json
 import sqlite3
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +42,7 @@ from starlette.routing import Mount, Route
 
 from perf_sdk import _csv
 from perf_sdk._errors import ConfigurationError
+from perf_sdk._protocol import MAX_SLUG_CHARS, platform_name_problem
 from perf_sdk._version import __version__
 from perf_sdk.platform import _periods
 from perf_sdk.platform._backend import Backend, open_backend
@@ -59,7 +60,14 @@ from perf_sdk.platform._query import (
 )
 from perf_sdk.platform._store import InvalidRecords, prepare
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_DECOMPRESSED_BYTES", "create_app", "render_csv", "render_json"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_DECOMPRESSED_BYTES",
+    "MAX_GZIP_MEMBERS",
+    "create_app",
+    "render_csv",
+    "render_json",
+]
 
 #: Largest request body accepted as sent (compressed or not).
 DEFAULT_MAX_BODY_BYTES: Final = 5 * 1024 * 1024
@@ -92,8 +100,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: Most gzip members one body may hold. A client sends one; many tiny members
+#: (20 bytes each when empty) cost a decompressor apiece and no data.
+MAX_GZIP_MEMBERS: Final = 1_000
+#: Input fed to a member's decompressor at a time: its ``unused_data`` is a copy
+#: of the input past the member's end, so the input is given in slices, small
+#: at first and doubling: what is fed twice is at most the member's size and
+#: the first slice.
+_GZIP_FIRST_SLICE: Final = 256
+_GZIP_MAX_SLICE: Final = 64 * 1024
+
+
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """The body without its ``Content-Encoding``, refusing more than ``limit`` bytes (413)."""
+    """The body without its ``Content-Encoding``, refusing more than ``limit`` bytes (413).
+
+    A gzip body may be several members one after another (RFC 1952), at most
+    :data:`MAX_GZIP_MEMBERS` (400 past it). The body is walked by offset, in
+    slices, so the work is linear in its size whatever the members.
+    """
     if encoding in ("", "identity"):
         if len(body) > limit:
             raise _Answer(_error(413, f"the request body is over {limit} bytes"))
@@ -101,16 +125,27 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     if encoding not in ("gzip", "x-gzip"):
         raise _Answer(_error(415, f"unsupported Content-Encoding {encoding!r}: send gzip or no encoding"))
     out = bytearray()
-    rest = body
+    view = memoryview(body)
+    pos = members = 0
     try:
-        while rest:
+        while pos < len(view):
+            members += 1
+            if members > MAX_GZIP_MEMBERS:
+                raise _Answer(
+                    _error(400, f"the gzip body has more than {MAX_GZIP_MEMBERS} members: send one gzip stream")
+                )
             inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += inflater.decompress(rest, limit + 1 - len(out))
-            if len(out) > limit:
-                raise _Answer(_error(413, f"the request body is over {limit} bytes once decompressed"))
-            if not inflater.eof:
-                raise _Answer(_error(400, "the gzip body is truncated"))
-            rest = inflater.unused_data
+            size = _GZIP_FIRST_SLICE
+            while not inflater.eof:
+                if pos >= len(view):
+                    raise _Answer(_error(400, "the gzip body is truncated"))
+                piece = view[pos : pos + size]
+                size = min(2 * size, _GZIP_MAX_SLICE)
+                out += inflater.decompress(piece, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise _Answer(_error(413, f"the request body is over {limit} bytes once decompressed"))
+                # Under the output cap the slice is used up, but for what follows the member's end.
+                pos += len(piece) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
     except zlib.error as exc:
         raise _Answer(_error(400, f"the body is not valid gzip: {exc}")) from None
     return bytes(out)
@@ -155,16 +190,40 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def render_csv(data: list[dict[str, Any]]) -> bytes:
-    """``format=csv``: backdrop's columns (every key, sorted) with formula-looking cells neutralised."""
+def render_csv(data: list[dict[str, Any]], limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
+    """``format=csv``: backdrop's columns (every key, sorted) with formula-looking cells neutralised.
+
+    Bounded like :func:`render_json`: past ``limits.columns`` distinct keys, or
+    ``limits.bytes`` bytes counted row by row as they are written, a 400. Every
+    row has every column, so records of different keys would otherwise make an
+    answer of records times keys.
+    """
+    keys = {key for item in data for key in item}
+    if len(keys) > limits.columns:
+        hint = "the records have that many different keys: narrow the query (filter_by, limit) or use format=json"
+        raise too_much("columns", len(keys), limits.columns, hint)
+    header = sorted(keys)
     out = io.StringIO()
-    header = sorted({key for item in data for key in item})
     writer = _csv.writer(out)
+    parts: list[bytes] = []
+    size = 0
+    for row in _csv_rows(header, data):
+        writer.writerow(row)
+        chunk = out.getvalue().encode("utf-8")
+        out.seek(0)
+        out.truncate()
+        size += len(chunk)
+        if size > limits.bytes:
+            raise too_much("bytes", size, limits.bytes, "narrow the query (start_at/end_at, filter_by, limit)")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _csv_rows(header: list[str], data: list[dict[str, Any]]) -> Iterator[list[Any]]:
     if data:
-        writer.writerow(header)
+        yield list(header)
     for item in data:
-        writer.writerow([_csv_cell(item.get(key, "")) for key in header])
-    return out.getvalue().encode("utf-8")
+        yield [_csv_cell(item.get(key, "")) for key in header]
 
 
 def _dumps(value: Any) -> bytes:
@@ -224,6 +283,18 @@ class _Platform:
         if found is None:
             raise _Answer(_error(404, f"there is no data set {group}/{type_}"))
         return found
+
+    def check_names(self, group: str, type_: str) -> None:
+        """A write to a name longer than any data set's is a 400 saying so.
+
+        Any other name no data set has is backdrop's 404 (unknown data set);
+        a name too long is refused as such, so the client learns the rule
+        (slugs of at most ``MAX_SLUG_CHARS`` characters) rather than a miss.
+        """
+        parts = (("data group", group), ("data type", type_))
+        problems = [platform_name_problem(what, name) or "" for what, name in parts if len(name) > MAX_SLUG_CHARS]
+        if problems:
+            raise _Answer(_error(400, "; ".join(problems), messages=problems))
 
     @staticmethod
     def _check_token(request: Request, expected: str | None, refused: str) -> None:
@@ -308,6 +379,8 @@ class _Platform:
         group: str = request.path_params["group"]
         type_: str = request.path_params["type"]
         try:
+            if request.method in ("POST", "PUT"):
+                self.check_names(group, type_)
             data_set = self.data_set(group, type_)
             if request.method in ("GET", "HEAD"):
                 return await self.read(request, data_set)
@@ -356,7 +429,7 @@ class _Platform:
         if data is None:
             return None
         if query.format == "csv":
-            return render_csv(data), "text/csv; charset=utf-8"
+            return render_csv(data, self.read_limits), "text/csv; charset=utf-8"
         warning = None if data_set.published else _UNPUBLISHED
         return render_json(data, warning, self.read_limits.bytes), "application/json"
 
@@ -383,14 +456,35 @@ class _Platform:
         return JSONResponse({"status": "ok"})
 
     def _named(self, name: str) -> DataSetConfig | None:
-        found = self.config.by_name(name)
-        if found is not None:
-            return found
-        matches = [k for k in self.store.last_updated() if f"{k[0]}-{k[1]}" == name]
-        return DataSetConfig(*matches[0]) if len(matches) == 1 else None
+        """The data set ``DELETE /data-sets/<name>`` means; ``None`` when none; a 400 when two or more.
+
+        ``name`` is a data set's name (its configured ``name``, else
+        ``<group>-<type>``) or ``<group>/<type>``. A name alone can be
+        ambiguous (``a-b/c`` and ``a/b-c`` are both ``a-b-c``): then the answer
+        names every data set it matches, and ``<group>/<type>`` picks one.
+        """
+        known = set(self.store.last_updated()) | set(self.config.data_sets)
+        group, slash, type_ = name.partition("/")
+        if slash:
+            matches = [(group, type_)] if (group, type_) in known else []
+        else:
+            matches = sorted(k for k in known if self.config.name_of(*k) == name)
+        if len(matches) > 1:
+            paths = " and ".join(f"{g}/{t}" for g, t in matches)
+            message = (
+                f'the name "{name}" matches {len(matches)} data sets, {paths}: '
+                "delete one by its path, DELETE /data-sets/<group>/<type>"
+            )
+            raise _Answer(_error(400, message))
+        if not matches:
+            return None
+        return self.config.data_sets.get(matches[0]) or DataSetConfig(*matches[0])
 
     async def delete_data_set(self, request: Request) -> Response:
-        """Backdrop's ``DELETE /data-sets/<name>``, with the admin token: the data set's records are gone."""
+        """Backdrop's ``DELETE /data-sets/<name>``, with the admin token: the data set's records are gone.
+
+        ``<name>`` may also be ``<group>/<type>``, which names one data set whatever the names.
+        """
         name: str = request.path_params["name"]
         try:
             refused = f'Unauthorized: invalid or no token given for "{name}".'
@@ -407,7 +501,11 @@ class _Platform:
                 self.store.create(data_set.group, data_set.type)  # declared: it stays, empty
             return True
 
-        if not await run_in_threadpool(work):
+        try:
+            deleted = await run_in_threadpool(work)
+        except _Answer as answer:
+            return answer.response
+        if not deleted:
             return _error(404, f'No collection exists with name "{name}"')
         return JSONResponse({"status": "ok", "message": f"Deleted {name}"}, headers={"Cache-Control": "no-cache"})
 
@@ -485,7 +583,7 @@ def create_app(
             Route("/_status/data-sets", platform.status_data_sets, methods=["GET"]),
             Route("/openapi.json", platform.openapi, methods=["GET"]),
             Route("/data/{group}/{type}", platform.data_set_route, methods=["GET", "POST", "PUT", "OPTIONS"]),
-            Route("/data-sets/{name}", platform.delete_data_set, methods=["DELETE"]),
+            Route("/data-sets/{name:path}", platform.delete_data_set, methods=["DELETE"]),
             Route("/performance", to_site, methods=["GET", "HEAD"]),  # a relative Location, never from Host
             Mount("/performance", app=performance_app(store, settings, clock, generation=platform.generation)),
         ],

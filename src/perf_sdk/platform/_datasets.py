@@ -18,8 +18,8 @@ file (``perf-sdk serve --tokens-file``) or a mapping given to
                                        "realtime": false, "max_age_expected": 86400}}
     }
 
-  With ``token`` any ``<group>/<type>`` of slugs is created on its first
-  write and ``data_sets`` only adjusts settings; without it only the listed
+  With ``token`` any ``<group>/<type>`` of slugs (at most 64 characters
+  each) is created on its first write and ``data_sets`` only adjusts settings; without it only the listed
   data sets exist and each needs its own ``token``.
 
 Settings, as backdrop's data-set configuration means them:
@@ -52,9 +52,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from perf_sdk._errors import ConfigurationError
-from perf_sdk._protocol import SLUG_RE
+from perf_sdk._protocol import platform_name_problem
 
-__all__ = ["DEFAULT_MAX_AGE_EXPECTED", "DataSetConfig", "PlatformConfig", "ServiceConfig", "load_config"]
+__all__ = [
+    "DEFAULT_MAX_AGE_EXPECTED",
+    "DataSetConfig",
+    "PlatformConfig",
+    "ServiceConfig",
+    "load_config",
+    "name_problems",
+]
 
 #: Backdrop's default: a data set not written for 31 days is out of date.
 DEFAULT_MAX_AGE_EXPECTED: Final = 2_678_400
@@ -111,13 +118,18 @@ class PlatformConfig:
         found = self.data_sets.get((group, type_))
         if found is not None:
             return found
-        if self.token is not None and SLUG_RE.fullmatch(group) and SLUG_RE.fullmatch(type_):
+        if self.token is not None and name_problems(group, type_) == []:
             return DataSetConfig(group, type_)
         return None
 
     def by_name(self, name: str) -> DataSetConfig | None:
         """The declared data set called ``name`` (backdrop's name, used by ``DELETE /data-sets/<name>``)."""
         return next((d for d in self.data_sets.values() if d.name == name), None)
+
+    def name_of(self, group: str, type_: str) -> str:
+        """The name of data set ``<group>/<type>``: its configured ``name``, else ``<group>-<type>``."""
+        found = self.data_sets.get((group, type_))
+        return found.name if found is not None else f"{group}-{type_}"
 
     def write_token(self, data_set: DataSetConfig) -> str | None:
         """The token that writes ``data_set``: its own, else the shared one."""
@@ -206,12 +218,18 @@ def _text(value: Any, what: str, source: str) -> str:
     return value
 
 
+def name_problems(group: str, type_: str) -> list[str]:
+    """Why ``<group>/<type>`` cannot name a data set (slugs of at most 64 characters); empty when it can."""
+    found = (platform_name_problem("data group", group), platform_name_problem("data type", type_))
+    return [problem for problem in found if problem is not None]
+
+
 def _data_set_name(name: Any, source: str) -> tuple[str, str]:
     group, sep, type_ = str(name).partition("/")
-    if not (isinstance(name, str) and sep and SLUG_RE.fullmatch(group) and SLUG_RE.fullmatch(type_)):
+    if not (isinstance(name, str) and sep and not name_problems(group, type_)):
         raise ConfigurationError(
-            f"{source}: {name!r} is not a data set name: use '<group>/<type>', lower-case slugs, "
-            "e.g. 'apply-for-a-licence/transactions'"
+            f"{source}: {name!r} is not a data set name: use '<group>/<type>', lower-case slugs "
+            "of at most 64 characters, e.g. 'apply-for-a-licence/transactions'"
         )
     return group, type_
 
@@ -254,8 +272,10 @@ def _data_set(name: str, settings: Mapping[str, Any], source: str) -> DataSetCon
 
 def _service(slug: str, info: Mapping[str, Any], source: str) -> ServiceConfig:
     where = f"{source}: services[{slug!r}]"
-    if not SLUG_RE.fullmatch(slug):
-        raise ConfigurationError(f"{where}: a service is named by its data group, a lower-case slug")
+    if platform_name_problem("data group", slug) is not None:
+        raise ConfigurationError(
+            f"{where}: a service is named by its data group, a lower-case slug of at most 64 characters"
+        )
     unknown = set(info) - _SERVICE_KEYS
     if unknown:
         raise ConfigurationError(

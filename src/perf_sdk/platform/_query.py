@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from perf_sdk._protocol import KEY_RE, parse_timestamp
+from perf_sdk._protocol import key_ok, parse_timestamp
 from perf_sdk.platform import _periods
 
 __all__ = [
@@ -95,12 +95,16 @@ class ReadLimits:
     groups times periods in the answer. ``records``: records a plain query lists.
     ``bytes``: the answer's size, counted as it is built (stored text read),
     so that a query is refused before it costs the memory it asks for.
+    ``columns``: columns of a ``format=csv`` answer, one per distinct key of
+    its records (records of many different keys would otherwise make a table
+    of records times keys, mostly empty cells).
     """
 
     periods: int = 10_000
     cells: int = 200_000
     records: int = 100_000
     bytes: int = 32 * 1024 * 1024
+    columns: int = 1_000
 
 
 DEFAULT_LIMITS: Final = ReadLimits()
@@ -173,7 +177,7 @@ def _time(name: str, text: str) -> datetime:
 
 
 def _key(name: str, text: str) -> str:
-    if not KEY_RE.fullmatch(text.lower()):
+    if not key_ok(text):
         raise QueryError(f"{name}: {text!r} is not a valid field name (ASCII letters, digits and _)")
     return text
 
@@ -478,8 +482,8 @@ ROLLUP: Final = Source("rollup", "hour", "dims", "n", _periods.US_PER_HOUR, roll
 
 
 def _path(name: str) -> str:
-    # Names passed KEY_RE (ASCII letters, digits, underscore), so quoting is safe.
-    assert KEY_RE.fullmatch(name.lower()), name
+    # Names passed key_ok (ASCII letters, digits, underscore), so quoting is safe.
+    assert key_ok(name), name
     return f"'$.{name}'"
 
 

@@ -434,6 +434,35 @@ def test_delete_a_data_set_created_by_a_write_under_the_shared_token() -> None:
     app.state.store.close()
 
 
+def test_delete_by_a_name_two_data_sets_share_says_which_and_takes_the_path(platform_db: str) -> None:
+    """``a-b/c`` and ``a/b-c`` are both named ``a-b-c``: the name alone deletes neither, the path one."""
+    app = create_app(db=platform_db, config={"token": "shared", "admin_token": "admin"})
+    with TestClient(app) as http:
+        auth, admin = {"Authorization": "Bearer shared"}, {"Authorization": "Bearer admin"}
+        for path in ("a-b/c", "a/b-c"):
+            assert http.post(f"/data/{path}", json={"count": 1}, headers=auth).status_code == 200
+        ambiguous = http.delete("/data-sets/a-b-c", headers=admin)
+        assert ambiguous.status_code == 400
+        assert ambiguous.json()["message"] == (
+            'the name "a-b-c" matches 2 data sets, a/b-c and a-b/c: '
+            "delete one by its path, DELETE /data-sets/<group>/<type>"
+        )
+        assert http.delete("/data-sets/a-b/c", headers=admin).json() == {"status": "ok", "message": "Deleted a-b/c"}
+        assert http.get("/data/a-b/c").status_code == 404  # gone until written again
+        assert len(http.get("/data/a/b-c").json()["data"]) == 1
+        assert http.delete("/data-sets/a-b/c", headers=admin).status_code == 404
+        assert http.delete("/data-sets/a-b-c", headers=admin).status_code == 200  # one left: the name is enough
+        assert http.get("/data/a/b-c").status_code == 404
+    app.state.store.close()
+
+
+def test_delete_by_path_of_a_declared_data_set(raw: Client) -> None:
+    response = raw.http.delete("/data-sets/svc/licensing", headers={"Authorization": "Bearer admin-secret"})
+    assert response.json() == {"status": "ok", "message": "Deleted svc/licensing"}
+    assert raw.data() == []
+    assert raw.http.delete("/data-sets/svc/licensing").status_code == 401
+
+
 def test_no_admin_token_configured_means_no_delete(raw: Client) -> None:
     app = create_app(token="t")
     with TestClient(app) as http:
@@ -519,6 +548,8 @@ def test_services_metadata_is_readable_through_the_config() -> None:
         ({"data_sets": {"svc/x": {"token": "t", "colour": "red"}}}, "unknown setting(s) colour"),
         ({"data_sets": {"svc/x": {}}}, "needs a 'token'"),
         ({"data_sets": {"Svc/x": {"token": "t"}}}, "is not a data set name"),
+        ({"data_sets": {"svc/" + "x" * 65: {"token": "t"}}}, "lower-case slugs of at most 64 characters"),
+        ({"token": "t", "services": {"s" * 65: {}}}, "a lower-case slug of at most 64 characters"),
         ({"token": "t", "services": {"svc": {"start_date": "April"}}}, "start_date must be a date YYYY-MM-DD"),
         ({"token": "t", "sevices": {}}, "unknown key(s) sevices"),
         ({"data_sets": {"a/x": {"token": "t", "name": "n"}, "b/x": {"token": "t", "name": "n"}}}, "named 'n'"),

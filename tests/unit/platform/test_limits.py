@@ -113,7 +113,7 @@ def test_absurd_parameters_are_400_not_500(platform: Platform, query: str, expec
     assert expected in _refusal(platform, query)
 
 
-@pytest.mark.parametrize("name", ["svc\n", "stage\n", "caf\u00e9", "st\u0430ge"])
+@pytest.mark.parametrize("name", ["svc\n", "stage\n", "caf\u00e9", "st\u0430ge", "\u212a\u212a"])
 def test_field_names_are_matched_whole_and_ascii(platform: Platform, name: str) -> None:
     platform.write({"stage": "started"})
     response = platform.client.get(URL, params={"group_by": name})
@@ -186,3 +186,44 @@ def test_rendering_stops_at_the_byte_limit_with_a_400() -> None:
     assert json.loads(render_json([], "careful", 100)) == {"data": [], "warning": "careful"}
     with pytest.raises(QueryError, match=r"bytes; the most is 1000: narrow the query"):
         render_json(data, None, 1000)
+
+
+def test_csv_rendering_stops_at_the_column_and_byte_limits_with_a_400() -> None:
+    from perf_sdk.platform._app import render_csv
+    from perf_sdk.platform._query import QueryError
+
+    data = [{"group": "x" * 100, "_count": i} for i in range(50)]
+    assert render_csv(data, ReadLimits(columns=2)).startswith(b"_count,group\r\n0,xxx")
+    assert render_csv([], ReadLimits(columns=0, bytes=0)) == b""
+    with pytest.raises(QueryError, match=r"hold 2 columns; the most is 1: the records have that many different keys"):
+        render_csv(data, ReadLimits(columns=1))
+    with pytest.raises(QueryError, match=r"bytes; the most is 1000: narrow the query"):
+        render_csv(data, ReadLimits(bytes=1000))
+
+
+def test_csv_of_records_with_many_different_keys_is_400_not_a_square_table() -> None:
+    """Every CSV row has every column: n records of k keys each made a table of n x n*k cells."""
+    app = create_app(token=TOKEN, read_limits=ReadLimits(columns=100, bytes=50_000))
+    with TestClient(app) as client:
+        platform = Platform(client)
+        platform.write([{"_id": f"r{i}", **{f"k{i}_{j}": 1 for j in range(10)}} for i in range(9)])
+        assert platform.get("format=csv").status_code == 200  # 91 columns
+        platform.write([{"_id": f"s{i}", **{f"k{i}_{j}": 1 for j in range(10)}} for i in range(9, 200)])
+        assert len(platform.data()) == 200  # the JSON answer is 2,000 cells
+        message = _refusal(platform, "format=csv")
+        assert message.startswith("the answer would hold 2001 columns; the most is 100: ")
+    app.state.store.close()
+
+
+def test_csv_past_the_byte_limit_is_400_as_json_is() -> None:
+    """Under the column limit, the empty cells of a sparse table still count towards the byte limit."""
+    app = create_app(token=TOKEN, read_limits=ReadLimits(bytes=20_000))
+    with TestClient(app) as client:
+        platform = Platform(client)
+        platform.write([{"_id": f"r{i}", **{f"k{i}_{j}": 1 for j in range(5)}} for i in range(100)])
+        assert len(platform.data()) == 100  # the records are small
+        message = _refusal(platform, "format=csv")  # 100 rows of 501 cells each
+        assert message.startswith("the answer would hold ")
+        assert "bytes; the most is 20000: narrow the query" in message
+        assert platform.get("format=csv&limit=10").status_code == 200
+    app.state.store.close()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from perf_sdk import ConfigurationError
 from perf_sdk.platform import create_app
+from perf_sdk.platform._app import MAX_GZIP_MEMBERS, _decompress
 
 from .conftest import AUTH, TOKEN, URL, Platform
 
@@ -78,6 +81,9 @@ def test_invalid_data_set_name_is_404(platform: Platform, url: str) -> None:
         ({"_week_start_at": "2026-01-05T00:00:00Z"}, "'_week_start_at' is not a recognised internal field"),
         ({"svc\n": 1}, "is not a valid key"),
         ({"caf\u00e9": 1}, "is not a valid key"),
+        ({"\u212a\u212a": 1}, "record 0: '\\\\u212a\\\\u212a' is not a valid key"),  # Kelvin signs lower-case to kk
+        ({"\u212aey": 1}, "record 0: '\\\\u212aey' is not a valid key"),
+        ({"_id": "x" * 257}, "record 0: _id is too long: 257 characters, the most is 256 ('xxxx"),
         ({"_timestamp": 1700000000}, "_timestamp is not a valid datetime object"),
         ({"_id": "has space"}, "_id is not a valid id"),
         ({"_id": ""}, "_id is not a valid id"),
@@ -214,6 +220,45 @@ def test_concatenated_gzip_members_are_one_body(platform: Platform) -> None:
     assert platform.client.post(URL, content=body, headers=AUTH | {"Content-Encoding": "gzip"}).status_code == 200
 
 
+def test_gzip_members_up_to_the_limit_are_one_body(platform: Platform) -> None:
+    body = gzip.compress(b"") * (MAX_GZIP_MEMBERS - 1) + gzip.compress(json.dumps([RECORD]).encode())
+    assert platform.client.post(URL, content=body, headers=AUTH | {"Content-Encoding": "gzip"}).status_code == 200
+    assert len(platform.data()) == 1
+
+
+def test_more_gzip_members_than_the_limit_is_400_naming_it(platform: Platform) -> None:
+    body = gzip.compress(b"") * MAX_GZIP_MEMBERS + gzip.compress(json.dumps([RECORD]).encode())
+    response = platform.client.post(URL, content=body, headers=AUTH | {"Content-Encoding": "gzip"})
+    assert response.status_code == 400
+    assert response.json()["message"] == f"the gzip body has more than {MAX_GZIP_MEMBERS} members: send one gzip stream"
+    assert platform.count() == 0
+
+
+def test_gzip_members_are_walked_not_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each member's decompressor is fed about its own bytes, not the rest of the body (which was quadratic)."""
+    fed: list[int] = []
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self, wbits: int) -> None:
+            self._inner = real(wbits)
+
+        def decompress(self, data: Any, max_length: int = 0) -> bytes:
+            fed.append(len(data))
+            return self._inner.decompress(data, max_length)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Counting)
+    text = json.dumps([RECORD] * 50).encode()
+    body = gzip.compress(b"") * 900 + gzip.compress(text[:1000]) + gzip.compress(text[1000:])
+    assert _decompress(body, "gzip", 10_000_000) == text
+    # Copying the rest of the body per member feeds ~900 * 18 KB / 2 = 8 MB; walking it, at most
+    # twice the body and a small first slice per member.
+    assert sum(fed) <= 2 * len(body) + 902 * 256
+
+
 @pytest.mark.parametrize("body", [b"not gzip", gzip.compress(b"[]")[:-6]], ids=["garbage", "truncated"])
 def test_bad_gzip_is_400(platform: Platform, body: bytes) -> None:
     response = platform.client.post(URL, content=body, headers=AUTH | {"Content-Encoding": "gzip"})
@@ -335,3 +380,35 @@ def test_unknown_route_and_method_answer_json(platform: Platform) -> None:
     response = platform.client.delete(URL, headers=AUTH)
     assert response.status_code == 405
     assert response.json()["status"] == "error"
+
+
+def test_an_id_of_256_characters_is_taken(platform: Platform) -> None:
+    platform.write([RECORD | {"_id": "x" * 256}])
+    assert [r["_id"] for r in platform.data()] == ["x" * 256]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("/data/" + "a" * 65 + "/transactions", "the data group name is 65 characters long; the most is 64"),
+        ("/data/svc/" + "t" * 300, "the data type name is 300 characters long; the most is 64"),
+    ],
+)
+def test_a_data_set_name_over_64_characters_is_400_saying_so(platform: Platform, url: str, message: str) -> None:
+    response = platform.post([RECORD], url)
+    assert response.status_code == 400
+    assert response.json()["messages"] == [message]
+    assert platform.client.put(url, json=[], headers=AUTH).status_code == 400
+    assert platform.client.get(url).status_code == 404  # no data set has it
+    assert platform.client.app.state.store.last_updated() == {}  # type: ignore[attr-defined]
+
+
+def test_a_data_set_name_of_64_characters_is_taken(platform: Platform) -> None:
+    url = "/data/" + "a" * 64 + "/" + "b" * 64
+    platform.write([RECORD], url)
+    assert len(platform.data(url=url)) == 1
+
+
+def test_a_configured_data_set_name_over_64_characters_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="lower-case slugs of at most 64 characters"):
+        create_app(tokens={"a" * 65 + "/transactions": "t"})
