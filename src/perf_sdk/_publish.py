@@ -279,7 +279,7 @@ def publish(
             found.description or base.description,
             base.start_date,
         )
-    if len(counts) == 1 and (service_title or organisation or description):
+    if len(counts) + len(failures) == 1 and (service_title or organisation or description):
         slug = next(iter(counts))
         base = infos.get(slug) or ServiceInfo.from_slug(slug)
         infos[slug] = ServiceInfo(

@@ -497,3 +497,11 @@ def test_removes_only_listed_paths_of_its_own_shapes(tmp_path: Path) -> None:
     assert (site / "data" / "budget.csv").exists()
     assert not (site / "book-a-test").exists()
     assert "README.md" not in json.loads((site / ".perf-sdk-manifest").read_text("utf-8"))["files"]
+
+
+def test_a_single_services_title_is_not_given_to_another_when_one_fails(tmp_path: Path) -> None:
+    records = {"renew-a-permit": RECORDS["renew-a-permit"], "broken-service": _unreadable()}
+    result = publish(tmp_path, records=records, service_title="Broken service's title", published_at=PUBLISHED)
+    assert result.services == ("renew-a-permit",)
+    assert "Broken service&#x27;s title" not in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    assert "Broken service's title" not in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
