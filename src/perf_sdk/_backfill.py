@@ -59,7 +59,7 @@ from typing import Any, Final, TextIO
 from perf_sdk import _csv
 from perf_sdk._backfill_columns import ColumnPlan, looks_like_header, plan_columns
 from perf_sdk._backfill_readers import AMOUNT_UNITS, Source, iterable_source, open_source, resolve_timezone
-from perf_sdk._backfill_rows import RowBuilder
+from perf_sdk._backfill_rows import FORMULA_RULE, RowBuilder
 from perf_sdk._config import Settings
 from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records
@@ -788,7 +788,7 @@ class _Run:
                         number,
                         self._column_of(error.field),
                         _cut(_value_text(self.rows.reject_value(error))),
-                        error.rule,
+                        self._rule_of(number, error),
                         _cut(self.source.original(self.rows.without_transaction_id(raw))),
                     )
                 )
@@ -802,6 +802,15 @@ class _Run:
             self._tally(records)
         s.last_row = chunk[-1][0]
         return s.last_row
+
+    def _rule_of(self, number: int, error: ValidationError) -> str:
+        """The rule a reject broke; for a blank Excel cell that is a formula nobody calculated, that."""
+        formula = self.source.formula_without_value
+        if formula is not None and error.value in (None, ""):
+            column = self.rows.column_of(error.field)
+            if column is not None and formula(number, column):
+                return FORMULA_RULE
+        return error.rule
 
     def _column_of(self, field_name: str) -> str:
         """A record field as the reject file names it: the column it came from (a cost's time is its period)."""

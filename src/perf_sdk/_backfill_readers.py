@@ -52,6 +52,8 @@ __all__ = [
     "AMOUNT_UNITS",
     "DELIMITERS",
     "HEADER_SCAN_ROWS",
+    "MAX_RECORD_LINES",
+    "BrokenRow",
     "CurrencyCell",
     "HeaderTest",
     "Source",
@@ -86,6 +88,58 @@ RawRow = Any  # list[Any] for CSV and Excel, str (the line) for JSONL, dict for 
 #: and notes rows above it. Rows past the first ``HEADER_SCAN_ROWS`` non-blank ones are never tried.
 HeaderTest = Callable[[Sequence[object]], bool]
 HEADER_SCAN_ROWS: Final = 20
+#: A quoted CSV value running over more lines than this is taken for an unterminated quote (a note
+#: that long is not history): the row is rejected saying so, with the rows it swallowed.
+MAX_RECORD_LINES: Final = 100
+
+
+@dataclass(frozen=True)
+class BrokenRow:
+    """A CSV row the reader could not split (an unterminated quote): its first line, and why.
+
+    A source yields it in place of the row so that the row builder rejects it
+    like any other broken row, with ``rule`` as the reason.
+    """
+
+    text: str
+    rule: str
+    delimiter: str = ","
+
+
+def _swallowed(row: list[str], delimiter: str) -> tuple[BrokenRow, list[str]]:
+    """A row whose last value ran from an unclosed quote to the end of the file: its line, and the lines after it.
+
+    In a quoted value the csv module keeps the text as it was, but for a
+    doubled quote (``""``), which it reads as one; and it leaves the quote at a
+    lone one. So a value that never left its quote is the file's text with its
+    quotes halved: doubled again and cut at the line ends, it is the lines the
+    quote swallowed, to be read again as rows.
+    """
+    head, *rest = row[-1].replace('"', '""').split("\n")
+    if rest and rest[-1] == "":
+        rest.pop()
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row[:-1])
+    line = (out.getvalue() + delimiter if len(row) > 1 else "") + '"' + head.rstrip("\r")
+    rule = (
+        f'has a quote (") that is never closed, so the rest of the file ({len(rest):,} lines) would be one value: '
+        'close it, or double a quote inside a value (""); the lines after it are read as rows'
+    )
+    return BrokenRow(line, rule, delimiter), [part + "\n" for part in rest]
+
+
+def _runaway_rule(lines: int, *, limit: bool = False) -> str:
+    why = "past the csv module's limit on a value's length" if limit else f"over more than {MAX_RECORD_LINES} lines"
+    return (
+        f'has a quote (") that runs {why} ({lines:,} lines): an unterminated quote? The rows in those lines were '
+        'not read: close the quote, or double a quote inside a value (""), and run again'
+    )
+
+
+def _first_line(row: list[str], delimiter: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row)
+    return out.getvalue().split("\n", 1)[0].rstrip("\r")
 
 
 @dataclass(frozen=True)
@@ -134,10 +188,14 @@ class Source:
     typed_cells: bool = False
     #: The header's row number (rows above it: a title, notes, blank lines); JSONL: the first object's line.
     header_row: int = 1
+    #: Excel: whether the cell at (row number, column index) is a formula with no saved value (read as blank).
+    formula_without_value: Callable[[int, int], bool] | None = field(default=None, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     def original(self, raw: RawRow) -> str:
         """The row as it was in the file, for the reject file."""
+        if isinstance(raw, BrokenRow):
+            return raw.text
         if isinstance(raw, str):
             return raw.rstrip("\r\n")
         if isinstance(raw, Mapping):
@@ -279,19 +337,62 @@ def _csv_source(text: io.TextIOWrapper, name: str, header_test: HeaderTest | Non
     if chosen is None or not any(h.strip() for h in chosen[3]):
         raise ConfigurationError(f"{name} has no header row: {_expected()}")
     index, header_number, delimiter, header = chosen
-    reader = csv.reader(itertools.chain(scanned[index + 1 :], text), delimiter=delimiter)
+    lines: Iterable[str] = itertools.chain(scanned[index + 1 :], text)
 
     def rows() -> Iterator[tuple[int, RawRow]]:
+        """The rows, numbered; a quote that runs away with the rows after it is a :class:`BrokenRow` that says so.
+
+        The reader's own count of lines read (``line_num``) tells a row that
+        spans several lines, at no cost to the others; only such a row is
+        looked at. Rows are numbered as records (a value over two lines is one
+        row), as they always were: the numbers are part of the records' ids.
+        """
         number = header_number
-        try:
-            for row in reader:
+        reader = csv.reader(lines, delimiter=delimiter)
+        read = 0
+
+        def spanning(number: int, row: list[str], span: int) -> tuple[int, RawRow]:
+            if span > MAX_RECORD_LINES:
+                return number, BrokenRow(_first_line(row, delimiter), _runaway_rule(span), delimiter)
+            return number, row
+
+        while True:
+            held: tuple[int, list[str], int] | None = None  # a row whose last value runs to the end: the last?
+            try:
+                for row in reader:
+                    if held is not None:
+                        yield spanning(*held)
+                        held = None
+                    number += 1
+                    span = reader.line_num - read
+                    read = reader.line_num
+                    if span == 1:
+                        if row:  # a blank line is no row
+                            yield number, row
+                    elif row and row[-1].endswith(("\n", "\r")):
+                        held = (number, row, span)
+                    else:
+                        yield spanning(number, row, span)
+            except UnicodeDecodeError as exc:
+                raise ConfigurationError(f"{name}: not UTF-8 text after row {number} ({exc.reason})") from None
+            except csv.Error as exc:
+                if held is not None:
+                    yield spanning(*held)
+                span = reader.line_num - read
+                read = reader.line_num
+                if span < 2:
+                    raise ConfigurationError(f"{name}: malformed CSV after row {number} ({exc})") from None
                 number += 1
-                if row:  # a blank line is no row
-                    yield number, row
-        except UnicodeDecodeError as exc:
-            raise ConfigurationError(f"{name}: not UTF-8 text after row {number} ({exc.reason})") from None
-        except csv.Error as exc:
-            raise ConfigurationError(f"{name}: malformed CSV after row {number} ({exc})") from None
+                yield number, BrokenRow("", _runaway_rule(span, limit=True), delimiter)
+                continue  # the same reader, from the line after the one it stopped in
+            if held is None:
+                return
+            # The last row, its last value still in quotes at the end of the file: the quote swallowed the rest.
+            number = held[0]
+            broken, rest = _swallowed(held[1], delimiter)
+            yield number, broken
+            reader = csv.reader(rest, delimiter=delimiter)
+            read = 0
 
     return Source("csv", name, header, rows(), delimiter=delimiter, header_row=header_number)
 
@@ -422,7 +523,78 @@ def _open_xlsx(file: Path, sheet: str | None, header_test: HeaderTest | None = N
     # openpyxl reads the zip itself: no byte position to report, so the progress bar is indeterminate.
     source = Source("xlsx", file.name, header, rows(), typed_cells=True, header_row=header_number)
     source._closers.append(book)
+    part = getattr(ws, "_worksheet_path", None)  # openpyxl's; without it, a blank is just blank
+    if isinstance(part, str):
+        formulas = _FormulaCells(file, part.lstrip("/"))
+        source.formula_without_value = formulas
+        source._closers.append(formulas)
     return source
+
+
+class _FormulaCells:
+    """Which cells of a sheet hold a formula and no saved value, read from the sheet's XML when first asked.
+
+    openpyxl gives such a cell as empty (``data_only``: the value a program
+    saved, and a program that writes workbooks without calculating them saves
+    none), so the row is refused for a blank cell; this says why instead. The
+    sheet is read again only if a blank is refused, streaming, row by row, in
+    the order rejects come; a question about an earlier row starts over.
+    """
+
+    def __init__(self, file: Path, part: str) -> None:
+        self._file = file
+        self._part = part
+        self._rows: Iterator[tuple[int, frozenset[int]]] | None = None
+        self._row = 0
+        self._columns: frozenset[int] = frozenset()
+
+    def __call__(self, row: int, column: int) -> bool:
+        """Whether the cell at ``row`` (the sheet's number) and ``column`` (0 for A) is such a formula."""
+        if self._rows is None or row < self._row:
+            self.close()
+            self._rows = self._scan()
+            self._row, self._columns = 0, frozenset()
+        while self._row < row:
+            try:
+                self._row, self._columns = next(self._rows)
+            except Exception:  # the end, or an unreadable part: no explanation, not a failed run
+                self._row, self._columns = row + 1, frozenset()
+                break
+        return self._row == row and column in self._columns
+
+    def _scan(self) -> Iterator[tuple[int, frozenset[int]]]:
+        from openpyxl.utils.cell import coordinate_to_tuple
+        from openpyxl.xml.functions import iterparse
+
+        with zipfile.ZipFile(self._file) as archive, archive.open(self._part) as stream:
+            number = 0
+            parent = None
+            for event, element in iterparse(stream, events=("start", "end")):
+                tag = element.tag.rsplit("}", 1)[-1]
+                if event == "start":
+                    if tag == "sheetData":
+                        parent = element
+                    continue
+                if tag != "row":
+                    continue
+                number = int(element.get("r") or number + 1)
+                ns = element.tag[: -len(tag)]
+                columns = set()
+                column = 0
+                for cell in element.iter(f"{ns}c"):
+                    ref = cell.get("r")
+                    column = coordinate_to_tuple(ref)[1] if ref else column + 1
+                    if cell.find(f"{ns}f") is not None and not cell.findtext(f"{ns}v"):
+                        columns.add(column - 1)
+                if parent is not None:
+                    parent.remove(element)  # a sheet of a million rows is read in constant memory
+                if columns:
+                    yield number, frozenset(columns)
+
+    def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()  # type: ignore[attr-defined]
+            self._rows = None
 
 
 def _find_sheet_header(

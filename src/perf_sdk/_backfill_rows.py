@@ -27,6 +27,8 @@ completion (or satisfaction answer), and a cost row the Tracker's cost id
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import hashlib
 import json
 import re
@@ -35,18 +37,25 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 from perf_sdk._backfill_columns import ColumnPlan, channel_name, normalise_column
-from perf_sdk._backfill_readers import RawRow, parse_amount, parse_count, parse_rating, parse_when
+from perf_sdk._backfill_readers import BrokenRow, RawRow, parse_amount, parse_count, parse_rating, parse_when
 from perf_sdk._errors import ConfigurationError, ValidationError
 from perf_sdk._periods import parse_period_label
 from perf_sdk._protocol import CHANNELS, STAGES
 from perf_sdk._records import RecordBuilder
 
-__all__ = ["BLANK_COUNT_RULE", "TRANSACTION_ID_WITHHELD", "RowBuilder", "month_cell_label"]
+__all__ = ["BLANK_COUNT_RULE", "FORMULA_RULE", "TRANSACTION_ID_WITHHELD", "RowBuilder", "month_cell_label"]
+
+#: Why an Excel cell is blank when it holds a formula the program that saved the workbook did not calculate.
+FORMULA_RULE: Final = (
+    "is a formula with no saved value (the workbook was written by a program that does not calculate formulas): "
+    "open the workbook in Excel and save it, or export the sheet to CSV, and run again"
+)
 
 #: What the reject file shows instead of a transaction id: ids leave the process only as HMACs.
 TRANSACTION_ID_WITHHELD: Final = "<transaction id withheld>"
 #: A ``"key": value`` pair of a JSON line, whole or cut short (a line that does not parse, or its first 80 characters).
 _JSON_PAIR_RE: Final = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]*)')
+_LINE_WITHHELD: Final = "<line withheld: its transaction id cannot be told apart from its other cells>"
 _NESTED_RULE: Final = "is nested too deeply to read (a JSON object of plain values is expected)"
 
 BLANK_COUNT_RULE: Final = (
@@ -169,6 +178,8 @@ class RowBuilder:
         """The row's values by field (absent or blank cells left out, but a blank count kept to be refused)."""
         if isinstance(raw, list):
             return self._list_fields(raw)
+        if isinstance(raw, BrokenRow):
+            raise ValidationError("row", None, raw.rule)
         if isinstance(raw, str):
             obj = _json_line(raw)
             if not isinstance(obj, dict):
@@ -222,6 +233,8 @@ class RowBuilder:
     @staticmethod
     def parsed(raw: RawRow) -> RawRow:
         """A JSON line as its object (once, for the wide shapes that read it twice)."""
+        if isinstance(raw, BrokenRow):
+            raise ValidationError("row", None, raw.rule)
         if isinstance(raw, str):
             return _json_line(raw)
         return raw
@@ -241,6 +254,8 @@ class RowBuilder:
                 raw = list(raw)
                 raw[k] = TRANSACTION_ID_WITHHELD
             return raw
+        if isinstance(raw, BrokenRow):
+            return self._broken_without_transaction_id(raw)
         if isinstance(raw, Mapping):
             keys = [key for key in raw if self._is_transaction_id(key)]
             return {key: TRANSACTION_ID_WITHHELD if key in keys else v for key, v in raw.items()} if keys else raw
@@ -260,6 +275,26 @@ class RowBuilder:
                     )
             return _JSON_PAIR_RE.sub(self._withhold_pair, raw)
         return raw
+
+    def _broken_without_transaction_id(self, raw: BrokenRow) -> BrokenRow:
+        """A broken line's transaction id cell withheld; the whole line when its cells cannot be told apart."""
+        k = self.plan.keys.get("transaction_id")
+        if k is None:
+            return raw
+        cells = next(csv.reader([raw.text], delimiter=raw.delimiter), [])
+        if not isinstance(k, int) or k >= len(cells):  # swallowed by the quote, if there at all
+            return dataclasses.replace(raw, text=_LINE_WITHHELD)
+        tid = cells[k].strip()
+        if not tid:
+            return raw
+        if len(tid) >= 4 and raw.text.count(tid) == 1:
+            return dataclasses.replace(raw, text=raw.text.replace(tid, TRANSACTION_ID_WITHHELD))
+        return dataclasses.replace(raw, text=_LINE_WITHHELD)
+
+    def column_of(self, field_name: str) -> int | None:
+        """The index of the column a field was read from (CSV and Excel), or ``None``."""
+        key = self.plan.keys.get(field_name)
+        return key if isinstance(key, int) else None
 
     def reject_value(self, error: ValidationError) -> Any:
         """The ``value`` column of a reject: the value as read, except a transaction id (see above)."""

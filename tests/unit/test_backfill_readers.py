@@ -485,3 +485,84 @@ def test_timedelta_free_of_drift() -> None:
     noon_and_a_bit = 46023 + (13 * 3600 + 5) / 86400
     assert parse_when(noon_and_a_bit, UTC, serials=True) == datetime(2026, 1, 1, 13, 0, 5, tzinfo=UTC)
     assert timedelta(seconds=1)  # keep the import honest
+
+
+# -- unterminated quotes -----------------------------------------------------------------------
+
+
+def test_an_unterminated_quote_is_one_reject_and_the_rows_after_it_are_read(tmp_path: Path) -> None:
+    """A quote never closed used to swallow the rest of the file into one reject; now it says so, and reads on."""
+    file = tmp_path / "t.csv"
+    ok = "2026-01-05T10:00:00Z,started,digital,1"
+    file.write_text("\n".join([HEADER, ok, '2026-01-05T10:00:00Z,"started,digital,1', *[ok] * 5]) + "\n")
+    records, rejects, _ = build(file)
+    assert len(records) == 6
+    assert [(n, f) for n, f, _, _ in rejects] == [(3, "row")]
+    assert "never closed" in rejects[0][3] and "the rest of the file (5 lines)" in rejects[0][3]
+    with open_source(file) as source:
+        numbered = list(source.rows)
+        assert [n for n, _ in numbered] == [2, 3, 4, 5, 6, 7, 8]
+        assert source.original(numbered[1][1]) == '2026-01-05T10:00:00Z,"started,digital,1'
+
+
+def test_a_multi_line_quoted_value_that_closes_is_still_one_value(tmp_path: Path) -> None:
+    file = tmp_path / "t.csv"
+    file.write_text(HEADER + ',note\n2026-01-05T10:00:00Z,started,digital,1,"two\nlines"')
+    with open_source(file) as source:
+        assert [row for _, row in source.rows] == [["2026-01-05T10:00:00Z", "started", "digital", "1", "two\nlines"]]
+
+
+def test_an_unterminated_quote_far_from_the_end_is_read_past(tmp_path: Path) -> None:
+    """More than MAX_RECORD_LINES lines swallowed, to the end of the file: still one reject, the rest read."""
+    from perf_sdk._backfill_readers import MAX_RECORD_LINES
+
+    file = tmp_path / "t.csv"
+    ok = "2026-01-05T10:00:00Z,started,digital,1"
+    after = MAX_RECORD_LINES * 3
+    file.write_text("\n".join([HEADER, ok, '2026-01-05T10:00:00Z,"started,digital,1', *[ok] * after]) + "\n")
+    records, rejects, _ = build(file)
+    assert [(n, f) for n, f, _, _ in rejects] == [(3, "row")]
+    assert f"the rest of the file ({after} lines)" in rejects[0][3]
+    assert len(records) == 1 + after
+
+
+@pytest.mark.parametrize("width", [10, 3000])  # short lines: the line limit; long lines: the csv module's field limit
+def test_a_quote_running_over_many_lines_is_one_reject_that_says_so(tmp_path: Path, width: int) -> None:
+    """A quote closed far below by another one: the rows between cannot be told apart, and the reject says so."""
+    from perf_sdk._backfill_readers import MAX_RECORD_LINES
+
+    file = tmp_path / "t.csv"
+    ok = "2026-01-05T10:00:00Z,started,digital,1"
+    after = MAX_RECORD_LINES * 3
+    pad = "," + "x" * width
+    lines = [HEADER + ",note", ok + pad, '2026-01-05T10:00:00Z,"started,digital,1' + pad, *[ok + pad] * after]
+    lines.append('2026-01-05T10:00:00Z,started,digital,2,"a quote far below"')
+    lines.append("2026-01-05T10:00:00Z,started,digital,3,last")
+    file.write_text("\n".join(lines) + "\n")
+    records, rejects, _ = build(file, ignore_extra=True)
+    assert [(n, f) for n, f, _, _ in rejects] == [(3, "row")]
+    assert "an unterminated quote? The rows in those lines were not read" in rejects[0][3]
+    assert records[0]["count"] == 1 and records[-1]["count"] == 3
+    if width == 10:
+        assert "over more than 100 lines" in rejects[0][3] and len(records) == 2
+    else:
+        assert "limit on a value's length" in rejects[0][3] and 2 < len(records) < after
+
+
+def test_a_broken_line_withholds_its_transaction_id(tmp_path: Path) -> None:
+    from perf_sdk._backfill_rows import TRANSACTION_ID_WITHHELD
+
+    file = tmp_path / "t.csv"
+    file.write_text(
+        "timestamp,stage,channel,count,transaction_id\n"
+        '2026-01-05T10:00:00Z,started,digital,1,NI-AB123456C"\n'
+        '2026-01-05T10:00:00Z,"started,digital,1,NI-ZZ999999Z\n'
+        "2026-01-05T10:00:00Z,started,digital,1,NI-QQ111111Q\n"
+    )
+    with open_source(file) as source:
+        plan = plan_columns(source.header, by_index=True)
+        rb = RowBuilder(plan, RecordBuilder("svc", SECRET), source_name=source.name, zone=LONDON)
+        shown = [source.original(rb.without_transaction_id(raw)) for _, raw in source.rows]
+    assert not any("NI-" in line for line in shown)
+    assert shown[0] == f"2026-01-05T10:00:00Z,started,digital,1,{TRANSACTION_ID_WITHHELD}"
+    assert shown[1].startswith("<line withheld")

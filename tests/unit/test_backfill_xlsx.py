@@ -220,3 +220,29 @@ def test_plain_reading_of_a_workbook_gives_pence_for_pound_cells_and_days_for_da
     )
     (row,) = list(_backfill_readers.iter_records_file(file))
     assert row["amount_pence"] == 125_050 and row["when"] == date(2025, 4, 1)
+
+
+def test_a_formula_with_no_saved_value_is_named_not_called_blank(tmp_path: Path) -> None:
+    """openpyxl (and other programs) write formulas without calculating them: the reject says so, and what to do."""
+    import csv
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Export of 2025"])  # a title row: the sheet's row numbers are what is asked about
+    sheet.append(["timestamp", "stage", "channel", "count"])
+    sheet.append([datetime(2025, 4, 1, 10), "started", "digital", 10])
+    sheet.append([datetime(2025, 4, 1, 10), "started", "digital", "=5*2"])
+    sheet.append([datetime(2025, 4, 1, 10), "completed", "phone", None])  # a blank cell is still blank
+    sheet.append(["=A3", "completed", "digital", 4])
+    sheet.append([datetime(2025, 4, 2, 10), "completed", "digital", "=B3"])
+    file = tmp_path / "t.xlsx"
+    book.save(file)
+    summary = backfill(file, service=SERVICE, dry_run=True)
+    assert (summary.accepted, summary.rejected) == (1, 4)
+    with Path(f"{file}.rejects.csv").open(newline="") as handle:
+        rows = [(r["row"], r["field"], r["rule"]) for r in csv.DictReader(handle)]
+    assert [(n, f) for n, f, _ in rows] == [("4", "count"), ("5", "count"), ("6", "timestamp"), ("7", "count")]
+    formula = [n for n, _, rule in rows if rule.startswith("is a formula with no saved value")]
+    assert formula == ["4", "6", "7"]
+    assert "open the workbook in Excel and save it, or export the sheet to CSV" in rows[0][2]
+    assert rows[1][2].startswith("is blank")
