@@ -26,6 +26,8 @@ What the caller can rely on:
   reject file (row number, field, value, rule, the original line) and counted;
   the run goes on. The file is written through :mod:`perf_sdk._csv`, so a hostile
   cell (``=HYPERLINK(...)``) cannot run as a formula when an operator opens it.
+  It is the owner's alone (0600), like the history it echoes, and never holds a
+  transaction id in clear (:meth:`RowBuilder.without_transaction_id`).
   A file that is not what it claims fails at once with
   :class:`~perf_sdk.ConfigurationError`, and so does a setting the run cannot
   work without: a Tracker that would drop everything, or a ``transaction_id``

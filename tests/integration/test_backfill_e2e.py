@@ -69,6 +69,33 @@ def test_run_twice_stores_once(platform: LocalPlatform, tmp_path: Path) -> None:
     assert stored(platform) == (2_000, total)
 
 
+def test_the_same_history_in_another_dress_stores_once(platform: LocalPlatform, tmp_path: Path) -> None:
+    """An Excel re-save, a title row, a gzipped copy, a renamed file with --source-name: each row stored once."""
+    from perf_sdk.cli import main
+
+    plain = tmp_path / "history.csv"
+    total = write_history(plain, 500)
+    text = plain.read_text()
+    dressed = {
+        "excel/history.csv": ("\ufeff" + text.replace("\r\n", "\n").replace("\n", "\r\n")).encode(),
+        "title/history.csv": ("Transactions export, Dept X\n" + text).encode(),
+        "gz/history.csv.gz": gzip.compress(text.encode()),
+    }
+    options = {"service": SERVICE, "endpoint": platform.url, "token": TOKEN, "secret": SECRET, "tracker_options": FAST}
+    assert backfill(plain, spool_dir=tmp_path / "spool", **options).delivered == 500  # type: ignore[arg-type]
+    for name, data in dressed.items():
+        file = tmp_path / name
+        file.parent.mkdir()
+        file.write_bytes(data)
+        summary = backfill(file, spool_dir=tmp_path / "spool", **options)  # type: ignore[arg-type]
+        assert summary.delivered == 500 and stored(platform) == (500, total), name
+    renamed = tmp_path / "history-2025.csv"
+    renamed.write_text(text)
+    argv = ["backfill", str(renamed), "--service", SERVICE, "--endpoint", platform.url, "--token", TOKEN]
+    assert main([*argv, "--spool-dir", str(tmp_path / "spool"), "--quiet", "--source-name", "history.csv"]) == 0
+    assert stored(platform) == (500, total)
+
+
 def test_wide_satisfaction_and_costs(platform: LocalPlatform, tmp_path: Path) -> None:
     sat = tmp_path / "satisfaction.csv"
     sat.write_text("_timestamp;rating_1;rating_2;rating_3;rating_4;rating_5;total\n2026-01-05T00:00:00Z;1;2;3;4;5;15\n")
