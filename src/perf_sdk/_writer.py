@@ -45,7 +45,7 @@ from typing import Any, Final, Protocol
 import pydantic_core
 
 from perf_sdk._errors import PerfSdkError, ValidationError
-from perf_sdk._records import RecordBuilder, unencodable_field, validate_records
+from perf_sdk._records import RecordBuilder, future_timestamps, unencodable_field, validate_records
 from perf_sdk._spool import SpoolLostError
 
 __all__ = [
@@ -109,6 +109,9 @@ def _built(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any]
     record = item[2]
     if not isinstance(record, dict):
         raise ValidationError("record", type(record).__name__, "must be a dict of a record's fields")
+    future = future_timestamps([record])  # the builder checks the times it makes; this one came built
+    if future:
+        raise future[0]
     return item[1], record
 
 
@@ -193,7 +196,7 @@ def build(
         candidates = by_type.get(data_type, [])
         if before_send is not None and candidates:
             candidates = _apply_before_send(before_send, candidates, out.refusals)
-        good, bad = _validate(data_type, candidates)
+        good, bad = _validate(data_type, candidates, check_future=before_send is not None)
         out.refusals.extend(Refusal(error, [candidates[index]]) for index, error in bad)
         good.extend(trusted.get(data_type, ()))
         if not good:
@@ -211,19 +214,20 @@ def build(
 
 
 def _validate(
-    data_type: str, records: list[dict[str, Any]]
+    data_type: str, records: list[dict[str, Any]], *, check_future: bool = False
 ) -> tuple[list[dict[str, Any]], list[tuple[int, ValidationError]]]:
     """``validate_records``, made total: if the batch cannot be validated at all, each record alone."""
     if not records:
         return [], []
     try:
-        return validate_records(data_type, records)
+        # Times the builder made were checked as it made them (see _built); a before_send hook's are not.
+        return validate_records(data_type, records, check_future=check_future)
     except Exception:  # a record shaped so oddly that the batch check itself fails: find which
         good: list[dict[str, Any]] = []
         bad: list[tuple[int, ValidationError]] = []
         for index, record in enumerate(records):
             try:
-                ok, wrong = validate_records(data_type, [record])
+                ok, wrong = validate_records(data_type, [record], check_future=check_future)
             except Exception as exc:
                 bad.append((index, ValidationError("record", None, f"cannot be checked ({type(exc).__name__})")))
                 continue
