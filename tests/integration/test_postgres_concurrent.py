@@ -11,9 +11,12 @@ the read API's rollup-served grouped queries against a sum in Python.
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -27,7 +30,7 @@ import perf_sdk
 from perf_sdk.platform import _query
 from perf_sdk.platform._periods import US_PER_HOUR
 from perf_sdk.platform._query import SENTINEL_HOUR, parse_query
-from tests.servers import free_port, wait_ready
+from tests.servers import wait_ready
 
 TOKEN = "race-token"
 SECRET = "race-secret-0123456789abcdef"
@@ -41,11 +44,24 @@ QUERIES = (
 )
 
 
-def _serve(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(url: str, log: Path) -> subprocess.Popen[bytes]:
     code = "import sys; from perf_sdk.cli import main; sys.exit(main())"
-    argv = [sys.executable, "-c", code, "serve", "--port", str(port), "--db", url, "--token", TOKEN]
+    argv = [sys.executable, "-c", code, "serve", "--port", "0", "--db", url, "--token", TOKEN]
     with log.open("wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _address(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> str:
+    """The URL ``perf-sdk serve --port 0`` printed (it binds before printing: no port race)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        match = re.search(r"listening on (http://\S+)", text)
+        if match:
+            return match.group(1)
+        assert proc.poll() is None, f"perf-sdk serve exited ({proc.returncode}):\n{text}"
+        time.sleep(0.05)  # another process's output: nothing to wait on but the file
+    raise AssertionError(f"perf-sdk serve did not start in {timeout}s:\n{log.read_text(errors='replace')}")
 
 
 @pytest.fixture
@@ -53,10 +69,9 @@ def two_servers(postgres_url: str, tmp_path: Path) -> Iterator[list[str]]:
     procs: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
     try:
-        for n in range(2):
-            port = free_port()
-            procs.append(_serve(postgres_url, port, tmp_path / f"serve-{n}.log"))
-            urls.append(f"http://127.0.0.1:{port}")
+        logs = [tmp_path / f"serve-{n}.log" for n in range(2)]
+        procs += [_serve(postgres_url, log) for log in logs]
+        urls += [_address(proc, log) for proc, log in zip(procs, logs, strict=True)]
         for url, proc in zip(urls, procs, strict=True):
             wait_ready(f"{url}/_status", proc, timeout=60.0)
         yield urls
