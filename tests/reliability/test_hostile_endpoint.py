@@ -283,6 +283,7 @@ def tracker_for(url: str, tmp_path: Path, errors: list[BaseException], seen: thr
 def test_a_trickling_endpoint_shows_in_health_and_does_not_outlive_close(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     seen = threading.Event()
+    earlier = set(threading.enumerate())  # other tests' threads are not this test's business
     with serve(lambda box: trickle(box, every=0.2)) as server:
         tracker = tracker_for(server.url, tmp_path, errors, seen)
         try:
@@ -298,7 +299,7 @@ def test_a_trickling_endpoint_shows_in_health_and_does_not_outlive_close(tmp_pat
             tracker.close(timeout=1.0)
         # close() bounds its wait for the platform; the stalled request ends at its deadline, so the
         # uploader thread ends too instead of outliving the tracker.
-        for thread in threading.enumerate():
+        for thread in set(threading.enumerate()) - earlier:
             if thread.name == "perf-sdk-uploader":
                 thread.join(WAIT)
                 assert not thread.is_alive(), "the uploader outlived close()"
