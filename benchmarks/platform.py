@@ -5,13 +5,14 @@
 
 1. Ingest: ``perf-sdk serve`` in its own process (a fresh SQLite file, or
    ``--db``), one client posting what the SDK's uploader posts: batches of
-   5,000 transaction records through the SDK's own transport
-   (``HttpTransport``: compact JSON, gzip above 32 KB), each record with a
-   random 32-hex ``_id`` and a ``_timestamp`` in order through 2025 (as an
+   5,000 transaction records encoded as the SDK's transport sends them
+   (compact JSON, gzip level 1, ``Content-Encoding: gzip``), each record with
+   a random 32-hex ``_id`` and a ``_timestamp`` in order through 2025 (as an
    uploader replays its spool). A thread builds the next batch while one is
    in flight, so the client is not what is measured. Every ``--every``
-   records stored (default 1,000,000) it prints the rate over that slice
-   and the server's RSS: the curve shows whether ingest slows as the
+   records stored (default 1,000,000) it prints the rate over that slice,
+   the server's CPU time per record (steadier than the rate on a shared
+   machine) and its RSS: the curve shows whether ingest slows as the
    database grows.
 2. Query: the exact requests ``perf-sdk kpis --period quarter`` and
    ``--period month`` send for 2025 (captured from
@@ -41,7 +42,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
 
 import argparse
-import json
+import gzip
 import os
 import queue
 import signal
@@ -108,6 +109,18 @@ class Server:
             pass
         return 0
 
+    def cpu(self) -> float:
+        """CPU seconds the server has used (user + system, every thread; 0 where /proc is missing).
+
+        Less bent by other load on the machine than wall-clock rates: the figure
+        to compare between runs on a shared machine.
+        """
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -128,21 +141,30 @@ class Server:
 
 
 def _batches(first: int, n: int, total: int, size: int) -> Iterator[tuple[int, bytes]]:
-    """``(count, JSON body)`` of records ``first`` to ``first + n``, as the uploader encodes them."""
+    """``(count, gzip body)`` of records ``first`` to ``first + n``, as the SDK's transport sends them.
+
+    The uploader's encoding (compact JSON, keys as the SDK writes them) and the
+    transport's gzip (level 1), built from a template: a dict and
+    ``json.dumps`` per record would make the client, not the server, the
+    limit on this two-core machine.
+    """
+    hours: dict[int, str] = {}
     for start in range(first, first + n, size):
-        batch = []
-        for i in range(start, min(start + size, first + n)):
-            ts = datetime.fromtimestamp(YEAR_START_S + i * YEAR_S // total, timezone.utc)
-            batch.append(
-                {
-                    "_id": os.urandom(16).hex(),
-                    "_timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "count": 1,
-                    "stage": "started" if i % 2 else "completed",
-                    "channel": CHANNELS[i // 2 % 5],
-                }
+        stop = min(start + size, first + n)
+        ids = os.urandom(16 * (stop - start)).hex()
+        items = []
+        for k, i in enumerate(range(start, stop)):
+            second = YEAR_START_S + i * YEAR_S // total
+            hour = second - second % 3600
+            prefix = hours.get(hour)
+            if prefix is None:
+                prefix = hours[hour] = datetime.fromtimestamp(hour, timezone.utc).strftime("%Y-%m-%dT%H:")
+            items.append(
+                f'{{"_id":"{ids[32 * k : 32 * k + 32]}","_timestamp":"{prefix}{second % 3600 // 60:02d}:'
+                f'{second % 60:02d}Z","count":1,"stage":"{"started" if i % 2 else "completed"}",'
+                f'"channel":"{CHANNELS[i // 2 % 5]}"}}'
             )
-        yield len(batch), json.dumps(batch, separators=(",", ":")).encode()
+        yield len(items), gzip.compress(f"[{','.join(items)}]".encode(), compresslevel=1)
 
 
 def _stored(client: httpx.Client) -> int:
@@ -154,12 +176,13 @@ def _stored(client: httpx.Client) -> int:
 
 
 def ingest(server: Server, n: int, every: int, size: int) -> list[tuple[int, float, int]]:
-    """Post ``n`` records; ``(stored, rate over the last slice, RSS)`` every ``every`` records stored."""
-    from perf_sdk._transport import HttpTransport
+    """Post ``n`` records; ``(stored, rate over the last slice, RSS)`` every ``every`` records stored.
 
-    transport = HttpTransport(server.url, GROUP, {}, default_token=TOKEN, timeout=300)
-    with httpx.Client(base_url=server.url, timeout=300) as client:
-        already = _stored(client)
+    Each line also gives the server's CPU time per record over the slice.
+    """
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    client = httpx.Client(base_url=server.url, timeout=300, headers=headers)
+    already = _stored(client)
     if already:
         print(f"ingest: the database already holds {already:,} records; adding {n:,}")
     bodies: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=4)
@@ -173,23 +196,32 @@ def ingest(server: Server, n: int, every: int, size: int) -> list[tuple[int, flo
     curve: list[tuple[int, float, int]] = []
     posted, posted_at_mark = 0, 0
     mark = started = time.perf_counter()
+    cpu_mark, cpu_start, own_mark = server.cpu(), server.cpu(), time.process_time()
     next_mark = every
     while (item := bodies.get()) is not None:
         count, body = item
-        transport.send(TYPE, body)
+        client.post(f"/data/{GROUP}/{TYPE}", content=body).raise_for_status()
         posted += count
         if posted >= next_mark or posted == n:
             now = time.perf_counter()
-            rate, rss = (posted - posted_at_mark) / (now - mark), server.memory("VmRSS")
+            rate, rss, cpu, own = (
+                (posted - posted_at_mark) / (now - mark),
+                server.memory("VmRSS"),
+                server.cpu(),
+                time.process_time(),
+            )
             curve.append((already + posted, rate, rss))
+            done = posted - posted_at_mark
             print(
                 f"  {already + posted:>12,} stored  {rate:>9,.0f} rec/s  "
-                f"server RSS {rss / 2**20:7.1f} MiB  ({now - started:7.1f} s)",
+                f"server CPU {(cpu - cpu_mark) / done * 1e6:5.1f} us/rec (client {(own - own_mark) / done * 1e6:4.1f})  "
+                f"RSS {rss / 2**20:7.1f} MiB  ({now - started:7.1f} s)",
                 flush=True,
             )
-            mark, posted_at_mark, next_mark = now, posted, next_mark + every
-    with httpx.Client(base_url=server.url, timeout=300) as client:
-        stored = _stored(client)
+            mark, posted_at_mark, next_mark, cpu_mark, own_mark = now, posted, next_mark + every, cpu, own
+    print(f"ingest: server CPU {(server.cpu() - cpu_start) / n * 1e6:.1f} us/rec overall")
+    stored = _stored(client)
+    client.close()
     assert stored == already + n, (stored, already + n)
     return curve
 
