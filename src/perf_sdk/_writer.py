@@ -45,6 +45,7 @@ from typing import Any, Final, Protocol
 import pydantic_core
 
 from perf_sdk._errors import PerfSdkError, ValidationError
+from perf_sdk._protocol import CHANNELS
 from perf_sdk._records import RecordBuilder, future_timestamps, unencodable_field, validate_records
 from perf_sdk._spool import SpoolLostError
 
@@ -170,6 +171,10 @@ def build(
     ``sampled_out``, so ``len(items) == records + refused + sampled_out``.
     """
     out = Built()
+    # Without a before_send hook, a start, completion or answer the builder made is valid exactly when
+    # its caller's channel, count and rating are: checked here in a few comparisons, those records skip
+    # the schema pass (a fifth of the writer's cost); anything else gets the full check and its message.
+    fast = before_send is None
     by_type: dict[str, list[dict[str, Any]]] = {}
     trusted: dict[str, list[dict[str, Any]]] = {}
     builders = BUILDERS
@@ -190,6 +195,8 @@ def build(
             continue
         if record is None:
             out.sampled_out += 1
+        elif fast and kind <= SATISFACTION and _plainly_valid(kind, record):
+            trusted.setdefault(data_type, []).append(record)
         else:
             by_type.setdefault(data_type, []).append(record)
     for data_type in sorted(by_type.keys() | trusted.keys()):
@@ -234,6 +241,20 @@ def _validate(
             good.extend(ok)
             bad.extend((index, error) for _, error in wrong)
         return good, bad
+
+
+_CHANNELS: Final = frozenset(CHANNELS)
+
+
+def _plainly_valid(kind: int, record: dict[str, Any]) -> bool:
+    """The caller-given fields of a record the builder made (stage, id and time it made itself)."""
+    count = record["count"]
+    if record["channel"] not in _CHANNELS or type(count) is not int or not 1 <= count <= 1_000_000_000:
+        return False
+    if kind == SATISFACTION:
+        rating = record["rating"]
+        return type(rating) is int and 1 <= rating <= 5
+    return True
 
 
 def _apply_before_send(

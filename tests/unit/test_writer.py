@@ -12,6 +12,9 @@ import threading
 import time
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from perf_sdk._errors import ValidationError
 from perf_sdk._records import RecordBuilder
 from perf_sdk._writer import (
@@ -280,3 +283,26 @@ def test_a_lost_spool_continues_into_a_fresh_one_without_losing_records(tmp_path
     assert reopened.is_set()
     assert fresh.records == 101  # the 100 held in memory, and the one read back from the lost file
     assert "spool lost" in (stats.last_error or "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    channel=st.sampled_from(["digital", "phone", "paper", "face_to_face", "other", "web", "", "Digital"]),
+    count=st.one_of(st.integers(-2, 3), st.just(10**9), st.just(10**9 + 1), st.booleans(), st.floats(0, 3)),
+    rating=st.one_of(st.integers(-1, 7), st.booleans(), st.just(4.0)),
+)
+def test_the_fast_check_agrees_with_the_schema(channel: Any, count: Any, rating: Any) -> None:
+    """Records the builder made skip the schema pass only when the schema would have passed them."""
+    items = [
+        (START, "t1", channel, AT, count),
+        (COMPLETE, None, channel, AT, count),
+        (SATISFACTION, rating, None, channel, AT, count),
+    ]
+    fast = build(items, builder())
+    full = build(items, builder(), before_send=lambda record: record)  # a hook forces the schema on every record
+
+    def shape(built: Any) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
+        return sorted((ds, tuple(sorted((k, v) for k, v in r.items() if k != "_id"))) for ds, r in stored(built))
+
+    assert shape(fast) == shape(full)
+    assert len(fast.refusals) == len(full.refusals)
