@@ -242,6 +242,11 @@ def _window(counts: Counts, start: date, end: date) -> dict[str, Kpi]:
     }
 
 
+def _testable(kpi: Kpi) -> bool:
+    """A proportion an interval can be put on (the sources skip negative counts; hand-made counts might not)."""
+    return kpi.denominator > 0 and 0 <= kpi.numerator <= kpi.denominator
+
+
 def around(
     counts: Counts,
     mark: Mark,
@@ -262,7 +267,10 @@ def around(
         change = None if x.value is None or y.value is None else y.value - x.value
         diff = None
         if key in PROPORTIONS and change is not None:
-            diff = newcombe_difference(x.numerator, x.denominator, y.numerator, y.denominator, confidence)
+            if _testable(x) and _testable(y):
+                diff = newcombe_difference(x.numerator, x.denominator, y.numerator, y.denominator, confidence)
+            else:
+                change = None  # no proportion to compare: no comparison, never a traceback
         changes.append(KpiChange(key, x, y, change, diff))
     notes = []
     now = today or datetime.now(timezone.utc).date()
@@ -273,6 +281,7 @@ def around(
         )
     if mark.at.astimezone(timezone.utc).time() != datetime.min.time():
         notes.append(f"{mark.at.astimezone(timezone.utc).date()}, the mark's own day, is in neither window")
+    notes += counts.data_notes()
     return AroundReport(mark, window, b0, b1, a0, a1, tuple(changes), service, tuple(notes))
 
 

@@ -27,7 +27,9 @@ would alarm on every Monday morning), with four rules:
 
 Pure evaluation (:func:`evaluate`) over :class:`~perf_sdk._kpi.Counts` and
 freshness facts, so every rule is tested by hand; :func:`check` gathers those
-facts from records or the read API.
+facts from records or the read API. Records outside the vocabulary (a stage of
+``in-progress``, a negative count) never reach a rule: the sources skip and
+count them, and the report lists them among its notes (``skipped`` in JSON).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Final
@@ -47,6 +49,7 @@ from perf_sdk._errors import ConfigurationError
 from perf_sdk._kpi import (
     KPI_NAMES,
     Counts,
+    Kpi,
     Period,
     PeriodKpis,
     compute_periods,
@@ -56,7 +59,7 @@ from perf_sdk._kpi import (
 from perf_sdk._protocol import SLUG_RE, parse_timestamp
 from perf_sdk._stats import Difference, newcombe_difference, wilson_interval
 
-__all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate"]
+__all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate", "unreadable"]
 
 #: The KPIs tested for a drop: proportions, where a two-sample interval means something.
 DROP_KPIS: Final = ("completion_rate", "user_satisfaction", "digital_take_up")
@@ -67,7 +70,8 @@ ANSWER_PERIODS: Final = ("month", "quarter")
 @dataclass(frozen=True)
 class Finding:
     """One thing that needs attention; ``rule`` is ``below_target``, ``significant_drop``,
-    ``cannot_be_right``, ``no_records``, ``spool_age``, ``dead_letters`` or ``too_few_answers``."""
+    ``cannot_be_right``, ``no_records``, ``spool_age``, ``dead_letters``, ``too_few_answers``
+    or ``platform_unreadable`` (the platform could not be read, so nothing was checked)."""
 
     rule: str
     message: str
@@ -133,6 +137,8 @@ class CheckReport:
     notes: tuple[str, ...] = ()
     #: Every target evaluated, met or not: ``{"period", "label", "kpi", "value", "status", "text"}``.
     targets: tuple[Mapping[str, Any], ...] = ()
+    #: Records left out for a value outside the vocabulary, by ``"<data type>.<field>"`` (a note, not a finding).
+    skipped: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -172,6 +178,7 @@ class CheckReport:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "targets": [{k: v for k, v in t.items() if k not in ("name", "shown")} for t in self.targets],
             "notes": list(self.notes),
+            "skipped": dict(self.skipped),
         }
 
 
@@ -248,12 +255,21 @@ def _target_rows(p: PeriodKpis) -> list[dict[str, Any]]:
 def _compare(key: str, latest: PeriodKpis, baseline: Sequence[PeriodKpis], confidence: float) -> Comparison | None:
     """The latest period against the pooled baseline, or ``None`` when either side has nothing to test."""
     now = latest.kpi(key)
-    pool = [p.kpi(key) for p in baseline if not p.kpi(key).flag]
+    pool = [p.kpi(key) for p in baseline if _testable(p.kpi(key))]
     before_x, before_n = sum(k.numerator for k in pool), sum(k.denominator for k in pool)
-    if now.flag or not now.denominator or not before_n:
+    if not _testable(now) or not before_n:
         return None
     diff = newcombe_difference(before_x, before_n, now.numerator, now.denominator, confidence)
     return Comparison(key, latest.period, latest.label, tuple(p.label for p in baseline), diff)
+
+
+def _testable(kpi: Kpi) -> bool:
+    """A proportion an interval can be put on: not flagged, some trials, successes between 0 and the trials.
+
+    The sources never give a negative count (such records are skipped), but
+    :class:`~perf_sdk._kpi.Counts` made by hand might: no traceback for them either.
+    """
+    return not kpi.flag and kpi.denominator > 0 and 0 <= kpi.numerator <= kpi.denominator
 
 
 def _drop_findings(comparisons: Sequence[Comparison]) -> list[Finding]:
@@ -270,7 +286,7 @@ def _answers_finding(p: PeriodKpis, minimum: int) -> Finding | None:
         return None  # a period with no data at all is a note, not a satisfaction problem
     details: dict[str, Any] = {"answers": answers, "min_answers": minimum}
     width = ""
-    if answers:  # how little the answers there are can say: the interval on the figure
+    if answers and _testable(p.user_satisfaction):  # how little the answers there are can say: the interval
         i = wilson_interval(p.user_satisfaction.numerator, answers)
         details["interval"] = [i.low, i.high]
         width = f" (its 95% interval runs from {_pct(i.low)} to {_pct(i.high)})"
@@ -286,7 +302,10 @@ def _answers_finding(p: PeriodKpis, minimum: int) -> Finding | None:
     )
 
 
-def _freshness_findings(definition: Definition, newest: Mapping[str, datetime | None], now: datetime) -> list[Finding]:
+def _freshness_findings(
+    definition: Definition, newest: Mapping[str, datetime | None], now: datetime, where: str = "on the platform"
+) -> list[Finding]:
+    """A data set silent for longer than its ``max_silence_hours``; ``where`` names the source in the message."""
     out = []
     for data_type, hours in definition.checks.max_silence_hours.items():
         if data_type not in newest:
@@ -296,7 +315,7 @@ def _freshness_findings(definition: Definition, newest: Mapping[str, datetime | 
             out.append(
                 Finding(
                     "no_records",
-                    f"no {data_type} records at all on the platform (expected one at least every {hours:g} h)",
+                    f"no {data_type} records at all {where} (expected one at least every {hours:g} h)",
                     details={"data_type": data_type, "max_silence_hours": hours, "newest": None},
                 )
             )
@@ -375,9 +394,11 @@ def evaluate(
     service: str | None = None,
     newest: Mapping[str, datetime | None] | None = None,
     spool: tuple[float | None, int] | None = None,
+    where: str = "on the platform",
 ) -> CheckReport:
     """Every rule over daily ``counts``; ``newest`` is each data set's newest record time
-    (``None``: no records), ``spool`` is ``(oldest waiting age in seconds, dead letters)``."""
+    (``None``: no records), ``spool`` is ``(oldest waiting age in seconds, dead letters)``,
+    ``where`` names the source in messages (``on the platform``, ``in the records file``)."""
     if counts.bucket != "day":
         raise ConfigurationError("perf-sdk check needs daily counts (CountsBuilder(bucket='day'))")
     today = now.astimezone(timezone.utc).date()
@@ -417,9 +438,41 @@ def evaluate(
                         {"reason": reason},
                     )
                 )
-    findings += _freshness_findings(definition, newest or {}, now)
+    findings += _freshness_findings(definition, newest or {}, now, where)
     findings += _spool_findings(definition, spool)
-    return CheckReport(service, now, tuple(findings), tuple(comparisons), tuple(checked), tuple(notes), tuple(targets))
+    notes += counts.data_notes()
+    return CheckReport(
+        service,
+        now,
+        tuple(findings),
+        tuple(comparisons),
+        tuple(checked),
+        tuple(notes),
+        tuple(targets),
+        dict(counts.skipped),
+    )
+
+
+def unreadable(service: str | None, now: datetime, error: Exception) -> CheckReport:
+    """The report of a run that could not read the platform (down, timing out, 5xx): attention, exit 1.
+
+    For a cron job or a CronJob, a platform that cannot be read is something
+    to look at, like a silent data set, not a mistake in the command (exit 2);
+    with ``--webhook`` the alert says so too.
+    """
+    return CheckReport(
+        service,
+        now,
+        (
+            Finding(
+                "platform_unreadable",
+                f"the platform cannot be read, so nothing was checked: {error}",
+                details={"error": str(error)},
+            ),
+        ),
+        (),
+        (),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -428,11 +481,11 @@ def evaluate(
 
 
 def _newest_in_records(records: Mapping[str, Any], data_types: Sequence[str]) -> dict[str, datetime | None]:
-    from perf_sdk._kpi_sources import _timestamp
+    from perf_sdk._kpi_sources import _timestamp_or_none
 
     out: dict[str, datetime | None] = {}
     for data_type in data_types:
-        times = [_timestamp(r) for r in records.get(data_type, ())]
+        times = [at for r in records.get(data_type, ()) if (at := _timestamp_or_none(r)) is not None]
         out[data_type] = max(times) if times else None
     return out
 
@@ -462,26 +515,22 @@ def _newest_on_platform(
     return out
 
 
-def _records_by_type(path: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
-    """A records file's rows by data type: ``amount_pence`` costs, ``rating`` satisfaction, ``stage`` transactions."""
-    from perf_sdk._kpi_sources import read_records_file
+def _records_by_type(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """A records file's rows by data type: ``amount_pence`` costs, ``rating`` satisfaction, ``stage``
+    transactions, ``label`` marks; and the rows that are none of these (skipped, and counted)."""
+    from perf_sdk._kpi_sources import _record_type, read_records_file
 
     out: dict[str, list[dict[str, Any]]] = {"transactions": [], "satisfaction": [], "costs": []}
+    other: list[dict[str, Any]] = []
     for row in read_records_file(path):
-        if row.get("amount_pence") not in (None, ""):
-            out["costs"].append(row)
-        elif row.get("rating") not in (None, ""):
-            out["satisfaction"].append(row)
-        elif row.get("stage") not in (None, ""):
-            out["transactions"].append(row)
+        data_type = _record_type(row)
+        if data_type is not None:
+            out[data_type].append(row)
         elif row.get("label") not in (None, ""):
             out.setdefault("marks", []).append(row)
         else:
-            raise ConfigurationError(
-                f"{path}: a row with none of stage, rating, amount_pence or label: {sorted(row)}; "
-                "perf-sdk check --file reads transactions, satisfaction, costs and marks"
-            )
-    return out
+            other.append(row)
+    return out, other
 
 
 def spool_state(spool_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
@@ -535,13 +584,29 @@ def check(
     today = moment.astimezone(timezone.utc).date()
     silence_types = tuple(definition.checks.max_silence_hours)
     spool = spool_state(spool_dir) if spool_dir is not None else None
+    untyped: list[dict[str, Any]] = []
+    where = "in the records"
     if path is not None and records is None:
-        records = _records_by_type(path)
+        records, untyped = _records_by_type(path)
+        where = f"in {Path(path).name}"
     if records is not None:
         counts = counts_from_records(records, measures=definition.measures(), bucket="day")
+        if untyped:  # rows of no known type: skipped and counted like any record outside the vocabulary
+            extra = counts_from_records(untyped, bucket="day")
+            counts = replace(
+                counts,
+                skipped={**counts.skipped, **extra.skipped},
+                examples={**counts.examples, **extra.examples},
+            )
         newest = _newest_in_records(records, silence_types)
         return evaluate(
-            counts, definition, now=moment, service=service or definition.service, newest=newest, spool=spool
+            counts,
+            definition,
+            now=moment,
+            service=service or definition.service,
+            newest=newest,
+            spool=spool,
+            where=where,
         )
     settings = resolve_read_settings(
         service=service or definition.service, endpoint=endpoint, read_endpoint=read_endpoint, token=token

@@ -32,6 +32,7 @@ fields, not an expression.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import sys
@@ -92,6 +93,13 @@ class Target(_Model):
     max: float | None = None
     #: The period kind the target is set for (``None``: every period reported).
     period: TargetPeriod | None = None
+
+    @field_validator("min", "max")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):  # nan would make every verdict "met"
+            raise ValueError(f"{value}: write a finite number, e.g. 0.8")
+        return value
 
     @model_validator(mode="after")
     def _one_bound(self) -> Target:
@@ -307,7 +315,7 @@ class Checks(_Model):
     #: Hours without a new record before a data set counts as silent.
     max_silence_hours: dict[str, float] = Field(default_factory=lambda: {"transactions": 24.0, "satisfaction": 168.0})
     #: Minutes the oldest record may wait in the SDK's spool (with ``--spool-dir``).
-    max_spool_age_minutes: float = Field(default=60.0, gt=0)
+    max_spool_age_minutes: float = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @field_validator("max_silence_hours")
     @classmethod
@@ -315,7 +323,7 @@ class Checks(_Model):
         for key, hours in value.items():
             if not _SLUG_RE.match(key):
                 raise ValueError(f"max_silence_hours key {key!r} is not a data-type name, e.g. transactions")
-            if hours <= 0:
+            if not math.isfinite(hours) or hours <= 0:  # nan compares false with everything: it would never fire
                 raise ValueError(f"max_silence_hours.{key} = {hours}: a number of hours above 0, e.g. 24")
         return value
 
@@ -513,6 +521,7 @@ def parse_definition(text: str, *, source: str = "perf-sdk.toml") -> Definition:
     ...
     perf_sdk._definition.DefinitionError: perf-sdk.toml, line 2: targets.completion_rate.min: rates are fractions: write 0.80 (for 80%), not 80
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some Windows editors write: not part of the TOML
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -520,10 +529,16 @@ def parse_definition(text: str, *, source: str = "perf-sdk.toml") -> Definition:
         raise DefinitionError(
             source, int(m.group(1)) if m else None, f"not valid TOML ({exc}); see docs/guides/success.md"
         ) from None
+    except RecursionError:
+        raise DefinitionError(
+            source, None, "nested too deeply to read (arrays or tables inside each other thousands deep)"
+        ) from None
     try:
         definition = Definition.model_validate(data)
         definition._source = source
         return definition
+    except RecursionError:
+        raise DefinitionError(source, None, "nested too deeply to check (values inside each other)") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = list(first["loc"])
@@ -544,10 +559,10 @@ def parse_definition(text: str, *, source: str = "perf-sdk.toml") -> Definition:
 
 
 def load_definition(path: str | os.PathLike[str]) -> Definition:
-    """Read and check a definition file (UTF-8 TOML)."""
+    """Read and check a definition file (UTF-8 TOML, with or without a byte-order mark)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise DefinitionError(
             str(p), None, "no such file; write one (see docs/guides/success.md) or pass --definition PATH"

@@ -23,6 +23,14 @@ period, a share above 100%) is *flagged*: its value is ``None`` and
 unfinished period is *partial* (:attr:`PeriodKpis.partial`) and is not the
 report's :attr:`KpiReport.headline` while a complete period exists.
 
+One odd record never stops the KPIs: the platform keeps whatever a client
+sent (as backdrop does), so :class:`CountsBuilder` skips a record whose value
+is outside the vocabulary (a stage ``in-progress``, a rating of 7, a count of
+-500 or 2.5, a cost period ``fortnight``), counts it in :attr:`Counts.skipped`
+and never computes with it; the report says how many and why
+(:attr:`KpiReport.data_notes`). A channel outside the vocabulary is counted
+under ``other``, so the channels always add up to all completions.
+
 With a performance definition (``perf-sdk.toml``, :mod:`perf_sdk._definition`)
 each period also carries its targets' verdicts (met / missed / unknown) and the
 service's other KPIs, computed from the measures in :attr:`Counts.measures`.
@@ -32,6 +40,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,7 +62,7 @@ from perf_sdk._periods import (
     period_containing,
     periods_between,
 )
-from perf_sdk._protocol import CHANNELS
+from perf_sdk._protocol import CHANNELS, COST_PERIODS, STAGES
 
 if TYPE_CHECKING:
     from perf_sdk._around import AroundReport
@@ -60,7 +70,10 @@ if TYPE_CHECKING:
 __all__ = [
     "KPI_KEYS",
     "KPI_NAMES",
+    "MAX_COUNT",
+    "MAX_PENCE",
     "PERIOD_KINDS",
+    "SKIP_REASONS",
     "ChannelKpis",
     "Counts",
     "CountsBuilder",
@@ -74,6 +87,7 @@ __all__ = [
     "TargetResult",
     "compute_report",
     "cost_period",
+    "data_notes",
     "format_change",
     "format_fraction",
     "format_kpi",
@@ -82,6 +96,7 @@ __all__ = [
     "parse_cost_period_label",
     "period_containing",
     "periods_between",
+    "whole_number",
 ]
 
 
@@ -108,6 +123,8 @@ SatisfactionKey = tuple[date, int, str]  # (month start, rating, channel)
 CostKey = tuple[str, date, str, str]  # (granularity, cost period start, channel, cost_type)
 MeasureKey = tuple[date, str]  # (bucket start, measure id)
 Bucket = Literal["day", "month"]
+#: A default meaning "no value given" (``None`` is a value a record can hold).
+_NO_VALUE: Final = object()
 
 
 @dataclass(frozen=True)
@@ -122,6 +139,11 @@ class Counts:
     ``measures``: (bucket start, measure id) -> (sum of the measure's field,
     number of records carrying it), for the other KPIs of a definition.
     ``bucket``: ``month`` (enough for months and longer) or ``day`` (days and weeks too).
+    ``skipped``: records left out because a value is outside the vocabulary,
+    by ``"<data type>.<field>"`` (``"transactions.stage"``), see :data:`SKIP_REASONS`;
+    ``relabelled``: records counted under channel ``other`` because theirs is
+    not one of :data:`~perf_sdk._protocol.CHANNELS`; ``examples``: a few of
+    the values behind each, for the note that says so (:meth:`data_notes`).
     """
 
     transactions: Mapping[TransactionKey, int] = field(default_factory=dict)
@@ -129,6 +151,9 @@ class Counts:
     costs: Mapping[CostKey, int] = field(default_factory=dict)
     measures: Mapping[MeasureKey, tuple[float, int]] = field(default_factory=dict)
     bucket: Bucket = "month"
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    relabelled: Mapping[str, int] = field(default_factory=dict)
+    examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def data_dates(self) -> list[date]:
         """The buckets holding any data, to frame a report when no range is given."""
@@ -137,9 +162,107 @@ class Counts:
         days.update(k[1] for k in self.costs)
         return sorted(days)
 
+    def data_notes(self) -> list[str]:
+        """What was skipped or relabelled, and why, in words (empty when every record was used)."""
+        return data_notes(self.skipped, self.relabelled, self.examples)
+
+
+#: The largest ``count`` one record may carry: the SDK's own rule (``_records.py``) and backfill's.
+MAX_COUNT: Final = 1_000_000_000
+#: The largest ``amount_pence`` one cost record may carry (``_records.py``).
+MAX_PENCE: Final = 10**14
+#: Why a record is skipped, by the field at fault (the second part of a ``skipped`` key).
+SKIP_REASONS: Final[Mapping[str, str]] = {
+    "stage": "its stage is not started or completed",
+    "channel": "it has no channel",
+    "rating": "its rating is not a whole number from 1 to 5",
+    "count": f"its count is not a whole number from 1 to {MAX_COUNT:,}",
+    "period": "its period is not month, quarter or year (nor a label such as 2026-Q1)",
+    "amount_pence": f"its amount_pence is not a whole number of pence from 0 to {MAX_PENCE:,}",
+    "_timestamp": "it has no valid _timestamp",
+    "type": "it has none of stage, rating or amount_pence, so it is no transactions, satisfaction or costs record",
+}
+_EXAMPLES_KEPT: Final = 3
+_COUNT_TEXT_RE: Final = re.compile(r"-?(?:\d+|\d{1,3}(?:,\d{3})+)")
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as a whole number, or ``None``: an int, a float without a fraction, or text of digits.
+
+    Text counts as a number because files are text (a CSV's ``3``, a
+    spreadsheet's ``1,234``), and the platform keeps what a client sent.
+    Booleans, fractions, non-finite floats and other text are not numbers here.
+
+    >>> whole_number(3), whole_number(2.0), whole_number(" 1,234 "), whole_number("-5")
+    (3, 2, 1234, -5)
+    >>> whole_number(2.5), whole_number(True), whole_number("3 apples"), whole_number(None)
+    (None, None, None, None)
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():  # the common case, a CSV's count
+            return int(text)
+        return int(text.replace(",", "")) if _COUNT_TEXT_RE.fullmatch(text) else None
+    return None
+
+
+def _shown(value: object) -> str:
+    """A value for a note: its repr, cut short (a hostile record's text stays small)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def data_notes(
+    skipped: Mapping[str, int],
+    relabelled: Mapping[str, int] | None = None,
+    examples: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[str]:
+    """One line per reason: ``2 transactions records skipped: its stage is not started or completed (e.g. 'x')``.
+
+    >>> data_notes({"satisfaction.rating": 1}, {}, {"satisfaction.rating": ("7",)})
+    ['1 satisfaction record skipped: its rating is not a whole number from 1 to 5 (e.g. 7)']
+    """
+    relabelled = relabelled or {}
+    examples = examples or {}
+    lines = []
+    for key, n in sorted(skipped.items()):
+        data_type, _, fault = key.partition(".")
+        why = SKIP_REASONS.get(fault, f"its {fault} is not valid")
+        seen = examples.get(key, ())
+        eg = f" (e.g. {', '.join(seen)})" if seen else ""
+        lines.append(f"{n:,} {data_type} record{'' if n == 1 else 's'} skipped: {why}{eg}")
+    for key, n in sorted(relabelled.items()):
+        data_type = key.partition(".")[0]
+        seen = examples.get(f"relabelled:{key}", ())
+        eg = f" (e.g. {', '.join(seen)})" if seen else ""
+        lines.append(
+            f"{n:,} {data_type} record{'' if n == 1 else 's'} counted under channel 'other': "
+            f"{'its' if n == 1 else 'their'} channel is not one of {', '.join(CHANNELS)}{eg}"
+        )
+    return lines
+
 
 class CountsBuilder:
-    """Accumulates records into a :class:`Counts`; sources feed it one record or one sum at a time."""
+    """Accumulates records into a :class:`Counts`; sources feed it one record or one sum at a time.
+
+    A value outside the vocabulary (a stage other than started or completed, a
+    rating of 7, a negative, fractional or non-numeric count, a cost period of
+    ``fortnight``) never stops the KPIs: the record is skipped and counted in
+    :attr:`Counts.skipped`, never computed with. A channel outside the
+    vocabulary is counted under ``other`` (and in :attr:`Counts.relabelled`), so
+    that the channels always add up to all completions.
+
+    ``records`` is how many records a value stands for: 1 for one record, the
+    number of records summed for a sum the read API computed. One record's
+    count must be 1 to :data:`MAX_COUNT`; a sum, any whole number from 0 (the
+    read API leaves out records whose count is missing).
+    """
 
     def __init__(self, bucket: Bucket = "month") -> None:
         if bucket not in ("day", "month"):
@@ -149,26 +272,103 @@ class CountsBuilder:
         self._satisfaction: defaultdict[SatisfactionKey, int] = defaultdict(int)
         self._costs: defaultdict[CostKey, int] = defaultdict(int)
         self._measures: defaultdict[MeasureKey, list[float]] = defaultdict(lambda: [0.0, 0])
+        self._skipped: defaultdict[str, int] = defaultdict(int)
+        self._relabelled: defaultdict[str, int] = defaultdict(int)
+        self._examples: dict[str, list[str]] = {}
 
     def _bucket(self, at: date) -> date:
         day = _utc_date(at)
         return day if self.bucket == "day" else month_start(day)
 
-    def add_transactions(self, at: date, stage: str, channel: str, count: int) -> None:
-        if stage not in ("started", "completed"):
-            raise ValidationError("stage", stage, "started or completed")
-        if count:
-            self._transactions[(self._bucket(at), stage, channel)] += count
+    def _example(self, key: str, value: object) -> None:
+        if value is _NO_VALUE:
+            return
+        kept = self._examples.setdefault(key, [])
+        shown = _shown(value)
+        if len(kept) < _EXAMPLES_KEPT and shown not in kept:
+            kept.append(shown)
 
-    def add_satisfaction(self, at: date, rating: int, channel: str, count: int) -> None:
-        if rating not in RATINGS:
-            raise ValidationError("rating", rating, "an integer from 1 to 5")
-        if count:
-            self._satisfaction[(self._bucket(at), rating, channel)] += count
+    def skip(self, reason: str, records: int = 1, value: object = _NO_VALUE) -> None:
+        """Leave ``records`` records out, counted under ``reason`` (``"transactions.stage"``), ``value`` shown."""
+        if records > 0:
+            self._skipped[reason] += records
+            self._example(reason, value)
 
-    def add_cost(self, granularity: str, at: date, channel: str, cost_type: str, amount_pence: int) -> None:
-        start, _ = cost_period(granularity, _utc_date(at))
-        self._costs[(granularity, start, channel, cost_type)] += amount_pence
+    def _channel(self, data_type: str, channel: object, records: int) -> str | None:
+        if isinstance(channel, str) and channel in CHANNELS:
+            return channel
+        if channel is None or channel == "":
+            self.skip(f"{data_type}.channel", records)
+            return None
+        if records > 0:
+            self._relabelled[f"{data_type}.channel"] += records
+            self._example(f"relabelled:{data_type}.channel", channel)
+        return "other"
+
+    def _amount(self, key: str, value: object, records: int, top: int, *, low: int = 1, each: bool) -> int | None:
+        """A count (or pence) for ``records`` records, or ``None`` with the records skipped.
+
+        ``each``: ``value`` is every one of the records' own value (the read API
+        grouped by it), so it is checked as one record's and multiplied.
+        """
+        number = whole_number(value)
+        single = records == 1 or each
+        ok = number is not None and (low <= number <= top if single else number >= 0)
+        if not ok or number is None:
+            self.skip(key, max(records, 1), value)
+            return None
+        return number * records if each else number
+
+    def add_transactions(
+        self, at: date, stage: object, channel: object, count: object, *, records: int = 1, each: bool = False
+    ) -> None:
+        """``count`` events of ``stage`` in ``channel`` (``records`` records: 1, or a read API sum's).
+
+        ``each=True``: ``count`` is each of the ``records`` records' count, not their sum.
+        """
+        if stage not in STAGES:
+            self.skip("transactions.stage", max(records, 1), stage)
+            return
+        n = self._amount("transactions.count", count, records, MAX_COUNT, each=each)
+        ch = None if n is None else self._channel("transactions", channel, records)
+        if ch is not None and n:
+            self._transactions[(self._bucket(at), str(stage), ch)] += n
+
+    def add_satisfaction(
+        self, at: date, rating: object, channel: object, count: object, *, records: int = 1, each: bool = False
+    ) -> None:
+        """``count`` answers of ``rating`` (1..5) in ``channel``; ``records`` and ``each`` as for transactions."""
+        r = whole_number(rating)
+        if r not in RATINGS:
+            self.skip("satisfaction.rating", max(records, 1), rating)
+            return
+        n = self._amount("satisfaction.count", count, records, MAX_COUNT, each=each)
+        ch = None if n is None else self._channel("satisfaction", channel, records)
+        if ch is not None and n and r is not None:
+            self._satisfaction[(self._bucket(at), r, ch)] += n
+
+    def add_cost(
+        self,
+        granularity: object,
+        at: date,
+        channel: object,
+        cost_type: object,
+        amount_pence: object,
+        *,
+        records: int = 1,
+        each: bool = False,
+    ) -> None:
+        """A cost of ``amount_pence`` for the ``granularity`` (month, quarter, year) period holding ``at``."""
+        if granularity not in COST_PERIODS:
+            self.skip("costs.period", max(records, 1), granularity)
+            return
+        pence = self._amount("costs.amount_pence", amount_pence, records, MAX_PENCE, low=0, each=each)
+        if pence is None:
+            return
+        start, _ = cost_period(str(granularity), _utc_date(at))
+        where = str(channel) if channel not in (None, "") else "all"
+        kind = str(cost_type) if cost_type not in (None, "") else "other"
+        self._costs[(str(granularity), start, where, kind)] += pence
 
     def add_measure(self, at: date, measure_id: str, total: float, records: int) -> None:
         """``records`` records carrying a measure's field, summing to ``total``, in the bucket of ``at``."""
@@ -179,7 +379,16 @@ class CountsBuilder:
 
     def build(self) -> Counts:
         measures = {k: (float(v[0]), int(v[1])) for k, v in self._measures.items()}
-        return Counts(dict(self._transactions), dict(self._satisfaction), dict(self._costs), measures, self.bucket)
+        return Counts(
+            dict(self._transactions),
+            dict(self._satisfaction),
+            dict(self._costs),
+            measures,
+            self.bucket,
+            dict(self._skipped),
+            dict(self._relabelled),
+            {k: tuple(v) for k, v in self._examples.items()},
+        )
 
 
 def _utc_date(at: date) -> date:
@@ -452,6 +661,12 @@ class KpiReport:
     marks: tuple[Mark, ...] = ()
     #: Each mark's before/after comparison (``kpis(..., with_marks=True)``), for the dashboard.
     changes: tuple[AroundReport, ...] = ()
+    #: Records left out (a value outside the vocabulary), by ``"<data type>.<field>"``: see :attr:`Counts.skipped`.
+    skipped: Mapping[str, int] = field(default_factory=dict)
+    #: Records counted under channel ``other`` (their channel is outside the vocabulary), by data type.
+    relabelled: Mapping[str, int] = field(default_factory=dict)
+    #: Both in words, one line per reason, for every output to show beside the figures.
+    data_notes: tuple[str, ...] = ()
 
     def marks_in(self, period: PeriodKpis) -> tuple[Mark, ...]:
         """The marks whose UTC date falls inside ``period``."""
@@ -565,11 +780,12 @@ def _tally(counts: Counts, kind: str) -> dict[date, _Tally]:
         cell = tallies[period_containing(day, kind).start].measures[measure_id]
         cell[0] += total
         cell[1] += records
+    # Counts made by hand may hold other channels: counted under "other" here too, so channels add up.
     for (day, stage, channel), n in counts.transactions.items():
         t = tallies[period_containing(day, kind).start]
-        (t.started if stage == "started" else t.completed)[channel] += n
+        (t.started if stage == "started" else t.completed)[channel if channel in CHANNELS else "other"] += n
     for (day, rating, channel), n in counts.satisfaction.items():
-        tallies[period_containing(day, kind).start].ratings[(rating, channel)] += n
+        tallies[period_containing(day, kind).start].ratings[(rating, channel if channel in CHANNELS else "other")] += n
     for (granularity, day, _channel, cost_type), pence in counts.costs.items():
         cost_start, cost_end = cost_period(granularity, day)
         p = period_containing(cost_start, kind)
@@ -582,7 +798,7 @@ def _tally(counts: Counts, kind: str) -> dict[date, _Tally]:
 
 def _channel_order(t: _Tally) -> list[str]:
     seen = set(t.started) | set(t.completed) | {ch for _, ch in t.ratings}
-    return [c for c in CHANNELS if c in seen] + sorted(seen - set(CHANNELS))
+    return [c for c in CHANNELS if c in seen]
 
 
 def _period_kpis(
@@ -736,7 +952,7 @@ def compute_report(
     >>> b.add_transactions(date(2026, 1, 5), "started", "digital", 10)
     >>> b.add_transactions(date(2026, 2, 5), "completed", "digital", 8)
     >>> compute_report(b.build(), period="quarter").periods[0].completion_rate
-    Kpi(value=0.8, numerator=8, denominator=10)
+    Kpi(value=0.8, numerator=8, denominator=10, flag=None)
     """
     if period not in PERIOD_KINDS:
         raise ValidationError("period", period, f"one of {', '.join(PERIOD_KINDS)}")
@@ -757,6 +973,9 @@ def compute_report(
         requested_end=end,
         definition=definition,
         marks=tuple(sorted(marks, key=lambda m: m.at)),
+        skipped=dict(counts.skipped),
+        relabelled=dict(counts.relabelled),
+        data_notes=tuple(counts.data_notes()),
     )
 
 

@@ -7,10 +7,18 @@ read API is asked for server-side sums per month (``period=month``,
 years of traffic cost three small requests (and one more per measure of a
 performance definition's other KPIs: ``filter_by`` and ``collect=field:sum``).
 Days and weeks are read in daily buckets, longer periods in monthly ones.
+
+A record outside the vocabulary (the platform keeps what a client sent, as
+backdrop does) is skipped and counted, never raised, from every source: the
+records source judges each record; the read API's sums come with the distinct
+values behind them (``collect=count:set``), and a data set holding an odd one,
+or text the platform will not sum, is read once more grouped by that field
+(:func:`add_data_set`), so that only the odd records are left out.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +32,7 @@ from perf_sdk._config import ReadSettings, env_value
 from perf_sdk._definition import Definition, Measure, load_definition
 from perf_sdk._errors import (
     ConfigurationError,
+    RejectedError,
     RetryableError,
     TransportError,
     ValidationError,
@@ -31,6 +40,8 @@ from perf_sdk._errors import (
     scrub,
 )
 from perf_sdk._kpi import (
+    MAX_COUNT,
+    MAX_PENCE,
     Bucket,
     Counts,
     CountsBuilder,
@@ -39,12 +50,14 @@ from perf_sdk._kpi import (
     compute_report,
     parse_cost_period_label,
     period_containing,
+    whole_number,
 )
 from perf_sdk._periods import FINE_KINDS, PERIOD_KINDS
 from perf_sdk._protocol import COST_PERIODS, DATA_TYPES, SLUG_RE, parse_timestamp
 
 __all__ = [
     "ReadApiSettings",
+    "add_data_set",
     "counts_from_read_api",
     "counts_from_records",
     "kpis",
@@ -110,30 +123,6 @@ def _present(record: Mapping[str, Any], key: str) -> Any:
     return None if value is None or value == "" else value
 
 
-def _int(record: Mapping[str, Any], key: str, default: int | None = None) -> int:
-    value = _present(record, key)
-    if value is None:
-        if default is not None:
-            return default
-        raise ValidationError(key, value, f"a {key} is required")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(key, value, "an integer") from None
-    if isinstance(value, float) and value != number:
-        raise ValidationError(key, value, "an integer")
-    return number
-
-
-def _str(record: Mapping[str, Any], key: str, default: str | None = None) -> str:
-    value = _present(record, key)
-    if value is None:
-        if default is not None:
-            return default
-        raise ValidationError(key, value, f"a {key} is required")
-    return str(value)
-
-
 def _timestamp(record: Mapping[str, Any]) -> datetime:
     """``_timestamp`` (platform shape) or ``timestamp`` (backfill shape); naive times are UK local."""
     value = _present(record, "_timestamp")
@@ -157,43 +146,86 @@ def _timestamp(record: Mapping[str, Any]) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=FILE_TIMEZONE)
 
 
+def _timestamp_or_none(record: Mapping[str, Any]) -> datetime | None:
+    """:func:`_timestamp`, or ``None`` when the record has no valid one (it is then skipped)."""
+    try:
+        return _timestamp(record)
+    except ValidationError:
+        return None
+
+
+def _record_type(record: Mapping[str, Any]) -> str | None:
+    """A mixed record's data type, told by its fields: ``amount_pence`` costs, ``rating``, ``stage``."""
+    if _present(record, "amount_pence") is not None:
+        return "costs"
+    if _present(record, "rating") is not None:
+        return "satisfaction"
+    if _present(record, "stage") is not None:
+        return "transactions"
+    return None
+
+
 def _add_record(builder: CountsBuilder, record: Mapping[str, Any], data_type: str | None) -> None:
+    """One record into ``builder``; a record outside the vocabulary is skipped and counted, never raised."""
     if data_type is None:
-        if _present(record, "amount_pence") is not None:
-            data_type = "costs"
-        elif _present(record, "rating") is not None:
-            data_type = "satisfaction"
-        elif _present(record, "stage") is not None:
-            data_type = "transactions"
-        else:
-            raise ValidationError(
-                "record",
-                dict(record),
-                "a transactions (stage), satisfaction (rating) or costs (amount_pence) record",
-            )
+        data_type = _record_type(record)
+        if data_type is None:
+            if _present(record, "label") is None:  # a change marker is no KPI record, and no bad one either
+                builder.skip("records.type", value=sorted(str(k) for k in record))
+            return
     if data_type == "costs":
-        label = _str(record, "period")
+        label = _present(record, "period")
         if label in COST_PERIODS:  # platform shape: granularity + start in _timestamp
-            granularity, start = label, _timestamp(record).astimezone(timezone.utc).date()
+            at = _timestamp_or_none(record)
+            if at is None:
+                builder.skip("costs._timestamp", value=record.get("_timestamp", record.get("timestamp")))
+                return
+            granularity, start = str(label), at.astimezone(timezone.utc).date()
         else:  # backfill shape: the period named by its label
-            granularity, start = parse_cost_period_label(label)
+            try:
+                granularity, start = parse_cost_period_label(str(label))
+            except ValidationError:
+                builder.skip("costs.period", value=label)
+                return
         builder.add_cost(
             granularity,
             start,
-            _str(record, "channel", "all"),
-            _str(record, "cost_type", "other"),
-            _int(record, "amount_pence"),
+            _present(record, "channel"),
+            _present(record, "cost_type"),
+            _present(record, "amount_pence"),
         )
-    elif data_type == "satisfaction":
-        builder.add_satisfaction(
-            _timestamp(record), _int(record, "rating"), _str(record, "channel"), _int(record, "count", 1)
-        )
-    elif data_type == "transactions":
-        builder.add_transactions(
-            _timestamp(record), _str(record, "stage"), _str(record, "channel"), _int(record, "count", 1)
-        )
-    else:
+        return
+    if data_type not in ("satisfaction", "transactions"):
         raise ValidationError("data_type", data_type, f"one of {', '.join(DATA_TYPES)}")
+    at = _timestamp_or_none(record)
+    if at is None:
+        builder.skip(f"{data_type}._timestamp", value=record.get("_timestamp", record.get("timestamp")))
+        return
+    count = _present(record, "count")
+    count = 1 if count is None else count  # a record without a count is one event
+    if data_type == "satisfaction":
+        builder.add_satisfaction(at, _present(record, "rating"), _present(record, "channel"), count)
+    else:
+        builder.add_transactions(at, _present(record, "stage"), _present(record, "channel"), count)
+
+
+def _measure_number(field: str, value: Any) -> float | None:
+    """A value of a measure's field as a number, or ``None`` when it carries none.
+
+    ``count`` follows the transactions rule (a whole number from 1 to
+    :data:`~perf_sdk._kpi.MAX_COUNT`); other fields take any finite number,
+    text of one included (files are text), never a boolean.
+    """
+    if field == "count":
+        n = whole_number(value)
+        return float(n) if n is not None and 1 <= n <= MAX_COUNT else None
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _measure_value(record: Mapping[str, Any], measure: Measure) -> float | None:
@@ -201,14 +233,9 @@ def _measure_value(record: Mapping[str, Any], measure: Measure) -> float | None:
     if not measure.matches(record):
         return None
     if measure.field == "count":
-        return float(_int(record, "count", 1))
-    value = record.get(measure.field)
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+        count = _present(record, "count")
+        return _measure_number("count", 1 if count is None else count)
+    return _measure_number(measure.field, record.get(measure.field))
 
 
 def counts_from_records(records: RecordsInput, *, measures: Iterable[Measure] = (), bucket: Bucket = "month") -> Counts:
@@ -237,10 +264,17 @@ def counts_from_records(records: RecordsInput, *, measures: Iterable[Measure] = 
             for record in items:
                 if own:
                     _add_record(builder, record, data_type)
+                if not wanted:
+                    continue
+                at = _timestamp_or_none(record)
+                if at is None:
+                    if not own:  # an own record without a time is counted as skipped above
+                        builder.skip(f"{data_type}._timestamp", value=record.get("_timestamp"))
+                    continue
                 for m in wanted:
                     value = _measure_value(record, m)
                     if value is not None:
-                        builder.add_measure(_timestamp(record), m.id, value, 1)
+                        builder.add_measure(at, m.id, value, 1)
     else:
         for record in records:
             _add_record(builder, record, None)
@@ -252,9 +286,10 @@ def marks_from_records(records: Iterable[Mapping[str, Any]]) -> list[Mark]:
     out = []
     for r in records:
         label = r.get("label")
-        if isinstance(label, str) and label:
+        at = _timestamp_or_none(r) if isinstance(label, str) and label else None
+        if isinstance(label, str) and at is not None:  # a marker without a valid time marks nothing
             description = r.get("description")
-            out.append(Mark(label, _timestamp(r), description if isinstance(description, str) else None))
+            out.append(Mark(label, at, description if isinstance(description, str) else None))
     return sorted(out, key=lambda m: m.at)
 
 
@@ -328,14 +363,108 @@ def _fetch(
     return [g for g in data if isinstance(g, dict)]
 
 
-def _buckets(group: Mapping[str, Any], collect: str) -> Iterator[tuple[date, Any]]:
-    """``(bucket start, sum)`` for each non-empty period of a group (nested ``values`` or flat)."""
+def _buckets(group: Mapping[str, Any], collect: str) -> Iterator[tuple[date, Any, int]]:
+    """``(bucket start, sum, records)`` for each non-empty period of a group (nested ``values`` or flat)."""
     for value in group.get("values", [group]):
         total = value.get(collect)
         if total is None or value.get("_count") == 0 or "_start_at" not in value:
             continue
-        at = parse_timestamp(str(value["_start_at"])) or datetime.fromisoformat(str(value["_start_at"]))
-        yield (at.astimezone(timezone.utc).date() if at.tzinfo else at.date()), total
+        yield _start_day(value), total, _records_in(value)
+
+
+def _records_in(value: Mapping[str, Any]) -> int:
+    """A bucket's number of records (``_count``), 1 when the platform does not say."""
+    n = value.get("_count")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def _counts_by_value(group: Mapping[str, Any]) -> Iterator[tuple[date, int]]:
+    """``(bucket start, records)`` for each non-empty period of a group read without ``collect``."""
+    for value in group.get("values", [group]):
+        if value.get("_count") and "_start_at" in value:
+            yield _start_day(value), _records_in(value)
+
+
+#: The field each KPI data set's query sums: its values are checked, record by record, before the sum is used.
+_SUMMED: Final[Mapping[str, str]] = {"transactions": "count", "satisfaction": "count", "costs": "amount_pence"}
+
+
+def _one_record_ok(data_type: str, value: Any) -> bool:
+    """Whether one record's summed field is in the vocabulary (``None``, absent, is left out of the sum)."""
+    if value is None:
+        return True
+    n = None if isinstance(value, str) else whole_number(value)  # text: judged one value at a time
+    if data_type == "costs":
+        return n is not None and 0 <= n <= MAX_PENCE
+    return n is not None and 1 <= n <= MAX_COUNT
+
+
+def _sums_usable(data_type: str, groups: list[dict[str, Any]], field: str) -> bool:
+    """Whether every bucket's distinct values (``field:set``) are in the vocabulary, so its sum can be used.
+
+    A platform that sends no set is trusted (its sums are used as they are).
+    """
+    for group in groups:
+        for value in group.get("values", [group]):
+            seen = value.get(f"{field}:set")
+            if isinstance(seen, list) and not all(_one_record_ok(data_type, v) for v in seen):
+                return False
+    return True
+
+
+def add_data_set(
+    builder: CountsBuilder,
+    http: httpx.Client,
+    url: str,
+    data_type: str,
+    *,
+    period: str,
+    start: date,
+    end: date,
+    headers: Mapping[str, str],
+) -> bool:
+    """One KPI data set's sums per ``period`` bucket into ``builder``; ``False`` when it does not exist (404).
+
+    One request in the usual case: the sums, grouped as :data:`_QUERIES` says,
+    with the distinct values of the summed field (``collect=count:set``) to
+    check them. A data set holding a value outside the vocabulary (a count of
+    -500, 2.5 or ``true``; text, which the platform refuses to sum with a 400,
+    as backdrop does) costs one more: the same groups, also grouped by the field
+    itself, so that every value is judged on its own: the records whose value is
+    out are skipped and counted (:attr:`~perf_sdk._kpi.Counts.skipped`), the
+    others summed here. One odd record never fails the read.
+    """
+    query = _QUERIES[data_type]
+    field = _SUMMED[data_type]
+    bounds = (("start_at", _iso(start)), ("end_at", _iso(end)))
+    try:
+        groups = _fetch(http, url, (("period", period), *query, ("collect", f"{field}:set"), *bounds), headers)
+    except RejectedError as exc:
+        if exc.status != 400:
+            raise
+        groups, usable = [], False  # e.g. "collect=count:sum needs numbers, and 'count' holds text"
+    else:
+        if groups is None:
+            return False
+        usable = _sums_usable(data_type, groups, field)
+    if usable:
+        for group in groups:
+            _add_group(builder, data_type, group, f"{field}:sum")
+        return True
+    grouped = tuple(q for q in query if q[0] == "group_by")
+    try:
+        by_value = _fetch(http, url, (("period", period), *grouped, ("group_by", field), *bounds), headers)
+    except RejectedError as exc:
+        raise type(exc)(
+            f"{data_type} holds {field} values the platform cannot sum, and reading them one value at a time "
+            f"was refused too: {exc}",
+            status=exc.status,
+            messages=exc.messages,
+        ) from exc
+    for group in by_value or ():
+        for day, records in _counts_by_value(group):
+            _add_row(builder, data_type, group, day, group.get(field), records, each=True)
+    return by_value is not None
 
 
 def counts_from_read_api(
@@ -366,25 +495,18 @@ def counts_from_read_api(
     builder = CountsBuilder(bucket)
     missing = []
     try:
-        for data_type, query in _QUERIES.items():
-            params = (("period", bucket), *query, ("start_at", _iso(start)), ("end_at", _iso(end)))
+        for data_type in _QUERIES:
+            first, stop, read_period = start, end, bucket
             if data_type == "costs" and bucket == "day":
                 # Cost records sit at the start of their month, quarter or year: read from the start of the
                 # year, in months, so a quarter's cost that began before a window of days still reaches it.
-                params = (
-                    ("period", "month"),
-                    *query,
-                    ("start_at", _iso(date(start.year, 1, 1))),
-                    ("end_at", _iso(_month_offset(end - timedelta(days=1), 1))),
-                )
+                first, stop, read_period = date(start.year, 1, 1), _month_offset(end - timedelta(days=1), 1), "month"
             url = f"{base}/data/{service}/{data_type}"
-            groups = _fetch(http, url, params, headers)
-            if groups is None:
+            found = add_data_set(
+                builder, http, url, data_type, period=read_period, start=first, end=stop, headers=headers
+            )
+            if not found:
                 missing.append(data_type)
-                continue
-            collect = query[-1][1]
-            for group in groups:
-                _add_group(builder, data_type, group, collect)
         for measure in measures:
             _add_measure(http, base, service, measure, (("period", bucket),), start, end, headers, builder)
     finally:
@@ -414,22 +536,54 @@ def _add_measure(
     headers: Mapping[str, str],
     builder: CountsBuilder,
 ) -> None:
-    """One measure's per-bucket sum and record count: ``filter_by`` each ``where``, ``collect`` sum and count."""
+    """One measure's per-bucket sum and record count: ``filter_by`` each ``where``, ``collect`` sum and count.
+
+    As for the KPI data sets (:func:`add_data_set`), a field the platform cannot
+    sum (text), or a ``count`` outside the vocabulary, is read again grouped by
+    the field, and each value judged here as the records source does
+    (:func:`_measure_number`): one odd record never fails the read.
+    """
+    where = tuple(("filter_by", f"{k}:{_filter_value(v)}") for k, v in measure.where.items())
+    bounds = (("start_at", _iso(start)), ("end_at", _iso(end)))
+    checked = (("collect", f"{measure.field}:set"),) if measure.field == "count" else ()
+    url = f"{base}/data/{service}/{measure.data_type}"
     params = (
         *period,
-        *(("filter_by", f"{k}:{_filter_value(v)}") for k, v in measure.where.items()),
+        *where,
         ("collect", f"{measure.field}:sum"),
         ("collect", f"{measure.field}:count"),
-        ("start_at", _iso(start)),
-        ("end_at", _iso(end)),
+        *checked,
+        *bounds,
     )
-    groups = _fetch(http, f"{base}/data/{service}/{measure.data_type}", params, headers)
-    for group in groups or ():
-        for value in group.get("values", [group]):
-            total, records = value.get(f"{measure.field}:sum"), value.get(f"{measure.field}:count")
-            if total is None or not records or "_start_at" not in value:
-                continue
-            builder.add_measure(_start_day(value), measure.id, float(total), int(records))
+    try:
+        groups = _fetch(http, url, params, headers)
+    except RejectedError as exc:
+        if exc.status != 400:
+            raise
+        groups = None
+        usable = False
+    else:
+        usable = all(
+            not isinstance(seen := value.get(f"{measure.field}:set"), list)
+            or all(v is None or _measure_number(measure.field, v) is not None for v in seen)
+            for group in groups or ()
+            for value in group.get("values", [group])
+        )
+    if usable:
+        for group in groups or ():
+            for value in group.get("values", [group]):
+                total, records = value.get(f"{measure.field}:sum"), value.get(f"{measure.field}:count")
+                if total is None or not records or "_start_at" not in value:
+                    continue
+                builder.add_measure(_start_day(value), measure.id, float(total), int(records))
+        return
+    by_value = _fetch(http, url, (*period, *where, ("group_by", measure.field), *bounds), headers)
+    for group in by_value or ():
+        number = _measure_number(measure.field, group.get(measure.field))
+        if number is None:
+            continue  # not a number: the record does not carry the measure
+        for day, records in _counts_by_value(group):
+            builder.add_measure(day, measure.id, number * records, records)
 
 
 def _start_day(value: Mapping[str, Any]) -> date:
@@ -453,14 +607,32 @@ def marks_from_read_api(
 
 
 def _add_group(builder: CountsBuilder, data_type: str, group: Mapping[str, Any], collect: str) -> None:
-    channel = str(group.get("channel") or ("all" if data_type == "costs" else "other"))
-    for day, total in _buckets(group, collect):
-        if data_type == "transactions":
-            builder.add_transactions(day, str(group.get("stage")), channel, int(total))
-        elif data_type == "satisfaction":
-            builder.add_satisfaction(day, int(group["rating"]), channel, int(total))
-        else:
-            builder.add_cost(str(group.get("period")), day, channel, str(group.get("cost_type") or "other"), int(total))
+    """A read API group's sums (``collect``) per bucket into ``builder``; odd values are skipped there."""
+    for day, total, records in _buckets(group, collect):
+        _add_row(builder, data_type, group, day, total, records)
+
+
+def _add_row(
+    builder: CountsBuilder,
+    data_type: str,
+    group: Mapping[str, Any],
+    day: date,
+    amount: Any,
+    records: int,
+    *,
+    each: bool = False,
+) -> None:
+    """One bucket of one group: ``amount`` is the records' sum, or with ``each`` every record's own value."""
+    if data_type == "transactions":
+        channel = group.get("channel") or "other"
+        builder.add_transactions(day, group.get("stage"), channel, amount, records=records, each=each)
+    elif data_type == "satisfaction":
+        channel = group.get("channel") or "other"
+        builder.add_satisfaction(day, group.get("rating"), channel, amount, records=records, each=each)
+    else:
+        channel = group.get("channel") or "all"
+        cost_type = group.get("cost_type") or "other"
+        builder.add_cost(group.get("period"), day, channel, cost_type, amount, records=records, each=each)
 
 
 # ---------------------------------------------------------------------------

@@ -14,15 +14,20 @@ are retried with exponential back-off; a 4xx is final.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
 from perf_sdk._errors import RejectedError, RetryableError, TransportError, error_class_for_status
 
-__all__ = ["post_webhook", "redact_url"]
+__all__ = ["MAX_ANSWER_BYTES", "post_webhook", "redact_url", "webhook_url_problem"]
+
+#: The most of a receiver's answer that is read: only its status matters, and a hostile receiver
+#: answering 400 MB must not grow the process by as much.
+MAX_ANSWER_BYTES: Final = 64 * 1024
 
 
 def redact_url(url: str) -> str:
@@ -33,6 +38,80 @@ def redact_url(url: str) -> str:
         return "<webhook>"
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.scheme}://{parsed.host}{port}/…"
+
+
+def webhook_url_problem(url: object) -> str | None:
+    """What is wrong with ``url`` as a webhook URL, in words that never repeat it; ``None`` when it will do.
+
+    Checked before anything is sent (``perf-sdk check`` refuses a bad
+    ``--webhook`` as a usage error), so that a typo is never an httpx
+    traceback, nor an alert that fails hours later.
+
+    >>> webhook_url_problem("https://hooks.example.com/services/T0/B0/x") is None
+    True
+    >>> webhook_url_problem("https://hooks.example.com/x" + chr(0))
+    'holds a control character or a space (character 28)'
+    >>> webhook_url_problem("https://hooks.example.com:99999/x")
+    'has port 99999: a port is 1 to 65535'
+    """
+    if not isinstance(url, str) or not url.strip():
+        return "is empty"
+    for i, ch in enumerate(url, start=1):
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or ch.isspace():
+            return f"holds a control character or a space (character {i})"
+    if not url.lower().startswith(("http://", "https://")):
+        return "must start with http:// or https://"
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return "is not a valid URL"
+    if not parsed.host:
+        return "has no host"
+    if port is not None and not 0 < port < 65536:
+        return f"has port {port}: a port is 1 to 65535"
+    return None
+
+
+def _attempt(http: httpx.Client, url: str, body: bytes, headers: Mapping[str, str], deadline: float) -> int:
+    """One POST within ``deadline`` seconds in all, reading at most :data:`MAX_ANSWER_BYTES` of the answer.
+
+    httpx's timeouts bound each wait (connect, each read), not the whole: a
+    receiver sending a byte every two seconds, of its headers or of its body,
+    would hold a read open for ever. So the request runs in a worker thread
+    and this one waits at most ``deadline``; the worker stops reading at the
+    cap or the deadline, and a worker still stuck in a read is left to end on
+    its own (a daemon thread, holding no more than one read's buffer).
+    """
+    outcome: dict[str, Any] = {}
+    done, stop = threading.Event(), threading.Event()
+
+    def work() -> None:
+        try:
+            with http.stream("POST", url, content=body, headers=headers) as response:
+                outcome["status"] = response.status_code
+                read = 0
+                for chunk in response.iter_raw():  # raw: a compressed answer is never inflated
+                    read += len(chunk)
+                    if read >= MAX_ANSWER_BYTES or stop.is_set():
+                        break
+        except Exception as exc:  # handed to the waiting thread, which words it
+            outcome.setdefault("error", exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="perf-sdk-webhook", daemon=True).start()
+    done.wait(deadline)
+    stop.set()
+    if "status" in outcome:  # the answer's status is all that counts, read in time or not
+        return int(outcome["status"])
+    error = outcome.get("error")
+    if error is None:
+        raise RetryableError(f"did not answer within {deadline:g} s", reason="timed out")
+    if isinstance(error, httpx.InvalidURL):
+        raise TransportError(f"is not a URL httpx can send to ({type(error).__name__})")
+    # the exception text can carry the URL: keep only its kind
+    raise RetryableError(f"could not be reached ({type(error).__name__})", reason=type(error).__name__)
 
 
 def post_webhook(
@@ -49,13 +128,16 @@ def post_webhook(
     """POST ``payload`` as JSON; return the final HTTP status, or raise :class:`TransportError`.
 
     ``payload`` must hold a ``text`` string. Retries ``attempts - 1`` times,
-    waiting ``backoff``, ``2·backoff``, ... seconds between tries.
+    waiting ``backoff``, ``2·backoff``, ... seconds between tries. Each try has
+    ``timeout`` seconds in all, however slowly the receiver answers, and reads
+    at most :data:`MAX_ANSWER_BYTES` of its answer.
     """
     if not isinstance(payload.get("text"), str):
         raise ValueError("a webhook payload needs a plain 'text' string (what Slack-compatible receivers show)")
     where = redact_url(url)
-    if not url.startswith(("http://", "https://")):
-        raise TransportError(f"the webhook URL ({where}) must start with http:// or https://")
+    problem = webhook_url_problem(url)
+    if problem:
+        raise TransportError(f"the webhook URL ({where}) {problem}")
     headers = {"Content-Type": "application/json", "User-Agent": "perf-sdk-check"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -68,15 +150,16 @@ def post_webhook(
             if attempt:
                 sleep(backoff * 2 ** (attempt - 1))
             try:
-                response = http.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                # the exception text can carry the URL: keep only its kind
-                last = RetryableError(f"the webhook at {where} could not be reached ({type(exc).__name__})")
+                status = _attempt(http, url, body, headers, timeout)
+            except RetryableError as exc:
+                last = RetryableError(f"the webhook at {where} {exc}", reason=exc.reason)
                 continue
-            if response.status_code < 300:
-                return response.status_code
-            cls = error_class_for_status(response.status_code)
-            last = cls(f"the webhook at {where} answered {response.status_code}", status=response.status_code)
+            except TransportError as exc:
+                raise TransportError(f"the webhook URL ({where}) {exc}") from None
+            if status < 300:
+                return status
+            cls = error_class_for_status(status)
+            last = cls(f"the webhook at {where} answered {status}", status=status)
             if cls is RejectedError:
                 break
     finally:

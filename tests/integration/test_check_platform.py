@@ -105,7 +105,7 @@ def test_check_finds_a_silent_data_set_on_the_platform(
     assert "no transactions records for 119.0 h (newest 2026-03-11T10:00:00+00:00" in out
 
 
-def test_check_unreachable_platform_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_definition_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(
             [
@@ -121,3 +121,53 @@ def test_check_unreachable_platform_is_a_usage_error(tmp_path: Path, capsys: pyt
         == 2
     )
     assert "no such file" in capsys.readouterr().err
+
+
+def test_an_unreachable_platform_is_attention_not_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 (attention: the platform cannot be read), for cron to alert on as on any finding (issue 19)."""
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text(DEFINITION)
+    args = ["check", "--read-endpoint", "http://127.0.0.1:9", "--service", SVC, "--definition", str(definition)]
+    assert main([*args, "--at", AT]) == 1
+    captured = capsys.readouterr()
+    assert "perf-sdk: the platform cannot be read: cannot reach the platform's read API" in captured.err
+    assert captured.out.startswith(f"perf-sdk check: {SVC}: 1 thing needs attention\n")
+    assert "! the platform cannot be read, so nothing was checked" in captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_odd_records_on_the_platform_are_a_note_never_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records the write API takes (as backdrop does) but outside the vocabulary: skipped and counted (issue 19).
+
+    Before: a stage of ``in-progress`` was an "invalid input" exit 2, and a
+    negative count reached Wilson's interval and ended the run in a traceback.
+    """
+    odd = [
+        {"_id": "x1", "_timestamp": "2026-03-11T11:00:00Z", "stage": "in-progress", "channel": "digital", "count": 1},
+        {"_id": "x2", "_timestamp": "2026-03-11T11:00:00Z", "stage": "completed", "channel": "digital", "count": -500},
+        {"_id": "x3", "_timestamp": "2026-03-11T11:00:00Z", "stage": "started", "channel": "digital", "count": "lots"},
+        {"_id": "x4", "_timestamp": "2026-03-11T11:00:00Z", "stage": "started", "channel": "digital", "count": 2.5},
+    ]
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text(DEFINITION)
+    with LocalPlatform(token="t") as p:
+        with httpx.Client(base_url=p.url, headers={"Authorization": "Bearer t"}) as client:
+            for service, extra in (("clean-service", []), ("odd-service", odd)):
+                response = client.post(f"/data/{service}/transactions", json=_records(78) + extra)
+                assert response.status_code == 200, response.text
+        args = ["check", "--read-endpoint", p.url, "--definition", str(definition), "--at", AT, "--format", "json"]
+        results = {}
+        for service in ("clean-service", "odd-service"):
+            code = main([*args, "--service", service])
+            captured = capsys.readouterr()
+            assert "Traceback" not in captured.err
+            results[service] = (code, json.loads(captured.out))
+    (clean_code, clean), (odd_code, data) = results["clean-service"], results["odd-service"]
+    assert odd_code == clean_code == 1  # no satisfaction answers in February, and nothing else
+    assert data["findings"] == clean["findings"] and data["comparisons"] == clean["comparisons"]
+    assert data["skipped"] == {"transactions.stage": 1, "transactions.count": 3}
+    assert any(n.startswith("3 transactions records skipped: its count is not") for n in data["notes"])

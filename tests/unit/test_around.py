@@ -168,3 +168,38 @@ def test_the_dashboard_shows_each_kpi_before_and_after_a_mark() -> None:
     assert "new eligibility page" in page
     assert "+15.0 points" in page and "a real change" in page and "could be chance" in page
     assert kpis(records=_records(), period="month", today=date(2026, 6, 1)).changes == ()
+
+
+def test_an_odd_record_is_skipped_and_noted_never_a_traceback() -> None:
+    records = _records()
+    clean = kpis_around("release 1.4", records=records, window=7, today=date(2026, 4, 1))
+    records["transactions"].append(  # before the fix: -500 completions reached Wilson's interval and raised
+        {"_timestamp": _t("2026-03-05"), "stage": "completed", "channel": "digital", "count": -500}
+    )
+    records["satisfaction"].append({"_timestamp": _t("2026-03-06"), "rating": 7, "channel": "digital", "count": 1})
+    report = kpis_around("release 1.4", records=records, window=7, today=date(2026, 4, 1))
+    assert report.changes == clean.changes
+    assert report.notes[-2:] == (
+        "1 satisfaction record skipped: its rating is not a whole number from 1 to 5 (e.g. 7)",
+        "1 transactions record skipped: its count is not a whole number from 1 to 1,000,000,000 (e.g. -500)",
+    )
+
+
+def test_hand_made_counts_with_a_negative_count_make_no_comparison() -> None:
+    from perf_sdk._around import around
+    from perf_sdk._kpi import Counts
+
+    before, after = date(2026, 2, 25), date(2026, 3, 4)
+    counts = Counts(
+        {
+            (before, "started", "digital"): 100,
+            (before, "completed", "digital"): 80,
+            (after, "started", "digital"): 100,
+            (after, "completed", "digital"): -420,
+        },
+        bucket="day",
+    )
+    report = around(counts, Mark("x", datetime(2026, 3, 2, 9, tzinfo=timezone.utc)), window=7)
+    cr = report.change("completion_rate")
+    assert cr.change is None and cr.difference is None
+    assert "Completion rate: 80.0% before, -420.0% after: no comparison" in report.to_text()

@@ -14,7 +14,7 @@ import pytest
 
 from perf_sdk._check import check
 from perf_sdk._definition import parse_definition
-from perf_sdk._errors import RejectedError
+from perf_sdk._errors import RejectedError, RetryableError
 from perf_sdk._stats import newcombe_difference, wilson_interval
 from perf_sdk._webhook import post_webhook, redact_url
 
@@ -287,3 +287,224 @@ def test_completions_above_starts_in_a_week_need_attention() -> None:
     (finding,) = report.findings
     assert (finding.rule, finding.kpi, finding.label) == ("cannot_be_right", "completion_rate", "2026-W11")
     assert "128 digital completions but only 100 digital starts (128%)" in finding.message
+
+
+# -- odd records: a note, never a traceback (issue 19, defects 1 and 8) -------------------------------------
+
+
+def test_a_negative_count_is_skipped_and_noted_never_a_traceback() -> None:
+    records = _service(78)
+    records["transactions"].append(
+        {"_timestamp": "2026-03-11T11:00:00Z", "stage": "completed", "channel": "digital", "count": -500}
+    )
+    records["transactions"].append(
+        {"_timestamp": "2026-03-11T11:00:00Z", "stage": "in-progress", "channel": "digital", "count": 3}
+    )
+    report = check(records=records, definition=parse_definition(WEEKLY), now=NOW, service="svc")
+    steady = check(records=_service(78), definition=parse_definition(WEEKLY), now=NOW, service="svc")
+    assert report.comparisons == steady.comparisons and report.findings == steady.findings
+    assert report.skipped == {"transactions.count": 1, "transactions.stage": 1}
+    assert report.to_dict()["skipped"] == {"transactions.count": 1, "transactions.stage": 1}
+    assert "  - 1 transactions record skipped: its count is not a whole number" in report.to_text()
+
+
+def test_hand_made_counts_with_a_negative_count_give_no_interval_and_no_traceback() -> None:
+    from perf_sdk._check import evaluate
+    from perf_sdk._kpi import Counts
+
+    day = NOW.date() - timedelta(days=1)
+    transactions = {(day - timedelta(weeks=k), "started", "digital"): 100 for k in range(5)}
+    transactions.update({(day - timedelta(weeks=k), "completed", "digital"): 80 for k in range(1, 5)})
+    transactions[(day, "completed", "digital")] = -420
+    satisfaction = {(day.replace(day=1) - timedelta(days=20), 5, "digital"): -3}
+    counts = Counts(transactions, satisfaction, bucket="day")
+    definition = parse_definition('[checks]\nperiods = ["day", "month"]\nmax_silence_hours = {}\n')
+    report = evaluate(counts, definition, now=NOW)
+    assert not [c for c in report.comparisons if c.label == day.isoformat()]
+
+
+def test_check_file_speaks_of_the_file_not_the_platform(tmp_path: Path) -> None:
+    file = tmp_path / "history.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in _service(78)["transactions"]))
+    file.write_text(file.read_text() + '{"_timestamp": "2026-03-11T10:00:00Z", "colour": "blue"}\n')
+    definition = parse_definition('[checks]\nperiods = ["week"]\nmax_silence_hours = {satisfaction = 24}\n')
+    report = check(path=file, definition=definition, now=NOW)
+    (finding,) = report.findings
+    assert finding.message.startswith("no satisfaction records at all in history.jsonl (expected")
+    assert "platform" not in report.to_text()
+    assert report.skipped == {"records.type": 1}
+    in_memory = check(records=_service(78), definition=definition, now=NOW)
+    assert in_memory.findings[0].message.startswith("no satisfaction records at all in the records (")
+
+
+# -- the webhook against hostile receivers, and bad URLs (defects 9 and 15) ---------------------------------
+
+
+def _raw_receiver(answer: Any) -> tuple[str, threading.Event]:
+    """A loopback socket server that reads the request, then hands the socket to ``answer``."""
+    import socket
+
+    stop = threading.Event()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    server.settimeout(0.2)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.recv(65536)
+            threading.Thread(target=_quietly, args=(answer, conn, stop), daemon=True).start()
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/services/T0/B0/very-secret-path", stop
+
+
+def _quietly(answer: Any, conn: Any, stop: threading.Event) -> None:
+    try:
+        answer(conn, stop)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _trickle_headers(conn: Any, stop: threading.Event) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+        if stop.wait(0.05):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def _trickle_body(conn: Any, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    while not stop.wait(0.05):
+        conn.sendall(b"x")
+
+
+def _huge_body(conn: Any, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n" % (300 * 1024 * 1024))
+    chunk = b"x" * (1 << 20)
+    for _ in range(300):
+        if stop.is_set():
+            return
+        conn.sendall(chunk)
+
+
+def test_a_receiver_that_trickles_its_headers_never_holds_the_run_past_its_deadline() -> None:
+    import time
+
+    url, stop = _raw_receiver(_trickle_headers)
+    try:
+        began = time.monotonic()
+        with pytest.raises(RetryableError, match="did not answer within 1 s") as caught:
+            post_webhook(url, {"text": "x"}, attempts=2, timeout=1.0, sleep=lambda s: None)
+        assert time.monotonic() - began < 10  # two tries of 1 s each, however slow the receiver
+        assert "very-secret-path" not in str(caught.value)
+    finally:
+        stop.set()
+
+
+def test_a_receiver_that_trickles_its_answer_is_read_until_the_deadline_only() -> None:
+    import time
+
+    url, stop = _raw_receiver(_trickle_body)
+    try:
+        began = time.monotonic()
+        assert post_webhook(url, {"text": "x"}, attempts=2, timeout=1.0, sleep=lambda s: None) == 200
+        assert time.monotonic() - began < 10  # the status counts; the rest of the answer is never waited for
+    finally:
+        stop.set()
+
+
+def test_a_huge_answer_is_not_read_past_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from perf_sdk import _webhook
+
+    read: list[int] = []
+    original = httpx.Response.iter_raw
+
+    def counting(self: httpx.Response, chunk_size: int | None = None) -> Any:
+        for chunk in original(self, chunk_size):
+            read.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(httpx.Response, "iter_raw", counting)
+    url, stop = _raw_receiver(_huge_body)
+    try:
+        with pytest.raises(RetryableError, match="answered 503"):
+            post_webhook(url, {"text": "x"}, attempts=2, timeout=30.0, sleep=lambda s: None)
+    finally:
+        stop.set()
+    assert 0 < sum(read) < 2 * (_webhook.MAX_ANSWER_BYTES + 65_536)  # two tries, each stops at the cap
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://hooks.example.com/services/T0/B0/SECRET-TOKEN\x00", "control character or a space"),
+        ("https://hooks.example.com/services/SECRET-TOKEN\n", "control character or a space"),
+        ("https://hooks example.com/services/SECRET-TOKEN", "control character or a space"),
+        ("https://hooks.example.com:99999/services/SECRET-TOKEN", "has port 99999"),
+        ("ftp://hooks.example.com/services/SECRET-TOKEN", "must start with http:// or https://"),
+        ("https:///services/SECRET-TOKEN", "has no host"),
+        ("", "is empty"),
+    ],
+)
+def test_a_bad_webhook_url_is_refused_up_front_without_showing_it(
+    url: str, problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from perf_sdk._errors import TransportError
+    from perf_sdk._webhook import webhook_url_problem
+    from perf_sdk.cli import main
+
+    assert problem in (webhook_url_problem(url) or "")
+    with pytest.raises(TransportError) as caught:
+        post_webhook(url, {"text": "x"}, attempts=1)
+    assert "SECRET-TOKEN" not in str(caught.value)
+    if url:
+        assert main(["check", "--file", str(tmp_path / "none.jsonl"), "--webhook", url]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("perf-sdk: usage error: --webhook: the URL ") and problem in err
+        assert "SECRET-TOKEN" not in err and "Traceback" not in err
+
+
+def test_a_bad_webhook_url_from_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from perf_sdk.cli import main
+
+    monkeypatch.setenv("PERF_SDK_WEBHOOK_URL", "https://hooks.example.com/x\x7f")
+    assert main(["check", "--file", str(tmp_path / "none.jsonl")]) == 2
+    assert "usage error: PERF_SDK_WEBHOOK_URL: the URL holds a control character" in capsys.readouterr().err
+
+
+# -- a platform that cannot be read: attention (exit 1), not a usage error (defect 19) -----------------------
+
+
+def test_an_unreachable_platform_is_attention_and_the_webhook_hears_of_it(
+    receiver: tuple[str, type[_Receiver]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perf_sdk.cli import main
+
+    for name in ("PERF_SDK_READ_ENDPOINT", "PERF_SDK_ENDPOINT", "PERF_SDK_SERVICE", "PERF_SDK_DEFINITION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(Path(__file__).parent)  # no perf-sdk.toml here
+    url, handler = receiver
+    args = ["check", "--read-endpoint", "http://127.0.0.1:9", "--service", "svc", "--at", "2026-03-16T09:00:00Z"]
+    assert main([*args, "--format", "json", "--webhook", url]) == 1
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["status"] == "attention"
+    assert [f["rule"] for f in data["findings"]] == ["platform_unreadable"]
+    assert "perf-sdk: the platform cannot be read: cannot reach the platform's read API" in captured.err
+    assert handler.bodies[0]["text"].startswith("perf-sdk check: svc: 1 thing needs attention")
+    assert "the platform cannot be read, so nothing was checked" in handler.bodies[0]["text"]
+    # a real usage error is still 2
+    assert main(["check", "--service", "svc"]) == 2

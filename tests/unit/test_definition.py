@@ -218,3 +218,43 @@ def test_the_source_path_is_not_a_key_of_the_file(tmp_path: Path) -> None:
     assert load_definition(path).source == str(path)
     with pytest.raises(DefinitionError, match="unknown key 'source'"):
         parse_definition('source = "elsewhere"\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("[checks]\nmax_silence_hours = {transactions = nan}\n", 2, "max_silence_hours.transactions = nan"),
+        ("[checks]\nmax_silence_hours = {transactions = inf}\n", 2, "a number of hours above 0"),
+        ("[checks]\nmax_silence_hours = {transactions = -inf}\n", 2, "a number of hours above 0"),
+        ("[checks]\nmax_silence_hours = {transactions = 0}\n", 2, "a number of hours above 0"),
+        ("\n[checks]\nmax_spool_age_minutes = inf\n", 3, "checks.max_spool_age_minutes"),
+        ("[targets]\ncompletion_rate = {min = nan}\n", 2, "write a finite number"),
+        (
+            '[kpis.a_b]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\nof = {data_type = "o"}\n'
+            "target = {max = nan}\n",
+            7,
+            "write a finite number",
+        ),
+    ],
+)
+def test_a_number_that_is_not_finite_is_refused_naming_the_line(text: str, line: int, words: str) -> None:
+    # nan compares false with everything: max_silence_hours = nan would never fire, a target of nan always be met
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text, source="perf-sdk.toml")
+    assert caught.value.line == line, str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_toml(tmp_path: Path) -> None:
+    path = tmp_path / "perf-sdk.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + DEFINITION.encode("utf-8"))
+    assert load_definition(path).title == "Apply for a licence"
+    assert parse_definition("\ufefftitle = 'x'\n").title == "x"
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 5000 + "]" * 5000 + "\n", "a = " + "{b = " * 3000 + "1" + "}" * 3000])
+def test_a_file_nested_thousands_deep_is_a_definition_error_naming_it(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    with pytest.raises(DefinitionError, match=r"deep\.toml: nested too deeply"):
+        load_definition(path)

@@ -274,10 +274,133 @@ def test_counts_builder_buckets_by_utc_month_and_snaps_costs() -> None:
         (D(2026, 4, 1), "started", "digital"): 3,
     }
     assert built.costs == {("quarter", D(2026, 1, 1), "all", "staff"): 100}
-    with pytest.raises(ValidationError):
-        b.add_satisfaction(D(2026, 1, 1), 6, "digital", 1)
-    with pytest.raises(ValidationError):
-        b.add_transactions(D(2026, 1, 1), "abandoned", "digital", 1)
+    assert built.skipped == {}
+
+
+# -- records outside the vocabulary: skipped and counted, never computed with, never raised --------------
+
+
+@pytest.mark.parametrize(
+    ("add", "reason"),
+    [
+        (lambda b: b.add_transactions(D(2026, 1, 5), "in-progress", "digital", 1), "transactions.stage"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "abandoned", "digital", 1), "transactions.stage"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), None, "digital", 1), "transactions.stage"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", -1000), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", 0), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", 2.5), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", True), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", "three"), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", "digital", 10**10), "transactions.count"),
+        (lambda b: b.add_transactions(D(2026, 1, 5), "started", None, 1), "transactions.channel"),
+        (lambda b: b.add_satisfaction(D(2026, 1, 5), 7, "digital", 1), "satisfaction.rating"),
+        (lambda b: b.add_satisfaction(D(2026, 1, 5), 0, "digital", 1), "satisfaction.rating"),
+        (lambda b: b.add_satisfaction(D(2026, 1, 5), 4.5, "digital", 1), "satisfaction.rating"),
+        (lambda b: b.add_satisfaction(D(2026, 1, 5), "good", "digital", 1), "satisfaction.rating"),
+        (lambda b: b.add_satisfaction(D(2026, 1, 5), 5, "digital", -3), "satisfaction.count"),
+        (lambda b: b.add_cost("fortnight", D(2026, 1, 5), "all", "staff", 100), "costs.period"),
+        (lambda b: b.add_cost("month", D(2026, 1, 5), "all", "staff", -100), "costs.amount_pence"),
+        (lambda b: b.add_cost("month", D(2026, 1, 5), "all", "staff", "£100"), "costs.amount_pence"),
+        (lambda b: b.add_cost("month", D(2026, 1, 5), "all", "staff", 10**15), "costs.amount_pence"),
+    ],
+)
+def test_a_value_outside_the_vocabulary_is_skipped_and_counted(add: object, reason: str) -> None:
+    b = CountsBuilder()
+    b.add_transactions(D(2026, 1, 5), "started", "digital", 4)
+    add(b)  # type: ignore[operator]
+    built = b.build()
+    assert built.skipped == {reason: 1}
+    assert built.transactions == {(D(2026, 1, 1), "started", "digital"): 4}
+    assert built.satisfaction == {} and built.costs == {}
+    report = compute_report(built, period="quarter")
+    assert report.skipped == {reason: 1}
+    (note,) = report.data_notes
+    assert note.startswith(f"1 {reason.split('.', maxsplit=1)[0]} record skipped: ")
+
+
+def test_numbers_written_as_text_or_whole_floats_are_numbers() -> None:
+    b = CountsBuilder()
+    b.add_transactions(D(2026, 1, 5), "started", "digital", "3")
+    b.add_transactions(D(2026, 1, 5), "started", "digital", 2.0)
+    b.add_transactions(D(2026, 1, 5), "started", "digital", " 1,000 ")
+    b.add_satisfaction(D(2026, 1, 5), "5", "digital", 1)
+    b.add_satisfaction(D(2026, 1, 5), 4.0, "digital", 1)
+    b.add_cost("month", D(2026, 1, 5), "all", "staff", "100")
+    built = b.build()
+    assert built.skipped == {}
+    assert built.transactions == {(D(2026, 1, 1), "started", "digital"): 1_005}
+    assert built.satisfaction == {(D(2026, 1, 1), 5, "digital"): 1, (D(2026, 1, 1), 4, "digital"): 1}
+    assert built.costs == {("month", D(2026, 1, 1), "all", "staff"): 100}
+
+
+def test_a_sum_of_records_is_checked_as_a_sum_and_skips_all_its_records() -> None:
+    b = CountsBuilder()
+    b.add_transactions(D(2026, 1, 5), "started", "digital", 5_000_000_000, records=10)  # ten big records: fine
+    b.add_transactions(D(2026, 1, 5), "in-progress", "digital", 12, records=4)
+    b.add_transactions(D(2026, 2, 5), "completed", "digital", -7, records=3)  # a sum below 0 holds a bad record
+    b.add_transactions(D(2026, 2, 5), "completed", "phone", 3, records=2, each=True)  # each of 2 records is 3
+    b.add_transactions(D(2026, 2, 5), "completed", "paper", -3, records=2, each=True)
+    built = b.build()
+    assert built.transactions == {
+        (D(2026, 1, 1), "started", "digital"): 5_000_000_000,
+        (D(2026, 2, 1), "completed", "phone"): 6,
+    }
+    assert built.skipped == {"transactions.stage": 4, "transactions.count": 5}
+
+
+def test_no_skipped_record_reaches_the_figures_and_the_report_says_why() -> None:
+    b = CountsBuilder()
+    b.add_transactions(D(2026, 1, 5), "started", "digital", 100)
+    b.add_transactions(D(2026, 1, 5), "completed", "digital", 80)
+    b.add_transactions(D(2026, 1, 5), "completed", "phone", -60)
+    b.add_transactions(D(2026, 1, 5), "completed", "paper", 0.5)
+    b.add_transactions(D(2026, 1, 5), "completed", "digital", "lots")
+    q1 = only(compute_report(b.build(), period="quarter"))
+    assert q1.completion_rate == Kpi(0.8, 80, 100)
+    assert q1.digital_take_up == Kpi(1.0, 80, 80)
+    report = compute_report(b.build(), period="quarter")
+    assert report.skipped == {"transactions.count": 3}
+    assert report.data_notes == (
+        "3 transactions records skipped: its count is not a whole number from 1 to 1,000,000,000 "
+        "(e.g. -60, 0.5, 'lots')",
+    )
+
+
+def test_channels_outside_the_vocabulary_count_as_other_so_channels_add_up() -> None:
+    b = CountsBuilder()
+    b.add_transactions(D(2026, 1, 5), "started", "digital", 100)
+    b.add_transactions(D(2026, 1, 5), "completed", "digital", 50)
+    b.add_transactions(D(2026, 1, 5), "completed", "web", 30)
+    b.add_transactions(D(2026, 1, 5), "completed", "Digital", 20)
+    b.add_satisfaction(D(2026, 1, 5), 5, "kiosk", 2)
+    built = b.build()
+    assert built.relabelled == {"transactions.channel": 2, "satisfaction.channel": 1}
+    assert built.skipped == {}
+    q1 = only(compute_report(built, period="quarter"))
+    completed = {c.channel: c.completed for c in q1.channels}
+    assert completed == {"digital": 50, "other": 50}
+    assert sum(completed.values()) == q1.digital_take_up.denominator == 100
+    assert q1.digital_take_up == Kpi(0.5, 50, 100)
+    assert next(c for c in q1.channels if c.channel == "other").user_satisfaction == Kpi(1.0, 2, 2)
+    notes = compute_report(built).data_notes
+    assert "2 transactions records counted under channel 'other'" in notes[1]
+    assert "(e.g. 'web', 'Digital')" in notes[1]
+
+
+def test_hand_made_counts_with_other_channels_add_up_too() -> None:
+    c = counts({(D(2026, 1, 1), "completed", "digital"): 5, (D(2026, 1, 1), "completed", "web"): 5})
+    p = only(compute_report(c, period="month"))
+    assert [(ch.channel, ch.completed) for ch in p.channels] == [("digital", 5), ("other", 5)]
+
+
+def test_an_example_is_short_and_only_a_few_are_kept() -> None:
+    b = CountsBuilder()
+    for n in range(10):
+        b.add_transactions(D(2026, 1, 5), f"stage-{n}" * 20, "digital", 1)
+    built = b.build()
+    assert built.skipped == {"transactions.stage": 10}
+    (examples,) = built.examples.values()
+    assert len(examples) == 3 and all(len(e) <= 40 for e in examples)
 
 
 # -- output -------------------------------------------------------------------

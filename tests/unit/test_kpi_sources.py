@@ -13,7 +13,7 @@ import httpx
 import pytest
 import respx
 
-from perf_sdk import ConfigurationError, RetryableError, ValidationError
+from perf_sdk import ConfigurationError, RejectedError, RetryableError, ValidationError
 from perf_sdk._kpi import Kpi
 from perf_sdk._kpi_sources import (
     counts_from_records,
@@ -113,6 +113,7 @@ def test_read_api_sends_aggregate_queries_only(api: respx.MockRouter) -> None:
         ("group_by", "stage"),
         ("group_by", "channel"),
         ("collect", "count:sum"),
+        ("collect", "count:set"),
         *window,
     ]
     assert _query(api, "satisfaction") == [
@@ -120,6 +121,7 @@ def test_read_api_sends_aggregate_queries_only(api: respx.MockRouter) -> None:
         ("group_by", "rating"),
         ("group_by", "channel"),
         ("collect", "count:sum"),
+        ("collect", "count:set"),
         *window,
     ]
     assert _query(api, "costs") == [
@@ -128,9 +130,11 @@ def test_read_api_sends_aggregate_queries_only(api: respx.MockRouter) -> None:
         ("group_by", "channel"),
         ("group_by", "cost_type"),
         ("collect", "amount_pence:sum"),
+        ("collect", "amount_pence:set"),
         *window,
     ]
     assert "authorization" not in api["costs"].calls.last.request.headers
+    assert sum(len(api[name].calls) for name in ("transactions", "satisfaction", "costs")) == 3
 
 
 def test_read_api_numbers(api: respx.MockRouter) -> None:
@@ -266,23 +270,63 @@ def test_financial_year_option() -> None:
 
 
 @pytest.mark.parametrize(
-    ("record", "field"),
+    ("record", "reason"),
     [
-        ({"_timestamp": "2026-01-01T00:00:00Z", "channel": "digital"}, "record"),
-        ({"_timestamp": "2026-01-01T00:00:00Z", "stage": "started"}, "channel"),
-        ({"_timestamp": "yesterday", "stage": "started", "channel": "digital"}, "_timestamp"),
-        ({"_timestamp": "2026-01-01T00:00:00Z", "rating": 9, "channel": "digital"}, "rating"),
+        ({"_timestamp": "2026-01-01T00:00:00Z", "channel": "digital"}, "records.type"),
+        ({"_timestamp": "2026-01-01T00:00:00Z", "stage": "started"}, "transactions.channel"),
+        ({"_timestamp": "yesterday", "stage": "started", "channel": "digital"}, "transactions._timestamp"),
+        ({"stage": "started", "channel": "digital"}, "transactions._timestamp"),
+        ({"_timestamp": "2026-01-01T00:00:00Z", "rating": 9, "channel": "digital"}, "satisfaction.rating"),
         (
             {"_timestamp": "2026-01-01T00:00:00Z", "stage": "started", "channel": "digital", "count": "x"},
-            "count",
+            "transactions.count",
         ),
-        ({"period": "2026-Q9", "amount_pence": 1}, "period"),
+        (
+            {"_timestamp": "2026-01-01T00:00:00Z", "stage": "in-progress", "channel": "digital", "count": 1},
+            "transactions.stage",
+        ),
+        ({"period": "2026-Q9", "amount_pence": 1}, "costs.period"),
+        ({"period": "fortnight", "amount_pence": 1, "_timestamp": "2026-01-01T00:00:00Z"}, "costs.period"),
+        ({"period": "month", "amount_pence": 1}, "costs._timestamp"),
+        ({"period": "month", "amount_pence": 2.5, "_timestamp": "2026-01-01T00:00:00Z"}, "costs.amount_pence"),
     ],
 )
-def test_bad_records_say_which_field(record: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        counts_from_records([record])
-    assert info.value.field == field
+def test_a_bad_record_is_skipped_and_counted_never_raised(record: dict[str, Any], reason: str) -> None:
+    good = {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 3}
+    counts = counts_from_records([good, record])
+    assert counts.skipped == {reason: 1}
+    assert counts.transactions == {(date(2026, 1, 1), "started", "digital"): 3}
+    report = kpis(records=[good, record])
+    assert report.skipped == {reason: 1} and len(report.data_notes) == 1
+
+
+def test_a_marker_among_mixed_records_is_neither_counted_nor_skipped() -> None:
+    counts = counts_from_records([*RECORDS, {"_timestamp": "2026-01-05T10:00:00Z", "label": "release 1.4"}])
+    assert counts == counts_from_records(RECORDS)
+
+
+def test_a_measure_ignores_values_that_are_no_numbers() -> None:
+    from perf_sdk._definition import Measure
+
+    days = Measure(data_type="decisions", field="days")
+    calls = Measure(data_type="transactions", where={"stage": "completed"})
+    records = {
+        "decisions": [
+            {"_timestamp": "2026-01-05T10:00:00Z", "days": 4},
+            {"_timestamp": "2026-01-05T10:00:00Z", "days": "6"},
+            {"_timestamp": "2026-01-05T10:00:00Z", "days": "soon"},
+            {"_timestamp": "2026-01-05T10:00:00Z", "days": float("nan")},
+            {"_timestamp": "2026-01-05T10:00:00Z", "days": True},
+            {"_timestamp": "not a time", "days": 5},
+        ],
+        "transactions": [
+            {"_timestamp": "2026-01-05T10:00:00Z", "stage": "completed", "channel": "digital", "count": 2},
+            {"_timestamp": "2026-01-05T10:00:00Z", "stage": "completed", "channel": "digital", "count": -9},
+        ],
+    }
+    counts = counts_from_records(records, measures=(days, calls))
+    assert counts.measures == {(date(2026, 1, 1), days.id): (10.0, 2), (date(2026, 1, 1), calls.id): (2.0, 1)}
+    assert counts.skipped == {"decisions._timestamp": 1, "transactions.count": 1}
 
 
 def test_bad_period_is_refused_before_any_io(no_env: None) -> None:
@@ -329,3 +373,163 @@ def test_naive_file_times_are_uk_local(tmp_path: Path) -> None:
 def test_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"cannot read records file"):
         kpis(path=tmp_path / "nope.csv")
+
+
+# -- odd records on the platform: the read API's sums are checked, and never fail on one record -------------
+
+
+def test_a_bucket_holding_an_odd_count_is_read_again_value_by_value(api: respx.MockRouter) -> None:
+    checked = {
+        "data": [
+            {
+                "stage": "started",
+                "channel": "digital",
+                "values": [{"_start_at": "2026-01-01T00:00:00+00:00", "_count": 2, "count:sum": 10, "count:set": [5]}],
+            },
+            {
+                "stage": "completed",
+                "channel": "digital",
+                "values": [
+                    {"_start_at": "2026-01-01T00:00:00+00:00", "_count": 3, "count:sum": -494, "count:set": [-500, 3]}
+                ],
+            },
+        ]
+    }
+    by_value = {
+        "data": [
+            {"stage": "started", "channel": "digital", "count": 5, "values": _counted(("2026-01-01", 2))},
+            {"stage": "completed", "channel": "digital", "count": 3, "values": _counted(("2026-01-01", 2))},
+            {"stage": "completed", "channel": "digital", "count": -500, "values": _counted(("2026-01-01", 1))},
+        ]
+    }
+    api["transactions"].side_effect = lambda request: httpx.Response(
+        200, json=by_value if ("group_by", "count") in parse_qsl(request.url.query.decode()) else checked
+    )
+    report = kpis(service=SVC, read_endpoint=BASE, start="2026-01-01", end="2026-03-31", today=TODAY)
+    assert report.periods[0].completion_rate == Kpi(0.6, 6, 10)
+    assert report.skipped == {"transactions.count": 1}
+    assert "(e.g. -500)" in report.data_notes[0]
+    assert _query(api, "transactions")[:5] == [
+        ("period", "month"),
+        ("group_by", "stage"),
+        ("group_by", "channel"),
+        ("group_by", "count"),
+        ("start_at", "2025-10-01T00:00:00Z"),
+    ]
+    assert len(api["transactions"].calls) == 2 and len(api["satisfaction"].calls) == 1
+
+
+def _counted(*buckets: tuple[str, int]) -> list[dict[str, Any]]:
+    return [{"_start_at": f"{start}T00:00:00+00:00", "_count": n} for start, n in buckets]
+
+
+def test_text_the_platform_will_not_sum_is_read_value_by_value(api: respx.MockRouter) -> None:
+    refused = {"status": "error", "message": "invalid collect function: collect=count:sum needs numbers"}
+    by_value = {
+        "data": [
+            {"rating": 5, "channel": "digital", "count": "3", "values": _counted(("2026-01-01", 1))},
+            {"rating": 2, "channel": "digital", "count": 1, "values": _counted(("2026-01-01", 1))},
+            {"rating": 7, "channel": "digital", "count": 1, "values": _counted(("2026-01-01", 4))},
+            {"rating": 4, "channel": "digital", "count": "many", "values": _counted(("2026-01-01", 2))},
+        ]
+    }
+    api["satisfaction"].side_effect = lambda request: (
+        httpx.Response(200, json=by_value)
+        if ("group_by", "count") in parse_qsl(request.url.query.decode())
+        else httpx.Response(400, json=refused)
+    )
+    report = kpis(service=SVC, read_endpoint=BASE, start="2026-01-01", end="2026-03-31", today=TODAY)
+    assert report.periods[0].user_satisfaction == Kpi(0.75, 3, 4)  # "3" is three answers, as in a CSV file
+    assert report.skipped == {"satisfaction.rating": 4, "satisfaction.count": 2}
+    from_memory = kpis(records=RECORDS, service=SVC, start="2026-01-01", end="2026-03-31", today=TODAY)
+    assert report.to_list() == from_memory.to_list()
+
+
+def test_a_refusal_of_the_second_read_says_why_both_were_needed(api: respx.MockRouter) -> None:
+    api["costs"].respond(400, json={"status": "error", "message": "too many cells: narrow the query"})
+    with pytest.raises(RejectedError, match=r"costs holds amount_pence values the platform cannot sum.*too many"):
+        kpis(service=SVC, read_endpoint=BASE, today=TODAY)
+
+
+def test_a_server_error_on_the_checked_read_is_not_read_again(api: respx.MockRouter) -> None:
+    api["transactions"].respond(503)
+    with pytest.raises(RetryableError):
+        kpis(service=SVC, read_endpoint=BASE, today=TODAY)
+    assert len(api["transactions"].calls) == 1
+
+
+def _platform() -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # starlette's note on httpx's future: not this test's business
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from perf_sdk.platform import create_app
+
+    return TestClient(create_app(db=":memory:", token="t"), base_url="http://127.0.0.1")
+
+
+#: Each value the platform's write API takes (as backdrop does) and the KPIs skip: (data type, fields, reason).
+POISON: list[tuple[str, dict[str, Any], str | None]] = [
+    ("transactions", {"stage": "in-progress", "channel": "digital", "count": 1}, "transactions.stage"),
+    ("transactions", {"stage": "completed", "channel": "web", "count": 1}, None),
+    ("satisfaction", {"rating": 7, "channel": "digital", "count": 1}, "satisfaction.rating"),
+    ("satisfaction", {"rating": "5", "channel": "digital", "count": 1}, None),
+    ("transactions", {"stage": "started", "channel": "digital", "count": "3"}, None),
+    ("transactions", {"stage": "started", "channel": "digital", "count": -1000}, "transactions.count"),
+    ("transactions", {"stage": "started", "channel": "digital", "count": 2.5}, "transactions.count"),
+    ("transactions", {"stage": "started", "channel": "digital", "count": 0}, "transactions.count"),
+    ("transactions", {"stage": "started", "channel": "digital", "count": True}, "transactions.count"),
+    ("satisfaction", {"rating": 4, "channel": "digital", "count": "lots"}, "satisfaction.count"),
+    (
+        "costs",
+        {"period": "fortnight", "amount_pence": 100, "channel": "all", "cost_type": "staff", "count": 1},
+        "costs.period",
+    ),
+    ("costs", {"period": "month", "amount_pence": "100", "channel": "all", "cost_type": "staff", "count": 1}, None),
+    (
+        "costs",
+        {"period": "month", "amount_pence": -100, "channel": "all", "cost_type": "it", "count": 1},
+        "costs.amount_pence",
+    ),
+]
+GOOD: dict[str, list[dict[str, Any]]] = {
+    "transactions": [
+        {"_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 5},
+        {"_timestamp": "2026-02-05T10:00:00Z", "stage": "completed", "channel": "digital", "count": 4},
+    ],
+    "satisfaction": [{"_timestamp": "2026-01-06T10:00:00Z", "rating": 5, "channel": "digital", "count": 2}],
+    "costs": [
+        {
+            "_timestamp": "2026-01-01T00:00:00Z",
+            "period": "quarter",
+            "amount_pence": 900,
+            "channel": "all",
+            "cost_type": "staff",
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(("data_type", "fields", "reason"), POISON, ids=[f"{p[0]}-{p[1]}" for p in POISON])
+@pytest.mark.parametrize("period", ["quarter", "week"])
+def test_one_odd_record_on_the_platform_is_skipped_as_from_records(
+    no_env: None, data_type: str, fields: dict[str, Any], reason: str | None, period: str
+) -> None:
+    odd = {"_timestamp": "2026-02-05T10:00:00Z", "_id": "odd", **fields}
+    if data_type == "costs":
+        odd["_timestamp"] = "2026-02-01T00:00:00Z"
+    records = {k: [*v, odd] if k == data_type else v for k, v in GOOD.items()}
+    with _platform() as client:
+        for name, items in records.items():
+            response = client.post(f"/data/{SVC}/{name}", json=items, headers={"Authorization": "Bearer t"})
+            assert response.status_code == 200, response.text
+        span = {"start": "2026-01-01", "end": "2026-03-31", "today": TODAY, "period": period}
+        from_api = kpis(service=SVC, read_endpoint="http://127.0.0.1", client=client, **span)
+    from_records = kpis(records=records, service=SVC, **span)
+    assert from_api.to_list() == from_records.to_list()
+    assert from_api.skipped == from_records.skipped == ({reason: 1} if reason else {})
+    clean = kpis(records=GOOD, service=SVC, **span).to_list()
+    if reason:  # skipped: the figures are those without it
+        assert from_api.to_list() == clean

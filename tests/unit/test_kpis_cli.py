@@ -184,11 +184,54 @@ def test_missing_configuration_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert "PERF_SDK_READ_ENDPOINT" in capsys.readouterr().err
 
 
-def test_bad_records_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_that_cannot_be_read_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"_timestamp": "2026-01-01T00:00:00Z", "rating": 7, "channel": "digital"}\n')
+    bad.write_text('{"_timestamp": "2026-01-01T00:00:00Z", "rating": 7\n')
     assert main(["kpis", "--file", str(bad)]) == 2
-    assert "rating" in capsys.readouterr().err
+    assert "line 1 is not JSON" in capsys.readouterr().err
+
+
+def _with_odd_records(records_file: Path) -> Path:
+    odd = [
+        {"_timestamp": "2026-01-05T09:00:00Z", "stage": "in-progress", "channel": "digital", "count": 1},
+        {"_timestamp": "2026-01-05T09:00:00Z", "stage": "completed", "channel": "digital", "count": -500},
+        {"_timestamp": "2026-01-06T09:00:00Z", "rating": 7, "channel": "digital", "count": 1},
+        {"_timestamp": "2026-01-06T09:00:00Z", "period": "fortnight", "amount_pence": 100},
+        {"_timestamp": "2026-01-05T09:00:00Z", "stage": "completed", "channel": "web", "count": 2},
+    ]
+    with records_file.open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in odd))
+    return records_file
+
+
+def test_odd_records_are_a_data_note_never_a_failure(records_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["kpis", "--file", str(records_file), "--period", "quarter"]) == 0
+    clean = capsys.readouterr().out
+    assert main(["kpis", "--file", str(_with_odd_records(records_file)), "--period", "quarter"]) == 0
+    out = capsys.readouterr().out
+    notes = out[out.index("Data notes") :].splitlines()
+    assert notes[1:] == [
+        "  1 costs record skipped: its period is not month, quarter or year (nor a label such as 2026-Q1) "
+        "(e.g. 'fortnight')",
+        "  1 satisfaction record skipped: its rating is not a whole number from 1 to 5 (e.g. 7)",
+        "  1 transactions record skipped: its count is not a whole number from 1 to 1,000,000,000 (e.g. -500)",
+        "  1 transactions record skipped: its stage is not started or completed (e.g. 'in-progress')",
+        "  1 transactions record counted under channel 'other': its channel is not one of digital, phone, "
+        "paper, face_to_face, other (e.g. 'web')",
+    ]
+    # the figures are those without the skipped records; the web completions count in all channels
+    assert "80.0% (8 / 10)" in out and "80.0% (8 / 10)" in clean
+    assert "66.7% (8 / 12)" in out and "80.0% (8 / 10)" in clean
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "html"])
+def test_data_notes_go_to_standard_error_where_the_format_has_no_room(
+    records_file: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    assert main(["kpis", "--file", str(_with_odd_records(records_file)), "--format", fmt]) == 0
+    captured = capsys.readouterr()
+    assert "perf-sdk: note: 1 satisfaction record skipped: its rating" in captured.err
+    assert "skipped" not in captured.out
 
 
 @pytest.mark.parametrize(

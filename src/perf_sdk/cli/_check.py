@@ -1,10 +1,13 @@
 """``perf-sdk check``: targets, drops and silence for the latest periods; an exit status to alert on.
 
-Exit 0 all well, 1 something needs attention, 2 a usage or configuration error
-(a bad definition, an unreachable platform): the contract cron, CI and a
-Kubernetes CronJob alert on. ``--webhook URL`` also posts the findings as JSON
-with a plain ``text`` field (Slack-compatible) when there are any (or always,
-with ``--webhook-always``); the URL and its token are never printed.
+Exit 0 all well, 1 something needs attention (a platform that cannot be read
+now, down, timing out or answering 5xx, is attention too: nothing could be
+checked), 2 a usage or configuration error (a bad definition, a bad
+``--webhook`` URL, no endpoint or service, a token the platform refuses): the
+contract cron, CI and a Kubernetes CronJob alert on. ``--webhook URL`` also
+posts the findings as JSON with a plain ``text`` field (Slack-compatible) when
+there are any (or always, with ``--webhook-always``); the URL and its token
+are never printed.
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from perf_sdk._check import CheckReport, check
+from perf_sdk._check import CheckReport, check, unreadable
 from perf_sdk._config import env_value
-from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
-from perf_sdk._webhook import post_webhook, redact_url
+from perf_sdk._errors import ConfigurationError, RetryableError, TransportError, ValidationError
+from perf_sdk._webhook import post_webhook, redact_url, webhook_url_problem
 from perf_sdk.cli._kpis import add_definition_option, resolve_definition
 
 __all__ = ["register", "run"]
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Evaluate the performance definition's targets and the anomaly rules (a significant drop against "
             "the trailing baseline, no records arriving, too few satisfaction answers) for the latest complete "
-            "day, week, month and quarter. Exit 0 all well, 1 attention needed, 2 usage error."
+            "day, week, month and quarter. Exit 0 all well, 1 attention needed (the platform cannot be read "
+            "counts too), 2 usage or configuration error."
         ),
     )
     p.add_argument("--service", help="the service's data group (PERF_SDK_SERVICE)")
@@ -63,6 +67,14 @@ def _moment(text: str) -> datetime:
 
 
 def run(args: argparse.Namespace) -> int:
+    url = args.webhook or env_value("webhook_url")
+    if url:  # refused before anything is read, so a typo never surfaces as a failed alert hours later
+        problem = webhook_url_problem(url)
+        if problem:
+            name = "--webhook" if args.webhook else "PERF_SDK_WEBHOOK_URL"
+            print(f"perf-sdk: usage error: {name}: the URL {problem}", file=sys.stderr)
+            return 2
+    definition = None
     try:
         definition = resolve_definition(args.definition)
         report = check(
@@ -78,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
         return 2
-    except TransportError as exc:
+    except RetryableError as exc:  # down, timing out, 5xx: attention (exit 1), and the webhook is told
+        print(f"perf-sdk: the platform cannot be read: {exc}", file=sys.stderr)
+        service = args.service or env_value("service") or (definition.service if definition else None)
+        report = unreadable(service, args.at or datetime.now(timezone.utc), exc)
+    except TransportError as exc:  # a refusal (401, 403, 400) or an answer not in backdrop's shape
         print(f"perf-sdk: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
@@ -88,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         sys.stdout.write(report.to_text())
-    url = args.webhook or env_value("webhook_url")
     if url and (not report.ok or args.webhook_always):
         status = _post(url, report)
         if status is not None:

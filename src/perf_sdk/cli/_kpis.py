@@ -3,7 +3,9 @@
 With a performance definition (``--definition PATH``, default ``./perf-sdk.toml``
 when it exists) every format also carries the targets (met / missed / unknown)
 and the service's other KPIs; flagged figures (that cannot be right) and the
-partial current period are marked in every format. ``--around MARK`` compares
+partial current period are marked in every format; records skipped for a
+value outside the vocabulary are a data note under the table (on standard
+error for JSON, CSV and HTML, whose shapes have no room for it). ``--around MARK`` compares
 equal windows before and after a change marker instead (``_around.py``).
 """
 
@@ -153,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "html":
             from perf_sdk._dashboard import dashboard_html, render_dashboard
 
+            _note_data(report)
             if args.output:
                 render_dashboard(report, args.output)
             else:
@@ -170,8 +173,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "json":
         text = report.to_json() + "\n"
+        _note_data(report)
     elif args.format == "csv":
         text = report.to_csv()
+        _note_data(report)
     elif args.output:
         text = format_table(report)
     else:
@@ -249,7 +254,16 @@ def _notes(report: KpiReport) -> list[str]:
         lines += [f"  {_label(p)} {_flag_name(key)}: {reason}" for p, key, reason in flagged]
     if any(p.partial for p in report.periods):
         lines += ["", "(partial): the period is not over yet; its figures will still change."]
+    if report.data_notes:
+        lines += ["", "Data notes (records outside the vocabulary; fix them at the source):"]
+        lines += [f"  {note}" for note in report.data_notes]
     return lines
+
+
+def _note_data(report: KpiReport) -> None:
+    """Where the output has no room for them (JSON, CSV, HTML, a file), the data notes go to standard error."""
+    for note in report.data_notes:
+        print(f"perf-sdk: note: {note}", file=sys.stderr)
 
 
 def _flag_name(key: str) -> str:
