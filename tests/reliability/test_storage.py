@@ -106,7 +106,22 @@ def test_sqlite_page_limit_behaves_like_a_full_disk(
     assert len(server.store) == 20_001 - tracker.stats.refused
 
 
+@pytest.mark.parametrize(
+    "slow_step",
+    [
+        "build",
+        pytest.param(
+            "commit",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known defect: Writer._commit empties _unspooled before outbox.append() has committed, so "
+                "pending() reads 0 while the last segments are being written; remove this marker with the fix",
+            ),
+        ),
+    ],
+)
 def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
+    slow_step: str,
     fault_server: Callable[..., FaultServer],
     make_tracker: Callable[..., perf_sdk.Tracker],
     monkeypatch: pytest.MonkeyPatch,
@@ -114,8 +129,9 @@ def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
     """flush() must not answer "all stored" while accepted records are still in the writer's hands.
 
     The disk is full (appends held) while flush() waits for the writer; room
-    returns just after, and the writer's last chunk is slow to build (a busy
-    machine, made certain here) while the uploader delivers everything spooled.
+    returns just after, and the writer's last chunk is slow to build, or to
+    commit (a busy machine or a slow fsync, made certain here), while the
+    uploader delivers everything spooled before it.
     """
     import perf_sdk._writer as writer_module
 
@@ -130,17 +146,24 @@ def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
     n = 2 * writer_module.CHUNK
     for i in range(n):
         tracker.complete(f"cap-{i}")
-    build, wake = writer_module.build, uploader.wake
+    build, append, wake = writer_module.build, spool.append, uploader.wake
 
     def slow_build(*args: Any, **kwargs: Any) -> Any:
-        if tracker._writer.queue:
-            return build(*args, **kwargs)
-        time.sleep(5.0)  # the last chunk: the queue is empty while it is built
+        if not tracker._writer.queue:
+            time.sleep(5.0)  # the last chunk: the queue is empty while it is built
         return build(*args, **kwargs)
+
+    def slow_append(*args: Any, **kwargs: Any) -> Any:
+        if not tracker._writer.queue:
+            time.sleep(5.0)  # the last commit: nothing queued while it is written
+        return append(*args, **kwargs)
 
     def wake_after_waiting_for_the_writer(adopt: bool = False, probe_paused: bool = False) -> None:
         if adopt:  # flush() has waited for the writer: now the disk has room again
-            monkeypatch.setattr(writer_module, "build", slow_build)
+            if slow_step == "build":
+                monkeypatch.setattr(writer_module, "build", slow_build)
+            else:
+                monkeypatch.setattr(spool, "append", slow_append)
             full[0] = False
         wake(adopt=adopt, probe_paused=probe_paused)
 
@@ -148,7 +171,7 @@ def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
     result = tracker.flush(60)
     assert tracker.stats.refused == 0
     assert result.pending == 0 and result
-    assert len(server.store) == n + 1  # before the writer counted its chunk in flight: 2,001 of 4,001
+    assert len(server.store) == n + 1  # with the step uncounted in pending(): 2,001 of 4,001
 
 
 def test_corrupt_and_old_spools_beside_a_good_one(
