@@ -13,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from perf_sdk._errors import ConfigurationError
+from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
 from perf_sdk._version import __version__
 
 #: Sub-command modules, imported only when their command runs (and for --help).
@@ -54,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         # In the command line's words: --secret, not secret=.
         print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransportError as exc:  # the platform could not be read (each command says more where it can)
+        print(f"perf-sdk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        print(f"perf-sdk: invalid input: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("perf-sdk: interrupted", file=sys.stderr)

@@ -9,7 +9,6 @@ import sys
 
 from perf_sdk import _csv
 from perf_sdk._around import kpis_around
-from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
 
 __all__ = ["run_around"]
 
@@ -36,25 +35,15 @@ def run_around(args: argparse.Namespace) -> int:
     if args.start or args.end:
         print("perf-sdk: --around sets its own windows; leave out --from / --to (use --window DAYS)", file=sys.stderr)
         return 2
-    try:
-        report = kpis_around(
-            args.around,
-            service=args.service,
-            path=args.file,
-            endpoint=args.endpoint,
-            read_endpoint=args.read_endpoint,
-            token=args.token,
-            window=args.window,
-        )
-    except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
-        return 2
-    except TransportError as exc:
-        print(f"perf-sdk: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"perf-sdk: invalid input: {exc}", file=sys.stderr)
-        return 2
+    report = kpis_around(
+        args.around,
+        service=args.service,
+        path=args.file,
+        endpoint=args.endpoint,
+        read_endpoint=args.read_endpoint,
+        token=args.token,
+        window=args.window,
+    )
     if args.format == "json":
         text = json.dumps(report.to_dict(), indent=2) + "\n"
     elif args.format == "csv":

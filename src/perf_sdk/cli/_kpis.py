@@ -19,7 +19,7 @@ from typing import TextIO
 
 from perf_sdk._config import env_value
 from perf_sdk._definition import DEFAULT_DEFINITION_PATH, Definition, load_definition
-from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
+from perf_sdk._errors import ConfigurationError
 from perf_sdk._kpi import (
     KPI_KEYS,
     KPI_NAMES,
@@ -138,38 +138,28 @@ def run(args: argparse.Namespace) -> int:
         from perf_sdk.cli._around import run_around
 
         return run_around(args)
-    try:
-        definition = resolve_definition(args.definition)
-        report = kpis(
-            service=args.service,
-            endpoint=args.endpoint,
-            read_endpoint=args.read_endpoint,
-            token=args.token,
-            path=args.file,
-            period=args.period,
-            start=args.start,
-            end=args.end,
-            definition=definition,
-            with_marks=True,
-        )
-        if args.format == "html":
-            from perf_sdk._dashboard import dashboard_html, render_dashboard
+    definition = resolve_definition(args.definition)
+    report = kpis(
+        service=args.service,
+        endpoint=args.endpoint,
+        read_endpoint=args.read_endpoint,
+        token=args.token,
+        path=args.file,
+        period=args.period,
+        start=args.start,
+        end=args.end,
+        definition=definition,
+        with_marks=True,
+    )
+    if args.format == "html":
+        from perf_sdk._dashboard import dashboard_html, render_dashboard
 
-            _note_data(report)
-            if args.output:
-                render_dashboard(report, args.output)
-            else:
-                sys.stdout.write(dashboard_html(report))
-            return 0
-    except ConfigurationError as exc:
-        print(f"perf-sdk: configuration error: {exc.cli_message}", file=sys.stderr)
-        return 2
-    except TransportError as exc:
-        print(f"perf-sdk: {exc}", file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"perf-sdk: invalid input: {exc}", file=sys.stderr)
-        return 2
+        _note_data(report)
+        if args.output:
+            render_dashboard(report, args.output)
+        else:
+            sys.stdout.write(dashboard_html(report))
+        return 0
 
     if args.format == "json":
         text = report.to_json() + "\n"
