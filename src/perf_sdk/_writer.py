@@ -248,8 +248,10 @@ _CHANNELS: Final = frozenset(CHANNELS)
 
 def _plainly_valid(kind: int, record: dict[str, Any]) -> bool:
     """The caller-given fields of a record the builder made (stage, id and time it made itself)."""
-    count = record["count"]
-    if record["channel"] not in _CHANNELS or type(count) is not int or not 1 <= count <= 1_000_000_000:
+    count, channel = record["count"], record["channel"]
+    if type(channel) is not str or channel not in _CHANNELS:  # a list or dict as a channel cannot be hashed
+        return False
+    if type(count) is not int or not 1 <= count <= 1_000_000_000:
         return False
     if kind == SATISFACTION:
         rating = record["rating"]

@@ -287,7 +287,12 @@ def test_a_lost_spool_continues_into_a_fresh_one_without_losing_records(tmp_path
 
 @settings(max_examples=300, deadline=None)
 @given(
-    channel=st.sampled_from(["digital", "phone", "paper", "face_to_face", "other", "web", "", "Digital"]),
+    channel=st.one_of(
+        st.sampled_from(["digital", "phone", "paper", "face_to_face", "other", "web", "", "Digital"]),
+        st.just(["digital"]),
+        st.just({"a": 1}),
+        st.none(),
+    ),
     count=st.one_of(st.integers(-2, 3), st.just(10**9), st.just(10**9 + 1), st.booleans(), st.floats(0, 3)),
     rating=st.one_of(st.integers(-1, 7), st.booleans(), st.just(4.0)),
 )
