@@ -570,7 +570,9 @@ class Writer:
             return False
         if outbox.should_hold_appends() and not force:
             return False  # the disk is full: let deliveries free room first
-        pending, self._unspooled = self._unspooled, []
+        # The segments stay in _unspooled (and so in pending()) until the spool holds them: a flush() that
+        # looked while they were being written would otherwise find them nowhere and report "all stored".
+        pending = list(self._unspooled)
         room: list[Segment] = []
         for dataset, n, body in pending:
             if outbox.has_room(len(body) + sum(len(seg[2]) for seg in room)):
@@ -588,7 +590,7 @@ class Writer:
         try:
             outbox.append(room, time.time())
         except Exception as exc:
-            self._unspooled = room + self._unspooled
+            self._unspooled = room + self._unspooled[len(pending) :]  # the refused ones (no room) are gone
             if self._spool_lost(exc) and not getattr(self, "_recommitting", False):
                 self._recommitting = True  # once: a fresh spool lost again waits for the next drain
                 try:
@@ -605,6 +607,7 @@ class Writer:
                     sum(n for _, n, _ in self._unspooled),
                 )
             return False
+        self._unspooled = self._unspooled[len(pending) :]  # in the spool now, and counted there
         self.stuck = False
         self._last_progress = time.monotonic()
         self._stats.add("spooled", sum(n for _, n, _ in room))

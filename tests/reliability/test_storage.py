@@ -106,27 +106,7 @@ def test_sqlite_page_limit_behaves_like_a_full_disk(
     assert len(server.store) == 20_001 - tracker.stats.refused
 
 
-@pytest.mark.parametrize(
-    "slow_step",
-    [
-        pytest.param(
-            "build",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="after its slow build the last chunk meets the commit window of the [commit] case now and "
-                "then (a busy disk); remove this marker with that fix",
-            ),
-        ),
-        pytest.param(
-            "commit",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known defect: Writer._commit empties _unspooled before outbox.append() has committed, so "
-                "pending() reads 0 while the last segments are being written; remove this marker with the fix",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("slow_step", ["build", "commit"])
 def test_flush_after_a_full_disk_waits_for_the_chunk_the_writer_is_building(
     slow_step: str,
     fault_server: Callable[..., FaultServer],
