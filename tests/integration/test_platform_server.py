@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -36,8 +35,8 @@ def test_start_post_read_stop() -> None:
         assert platform.records("my-service", "transactions")[0] == RECORD | {"_timestamp": "2026-01-05T10:00:00+00:00"}
         tmpdir = Path(platform._tmpdir or "")
         assert tmpdir.is_dir()
-        started = time.perf_counter()
-    assert time.perf_counter() - started < 2.0
+    # (Leaving the block stopped it: a stop that waited on an idle keep-alive connection would hang here, and
+    # pytest's timeout would fail the test; how long a stop takes is a figure, not an assertion.)
     assert not platform.running
     assert not _platform_threads()
     assert not tmpdir.exists()
@@ -49,9 +48,10 @@ def test_stop_with_an_idle_keep_alive_connection_is_fast() -> None:
     platform = LocalPlatform().start()
     client = httpx.Client(base_url=platform.url)
     assert client.get("/_status").status_code == 200  # leaves the connection open
-    started = time.perf_counter()
-    platform.stop()
-    assert time.perf_counter() - started < 2.0
+    stopper = threading.Thread(target=platform.stop)
+    stopper.start()
+    stopper.join(60)  # an idle keep-alive connection must not hold the stop (uvicorn would wait for it)
+    assert not stopper.is_alive()
     client.close()
     platform.stop()  # idempotent
 
