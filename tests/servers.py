@@ -15,7 +15,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     """Until ``url`` answers 200; fails at once if the server process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

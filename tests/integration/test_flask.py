@@ -148,7 +148,7 @@ def test_end_to_end_against_the_local_platform(tmp_path: Path) -> None:
                 client.get("/apply")
                 client.get("/apply/done")
                 client.get("/apply/done")
-            assert tracker.flush(timeout=10)
+            assert tracker.flush(timeout=60)
         finally:
             tracker.close()
         stages = [r["stage"] for r in platform.records(SERVICE, "transactions")]

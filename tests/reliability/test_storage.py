@@ -183,7 +183,7 @@ def test_corrupt_and_old_spools_beside_a_good_one(
     server = fault_server()
     tracker = make_tracker(endpoint=server.url)
     tracker.complete("new-1")
-    assert tracker.flush(10)
+    assert tracker.flush(60)
     assert {rid for _, rid in server.store} >= {"old-1"}
     assert len(server.store) == 2
     assert list(spool_dir.glob("*.corrupt-*"))  # quarantined, kept for inspection

@@ -47,7 +47,7 @@ def test_records_reach_the_platform(fault_server: Callable[..., FaultServer], sp
             tracker.complete("txn-1")  # stored once
             tracker.satisfaction(5, transaction_id="txn-1")
             tracker.cost(125_000, period="2026-Q1", cost_type="staff")
-            result = await tracker.flush(timeout=10)
+            result = await tracker.flush(timeout=60)
             assert result and not result.timed_out
             assert (await tracker.health()).spool_depth == 0
 
@@ -115,7 +115,7 @@ def test_close_leaves_undelivered_records_on_disk(spool_dir: Path) -> None:
 
         async def deliver() -> None:
             async with make(server, spool_dir) as tracker:
-                assert await tracker.flush(timeout=10)
+                assert await tracker.flush(timeout=60)
 
         asyncio.run(deliver())
         assert len(server.store) == 1

@@ -85,7 +85,7 @@ def test_spans_and_metrics(otel: Any, spool_dir: Path) -> None:
     tracker.satisfaction(5)
     tracker.satisfaction(2, channel="phone")
     tracker.satisfaction(9)  # refused
-    assert tracker.flush(10).refused == 1
+    assert tracker.flush(60).refused == 1
 
     finished = spans.get_finished_spans()
     uploads = [s for s in finished if s.name == "perf_sdk.upload"]
@@ -125,7 +125,7 @@ def test_kpi_counters_are_opt_in(otel: Any, spool_dir: Path) -> None:
         tracer_provider=tracer_provider, meter_provider=meter_provider, retry_initial=0.001,
     )  # fmt: skip
     tracker.start("x")
-    assert tracker.flush(10)
+    assert tracker.flush(60)
     points = metric_points(reader)
     assert total(points.get("perf_sdk.transactions", [])) == 0
     assert total(points["perf_sdk.records.accepted"]) == 1
@@ -137,6 +137,6 @@ def test_without_an_sdk_everything_is_a_no_op(spool_dir: Path) -> None:
         service=SERVICE, secret=SECRET, spool_dir=spool_dir, transport=Flaky(), retry_initial=0.001
     )
     tracker.complete("y")
-    assert tracker.flush(10)
+    assert tracker.flush(60)
     assert tracker.stats.delivered == 1
     tracker.close(1)
