@@ -84,7 +84,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from perf_sdk._protocol import KEY_RE
 from perf_sdk.platform import _periods, _query
-from perf_sdk.platform._query import DEFAULT_LIMITS, SENTINEL_HOUR, QueryError, ReadLimits, ReadQuery
+from perf_sdk.platform._query import DEFAULT_LIMITS, SENTINEL_HOUR, ReadLimits, ReadQuery
 from perf_sdk.platform._store import Prepared
 
 __all__ = ["KEY_BYTES", "MIGRATIONS", "PostgresStore", "first_line", "is_postgres_url", "migrate", "redact"]
@@ -884,30 +884,10 @@ class PostgresStore:
     def _periods(
         conn: psycopg.Connection[Any], ds: int, query: ReadQuery, source: _query.Source, limits: ReadLimits
     ) -> list[tuple[datetime, datetime]] | None:
-        """The answer's periods, as the SQLite store's ``_periods`` (backdrop's ``Period.range``)."""
-        period = query.period
-        if period is None:
-            return None
-        start, end = query.start_at, query.end_at
-        try:
-            if start is None or end is None:
-                sql, params = span_sql(query, source, ds)
-                row = conn.execute(sql, params).fetchone()
-                if row is None or row[0] is None:
-                    return []
-                first, last = int(row[0]), int(row[1])
-                if start is None:
-                    start = _periods.from_us(first * source.unit)
-                if end is None:
-                    end = _periods.from_us(last * source.unit + source.unit)
-            lo = _periods.floor(period, start)
-            hi = end if _periods.is_boundary(period, end) else _periods.step(period, _periods.floor(period, end))
-            return _periods.span(period, lo, hi, limits.periods)
-        except OverflowError:
-            raise QueryError(
-                f"the query spans more than {limits.periods} periods (period={period}): "
-                "narrow start_at and end_at (or duration), or use a longer period"
-            ) from None
+        """The answer's periods (:func:`~perf_sdk.platform._query.answer_periods`), the data's span read here."""
+        return _query.answer_periods(
+            query, source, limits, lambda: conn.execute(*span_sql(query, source, ds)).fetchone()
+        )
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:

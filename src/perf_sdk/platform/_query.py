@@ -914,3 +914,34 @@ def _flat(
             item.update(entry(lo, hi, cells.get(combo, {}).get(index)))
             out.append(item)
     return out
+
+
+def answer_periods(
+    query: ReadQuery, source: Source, limits: ReadLimits, data_span: Callable[[], Any]
+) -> list[tuple[datetime, datetime]] | None:
+    """The periods of the answer, for every backend: from the period holding ``start_at`` (or the first
+    record) to the one holding ``end_at`` (or the last record), as backdrop's ``Period.range`` (bounds off a
+    boundary widen to the periods around them). ``data_span()`` runs the backend's own form of
+    :func:`span_sql` and returns its row, ``(first, last)`` in ``source.unit``s, or ``None``."""
+    period = query.period
+    if period is None:
+        return None
+    start, end = query.start_at, query.end_at
+    try:
+        if start is None or end is None:
+            row = data_span()
+            if row is None or row[0] is None:
+                return []
+            first, last = int(row[0]), int(row[1])
+            if start is None:
+                start = _periods.from_us(first * source.unit)
+            if end is None:
+                end = _periods.from_us(last * source.unit + source.unit)
+        lo = _periods.floor(period, start)
+        hi = end if _periods.is_boundary(period, end) else _periods.step(period, _periods.floor(period, end))
+        return _periods.span(period, lo, hi, limits.periods)
+    except OverflowError:
+        raise QueryError(
+            f"the query spans more than {limits.periods} periods (period={period}): "
+            "narrow start_at and end_at (or duration), or use a longer period"
+        ) from None

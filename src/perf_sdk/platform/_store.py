@@ -67,7 +67,7 @@ from typing import Any, Final, NamedTuple
 
 from perf_sdk._protocol import PLATFORM_TIME_KEYS, parse_lenient_timestamp, platform_record_problems
 from perf_sdk.platform import _periods, _query
-from perf_sdk.platform._query import DEFAULT_LIMITS, ROLLUP, ROWS, SENTINEL_HOUR, QueryError, ReadLimits, ReadQuery
+from perf_sdk.platform._query import DEFAULT_LIMITS, ROLLUP, ROWS, SENTINEL_HOUR, ReadLimits, ReadQuery
 
 __all__ = ["MAX_DIM_CHARS", "InvalidRecords", "Prepared", "Store", "prepare"]
 
@@ -677,28 +677,7 @@ class Store:
     def _periods(
         conn: sqlite3.Connection, ds: int, query: ReadQuery, source: _query.Source, limits: ReadLimits
     ) -> list[tuple[datetime, datetime]] | None:
-        """The periods of the answer: from the period holding ``start_at`` (or the first
-        record) to the one holding ``end_at`` (or the last record), as backdrop's
-        ``Period.range`` (bounds off a boundary widen to the periods around them)."""
-        period = query.period
-        if period is None:
-            return None
-        start, end = query.start_at, query.end_at
-        try:
-            if start is None or end is None:
-                sql, params = _query.span_sql(query, source, ds)
-                first, last = conn.execute(sql, params).fetchone()
-                if first is None:
-                    return []
-                if start is None:
-                    start = _periods.from_us(first * source.unit)
-                if end is None:
-                    end = _periods.from_us(last * source.unit + source.unit)
-            lo = _periods.floor(period, start)
-            hi = end if _periods.is_boundary(period, end) else _periods.step(period, _periods.floor(period, end))
-            return _periods.span(period, lo, hi, limits.periods)
-        except OverflowError:
-            raise QueryError(
-                f"the query spans more than {limits.periods} periods (period={period}): "
-                "narrow start_at and end_at (or duration), or use a longer period"
-            ) from None
+        """The answer's periods (:func:`~perf_sdk.platform._query.answer_periods`), the data's span read here."""
+        return _query.answer_periods(
+            query, source, limits, lambda: conn.execute(*_query.span_sql(query, source, ds)).fetchone()
+        )
