@@ -54,23 +54,64 @@ def _bench_platform() -> ModuleType:
 
 
 def _client(url: str, worker: int, workers: int, first: int, n: int, size: int, done: Any) -> None:
-    """Post this client's share of the batches (every ``workers``-th, in time order) to its worker."""
+    """Post this client's share of the batches (every ``workers``-th, in time order) to its worker.
+
+    The bodies come gzipped from ``benchmarks/platform.py``'s builder, so they
+    are posted as they are, with the headers the SDK's transport sends.
+    """
     bp = _bench_platform()
-    from perf_sdk._transport import HttpTransport
+    import httpx
 
-    transport = HttpTransport(url, bp.GROUP, {}, default_token=bp.TOKEN, timeout=600)
+    headers = {"Authorization": f"Bearer {bp.TOKEN}", "Content-Type": "application/json", "Content-Encoding": "gzip"}
     total = first + n
-    for index, start in enumerate(range(first, total, size)):
-        if index % workers != worker:
+    with httpx.Client(base_url=url, timeout=600, headers=headers) as client:
+        for index, start in enumerate(range(first, total, size)):
+            if index % workers != worker:
+                continue
+            for count, body in bp._batches(start, min(size, total - start), total, size):
+                client.post(f"/data/{bp.GROUP}/{bp.TYPE}", content=body).raise_for_status()
+                with done.get_lock():
+                    done.value += count
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds ``pid`` has used (user + system; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu(postmaster: int | None) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster and every process it started, alive now.
+
+    Backends live as long as the workers' pooled connections, so differences
+    over a slice are what those connections, the checkpointer and the WAL
+    writer spent (0 with ``--db``: the server is not ours to look at).
+    """
+    if postmaster is None:
+        return 0.0
+    total = _cpu(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        for count, body in bp._batches(start, min(size, total - start), total, size):
-            transport.send(bp.TYPE, body)
-            with done.get_lock():
-                done.value += count
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
-def ingest(servers: list[Any], n: int, every: int, size: int, already: int) -> list[tuple[int, float]]:
-    """Post ``n`` records through one client process per worker; ``(stored, rate)`` every ``every`` records."""
+def ingest(
+    servers: list[Any], n: int, every: int, size: int, already: int, postmaster: int | None
+) -> list[tuple[int, float]]:
+    """Post ``n`` records through one client process per worker; ``(stored, rate)`` every ``every`` records.
+
+    Each line also splits the CPU time per record between the workers, PostgreSQL
+    (when it was started here) and the clients: steadier than the rate on a
+    shared machine, and it says where the time goes.
+    """
     ctx = multiprocessing.get_context("spawn")
     done = ctx.Value("q", 0)
     clients = [
@@ -82,6 +123,15 @@ def ingest(servers: list[Any], n: int, every: int, size: int, already: int) -> l
     curve: list[tuple[int, float]] = []
     started = mark = time.perf_counter()
     at_mark, next_mark = 0, every
+
+    clients_cpu = [0.0] * len(clients)  # a client's last reading: it reads 0 once the client has exited
+
+    def cpu() -> tuple[float, float, float]:
+        for i, c in enumerate(clients):
+            clients_cpu[i] = max(clients_cpu[i], _cpu(c.pid) if c.pid is not None else 0.0)
+        return sum(s.cpu() for s in servers), _postgres_cpu(postmaster), sum(clients_cpu)
+
+    cpu_mark = cpu()
     while True:
         time.sleep(0.2)
         posted = done.value
@@ -91,12 +141,15 @@ def ingest(servers: list[Any], n: int, every: int, size: int, already: int) -> l
             rate = (posted - at_mark) / (now - mark)
             rss = sum(s.memory("VmRSS") for s in servers) / 2**20
             curve.append((already + posted, rate))
+            spent = cpu()
+            us = [(b - a) / (posted - at_mark) * 1e6 for a, b in zip(cpu_mark, spent, strict=True)]
             print(
-                f"  {already + posted:>12,} stored  {rate:>9,.0f} rec/s  workers' RSS {rss:7.1f} MiB  "
+                f"  {already + posted:>12,} stored  {rate:>9,.0f} rec/s  CPU us/rec: workers {us[0]:5.1f}, "
+                f"PostgreSQL {us[1]:5.1f}, clients {us[2]:4.1f}  workers' RSS {rss:7.1f} MiB  "
                 f"({now - started:7.1f} s)",
                 flush=True,
             )
-            mark, at_mark = now, posted
+            mark, at_mark, cpu_mark = now, posted, spent
             while next_mark <= posted:
                 next_mark += every
         if finished:
@@ -122,7 +175,7 @@ def table_sizes(url: str) -> dict[str, int]:
     return {name: int(size) for name, size in rows}
 
 
-def run(args: argparse.Namespace, url: str) -> None:
+def run(args: argparse.Namespace, url: str, postmaster: int | None = None) -> None:
     bp = _bench_platform()
     import httpx
 
@@ -137,7 +190,7 @@ def run(args: argparse.Namespace, url: str) -> None:
                 + (f"; the database already holds {already:,}" if already else "")
             )
             start = time.perf_counter()
-            curve = ingest(servers, args.records, args.every, args.batch, already)
+            curve = ingest(servers, args.records, args.every, args.batch, already, postmaster)
             elapsed = time.perf_counter() - start
             rates = [rate for _, rate in curve]
             print(
@@ -191,7 +244,7 @@ def main() -> int:
             return 2
         url = server.database("perf_sdk_bench")
         print(f"PostgreSQL: temporary, durable (fsync and synchronous commit on), {url}")
-        run(args, url)
+        run(args, url, int((server.data / "postmaster.pid").read_text().split()[0]))
     return 0
 
 

@@ -33,14 +33,17 @@ without a lock on the data set. A write, in one transaction:
 1. takes a ``KEY SHARE`` lock on the data set's row (writers share it; ``PUT
    []`` and ``DELETE`` take ``FOR UPDATE`` and so wait for writers and block
    new ones);
-2. inserts the batch's records sorted by key, ``ON CONFLICT DO NOTHING
-   RETURNING k``: what comes back is new (count +1 in the rollup). An
-   ``_id`` another transaction is inserting makes this wait for it to end;
-3. locks the rows that already existed (``SELECT ... ORDER BY k FOR
-   UPDATE``): under the lock the old version is the one this transaction
-   replaces, so its rollup content is subtracted exactly once (-1 old, +1
-   new; an unchanged record is not rewritten at all). A row deleted in the
-   meantime goes back to step 2;
+2. copies the batch into its connection's temporary staging table (binary
+   ``COPY``) and inserts it from there sorted by key, ``ON CONFLICT DO
+   NOTHING``, each row's ``seq`` in a span only this batch uses. An ``_id``
+   another transaction is inserting makes this wait for it to end. When
+   every row was inserted (the SDK's case), each counts +1 in the rollup;
+3. otherwise locks the batch's rows whose ``seq`` is not this batch's, i.e.
+   that another transaction stored (``SELECT ... ORDER BY k FOR UPDATE``):
+   under the lock the old version is the one this transaction replaces, so
+   its rollup content is subtracted exactly once (-1 old, +1 new; an
+   unchanged record is not rewritten at all). A row deleted in the meantime
+   goes back to step 2;
 4. applies the rollup deltas in one statement per rollup, sorted by (time,
    key), and deletes rows that reach zero; then the data set's last write time.
 
@@ -68,7 +71,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from perf_sdk._errors import ConfigurationError
@@ -466,57 +469,60 @@ def _content(ts: int | None, body: str, dims: str | None) -> tuple[int, str]:
     return (SENTINEL_HOUR if ts is None else ts // _U), (dims if dims is not None else body)
 
 
-class _Row:
-    """One record of a batch as the database stores it."""
+class _Row(NamedTuple):
+    """One record of a batch as the staging table holds it (``_STAGING``'s columns, in order)."""
 
-    __slots__ = ("body", "dims", "id", "k", "pos", "ts")
-
-    def __init__(self, record: Prepared, pos: int) -> None:
-        self.pos = pos
-        raw = record.id.encode("utf-8", "surrogatepass")
-        self.k = _key(record.id)
-        self.id = raw if len(raw) > KEY_BYTES else None
-        self.ts = record.ts
-        self.body = record.body
-        self.dims = record.dims
+    pos: int
+    k: bytes
+    id: bytes | None
+    ts: int | None
+    body: str
+    dims: str | None
 
 
-def _batch_json(rows: Iterable[_Row], *, pos: bool = False) -> str:
-    """Rows as one JSON parameter (``json_to_recordset``): one string for psycopg to send,
-    one parse in the server, where arrays of 5,000 texts cost more in the driver than the insert."""
-    return json.dumps(
-        [
-            {
-                "k": r.k.hex(),
-                "i": None if r.id is None else r.id.hex(),
-                "t": r.ts,
-                "b": r.body,
-                "d": r.dims,
-                **({"p": r.pos} if pos else {}),
-            }
-            for r in rows
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+def _staged(records: Sequence[Prepared]) -> dict[bytes, _Row]:
+    """The batch's rows by key: a record sent twice is its last version at its first place (SQLite's replace)."""
+    first: dict[str, int] = {}
+    latest: dict[str, Prepared] = {}
+    for pos, record in enumerate(records):
+        first.setdefault(record.id, pos)
+        latest[record.id] = record
+    rows: dict[bytes, _Row] = {}
+    for rid, record in latest.items():
+        raw = rid.encode("utf-8", "surrogatepass")
+        if len(raw) <= KEY_BYTES:
+            rows[raw] = _Row(first[rid], raw, None, record.ts, record.body, record.dims)
+        else:
+            k = _LONG_MARK + hashlib.sha256(raw).digest()
+            rows[k] = _Row(first[rid], k, raw, record.ts, record.body, record.dims)
+    return rows
 
 
 #: Records in a batch at most (the rest of ``seq``); a 10 MB body holds fewer.
 _BATCH_SPAN: Final = 2**24
-_ROWS: Final = "json_to_recordset(%s::json) AS u(k text, i text, t bigint, b text, d text, p bigint)"
+#: Each pooled connection's own table for the batch being written: binary ``COPY`` fills it (a fraction of
+#: the driver's and the server's cost of one JSON parameter), the statements below read it, and the commit
+#: empties it. Temporary tables are never WAL-logged.
+_STAGING: Final = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS perf_sdk_batch "
+    "(p integer, k bytea, i bytea, t bigint, b text, d text) ON COMMIT DELETE ROWS"
+)
+_STAGING_TYPES: Final = ("int4", "bytea", "bytea", "int8", "text", "text")
+_COPY: Final = "COPY perf_sdk_batch (p, k, i, t, b, d) FROM STDIN (FORMAT BINARY)"
 _INSERT: Final = (
     "INSERT INTO records (ds, seq, k, id, ts, body, dims) "
-    f"SELECT %s, b.n * {_BATCH_SPAN} + u.p, decode(u.k, 'hex'), decode(u.i, 'hex'), u.t, u.b, u.d "
-    f"FROM (SELECT nextval('records_batch') AS n) AS b, {_ROWS} "
-    "ORDER BY u.k ON CONFLICT (ds, k) DO NOTHING RETURNING k"
+    "SELECT %(ds)s, %(base)s + s.p, s.k, s.i, s.t, s.b, s.d FROM perf_sdk_batch AS s "
+    "ORDER BY s.k ON CONFLICT (ds, k) DO NOTHING"
 )
+#: The batch's records that another transaction stored (``seq`` outside this batch's span), locked in key order.
 _LOCK_EXISTING: Final = (
-    "SELECT k, ts, body, dims FROM records WHERE ds = %s "
-    "AND k IN (SELECT decode(value, 'hex') FROM json_array_elements_text(%s::json)) ORDER BY k FOR UPDATE"
+    "SELECT r.k, r.ts, r.body, r.dims FROM records AS r "
+    "WHERE r.ds = %(ds)s AND r.k IN (SELECT k FROM perf_sdk_batch) "
+    "AND NOT (r.seq >= %(base)s AND r.seq < %(top)s) ORDER BY r.k FOR UPDATE OF r"
 )
 _UPDATE: Final = (
-    "UPDATE records AS r SET id = decode(u.i, 'hex'), ts = u.t, body = u.b, dims = u.d "
-    f"FROM {_ROWS} WHERE r.ds = %s AND r.k = decode(u.k, 'hex')"
+    "UPDATE records AS r SET id = s.i, ts = s.t, body = s.b, dims = s.d FROM perf_sdk_batch AS s "
+    "WHERE r.ds = %s AND r.k = s.k AND s.k = ANY(%s)"
 )
 _ROLLUPS: Final = {"rollup": "hour", "rollup_day": "day"}
 _ROLLUP_ADD: Final = {
@@ -575,6 +581,7 @@ class PostgresStore:
             max_size=max(1, pool_size),
             kwargs={"autocommit": True},
             timeout=60.0,
+            configure=_configure,
             name="perf-sdk-platform",
             open=True,
         )
@@ -692,20 +699,14 @@ class PostgresStore:
         """
         if len(records) >= _BATCH_SPAN:
             raise ValueError(f"a batch holds at most {_BATCH_SPAN - 1} records")
-        latest: dict[bytes, _Row] = {}
-        for pos, record in enumerate(records):
-            row = _Row(record, pos)
-            first = latest.get(row.k)
-            if first is not None:
-                row.pos = first.pos  # the last content at the first place, as SQLite's replace
-            latest[row.k] = row
+        batch = _staged(records)
         wide = sorted({name for r in records for name in r.wide})
 
         def work(conn: psycopg.Connection[Any]) -> None:
             ds = self._dataset(conn, group, type_, "KEY SHARE")
             if not records:
                 return
-            deltas = self._upsert(conn, ds, latest)
+            deltas = self._upsert(conn, ds, batch)
             if wide:
                 conn.execute(
                     "INSERT INTO wide_fields (ds, field) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
@@ -720,36 +721,46 @@ class PostgresStore:
 
     @staticmethod
     def _upsert(conn: psycopg.Connection[Any], ds: int, batch: dict[bytes, _Row]) -> Counter[tuple[int, str]]:
-        """Insert or replace the batch's rows; the rollup's changes (+1 new content, -1 replaced)."""
-        deltas: Counter[tuple[int, str]] = Counter()
-        pending = dict(sorted(batch.items()))
+        """Insert or replace the batch's rows; the rollup's changes (+1 new content, -1 replaced).
+
+        The batch is copied into the staging table and inserted from it in one
+        statement. When every row was new (the SDK's case: fresh ``_id``s) the
+        changes are the batch's contents; otherwise the rows another
+        transaction stored are locked and compared, as the module docstring says.
+        """
+        row = conn.execute("SELECT nextval('records_batch')").fetchone()
+        assert row is not None
+        base = int(row[0]) * _BATCH_SPAN
+        span = {"ds": ds, "base": base, "top": base + _BATCH_SPAN}
+        with conn.cursor() as cursor:
+            with cursor.copy(_COPY) as copy:
+                copy.set_types(_STAGING_TYPES)
+                for staged in batch.values():
+                    copy.write_row(staged)
+            inserted = cursor.execute(_INSERT, span).rowcount
+        deltas = Counter(_content(r.ts, r.body, r.dims) for r in batch.values())  # as if every row were new
+        replaced: set[bytes] = set()
         for _ in range(_RETRIES):
-            rows = list(pending.values())
-            inserted = {bytes(row[0]) for row in conn.execute(_INSERT, (ds, _batch_json(rows, pos=True))).fetchall()}
-            for k in inserted:
-                row = pending[k]
-                deltas[_content(row.ts, row.body, row.dims)] += 1
-            existing = [k for k in pending if k not in inserted]
-            if not existing:
+            if inserted + len(replaced) == len(batch):
                 return deltas
-            old = {
-                bytes(k): (ts, body, dims)
-                for k, ts, body, dims in conn.execute(_LOCK_EXISTING, (ds, json.dumps([k.hex() for k in existing])))
-            }
-            changed: list[_Row] = []
-            for k, (ts, body, dims) in old.items():
-                row = pending[k]
-                if (ts, body, dims) == (row.ts, row.body, row.dims):
+            changed: list[bytes] = []
+            for key, ts, body, dims in conn.execute(_LOCK_EXISTING, span):
+                k = bytes(key)
+                if k in replaced:
+                    continue  # locked and counted on an earlier round
+                replaced.add(k)
+                new = batch[k]
+                deltas[_content(new.ts, new.body, new.dims)] -= 1  # not new after all
+                if (ts, body, dims) == (new.ts, new.body, new.dims):
                     continue  # sent again unchanged (a retry): nothing to rewrite or recount
                 deltas[_content(ts, body, dims)] -= 1
-                deltas[_content(row.ts, row.body, row.dims)] += 1
-                changed.append(row)
+                deltas[_content(new.ts, new.body, new.dims)] += 1
+                changed.append(k)
             if changed:
-                conn.execute(_UPDATE, (_batch_json(changed), ds))
-            # Rows deleted between the insert and the lock (PUT [] elsewhere) are inserted afresh.
-            pending = {k: pending[k] for k in existing if k not in old}
-            if not pending:
-                return deltas
+                conn.execute(_UPDATE, (ds, changed))
+            if inserted + len(replaced) < len(batch):
+                # Rows deleted between the insert and the lock are inserted afresh.
+                inserted += conn.execute(_INSERT, span).rowcount
         raise RuntimeError("records keep being deleted while they are written")
 
     @staticmethod
@@ -888,6 +899,11 @@ class PostgresStore:
         return _query.answer_periods(
             query, source, limits, lambda: conn.execute(*span_sql(query, source, ds)).fetchone()
         )
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """A new pooled connection's staging table (see :data:`_STAGING`)."""
+    conn.execute(_STAGING)
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:
