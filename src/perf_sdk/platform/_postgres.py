@@ -34,8 +34,9 @@ without a lock on the data set. A write, in one transaction:
    []`` and ``DELETE`` take ``FOR UPDATE`` and so wait for writers and block
    new ones);
 2. copies the batch into its connection's temporary staging table (binary
-   ``COPY``) and inserts it from there sorted by key, ``ON CONFLICT DO
-   NOTHING``, each row's ``seq`` in a span only this batch uses. An ``_id``
+   ``COPY``) and inserts it from there sorted by key, each row's ``seq`` in
+   a span only this batch uses: as new rows, under a savepoint, and if a key
+   exists, again with ``ON CONFLICT DO NOTHING``. An ``_id``
    another transaction is inserting makes this wait for it to end. When
    every row was inserted (the SDK's case), each counts +1 in the rollup;
 3. otherwise locks the batch's rows whose ``seq`` is not this batch's, i.e.
@@ -509,11 +510,14 @@ _STAGING: Final = (
 )
 _STAGING_TYPES: Final = ("int4", "bytea", "bytea", "int8", "text", "text")
 _COPY: Final = "COPY perf_sdk_batch (p, k, i, t, b, d) FROM STDIN (FORMAT BINARY)"
-_INSERT: Final = (
+#: The batch inserted in key order: first as if every row were new (a plain insert is a third cheaper than a
+#: speculative one: one WAL record and one index descent fewer per row), and if a key exists, from a
+#: savepoint again with ``ON CONFLICT DO NOTHING``.
+_INSERT_NEW: Final = (
     "INSERT INTO records (ds, seq, k, id, ts, body, dims) "
-    "SELECT %(ds)s, %(base)s + s.p, s.k, s.i, s.t, s.b, s.d FROM perf_sdk_batch AS s "
-    "ORDER BY s.k ON CONFLICT (ds, k) DO NOTHING"
+    "SELECT %(ds)s, %(base)s + s.p, s.k, s.i, s.t, s.b, s.d FROM perf_sdk_batch AS s ORDER BY s.k"
 )
+_INSERT: Final = _INSERT_NEW + " ON CONFLICT (ds, k) DO NOTHING"
 #: The batch's records that another transaction stored (``seq`` outside this batch's span), locked in key order.
 _LOCK_EXISTING: Final = (
     "SELECT r.k, r.ts, r.body, r.dims FROM records AS r "
@@ -737,7 +741,11 @@ class PostgresStore:
                 copy.set_types(_STAGING_TYPES)
                 for staged in batch.values():
                     copy.write_row(staged)
-            inserted = cursor.execute(_INSERT, span).rowcount
+            try:
+                with conn.transaction():  # a savepoint
+                    inserted = cursor.execute(_INSERT_NEW, span).rowcount
+            except pg_errors.UniqueViolation:
+                inserted = cursor.execute(_INSERT, span).rowcount
         deltas = Counter(_content(r.ts, r.body, r.dims) for r in batch.values())  # as if every row were new
         replaced: set[bytes] = set()
         for _ in range(_RETRIES):
