@@ -15,6 +15,15 @@ What the caller can rely on:
   the uploader's retries through outages, dead letters for what the platform
   refuses. Ids are derived, never random (see ``_backfill_rows``), so running a
   backfill twice, or from two machines, stores every record once.
+* **Marked as backfilled.** Every record sent carries ``"origin": "backfill"``
+  (:data:`~perf_sdk._backfill_rows.ORIGIN_FIELD`; a live record has none), so
+  a published page can say how much of its data was loaded from earlier
+  records (``_publish_sources`` reads it with ``filter_by``). The mark is set
+  after the record is built and checked, and is no part of its ``_id``: a
+  file backfilled before records carried it upserts the same records again.
+  Set after the check because it is a constant the platform's rules accept
+  (a test says so), and one extra field would send every record through the
+  check's generic pass for extras (about 1 µs a record).
 * **Resumable.** Every ``checkpoint_every`` seconds the engine waits until what
   it submitted is on disk (``Tracker.persist``) and only then records, in a
   small JSON file under ``<spool_dir>/backfill/``, the last row that is safe;
@@ -61,7 +70,7 @@ from typing import Any, Final, TextIO
 from perf_sdk import _csv
 from perf_sdk._backfill_columns import ColumnPlan, looks_like_header, plan_columns
 from perf_sdk._backfill_readers import AMOUNT_UNITS, Source, iterable_source, open_source, resolve_timezone
-from perf_sdk._backfill_rows import FORMULA_RULE, RowBuilder
+from perf_sdk._backfill_rows import BACKFILL_ORIGIN, FORMULA_RULE, ORIGIN_FIELD, RowBuilder
 from perf_sdk._config import Settings
 from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
 from perf_sdk._records import RecordBuilder, validate_records
@@ -768,6 +777,8 @@ class _Run:
                 keep = [i for i, owner in enumerate(owners) if owner not in failed]
                 records = [records[i] for i in keep]
         if records and self.tracker is not None:
+            for record in records:
+                record[ORIGIN_FIELD] = BACKFILL_ORIGIN
             accepted = self.tracker.submit(self.data_type, records, validated=True)
             if accepted < len(records):
                 raise PerfSdkError(

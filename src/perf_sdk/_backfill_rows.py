@@ -22,6 +22,11 @@ identity use the Tracker's ids instead, so backfilled and live records agree: a
 ``transaction_id`` gives the Tracker's id for that transaction's start or
 completion (or satisfaction answer), and a cost row the Tracker's cost id
 (period label, cost type, channel), so a re-reported cost replaces the old one.
+
+Ids are derived from the row alone, never from :data:`ORIGIN_FIELD`: the
+engine (``_backfill``) marks each record it sends as backfilled, and a file
+backfilled before records carried the mark upserts the same records when
+run again, now marked.
 """
 
 from __future__ import annotations
@@ -43,7 +48,20 @@ from perf_sdk._periods import parse_period_label
 from perf_sdk._protocol import CHANNELS, STAGES
 from perf_sdk._records import RecordBuilder
 
-__all__ = ["BLANK_COUNT_RULE", "FORMULA_RULE", "TRANSACTION_ID_WITHHELD", "RowBuilder", "month_cell_label"]
+__all__ = [
+    "BACKFILL_ORIGIN",
+    "BLANK_COUNT_RULE",
+    "FORMULA_RULE",
+    "ORIGIN_FIELD",
+    "TRANSACTION_ID_WITHHELD",
+    "RowBuilder",
+    "month_cell_label",
+]
+
+#: The field that tells a backfilled record from a live one (which has none), and its value on backfilled ones.
+#: A plain field: the platform takes no ``_``-prefixed one but ``_id`` and ``_timestamp``.
+ORIGIN_FIELD: Final = "origin"
+BACKFILL_ORIGIN: Final = "backfill"
 
 #: Why an Excel cell is blank when it holds a formula the program that saved the workbook did not calculate.
 FORMULA_RULE: Final = (

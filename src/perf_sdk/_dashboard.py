@@ -85,6 +85,8 @@ class PageContext:
     #: Link back to the services list, if there is one.
     home: str | None = None
     json_ld: Mapping[str, Any] | None = None
+    #: Notes about this service's data, as plain text, after the general ones under "About these figures".
+    notes: Sequence[str] = ()
 
 
 def _start(iso: str) -> str:
@@ -186,7 +188,7 @@ def dashboard_html(report: KpiReport, context: PageContext | None = None) -> str
             "</div>",
         ]
         parts += [change.to_html() for change in report.changes]  # before/after each change marker
-    parts.append(_notes())
+    parts.append(_notes(context.notes if context else ()))
     if context and context.files:
         links = "".join(f'<li><a href="{esc(href)}">{esc(text)}</a></li>' for text, href in context.files)
         parts.append(
@@ -205,7 +207,8 @@ def dashboard_html(report: KpiReport, context: PageContext | None = None) -> str
     return "\n".join(p for p in parts if p) + "\n"
 
 
-def _notes() -> str:
+def _notes(extra: Sequence[str] = ()) -> str:
+    own = "".join(f"<li>{html.escape(note)}</li>" for note in extra)
     return (
         '<section aria-labelledby="notes-heading"><h2 id="notes-heading">About these figures</h2>'
         '<ul class="notes">'
@@ -217,7 +220,7 @@ def _notes() -> str:
         "the same; a period's figures can change when history is loaded.</li>"
         "<li>A period's cost is the cost records whose own period lies inside it: a month's costs count "
         "in its quarter and year.</li>"
-        "</ul></section>"
+        f"{own}</ul></section>"
     )
 
 

@@ -75,6 +75,7 @@ from perf_sdk._publish_files import (
     table_schema,
     to_csv,
 )
+from perf_sdk._publish_origin import Backfilled, backfill_note
 from perf_sdk._publish_site import LIST_CSS, LOWER_IS_BETTER, ListRow, list_pages
 from perf_sdk._publish_sources import discover_services, gather, service_info
 
@@ -246,7 +247,7 @@ def publish(
         if site is not None:
             prepared[slug] = site.prepare(slug, counts)
 
-    counts, infos, failures = gather(
+    counts, infos, failures, backfilled = gather(
         names,
         source,
         endpoint,
@@ -298,6 +299,7 @@ def publish(
         site = _Site(None if out is None else Path(out), period, when, first, last, base_url)
         site.definitions = definitions
     site.removable = removable
+    site.backfilled = backfilled
     every = {slug: infos.get(slug) or ServiceInfo.from_slug(slug) for slug in counts}
     return site.write(counts, every, prepared, failures)
 
@@ -382,6 +384,8 @@ class _Site:
         self.files: dict[str, bytes] = {}
         #: What earlier publications wrote into ``out`` (:func:`_claim`): the only files a re-run may remove.
         self.removable: set[str] = set()
+        #: Each service's backfilled transactions, where the read API said (``_publish_origin``): a page note.
+        self.backfilled: Mapping[str, Backfilled | None] = {}
         # The period every service is compared on: the latest one over at publication.
         self.compared = period_containing(self.as_of, period).previous()
 
@@ -629,6 +633,7 @@ class _Site:
             medians=medians,
             home="../index.html",
             json_ld=self._dataset_ld(info, coverage),
+            notes=tuple(n for n in (backfill_note(self.backfilled.get(slug), report.periods),) if n),
         )
         put(f"{slug}/index.html", dashboard_html(report, context))
         return files

@@ -1,6 +1,7 @@
 """Where ``perf_sdk.publish`` gets its figures: records, files, or a platform's read API.
 
-The read API is asked for server-side sums (three small requests a service),
+The read API is asked for server-side sums (three small requests a service, and
+a fourth for how many transactions were backfilled: ``_publish_origin``),
 several services at a time: publishing 1,000 services is mostly the
 platform's work, so this process computes each service's report while the
 platform answers the next requests (``prepare``). Quarters, years and
@@ -37,6 +38,7 @@ from perf_sdk._kpi_sources import (
 from perf_sdk._periods import period_containing
 from perf_sdk._protocol import SLUG_RE
 from perf_sdk._publish_files import ServiceInfo
+from perf_sdk._publish_origin import Backfilled, read_backfilled
 
 __all__ = ["DEFAULT_YEARS", "discover_services", "gather", "service_info"]
 
@@ -74,9 +76,7 @@ def discover_services(
     holding them) are read beside them when the platform has them. A platform
     without either listing needs the services named (``--service``).
     """
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = _headers(token)
     own = client is None
     http = client or httpx.Client(timeout=timeout)
     base = read_endpoint.rstrip("/")
@@ -137,8 +137,12 @@ def gather(
     period: str,
     prepare: Callable[[str, Counts], None],
     measures: Mapping[str, tuple[Measure, ...]],
-) -> tuple[dict[str, Counts], dict[str, ServiceInfo], dict[str, Exception]]:
+) -> tuple[dict[str, Counts], dict[str, ServiceInfo], dict[str, Exception], dict[str, Backfilled | None]]:
     """Each service's counts (and the platform's metadata for them), from records, files or the read API.
+
+    The fourth mapping holds, from the read API only, each service's backfilled
+    transactions (:func:`~perf_sdk._publish_origin.read_backfilled`); ``None``
+    where the platform could not say.
 
     ``prepare(slug, counts)`` is called as each service's counts arrive, in
     the read API's worker threads, so the caller can compute while the
@@ -149,6 +153,7 @@ def gather(
     counts: dict[str, Counts] = {}
     infos: dict[str, ServiceInfo] = {}
     failures: dict[str, Exception] = {}
+    backfilled: dict[str, Backfilled | None] = {}
     for slug in list(records or {}) + list(files or {}):
         if not SLUG_RE.match(slug):
             raise ValidationError("service", slug, "a data-group slug: lower-case letters, digits and '-'")
@@ -163,7 +168,7 @@ def gather(
                 counts[slug] = counts_from_records(read_records_file(path))
             except Exception as exc:
                 failures[slug] = exc
-        return counts, infos, failures
+        return counts, infos, failures, backfilled
     url = source if isinstance(source, str) else getattr(source, "url", None)
     settings = resolve_read_settings(endpoint=endpoint, read_endpoint=url or read_endpoint, token=token)
     if not settings.read_endpoint:
@@ -193,13 +198,13 @@ def gather(
             window_start = period_containing(window_start, "quarter").start
             window_end = period_containing(window_end - timedelta(days=1), "quarter").end
 
-        def one(slug: str) -> tuple[str, Counts | Exception]:
+        def one(slug: str) -> tuple[str, tuple[Counts, Backfilled | None] | Exception]:
             try:
                 return slug, fetch(slug)
             except Exception as exc:  # this service's read or figures: the others are still published
                 return slug, exc
 
-        def fetch(slug: str) -> Counts:
+        def fetch(slug: str) -> tuple[Counts, Backfilled | None]:
             if quarterly and not measures.get(slug):
                 found = _quarterly_counts(http, base, slug, window_start, window_end, settings.token)
             else:
@@ -212,19 +217,28 @@ def gather(
                     client=http,
                     measures=measures.get(slug, ()),
                 )
+            origin = read_backfilled(http, base, slug, window_start, window_end, _headers(settings.token))
             prepare(slug, found)
-            return found
+            return found, origin
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for slug, found in pool.map(one, names):
-                if isinstance(found, Exception):
-                    failures[slug] = found
+            for slug, result in pool.map(one, names):
+                if isinstance(result, Exception):
+                    failures[slug] = result
                 else:
-                    counts[slug] = found
+                    counts[slug], backfilled[slug] = result
     finally:
         if own:
             http.close()
-    return counts, infos, failures
+    return counts, infos, failures, backfilled
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    """The read API's request headers: JSON, and the token when there is one."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def _quarterly_counts(http: httpx.Client, base: str, slug: str, start: date, end: date, token: str | None) -> Counts:
@@ -238,9 +252,7 @@ def _quarterly_counts(http: httpx.Client, base: str, slug: str, start: date, end
     Not for months, and not without a publication time (which comes from the
     last month holding data).
     """
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = _headers(token)
     builder = CountsBuilder()
     missing = 0
     for data_type in QUERIES:

@@ -204,3 +204,68 @@ def test_a_real_workbook_without_a_secret_lands_in_its_months(
         by_month[r["_timestamp"][:7]] = by_month.get(r["_timestamp"][:7], 0) + int(r["count"])
     assert by_month == {"2025-04": 1000, "2025-05": 1000}
     assert sorted(r["amount_pence"] for r in platform.records(SERVICE, "costs")) == [4_825_050, 12_500_000]
+
+
+def test_backfilled_and_live_records_are_told_apart_on_the_published_page(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    """Issue 15: six months loaded from a file, three sent live; the page's notes say how much was backfilled."""
+    from datetime import datetime, timezone
+
+    import httpx
+
+    import perf_sdk
+    from perf_sdk._publish import publish
+
+    history = tmp_path / "history.csv"
+    lines = ["period,stage,channel,count"]
+    for month in range(4, 10):  # April to September 2025
+        lines += [f"2025-{month:02d},started,digital,1000", f"2025-{month:02d},completed,digital,800"]
+        lines.append(f"2025-{month:02d},completed,phone,100")
+    history.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    options = {"service": SERVICE, "endpoint": platform.url, "token": TOKEN, "secret": SECRET, "tracker_options": FAST}
+    loaded = backfill(history, spool_dir=tmp_path / "backfill", **options)  # type: ignore[arg-type]
+    assert loaded.exit_status == 0 and loaded.delivered == 18
+
+    tracker = perf_sdk.Tracker(
+        service=SERVICE, endpoint=platform.url, token=TOKEN, secret=SECRET, spool_dir=tmp_path / "live", **FAST
+    )
+    try:
+        for month in (10, 11, 12):  # October to December 2025, live: 30 started and 20 completed a month
+            for n in range(30):
+                at = datetime(2025, month, 1 + n % 28, 12, tzinfo=timezone.utc)
+                tracker.start(f"t-{month}-{n}", at=at)
+                if n < 20:
+                    tracker.complete(f"t-{month}-{n}", at=at)
+        assert tracker.flush(timeout=60.0), "the live records were not all stored within 60 s"
+    finally:
+        tracker.close(timeout=60.0)
+
+    records = platform.records(SERVICE, "transactions")
+    assert len(records) == 18 + 150
+    assert {r.get("origin") for r in records if r["_timestamp"] < "2025-10"} == {"backfill"}
+    assert {r.get("origin") for r in records if r["_timestamp"] >= "2025-10"} == {None}  # live: no origin
+    again = backfill(history, spool_dir=tmp_path / "again", **options)  # type: ignore[arg-type]
+    assert again.delivered == 18 and len(platform.records(SERVICE, "transactions")) == 168  # upserted
+
+    note = (
+        "5,400 of the 5,460 completed transactions and 6,000 of the 6,090 started transactions in these figures "
+        "were loaded from earlier records (backfilled) rather than sent live by the service. "
+        "Backfilled months: April 2025 to September 2025."
+    )
+    out = tmp_path / "site"
+    publish(out, read_endpoint=platform.url, service=SERVICE, published_at="2026-01-10T09:00:00Z")
+    page = (out / SERVICE / "index.html").read_text("utf-8")
+    assert f"<li>{note}</li>" in page
+    monthly = tmp_path / "monthly"
+    publish(monthly, read_endpoint=platform.url, service=SERVICE, published_at="2026-01-10T09:00:00Z", period="month")
+    assert f"<li>{note}</li>" in (monthly / SERVICE / "index.html").read_text("utf-8")
+
+    with httpx.Client(base_url=platform.url, timeout=60) as client:  # the live site renders the same note
+        deadline = time.monotonic() + 120
+        live = client.get(f"/performance/{SERVICE}/")
+        while live.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live = client.get(f"/performance/{SERVICE}/")
+    assert live.status_code == 200, live.text
+    assert f"<li>{note}</li>" in live.text

@@ -371,3 +371,11 @@ def test_redirects_are_relative_never_from_host(platform: LocalPlatform) -> None
         assert (
             client.get("/performance/renew-a-permit", follow_redirects=True).url.path == "/performance/renew-a-permit/"
         )
+
+
+def test_no_backfill_note_when_every_record_was_sent_live(site: Path) -> None:
+    """Records without ``origin`` are live: the pages carry the general note only, never a count of backfilled ones."""
+    for slug in SERVICES:
+        page = (site / slug / "index.html").read_text("utf-8")
+        assert "were loaded from earlier records (backfilled)" not in page
+        assert "Records sent live by the service and records loaded from its history (backfilled) count" in page
