@@ -10,6 +10,15 @@ nothing depends on it.
 
 Each row's HTML is built once and the pages join the rows in their own order,
 so 1,000 services and 15 pages costs string joins, not rendering.
+
+On a phone (narrower than :data:`NARROW`) the table would scroll sideways, so
+there it is drawn as a card per service, by CSS alone: each cell on its own
+line, named by its column through generated content (``td:nth-of-type(n)``,
+from :data:`COLUMNS`: no byte more per row), and the column headings become
+the "Sort by" links above the cards. The markup stays the same table, so a
+screen reader still announces each cell's column heading; the generated names
+carry empty alternative text (``content: "..." / ""``) so they are not read
+twice.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ COLUMNS: Final[Mapping[str, str]] = {
     **{k: KPI_NAMES[k] for k in KPI_KEYS},
     "transactions_per_year": "Transactions per year",
 }
+#: Below this width the list is a card per service instead of a table that scrolls sideways.
+NARROW: Final = "40em"
 #: Which way is better, for ranks: a lower cost per transaction ranks first.
 LOWER_IS_BETTER: Final = frozenset({"cost_per_transaction"})
 
@@ -297,7 +308,8 @@ def _page(
                 nav,
                 '<div id="filter"></div>',
                 '<div class="table-wrap" role="region" aria-labelledby="list-caption" tabindex="0">',
-                f'<table class="list"><caption id="list-caption">{caption}</caption>',
+                f'<table class="{_table_class(rank, sortable=heading is None)}">'
+                f'<caption id="list-caption">{caption}</caption>',
                 f"<thead><tr>{_headings(column, descending, prefix, rank, sortable=heading is None)}</tr></thead>",
                 f"<tbody>{''.join(body)}</tbody>{foot}</table></div>",
                 "</main>",
@@ -311,6 +323,42 @@ def _page(
     )
 
 
+def _table_class(rank: bool, *, sortable: bool) -> str:
+    """``list``, and ``ranked`` (a Rank column first) / ``sortable`` (headings that link): the phone layout reads them."""
+    return " ".join(["list", *(["ranked"] if rank else []), *(["sortable"] if sortable else [])])
+
+
+def _stacked_css() -> str:
+    """The phone layout: a card per row, each cell named by its column (see the module docstring)."""
+    labels = []
+    for ranked in (False, True):
+        names = [*(["Rank"] if ranked else []), *(words for key, words in COLUMNS.items() if key != "service")]
+        scope = "table.list.ranked" if ranked else "table.list"
+        for n, words in enumerate(names, 1):
+            assert '"' not in words and "\\" not in words, words  # a CSS string as it stands
+            labels.append(f'{scope} td:nth-of-type({n})::before{{content:"{words}";content:"{words}"/""}}')
+    hidden = "position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap"
+    return (
+        f"@media (max-width:{NARROW}){{"
+        "table.list,table.list tbody,table.list tfoot,table.list tr,table.list th,table.list td{display:block}"
+        "table.list caption{display:block;max-width:none}"
+        "table.list thead{display:block;border-bottom:2px solid #0b0c0c;padding-bottom:6px}"
+        "table.list thead tr{display:flex;flex-wrap:wrap;gap:0 16px;align-items:baseline}"
+        'table.list.sortable thead tr::before{content:"Sort by";content:"Sort by"/"";font-weight:700}'
+        "table.list thead th{border:0;padding:4px 0;text-align:left}"
+        f"table.list:not(.sortable) thead,table.list.ranked thead th:first-child{{{hidden}}}"
+        "table.list tbody tr,table.list tfoot tr{border-bottom:1px solid #b1b4b6;padding:10px 0}"
+        "table.list tfoot tr{border-bottom:2px solid #0b0c0c}"
+        "table.list tbody th,table.list tfoot th{position:static;min-width:0;border:0;padding:0 0 4px;"
+        "font-size:1.1875rem;overflow-wrap:anywhere}"
+        "table.list td,table.list td.n{display:flow-root;border:0;padding:2px 0;text-align:right;"
+        "overflow-wrap:anywhere}"
+        "table.list td::before{float:left;font-weight:700;text-align:left;padding-right:1em}"
+        "table.list td:empty{display:none}"
+        "table.list .c{white-space:normal}" + "".join(labels) + "}"
+    )
+
+
 #: The progressive enhancement: a search box, added only when script runs.
 _SCRIPT: Final = """<script>
 (function(){var h=document.getElementById("filter");if(!h||!document.querySelector)return;
@@ -321,7 +369,8 @@ for(var i=0;i<r.length;i++){var m=r[i].textContent.toLowerCase().indexOf(t)>=0;r
 s.textContent=t?n+" services match":"";});})();
 </script>"""
 
-LIST_CSS: Final = """
+LIST_CSS: Final = (
+    """
 .vh{position:absolute!important;width:1px!important;height:1px!important;margin:0!important;padding:0!important;
 overflow:hidden!important;clip:rect(0 0 0 0)!important;white-space:nowrap!important;border:0!important}
 .table-wrap{position:relative}
@@ -341,3 +390,6 @@ tfoot th,tfoot td{font-weight:700;border-top:2px solid #0b0c0c}
 #filter input{font:inherit;padding:5px;border:2px solid #0b0c0c;width:100%;max-width:30em}
 .meta-dark{color:#505a5f;margin:5px 0 0;min-height:1.4em}
 """
+    + _stacked_css()
+    + "\n"
+)

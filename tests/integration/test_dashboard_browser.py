@@ -244,3 +244,44 @@ def test_partial_period_and_reader_labels(browser: Any, site: Path) -> None:
         assert "2025-Q4" not in text and "2026-Q1" not in text
     finally:
         page.close()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "index.html",
+        "sorted/completion-rate-descending.html",
+        "organisations/permit-agency.html",
+        "filtered/completion-rate-above-median.html",
+    ],
+)
+def test_the_services_list_fits_a_phone_without_scrolling_sideways(browser: Any, site: Path, name: str) -> None:
+    """Issue 15: at 390 px each service is a card, each figure named by its column; still a table underneath."""
+    page, _, _ = _open(browser, site / name, 390)
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        wrap = page.evaluate(
+            "(() => { const w = document.querySelector('.table-wrap'); return [w.scrollWidth, w.clientWidth]; })()"
+        )
+        assert wrap[0] <= wrap[1], f"the table scrolls sideways in its region: {wrap}"
+        labels = page.evaluate(
+            """() => [...document.querySelectorAll('table.list tbody tr')].map(tr => {
+                const headings = [...document.querySelectorAll('table.list thead th')].map(th =>
+                    th.firstChild && th.firstChild.nodeType === 3 ? th.firstChild.textContent
+                        : (th.querySelector('a') ? th.querySelector('a').firstChild.textContent : th.textContent));
+                return [...tr.children].map((cell, i) => [cell.tagName,
+                    getComputedStyle(cell, '::before').content.split('/')[0].trim(), headings[i]]);
+            })"""
+        )
+        assert labels
+        for row in labels:
+            for tag, label, heading in row:
+                if tag == "TD":
+                    assert label == f'"{heading}"', (label, heading)  # the card names each figure by its column
+        tree = page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
+        roles = {n["role"]["value"] for n in tree if "role" in n}
+        assert {"table", "row", "columnheader", "rowheader", "cell"} <= roles, roles  # still a table to a reader
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"services-list-390-{name.replace('/', '-')}.png"), full_page=True)
+    finally:
+        page.close()

@@ -161,6 +161,24 @@ def test_services_list_compares(site: Path) -> None:
     assert "Renew a permit" in org and "Apply for a licence" not in org.split("<tbody>")[1]
 
 
+def test_on_a_phone_the_list_is_a_card_per_service_named_by_column(site: Path) -> None:
+    """The phone layout is CSS alone: the same table, each cell's column named by its place (no bytes per row)."""
+    from perf_sdk._publish_site import COLUMNS, NARROW
+
+    page = (site / "index.html").read_text("utf-8")
+    assert '<table class="list sortable">' in page and "data-label" not in page
+    assert f"@media (max-width:{NARROW})" in page
+    names = [words for key, words in COLUMNS.items() if key != "service"]
+    for n, words in enumerate(names, 1):
+        assert f'table.list td:nth-of-type({n})::before{{content:"{words}";content:"{words}"/""}}' in page
+        assert f'table.list.ranked td:nth-of-type({n + 1})::before{{content:"{words}"' in page
+    assert '<table class="list ranked sortable">' in (
+        site / "sorted" / "cost-per-transaction-ascending.html"
+    ).read_text("utf-8")
+    assert '<table class="list">' in (site / "organisations" / "permit-agency.html").read_text("utf-8")
+    assert '<table class="list">' in (site / "filtered" / "completion-rate-above-median.html").read_text("utf-8")
+
+
 def test_service_page_shows_rank_median_and_files(site: Path) -> None:
     page = (site / "apply-for-a-licence" / "index.html").read_text("utf-8")
     assert "Ranked 2 of 2 services" in page  # cost: the dearer of the two with cost records
