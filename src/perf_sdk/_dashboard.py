@@ -572,7 +572,7 @@ footer p{border-top:1px solid #b1b4b6;padding-top:15px;margin:0}
 .empty{font-size:1.25rem;margin:30px 0}
 @media (max-width:640px){body{font-size:1rem}.masthead h1{font-size:1.6rem}.figure{font-size:2.2rem}
 h2{font-size:1.3rem}.headlines{grid-template-columns:1fr 1fr}}
-@media (max-width:380px){.headlines{grid-template-columns:1fr}}
+@media (max-width:420px){.headlines{grid-template-columns:1fr}}
 @media print{.skip-link,details.data summary{display:none}.masthead{background:#fff;color:#0b0c0c;
 border-bottom:2px solid #0b0c0c}.masthead a,.eyebrow,.meta{color:#0b0c0c}
 .table-wrap{overflow:visible}.chart-section,.headline,tr{break-inside:avoid}

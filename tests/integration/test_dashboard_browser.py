@@ -285,3 +285,16 @@ def test_the_services_list_fits_a_phone_without_scrolling_sideways(browser: Any,
         page.screenshot(path=str(ARTIFACTS / f"services-list-390-{name.replace('/', '-')}.png"), full_page=True)
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("width", [390, 430])
+def test_a_service_page_with_unknown_figures_fits_a_phone(browser: Any, tmp_path: Path, width: int) -> None:
+    """ "unknown" in a headline is wider than a number: two headlines a row must still fit, or one a row."""
+    records = [r for r in _records(_counts(0)) if "stage" in r]  # no answers, no costs: two KPIs unknown
+    publish(tmp_path, records={"register-a-birth": records}, published_at="2026-02-15T09:30:00Z")
+    page, _, _ = _open(browser, tmp_path / "register-a-birth" / "index.html", width)
+    try:
+        assert page.locator(".headline .figure", has_text="unknown").count() == 2
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.close()
