@@ -276,6 +276,49 @@ def test_ids_postgres_text_cannot_hold_or_index(store: PostgresStore) -> None:
     assert [r["_id"] for r in store.read("svc", "t", q) or []] == sorted(ids)
 
 
+def test_the_sdks_hex_ids_are_16_bytes_and_read_back_sort_and_filter_as_text(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    hexes = ["0" * 32, "f" * 32, "0123456789abcdef" * 2]
+    ids = [*hexes, "0" * 31, "0" * 33, "F" * 32, "g" * 32, "1", "~"]  # around and between them in code-point order
+    store.write("svc", "t", prepare([{"_id": i, "stage": "s", "count": 1} for i in ids]))
+    store.write("svc", "t", prepare([{"_id": "f" * 32, "stage": "s", "count": 2}]))
+    with psycopg.connect(postgres_url) as conn:
+        lengths = dict(conn.execute("SELECT length(k), count(*) FROM records WHERE id IS NULL GROUP BY 1"))
+    assert lengths[17] == len(hexes)
+    records = store.records("svc", "t")
+    assert sorted(r["_id"] for r in records) == sorted(ids)
+    assert next(r for r in records if r["_id"] == "f" * 32)["count"] == 2
+    for rid in ("f" * 32, "F" * 32):
+        assert [r["_id"] for r in store.read("svc", "t", parse_query([("filter_by", f"_id:{rid}")])) or []] == [rid]
+    for order, reverse in (("ascending", False), ("descending", True)):
+        q = parse_query([("sort_by", f"_id:{order}")])
+        assert [r["_id"] for r in store.read("svc", "t", q) or []] == sorted(ids, reverse=reverse)
+    assert _rollup_matches_records(postgres_url) == len(ids)
+
+
+def test_the_compact_id_migration_turns_stored_hex_ids_into_16_bytes(postgres_url: str) -> None:
+    hexes = ["0123456789abcdef" * 2, "f" * 32]
+    others = ["0" * 31, "F" * 32, "x" * 70]
+    store = PostgresStore(postgres_url)
+    store.write("svc", "t", prepare([{"_id": i, "stage": "s", "count": 1} for i in hexes + others]))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the keys as version 2 stored them
+        conn.execute(
+            "UPDATE records SET k = convert_to(encode(substring(k FROM 2), 'hex'), 'UTF8') "
+            "WHERE length(k) = 17 AND get_byte(k, 0) = 254"
+        )
+        assert conn.execute("SELECT count(*) FROM records WHERE length(k) = 17").fetchone() == (0,)
+        conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+        assert migrate(conn) == [3]
+        assert conn.execute("SELECT count(*) FROM records WHERE length(k) = 17").fetchone() == (len(hexes),)
+    store.write("svc", "t", prepare([{"_id": i, "stage": "s", "count": 2} for i in hexes]))  # replaces
+    assert sorted((r["_id"], r["count"]) for r in store.records("svc", "t")) == sorted(
+        [(i, 2) for i in hexes] + [(i, 1) for i in others]
+    )
+    store.close()
+    assert _rollup_matches_records(postgres_url) == len(hexes + others)
+
+
 def test_a_record_sent_twice_in_a_batch_is_stored_once_as_its_last_version(
     store: PostgresStore, postgres_url: str
 ) -> None:

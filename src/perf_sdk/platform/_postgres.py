@@ -6,11 +6,14 @@ psycopg-pool). The schema follows the SQLite store's ideas (``_store.py``):
 
 ``records(ds, ts, seq, k, id, body, dims)``
     One row per record. ``k`` is the ``_id`` as UTF-8 bytes (the primary key
-    with ``ds``), or for an ``_id`` longer than :data:`KEY_BYTES` bytes a
-    marker byte and its SHA-256, the full ``_id`` then kept in ``id`` (NULL
-    otherwise, so the usual 32-character id is stored once). Bytes, not
-    text: an ``_id`` may hold characters PostgreSQL text cannot (NUL), and
-    byte order is the code-point order SQLite sorts ``_id`` by. ``seq``
+    with ``ds``); the SDK's ids (32 lowercase hex digits) as a marker byte
+    and their 16 bytes (migration 3: the primary key is the index every
+    write touches at random, a third smaller so); an ``_id`` longer than
+    :data:`KEY_BYTES` bytes as another marker byte and its SHA-256, the full
+    ``_id`` then kept in ``id`` (NULL otherwise, so an ``_id`` is stored
+    once). Bytes, not text: an ``_id`` may hold characters PostgreSQL text
+    cannot (NUL), and byte order is the code-point order SQLite sorts
+    ``_id`` by (``sort_by=_id`` spells a 16-byte key out again). ``seq``
     orders records of one time as SQLite's ``rowid`` does: the batch's number
     (one ``nextval`` per write) times 2**24 plus the record's place in it, so
     records keep the order they were sent in although they are inserted in
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -96,6 +100,8 @@ __all__ = ["KEY_BYTES", "MIGRATIONS", "PostgresStore", "first_line", "is_postgre
 #: ``_id``s up to this many UTF-8 bytes are their own key; longer ones are hashed.
 KEY_BYTES: Final = 64
 _LONG_MARK: Final = b"\xff"  # never a byte of UTF-8, so a hashed key never equals a plain one
+_HEX_MARK: Final = b"\xfe"  # nor is this: a 32-hex _id (the SDK's) is this byte and its 16 bytes
+_HEX_ID: Final = re.compile(r"[0-9a-f]{32}", re.ASCII)
 _U: Final = _periods.US_PER_HOUR
 _MIN_INT: Final = -(2**63)
 _MAX_INT: Final = 2**63 - 1
@@ -160,6 +166,14 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
                 SELECT ds, CASE WHEN hour = {SENTINEL_HOUR} THEN hour ELSE floor(hour / 24.0)::bigint END,
                        sum(n), key, min(dims)
                 FROM rollup GROUP BY 1, 2, 4""",
+        ),
+    ),
+    (
+        3,
+        "32-hex _ids as 16 bytes in the primary key",
+        (
+            """UPDATE records SET k = '\\xfe'::bytea || decode(encode(k, 'escape'), 'hex')
+                WHERE length(k) = 32 AND encode(k, 'escape') ~ '^[0-9a-f]{32}$'""",
         ),
     ),
 )
@@ -323,7 +337,7 @@ def _field_filters(query: ReadQuery, col: str, p: _Params) -> list[str]:
 
 
 def _id_filters(query: ReadQuery, col: str, p: _Params) -> list[str]:
-    return [f"{col} = {p(_key(wanted))}" for name, wanted in query.filter_by if name == "_id"]
+    return [f"{col} = {p(_key(wanted)[0])}" for name, wanted in query.filter_by if name == "_id"]
 
 
 def _time_bounds(query: ReadQuery, col: str, unit: int) -> list[str]:
@@ -421,7 +435,7 @@ def records_sql(query: ReadQuery, dataset: int, cap: int | None = None) -> tuple
         if name == "_timestamp":
             order = f"r.ts {d} NULLS {'LAST' if descending else 'FIRST'}, r.seq"
         elif name == "_id":
-            order = f"coalesce(r.id, r.k) {d}"
+            order = f"{_ID_BYTES} {d}"
         else:
             # SQLite's order of json_extract: NULL, then numbers and booleans (as 1 and 0), then text.
             col = body
@@ -456,9 +470,28 @@ def _rows(cursor: Iterable[Sequence[Any]]) -> Iterator[list[Any]]:
 # --------------------------------------------------------------------------- writes
 
 
-def _key(rid: str) -> bytes:
+def _key(rid: str) -> tuple[bytes, bytes | None]:
+    """The ``k`` and ``id`` columns of an ``_id`` (see the module docstring)."""
+    if len(rid) == 32 and _HEX_ID.fullmatch(rid):
+        return _HEX_MARK + bytes.fromhex(rid), None
     raw = rid.encode("utf-8", "surrogatepass")
-    return raw if len(raw) <= KEY_BYTES else _LONG_MARK + hashlib.sha256(raw).digest()
+    return (raw, None) if len(raw) <= KEY_BYTES else (_LONG_MARK + hashlib.sha256(raw).digest(), raw)
+
+
+def _id_text(k: bytes, rid: bytes | None) -> str:
+    """The ``_id`` back from its ``k`` and ``id`` columns."""
+    if rid is not None:
+        return rid.decode("utf-8", "surrogatepass")
+    if k[:1] == _HEX_MARK:
+        return k[1:].hex()
+    return k.decode("utf-8", "surrogatepass")
+
+
+#: SQL: the ``_id``'s UTF-8 bytes, to sort by (a 16-byte key spelt out in hex again).
+_ID_BYTES: Final = (
+    "(CASE WHEN get_byte(r.k, 0) = 254 THEN convert_to(encode(substring(r.k FROM 2), 'hex'), 'UTF8') "
+    "ELSE coalesce(r.id, r.k) END)"
+)
 
 
 def _rollup_key(dims: str) -> bytes:
@@ -490,12 +523,8 @@ def _staged(records: Sequence[Prepared]) -> dict[bytes, _Row]:
         latest[record.id] = record
     rows: dict[bytes, _Row] = {}
     for rid, record in latest.items():
-        raw = rid.encode("utf-8", "surrogatepass")
-        if len(raw) <= KEY_BYTES:
-            rows[raw] = _Row(first[rid], raw, None, record.ts, record.body, record.dims)
-        else:
-            k = _LONG_MARK + hashlib.sha256(raw).digest()
-            rows[k] = _Row(first[rid], k, raw, record.ts, record.body, record.dims)
+        k, full = _key(rid)
+        rows[k] = _Row(first[rid], k, full, record.ts, record.body, record.dims)
     return rows
 
 
@@ -867,7 +896,7 @@ class PostgresStore:
             for k, rid, ts, body in cursor:
                 if len(out) >= limits.records:
                     raise _query.too_much("records", len(out) + 1, limits.records, hint)
-                text = bytes(rid if rid is not None else k).decode("utf-8", "surrogatepass")
+                text = _id_text(bytes(k), None if rid is None else bytes(rid))
                 size += len(body) + len(text) + 40
                 if size > limits.bytes:
                     raise _query.too_much("bytes", size, limits.bytes, hint)
