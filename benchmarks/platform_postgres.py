@@ -13,8 +13,10 @@
    random 32-hex ``_id`` and a ``_timestamp`` in order through 2025. Clients
    are processes so that building batches is not what is measured. Every
    ``--every`` records stored (default 1,000,000) it prints the rate over that
-   slice and the workers' RSS: the curve shows whether ingest slows as the
-   table grows.
+   slice, the CPU time per record of the workers, of PostgreSQL (its server
+   processes, when it was started here) and of the clients (steadier than the
+   rate on a shared machine, and where the time goes), and the workers' RSS:
+   the curve shows whether ingest slows as the table grows.
 3. Query: the requests ``perf-sdk kpis --period quarter`` and ``--period
    month`` send for 2025 (``benchmarks/platform.py``'s measurement, reused),
    each timed ``--runs`` times over HTTP, answers checked against the count.

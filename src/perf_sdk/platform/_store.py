@@ -48,7 +48,11 @@ encoder built once; WAL checkpoints run on their own thread
 (:class:`_Checkpointer`), not inside a request. What still grows with the
 database is the ``(ds, id)`` index: random ``_id`` values put nearly every
 record of a batch on a different page of it, and each such page is written
-to the WAL and checkpointed (smaller pages did not measurably help).
+to the WAL and checkpointed. That saturates at about one page a record by 3
+million records (server CPU 19 us a record at 1 million, 27 at 3 million, 31
+at 10 million); measured at 2 million, neither 1 KiB pages, nor a 512 MiB
+cache, nor ids stored as 16-byte blobs (3% less CPU, not worth a change of
+format), nor a batch inserted in id order changed it measurably.
 """
 
 from __future__ import annotations
