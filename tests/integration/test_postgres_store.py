@@ -339,6 +339,30 @@ def test_records_keep_the_order_they_were_sent_in(store: PostgresStore) -> None:
     assert [r["_id"] for r in store.records("svc", "t")] == [*ids, "cc"]
 
 
+def test_a_batch_of_new_changed_and_unchanged_records_falls_back_to_the_upsert(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    """The insert as new rows fails on the existing keys; the fallback stores the new, rewrites only the changed."""
+    old = [{"_id": f"{i:032x}", "_timestamp": "2026-01-01T10:00:00Z", "stage": "started"} for i in range(4)]
+    store.write("svc", "t", prepare(old))
+    with psycopg.connect(postgres_url) as conn:
+        before = dict(conn.execute("SELECT k, xmin::text FROM records"))
+    changed = {**old[1], "stage": "completed", "_timestamp": "2026-03-01T10:00:00Z"}
+    new = {"_id": "new", "_timestamp": "2026-01-01T10:00:00Z", "stage": "started"}
+    store.write("svc", "t", prepare([old[0], changed, new, old[2]]))
+    with psycopg.connect(postgres_url) as conn:
+        after = dict(conn.execute("SELECT k, xmin::text FROM records"))
+    assert [k for k in before if after[k] != before[k]] == [bytes.fromhex("fe" + old[1]["_id"])]
+    assert [(r["_id"], r["stage"]) for r in store.records("svc", "t")] == [
+        (old[0]["_id"], "started"),
+        (old[2]["_id"], "started"),
+        (old[3]["_id"], "started"),
+        ("new", "started"),
+        (old[1]["_id"], "completed"),
+    ]
+    assert _rollup_matches_records(postgres_url) == 5
+
+
 def test_empty_and_delete_leave_no_rollup(store: PostgresStore, postgres_url: str) -> None:
     record = {"_timestamp": "2026-01-01T10:00:00Z", "stage": "started", "txn": "f" * 64}
     store.write("svc", "t", prepare([record]), now_us=1)
