@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import gzip
 import json
 import math
 import ssl
@@ -54,6 +53,7 @@ if typing.TYPE_CHECKING:
     import httpx
 
 from perf_sdk._errors import RetryableError, error_class_for_status, scrub
+from perf_sdk._gzip import gzip_member
 from perf_sdk._version import __version__
 
 __all__ = ["MAX_RESPONSE_BYTES", "HttpTransport", "Transport", "parse_retry_after"]
@@ -171,11 +171,21 @@ class HttpTransport:
         return scrub(text, self._secrets)
 
     def send(self, data_type: str, body: bytes) -> None:
+        compressed = bool(self.gzip_threshold) and len(body) > self.gzip_threshold
+        self._post(data_type, gzip_member(body) if compressed else body, compressed)
+
+    def send_gzip(self, data_type: str, body: bytes) -> None:
+        """Store ``body``, a JSON array of records already gzip-compressed (the spool's packed segments).
+
+        The uploader calls it instead of :meth:`send` for packed segments, and
+        only on a transport whose ``send`` is this class's own (a subclass that
+        overrides ``send`` gets JSON, as the seam promises).
+        """
+        self._post(data_type, body, True)
+
+    def _post(self, data_type: str, body: bytes, compressed: bool) -> None:
         # No local variable of this frame holds the token: an exception raised here carries this frame in its
         # traceback, and error reporters that capture local variables (Sentry) would ship it.
-        compressed = bool(self.gzip_threshold) and len(body) > self.gzip_threshold
-        if compressed:
-            body = gzip.compress(body, compresslevel=1)
         url = self.url(data_type)
         import httpx  # already imported by __init__: a dictionary look-up
 

@@ -45,7 +45,7 @@ from typing import Any, Final, Protocol
 import pydantic_core
 
 from perf_sdk._errors import PerfSdkError, ValidationError
-from perf_sdk._protocol import CHANNELS
+from perf_sdk._protocol import CHANNELS, STAGES
 from perf_sdk._records import RecordBuilder, future_timestamps, unencodable_field, validate_records
 from perf_sdk._spool import SpoolLostError
 
@@ -177,7 +177,8 @@ def build(
     fast = before_send is None
     by_type: dict[str, list[dict[str, Any]]] = {}
     trusted: dict[str, list[dict[str, Any]]] = {}
-    builders = BUILDERS
+    builders, transaction = BUILDERS, builder.transaction
+    journeys = trusted.setdefault("transactions", [])  # the common case's list, looked up once
     for item in items:
         kind = item[0]
         if kind == VALIDATED and isinstance(item[2], dict):
@@ -186,7 +187,10 @@ def build(
         if kind == VALIDATED:
             kind = BUILT  # not what it claims: checked like any other
         try:
-            data_type, record = builders[kind](builder, item)
+            if kind <= COMPLETE:  # most of what a service records: its builder without the table's call
+                data_type, record = "transactions", transaction(STAGES[kind], item[1], item[2], item[3], item[4])
+            else:
+                data_type, record = builders[kind](builder, item)
         except ValidationError as exc:
             out.refusals.append(Refusal(exc))
             continue
@@ -195,6 +199,8 @@ def build(
             continue
         if record is None:
             out.sampled_out += 1
+        elif fast and kind <= COMPLETE and _plainly_valid_journey(item[2], item[4]):  # the caller's fields
+            journeys.append(record)
         elif fast and kind <= SATISFACTION and _plainly_valid(kind, record):
             trusted.setdefault(data_type, []).append(record)
         else:
@@ -246,12 +252,15 @@ def _validate(
 _CHANNELS: Final = frozenset(CHANNELS)
 
 
+def _plainly_valid_journey(channel: object, count: object) -> bool:
+    """The caller-given fields of a start or completion (the builder made its stage, id and time)."""
+    # type() first: a list or dict as a channel cannot be hashed for the set look-up
+    return type(channel) is str and channel in _CHANNELS and type(count) is int and 1 <= count <= 1_000_000_000
+
+
 def _plainly_valid(kind: int, record: dict[str, Any]) -> bool:
     """The caller-given fields of a record the builder made (stage, id and time it made itself)."""
-    count, channel = record["count"], record["channel"]
-    if type(channel) is not str or channel not in _CHANNELS:  # a list or dict as a channel cannot be hashed
-        return False
-    if type(count) is not int or not 1 <= count <= 1_000_000_000:
+    if not _plainly_valid_journey(record["channel"], record["count"]):
         return False
     if kind == SATISFACTION:
         rating = record["rating"]
@@ -518,14 +527,11 @@ class Writer:
                     time.sleep(0.05)  # the disk refuses: retry until stop() gives up
                     continue
                 return  # keep the queue (it is bounded) and try again next time
-            items: list[tuple[Any, ...]] = []
-            append = items.append
-            try:
-                for _ in range(CHUNK):
-                    append(popleft())
-                    self._in_flight += 1
-            except IndexError:
-                pass
+            # Counted before they are popped: pending() may count a chunk twice for a moment, never miss
+            # it. Only this thread pops, so the queue holds at least ``n`` until it has.
+            n = min(CHUNK, len(q))
+            self._in_flight = n
+            items = [popleft() for _ in range(n)]
             if items:
                 try:
                     self._process(builder, items)

@@ -84,7 +84,14 @@ def dead_spool_filling(directory: Path, most: int = 1 << 30) -> tuple[Path, int]
     with contextlib.suppress(Exception):
         while written < most:
             spool.append(
-                [("d/t", 1, json.dumps([{"_id": f"a-{written}", "count": 1, "pad": "x" * 2000}]).encode())], 1.0
+                [
+                    (
+                        "d/t",
+                        1,
+                        json.dumps([{"_id": f"a-{written}", "count": 1, "pad": os.urandom(1000).hex()}]).encode(),
+                    )
+                ],  # random: packing cannot shrink it
+                1.0,
             )
             written += 1
     path = spool.path

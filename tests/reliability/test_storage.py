@@ -44,14 +44,14 @@ def test_disk_full_refuses_new_records_loudly_and_delivers_the_rest(
 ) -> None:
     server = fault_server(FaultPlan(always=503))  # nothing drains while the disk fills
     errors: list[BaseException] = []
-    with tmpfs(tmp_path / "small", "size=16m") as spool_dir:
+    with tmpfs(tmp_path / "small", "size=6m") as spool_dir:
         tracker = perf_sdk.Tracker(
             service=SERVICE, endpoint=server.url, token=TOKEN, secret=SECRET, spool_dir=spool_dir,
             max_queue=5000, max_block=0.0, retry_initial=0.01, retry_max=0.05,
             on_error=lambda e, rs: errors.append(e),
         )  # fmt: skip
         try:
-            calls = 250_000  # ~30 MB of records for a 16 MB disk
+            calls = 400_000  # ~50 MB of record JSON, ~9 MB packed in the spool, for a 6 MB disk
             for block in range(0, calls, 1000):
                 for i in range(block, block + 1000):
                     tracker.complete(f"full-{i}")  # never raises, never blocks
@@ -66,7 +66,7 @@ def test_disk_full_refuses_new_records_loudly_and_delivers_the_rest(
             assert server.count_sum() == accepted
         finally:
             tracker.close(2)
-        report(Row("disk full (16 MB tmpfs)", 1, accepted, len(server.store), server.count_sum() - accepted, None))
+        report(Row("disk full (6 MB tmpfs)", 1, accepted, len(server.store), server.count_sum() - accepted, None))
 
 
 def test_read_only_spool_dir_fails_at_construction(tmp_path: Path) -> None:

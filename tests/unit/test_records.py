@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 import time
 from datetime import datetime, timedelta, timezone
@@ -37,6 +38,39 @@ def test_transaction_ids_are_deterministic_and_never_clear() -> None:
     assert "txn-1" not in repr(a)
     other = RecordBuilder("apply-for-a-licence", "z" * 32).transaction("completed", "txn-1", "digital", AT, 1)
     assert other["_id"] != a["_id"]  # the key matters: ids are not guessable without the secret
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stage=st.sampled_from(["started", "completed"]),
+    txn=st.text(min_size=1, max_size=40),
+    offset=st.floats(min_value=0, max_value=0.999999),
+)
+def test_the_fast_path_builds_the_record_the_general_path_builds(stage: str, txn: str, offset: float) -> None:
+    # A float time in a second the builder has seen takes a one-frame path; an int time, a datetime or a
+    # new second takes the general one. Both must give the same id and timestamp, or a refresh would
+    # count twice depending on how its time was passed.
+    fresh = RecordBuilder("apply-for-a-licence", SECRET)
+    second = int(AT.timestamp())
+    general = fresh.transaction(stage, txn, "digital", AT, 1)  # a datetime: the general path, caches the second
+    fast = fresh.transaction(stage, txn, "digital", second + offset, 1)
+    by_int = RecordBuilder("apply-for-a-licence", SECRET).transaction(stage, txn, "digital", second, 1)
+    assert fast == general == by_int
+    assert fast["_id"] == fresh.natural_id("transactions", stage, fresh.hash_transaction_id(txn))
+
+
+@pytest.mark.parametrize("at", [math.inf, -math.inf, math.nan])
+def test_a_time_that_is_not_finite_is_refused_after_a_cached_second(at: float) -> None:
+    fresh = RecordBuilder("apply-for-a-licence", SECRET)
+    fresh.transaction("started", "t", "digital", AT.timestamp(), 1)
+    with pytest.raises(ValidationError, match="finite"):
+        fresh.transaction("started", "t", "digital", at, 1)
+
+
+def test_the_last_second_of_1969_has_its_timestamp() -> None:
+    # The time cache once started at second -1 with no text, so this time got an empty _timestamp.
+    rec = RecordBuilder("apply-for-a-licence", SECRET).transaction("started", "t", "digital", -0.5, 1)
+    assert rec["_timestamp"] == "1969-12-31T23:59:59+00:00"
 
 
 def test_transaction_without_id_gets_random_128_bit_id() -> None:

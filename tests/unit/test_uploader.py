@@ -355,3 +355,105 @@ def test_text_from_any_transport_is_scrubbed(
     assert all("leaked-token-123" not in text for text in texts)
     assert "<redacted>" in caplog.text
     spool.close()
+
+
+# packed segments on the wire ---------------------------------------------------------------------
+def _packed_spool(tmp_path: Path, segments: int, per_segment: int = 400) -> tuple[Spool, list[str]]:
+    spool = Spool(tmp_path / "spool")
+    ids: list[str] = []
+    for s in range(segments):
+        chunk = [f"s{s}-{i:04d}" for i in range(per_segment)]
+        ids += chunk
+        records = [{"_id": i, "_timestamp": "2026-03-04T05:06:07+00:00", "count": 1, "stage": "started"} for i in chunk]
+        spool.append([("svc/transactions", len(chunk), json.dumps(records).encode())], time.time())
+    return spool, ids
+
+
+def test_packed_segments_go_as_stored_in_one_gzip_body_any_gzip_reader_reads(tmp_path: Path) -> None:
+    import gzip
+    import io
+
+    import httpx
+    import respx
+
+    from perf_sdk._transport import HttpTransport
+
+    spool, ids = _packed_spool(tmp_path, segments=3)
+    transport = HttpTransport("https://platform.example", "svc", {}, default_token="t", timeout=5)
+    sent: list[httpx.Request] = []
+    with respx.mock(assert_all_called=True) as mock:
+        mock.post("https://platform.example/data/svc/transactions").mock(
+            side_effect=lambda request: (sent.append(request), httpx.Response(200, json={"status": "ok"}))[1]
+        )
+        uploader = Uploader(spool, transport, Stats(), batch_size=5_000)
+        assert uploader.run_pass()
+    transport.close()
+    [request] = sent
+    assert request.headers["content-encoding"] == "gzip"
+    body = request.content
+    assert body.count(b"\x1f\x8b") >= 3 + 4  # three segments' members and the "[", "," and "]" between them
+    as_backdrop_reads_it = gzip.GzipFile(fileobj=io.BytesIO(body), mode="rb").read()  # backdrop's own reader
+    assert [r["_id"] for r in json.loads(as_backdrop_reads_it)] == ids
+    assert spool.depth()[0] == 0
+    spool.close()
+
+
+class _OwnSend:
+    """A service's own transport: whatever the spool holds, it is handed JSON."""
+
+    gzip_threshold = 1
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def send(self, data_type: str, body: bytes) -> None:
+        self.bodies.append(body)
+
+    def send_gzip(self, data_type: str, body: bytes) -> None:  # pragma: no cover - must not be called
+        raise AssertionError("a transport of the service's own gets JSON")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_transport_of_the_services_own_and_a_subclass_overriding_send_get_json(tmp_path: Path) -> None:
+    from perf_sdk._transport import HttpTransport
+
+    class Logged(HttpTransport):
+        bodies: list[bytes] = []
+
+        def send(self, data_type: str, body: bytes) -> None:
+            self.bodies.append(body)
+
+    spool, ids = _packed_spool(tmp_path, segments=2)
+    own = _OwnSend()
+    Uploader(spool, own, Stats(), batch_size=400).run_pass()
+    [first] = own.bodies
+    assert [r["_id"] for r in json.loads(first)] == ids[:400]
+    logged = Logged("https://platform.example", "svc", {}, default_token="t")
+    Uploader(spool, logged, Stats(), batch_size=400).run_pass()
+    logged.close()
+    assert [r["_id"] for r in json.loads(logged.bodies[0])] == ids[400:]
+    spool.close()
+
+
+def test_small_requests_and_many_segments_go_as_json_arrays(tmp_path: Path) -> None:
+    # Below gzip_threshold the transport sends JSON as it always did; above 100 segments (201 members) the
+    # request is one JSON array, compressed once, whatever a platform's limit on gzip members.
+    import httpx
+    import respx
+
+    from perf_sdk._transport import HttpTransport
+
+    for segments, per_segment, threshold, expect_gzip_members in ((2, 3, 32_768, 0), (150, 2, 1, 1)):
+        spool, ids = _packed_spool(tmp_path / str(segments), segments=segments, per_segment=per_segment)
+        transport = HttpTransport("https://platform.example", "svc", {}, default_token="t", gzip_threshold=threshold)
+        with respx.mock() as mock:
+            route = mock.post("https://platform.example/data/svc/transactions").mock(
+                return_value=httpx.Response(200, json={"status": "ok"})
+            )
+            Uploader(spool, transport, Stats(), batch_size=10_000).run_pass()
+        transport.close()
+        assert route.call_count == 1
+        assert route.calls[0].request.content.count(b"\x1f\x8b") == expect_gzip_members
+        spool.close()
