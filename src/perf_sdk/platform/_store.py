@@ -191,6 +191,8 @@ class Prepared(NamedTuple):
     wide: tuple[str, ...]
 
 
+_make: Final = Prepared._make
+
 _ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 # CPython's C encoder built once: ``JSONEncoder.encode`` builds it again for every
 # call, a third of the cost of encoding a small record. Same options, same text.
@@ -260,9 +262,12 @@ def _problems(index: int, record: Any, times: dict[str, int] | None, messages: l
     about the whole record, for its exact messages in their order.
     """
     if times:
-        record = {k: v for k, v in record.items() if k not in times}
+        record = dict(record)  # a copy and a deletion or two: a third of a comprehension's cost
+        for key in times:
+            del record[key]
     problems = platform_record_problems(record)
-    messages += [f"record {index}: {p}" for p in problems]
+    if problems:
+        messages += [f"record {index}: {p}" for p in problems]
     return bool(problems)
 
 
@@ -314,16 +319,9 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
             continue
         body = dumps(fields)
         dims = dumps({k: v for k, v in fields.items() if k not in wide}) if wide else None
-        out.append(
-            Prepared(
-                rid if rid is not None else os.urandom(12).hex(),
-                ts,
-                body,
-                dims,
-                SENTINEL_HOUR if ts is None else ts // _U,
-                wide,
-            )
-        )
+        hour = SENTINEL_HOUR if ts is None else ts // _U
+        # _make: the tuple built in C, not through the named tuple's keyword-taking __new__.
+        out.append(_make((rid if rid is not None else os.urandom(12).hex(), ts, body, dims, hour, wide)))
     if messages:
         raise InvalidRecords(messages)
     return out
