@@ -1,4 +1,8 @@
-"""LocalPlatform over real loopback: start, write, read, stop fast, leave nothing behind."""
+"""LocalPlatform over real loopback: start, write, read, stop fast, leave nothing behind.
+
+Every test that stores or reads runs on both backends (``db``): SQLite, and a real
+PostgreSQL (skipped with how to enable it where there is none; never skipped in CI).
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,20 @@ RECORD = {"_id": "r1", "_timestamp": "2026-01-05T10:00:00Z", "stage": "started",
 AUTH = {"Authorization": "Bearer dev-token"}
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest) -> str | None:
+    """LocalPlatform's ``db``: its own temporary SQLite file, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
 def _platform_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("perf-sdk-platform")]
 
 
-def test_start_post_read_stop() -> None:
-    with LocalPlatform() as platform:
+def test_start_post_read_stop(db: str | None) -> None:
+    with LocalPlatform(db) as platform:
         assert platform.url.startswith("http://127.0.0.1:")
         assert platform.running
         url = f"{platform.url}/data/my-service/transactions"
@@ -33,13 +45,14 @@ def test_start_post_read_stop() -> None:
         assert data == {"data": [{"stage": "started", "_count": 2, "count:sum": 4}]}
         assert platform.count("my-service", "transactions") == 2
         assert platform.records("my-service", "transactions")[0] == RECORD | {"_timestamp": "2026-01-05T10:00:00+00:00"}
-        tmpdir = Path(platform._tmpdir or "")
-        assert tmpdir.is_dir()
+        tmpdir = Path(platform._tmpdir) if platform._tmpdir else None  # SQLite's own temporary file
+        assert (tmpdir is None) == (db is not None)
+        assert tmpdir is None or tmpdir.is_dir()
     # (Leaving the block stopped it: a stop that waited on an idle keep-alive connection would hang here, and
     # pytest's timeout would fail the test; how long a stop takes is a figure, not an assertion.)
     assert not platform.running
     assert not _platform_threads()
-    assert not tmpdir.exists()
+    assert tmpdir is None or not tmpdir.exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url)
 
@@ -56,8 +69,8 @@ def test_stop_with_an_idle_keep_alive_connection_is_fast() -> None:
     platform.stop()  # idempotent
 
 
-def test_gzip_over_the_wire() -> None:
-    with LocalPlatform() as platform:
+def test_gzip_over_the_wire(db: str | None) -> None:
+    with LocalPlatform(db) as platform:
         body = gzip.compress(json.dumps([RECORD]).encode())
         response = httpx.post(
             f"{platform.url}/data/svc/transactions",
@@ -66,6 +79,25 @@ def test_gzip_over_the_wire() -> None:
         )
         assert response.status_code == 200
         assert platform.count("svc", "transactions") == 1
+
+
+def test_a_tracker_sends_its_packed_spool_as_one_gzip_stream_of_members(db: str | None, tmp_path: Path) -> None:
+    # The SDK's own wire format since packing: "[" , segment, ",", segment, "]" as gzip members of one body.
+    import perf_sdk
+
+    settings = {"service": "svc", "token": "dev-token", "secret": "s" * 32, "spool_dir": tmp_path / "spool"}
+    away = perf_sdk.Tracker(endpoint="http://127.0.0.1:9", **settings)  # the platform is away: segments pile up
+    for chunk in range(3):
+        for i in range(1_000):
+            away.complete(f"t-{chunk}-{i}", at=1_767_225_600.0 + i)
+        assert away.persist(60)
+    assert away.health().spool_depth == 3_000
+    away.close(0.5)
+    with LocalPlatform(db) as platform:
+        heir = perf_sdk.Tracker(endpoint=platform.url, **settings)
+        assert heir.flush(60).pending == 0
+        heir.close(5)
+        assert platform.count("svc", "transactions") == 3_000
 
 
 def test_a_database_file_outlives_the_server(tmp_path: Path) -> None:
@@ -77,8 +109,8 @@ def test_a_database_file_outlives_the_server(tmp_path: Path) -> None:
         assert platform.count("svc", "transactions") == 1
 
 
-def test_tokens_replace_the_single_token() -> None:
-    with LocalPlatform(tokens={"svc/transactions": "secret"}) as platform:
+def test_tokens_replace_the_single_token(db: str | None) -> None:
+    with LocalPlatform(db, tokens={"svc/transactions": "secret"}) as platform:
         url = f"{platform.url}/data/svc/transactions"
         assert httpx.post(url, json=RECORD, headers=AUTH).status_code == 401
         assert httpx.post(url, json=RECORD, headers={"Authorization": "Bearer secret"}).status_code == 200
@@ -104,11 +136,11 @@ def test_helpers_need_a_started_platform() -> None:
 # ------------------------------------------------------------------ hardening over the wire
 
 
-def test_status_and_writes_answer_while_four_reads_are_in_flight() -> None:
+def test_status_and_writes_answer_while_four_reads_are_in_flight(db: str | None) -> None:
     """Reads run on worker threads: four stuck in the middle of their work stall neither /_status nor a write."""
     release = threading.Event()
     entered = threading.Semaphore(0)
-    with LocalPlatform() as platform:
+    with LocalPlatform(db) as platform:
         store = platform._require_store()
         real_read = store.read
 
@@ -156,8 +188,8 @@ def test_status_and_writes_answer_while_four_reads_are_in_flight() -> None:
     ],
     ids=["limit-2**63", "hours-99999", "collect-2000", "filter_by-3000", "newline-in-name"],
 )
-def test_absurd_reads_are_400_over_the_wire(query: dict[str, object], expected: str) -> None:
-    with LocalPlatform() as platform:
+def test_absurd_reads_are_400_over_the_wire(query: dict[str, object], expected: str, db: str | None) -> None:
+    with LocalPlatform(db) as platform:
         url = f"{platform.url}/data/svc/transactions"
         httpx.post(url, json=RECORD, headers=AUTH).raise_for_status()
         response = httpx.get(url, params=query, timeout=30)  # type: ignore[arg-type]
@@ -166,8 +198,8 @@ def test_absurd_reads_are_400_over_the_wire(query: dict[str, object], expected: 
         assert httpx.get(f"{platform.url}/_status").status_code == 200
 
 
-def test_a_lone_surrogate_is_400_and_the_data_set_still_reads() -> None:
-    with LocalPlatform() as platform:
+def test_a_lone_surrogate_is_400_and_the_data_set_still_reads(db: str | None) -> None:
+    with LocalPlatform(db) as platform:
         url = f"{platform.url}/data/svc/feedback"
         body = json.dumps([{"comment": "caf\udce9"}, {"comment": "ok"}])
         response = httpx.post(url, content=body, headers=AUTH | {"Content-Type": "application/json"})
@@ -178,12 +210,12 @@ def test_a_lone_surrogate_is_400_and_the_data_set_still_reads() -> None:
         assert httpx.get(url, params={"group_by": "comment"}).status_code == 200
 
 
-def test_a_data_set_configuration_over_the_wire() -> None:
+def test_a_data_set_configuration_over_the_wire(db: str | None) -> None:
     config = {
         "admin_token": "admin",
         "data_sets": {"svc/transactions": {"token": "tok", "realtime": True, "published": False}},
     }
-    with LocalPlatform(config=config) as platform:
+    with LocalPlatform(db, config=config) as platform:
         url = f"{platform.url}/data/svc/transactions"
         httpx.post(url, json=RECORD, headers={"Authorization": "Bearer tok"}).raise_for_status()
         response = httpx.get(url, params={"group_by": "stage"})
@@ -194,9 +226,10 @@ def test_a_data_set_configuration_over_the_wire() -> None:
         assert platform.count("svc", "transactions") == 0
 
 
-def test_review_attacks_over_the_wire_are_refused_cheaply() -> None:
+def test_review_attacks_over_the_wire_are_refused_cheaply(db: str | None) -> None:
     """The reproductions of the review: a sparse CSV, gzip members by the thousand, long names, Kelvin keys."""
-    with LocalPlatform(config={"token": "dev-token", "admin_token": "admin"}) as platform, httpx.Client() as client:
+    config = {"token": "dev-token", "admin_token": "admin"}
+    with LocalPlatform(db, config=config) as platform, httpx.Client() as client:
         url = f"{platform.url}/data/svc/transactions"
         sparse = [{"_id": f"r{i}", **{f"k{i}_{j}": 1 for j in range(50)}} for i in range(200)]
         client.post(url, json=sparse, headers=AUTH).raise_for_status()
