@@ -10,6 +10,10 @@ process, so its CPU is not counted):
 (b) process CPU per record from the first call until the sink has received
     everything (background validation, spooling and upload included).
 
+``--rounds N`` (default 3) runs the libraries N times, interleaved, and prints
+each figure's median with its range; the CPU ratio is taken within each round
+(the same machine load for both), so a busy machine moves it less than either.
+
 Plus perf_sdk's RSS growth for 1M records accepted while the platform is down.
 Segment and PostHog are installed for the benchmark only
 (``pip install segment-analytics-python posthog``); without them their rows are skipped.
@@ -98,7 +102,7 @@ def measure(
     }
 
 
-def bench_perf_sdk(n: int, url: str) -> dict[str, Any]:
+def bench_perf_sdk(n: int, url: str, tag: str = "") -> dict[str, Any]:
     import perf_sdk
 
     tracker = perf_sdk.Tracker(
@@ -112,7 +116,7 @@ def bench_perf_sdk(n: int, url: str) -> dict[str, Any]:
     tracker.complete("warm-up")
     tracker.flush(10)
     complete = tracker.complete
-    ids = [f"txn-{i}" for i in range(n)]
+    ids = [f"txn-{tag}{i}" for i in range(n)]  # new ids each round: the sink counts unique _ids
     result = measure(
         "perf_sdk Tracker.complete", lambda i: complete(ids[i]), lambda: tracker.flush(600), n, url, "unique_ids"
     )
@@ -184,38 +188,54 @@ def bench_rss_platform_down(n: int) -> dict[str, Any]:
     return {"records": n, "rss_growth_mb": after - before, "on_disk": depth, "refused": refused}
 
 
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    values = sorted(run[key] for run in runs)
+    return float(values[len(values) // 2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rss-records", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of every library (default 3)")
     args = parser.parse_args()
     sink, url = start_sink()
+    rounds: list[list[dict[str, Any]]] = []
     try:
-        rows = [
-            r
-            for r in (
-                bench_perf_sdk(args.records, url),
-                bench_segment(args.records, url),
-                bench_posthog(args.records, url),
+        for r in range(args.rounds):
+            rounds.append(
+                [
+                    row
+                    for row in (
+                        bench_perf_sdk(args.records, url, tag=f"{r}-"),
+                        bench_segment(args.records, url),
+                        bench_posthog(args.records, url),
+                    )
+                    if row
+                ]
             )
-            if r
-        ]
     finally:
         sink.terminate()
     print(
-        f"\n{args.records:,} calls each, loopback sink in its own process, {os.cpu_count()} cores, Python {sys.version.split()[0]}\n"
+        f"\n{args.records:,} calls each, {args.rounds} round(s), loopback sink in its own process, "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; medians of the rounds (range)\n"
     )
-    print(f"{'library':28} {'median µs':>10} {'p99 µs':>9} {'CPU µs/record':>14} {'delivered':>10} {'wall s':>7}")
-    for r in rows:
+    print(f"{'library':28} {'median µs':>10} {'p99 µs':>9} {'CPU µs/record':>25} {'delivered':>10} {'wall s':>7}")
+    for i, first in enumerate(rounds[0]):
+        runs = [rnd[i] for rnd in rounds]
+        cpu_runs = sorted(run["cpu_us_per_record"] for run in runs)
+        span = f"({cpu_runs[0]:.2f} to {cpu_runs[-1]:.2f})" if len(runs) > 1 else ""
         print(
-            f"{r['library']:28} {r['median_us']:10.2f} {r['p99_us']:9.2f} {r['cpu_us_per_record']:14.2f} "
-            f"{r['delivered']:10,} {r['wall_s']:7.1f}"
+            f"{first['library']:28} {_median(runs, 'median_us'):10.2f} {_median(runs, 'p99_us'):9.2f} "
+            f"{_median(runs, 'cpu_us_per_record'):8.2f} {span:>16} {min(run['delivered'] for run in runs):10,} "
+            f"{_median(runs, 'wall_s'):7.1f}"
         )
-    ours = rows[0]
-    for peer in rows[1:]:
+    for i, first in enumerate(rounds[0][1:], start=1):
+        ratios = sorted(rnd[0]["cpu_us_per_record"] / rnd[i]["cpu_us_per_record"] for rnd in rounds)
+        latency = _median([rnd[i] for rnd in rounds], "median_us") / _median([rnd[0] for rnd in rounds], "median_us")
         print(
-            f"  perf_sdk vs {peer['library'].split()[0]}: median 1/{peer['median_us'] / ours['median_us']:.0f}, "
-            f"CPU 1/{peer['cpu_us_per_record'] / ours['cpu_us_per_record']:.1f}"
+            f"  perf_sdk vs {first['library'].split()[0]}: median call 1/{latency:.0f}, CPU per record "
+            f"{ratios[len(ratios) // 2]:.3f}x theirs (rounds: {', '.join(f'{x:.3f}' for x in ratios)})"
         )
     rss = bench_rss_platform_down(args.rss_records)
     print(
