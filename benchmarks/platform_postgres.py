@@ -39,6 +39,7 @@ import argparse
 import importlib.util
 import multiprocessing
 import os
+import resource
 import time
 from types import ModuleType
 from typing import Any
@@ -126,12 +127,12 @@ def ingest(
     started = mark = time.perf_counter()
     at_mark, next_mark = 0, every
 
-    clients_cpu = [0.0] * len(clients)  # a client's last reading: it reads 0 once the client has exited
-
     def cpu() -> tuple[float, float, float]:
-        for i, c in enumerate(clients):
-            clients_cpu[i] = max(clients_cpu[i], _cpu(c.pid) if c.pid is not None else 0.0)
-        return sum(s.cpu() for s in servers), _postgres_cpu(postmaster), sum(clients_cpu)
+        # A client is in /proc until it is reaped (is_alive() below), then in this process's children's usage.
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+        running = sum(_cpu(c.pid) for c in clients if c.pid is not None and c.exitcode is None)
+        clients_cpu = running + reaped.ru_utime + reaped.ru_stime
+        return sum(s.cpu() for s in servers), _postgres_cpu(postmaster), clients_cpu
 
     cpu_mark = cpu()
     while True:
