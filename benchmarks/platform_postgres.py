@@ -128,10 +128,11 @@ def ingest(
     at_mark, next_mark = 0, every
 
     def cpu() -> tuple[float, float, float]:
-        # A client is in /proc until it is reaped (is_alive() below), then in this process's children's usage.
+        # A client is in /proc until it is reaped, then in this process's children's usage: reap first
+        # (``exitcode`` does), then read both, so that none is counted twice or not at all.
+        unreaped = [c.pid for c in clients if c.exitcode is None and c.pid is not None]
         reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
-        running = sum(_cpu(c.pid) for c in clients if c.pid is not None and c.exitcode is None)
-        clients_cpu = running + reaped.ru_utime + reaped.ru_stime
+        clients_cpu = sum(_cpu(pid) for pid in unreaped) + reaped.ru_utime + reaped.ru_stime
         return sum(s.cpu() for s in servers), _postgres_cpu(postmaster), clients_cpu
 
     cpu_mark = cpu()
