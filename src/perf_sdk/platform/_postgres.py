@@ -514,17 +514,22 @@ class _Row(NamedTuple):
     dims: str | None
 
 
+_make_row: Final = _Row._make  # the tuple built in C
+
+
 def _staged(records: Sequence[Prepared]) -> dict[bytes, _Row]:
     """The batch's rows by key: a record sent twice is its last version at its first place (SQLite's replace)."""
-    first: dict[str, int] = {}
-    latest: dict[str, Prepared] = {}
-    for pos, record in enumerate(records):
-        first.setdefault(record.id, pos)
-        latest[record.id] = record
+    latest = {record.id: record for record in records}  # each _id at its first place, with its last version
+    places: Iterable[int] = range(len(records))
+    if len(latest) < len(records):
+        first: dict[str, int] = {}
+        for pos, record in enumerate(records):
+            first.setdefault(record.id, pos)
+        places = first.values()  # in the same order as ``latest``: both keep each _id where it first came
     rows: dict[bytes, _Row] = {}
-    for rid, record in latest.items():
+    for pos, (rid, record) in zip(places, latest.items(), strict=True):
         k, full = _key(rid)
-        rows[k] = _Row(first[rid], k, full, record.ts, record.body, record.dims)
+        rows[k] = _make_row((pos, k, full, record.ts, record.body, record.dims))
     return rows
 
 
