@@ -457,3 +457,38 @@ def test_small_requests_and_many_segments_go_as_json_arrays(tmp_path: Path) -> N
         assert route.call_count == 1
         assert route.calls[0].request.content.count(b"\x1f\x8b") == expect_gzip_members
         spool.close()
+
+
+def test_a_platform_that_reads_only_the_first_gzip_member_still_gets_every_record(tmp_path: Path) -> None:
+    # Some gzip readers (Rust's GzDecoder, a hand-rolled zlib loop) stop after the first member: they read
+    # "[" alone and answer 400. The uploader then bisects, sending each half as JSON compressed once, so
+    # nothing is lost and nothing is dead-lettered; the cost is one refused request.
+    import zlib
+
+    import httpx
+    import respx
+
+    from perf_sdk._transport import HttpTransport
+
+    spool, ids = _packed_spool(tmp_path, segments=3)
+    stored: list[str] = []
+
+    def first_member_only(request: httpx.Request) -> httpx.Response:
+        text = zlib.decompressobj(31).decompress(request.content)
+        try:
+            records = json.loads(text)
+        except ValueError:
+            return httpx.Response(400, json={"messages": ["Error parsing JSON"]})
+        stored.extend(r["_id"] for r in records)
+        return httpx.Response(200, json={"status": "ok"})
+
+    transport = HttpTransport("https://platform.example", "svc", {}, default_token="t")
+    with respx.mock() as mock:
+        route = mock.post("https://platform.example/data/svc/transactions").mock(side_effect=first_member_only)
+        uploader = Uploader(spool, transport, Stats(), batch_size=5_000)
+        uploader.run_pass()
+    transport.close()
+    assert sorted(stored) == sorted(ids)
+    assert route.call_count == 3  # the joined body, then two halves
+    assert spool.depth()[0] == 0 and spool.dead_count() == 0
+    spool.close()
