@@ -424,8 +424,8 @@ def test_delete_a_data_set_with_the_admin_token(raw: Client) -> None:
     assert missing.json()["message"] == 'No collection exists with name "nothing-here"'
 
 
-def test_delete_a_data_set_created_by_a_write_under_the_shared_token() -> None:
-    app = create_app(config={"token": "shared", "admin_token": "admin"})
+def test_delete_a_data_set_created_by_a_write_under_the_shared_token(platform_db: str) -> None:
+    app = create_app(db=platform_db, config={"token": "shared", "admin_token": "admin"})
     with TestClient(app) as http:
         auth = {"Authorization": "Bearer shared"}
         assert http.post("/data/svc/costs", json={"count": 1}, headers=auth).status_code == 200
