@@ -42,6 +42,17 @@ EXAMPLES = {
 }
 
 
+#: Runs a command with Ctrl-C's default meaning, as a developer's terminal gives it. A test run started in
+#: the background of a non-interactive shell (a CI script's ``&``, ``nohup``) inherits SIGINT *ignored*, and
+#: Python keeps an inherited SIG_IGN: the server would never hear Ctrl-C. (This was the "busy-core flake":
+#: the runs that failed were the ones started in the background, not the busy ones.)
+AS_FROM_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+]
+
+
 def documented_command(example: str) -> tuple[dict[str, str], list[str]]:
     """The environment and argv of the one command in the example's docstring."""
     text = (ROOT / example).read_text()
@@ -73,7 +84,11 @@ def test_example_runs_by_its_documented_command(name: str, tmp_path: Path) -> No
         }
         log = (tmp_path / "server.log").open("wb")
         proc = subprocess.Popen(
-            [*argv, *(a.format(port=port) for a in extra)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [*AS_FROM_A_TERMINAL, *argv, *(a.format(port=port) for a in extra)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"
