@@ -211,11 +211,11 @@ class Uploader:
 
     # delivery ----------------------------------------------------------------------------------
     def _deliver(self, dataset: str, segments: list[Segment]) -> None:
-        body, gzipped = self._request(segments)
+        body, send = self._request(segments)
         n = sum(s.n for s in segments)
         started = time.perf_counter()
         try:
-            self._send(dataset, body, n, gzipped=gzipped)
+            self._send(dataset, body, n, send)
         except RejectedError as exc:
             if exc.status in _BISECT_STATUSES or exc.status == 413:
                 records = [r for s in segments for r in s.records()]
@@ -266,8 +266,8 @@ class Uploader:
             else:
                 self._delivered(len(half))
 
-    def _request(self, segments: list[Segment]) -> tuple[bytes, bool]:
-        """The body of one request for ``segments``, and whether it is gzip already.
+    def _request(self, segments: list[Segment]) -> tuple[bytes, Callable[[str, bytes], None]]:
+        """The body of one request for ``segments``, and the transport's call that sends such a body.
 
         Packed segments go as they are stored, their gzip members joined, when the
         transport would compress that much JSON anyway; otherwise as one JSON array.
@@ -280,13 +280,13 @@ class Uploader:
             and threshold
             and sum(s.json_size() for s in segments) > threshold
         ):
-            return join_packed([s.body for s in segments]), True
-        return _join(segments), False
+            return join_packed([s.body for s in segments]), self._send_gzip
+        return _join(segments), self.transport.send
 
-    def _send(self, dataset: str, body: bytes, n: int, *, gzipped: bool = False) -> None:
-        """Send until success or a permanent refusal, however long the outage."""
+    def _send(self, dataset: str, body: bytes, n: int, send: Callable[[str, bytes], None] | None = None) -> None:
+        """Send until success or a permanent refusal, however long the outage (JSON unless ``send`` says)."""
         data_type = dataset.rsplit("/", 1)[-1]
-        send = self._send_gzip if gzipped and self._send_gzip is not None else self.transport.send
+        send = send or self.transport.send
         retrying = Retrying(
             retry=retry_if_exception_type(RetryableError),
             wait=self._wait,

@@ -45,7 +45,7 @@ from typing import Any, Final, Protocol
 import pydantic_core
 
 from perf_sdk._errors import PerfSdkError, ValidationError
-from perf_sdk._protocol import CHANNELS, STAGES
+from perf_sdk._protocol import CHANNELS
 from perf_sdk._records import RecordBuilder, future_timestamps, unencodable_field, validate_records
 from perf_sdk._spool import SpoolLostError
 
@@ -79,6 +79,9 @@ BUILT: Final = 5  # (BUILT, data_type, record): built by the caller (submit); va
 MARK: Final = 6  # (MARK, label, description, at)
 VALIDATED: Final = 7  # (VALIDATED, data_type, record): built *and* validated by the caller (strict mode, backfill)
 
+#: The stage a START or COMPLETE item records, by kind (``build`` builds journeys without the table's call).
+_STAGE_OF: Final = {START: "started", COMPLETE: "completed"}
+
 #: Records per chunk: one chunk's validation and JSON hold the GIL, so keep it to about a millisecond.
 CHUNK: Final = 2_000
 
@@ -87,11 +90,11 @@ Segment = tuple[str, int, bytes]  # (dataset, records, JSON array)
 
 
 def _start(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
-    return "transactions", b.transaction("started", item[1], item[2], item[3], item[4])
+    return "transactions", b.transaction(_STAGE_OF[START], item[1], item[2], item[3], item[4])
 
 
 def _complete(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
-    return "transactions", b.transaction("completed", item[1], item[2], item[3], item[4])
+    return "transactions", b.transaction(_STAGE_OF[COMPLETE], item[1], item[2], item[3], item[4])
 
 
 def _satisfaction(b: RecordBuilder, item: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None]:
@@ -177,7 +180,7 @@ def build(
     fast = before_send is None
     by_type: dict[str, list[dict[str, Any]]] = {}
     trusted: dict[str, list[dict[str, Any]]] = {}
-    builders, transaction = BUILDERS, builder.transaction
+    builders, transaction, stage_of = BUILDERS, builder.transaction, _STAGE_OF
     journeys = trusted.setdefault("transactions", [])  # the common case's list, looked up once
     for item in items:
         kind = item[0]
@@ -188,7 +191,7 @@ def build(
             kind = BUILT  # not what it claims: checked like any other
         try:
             if kind <= COMPLETE:  # most of what a service records: its builder without the table's call
-                data_type, record = "transactions", transaction(STAGES[kind], item[1], item[2], item[3], item[4])
+                data_type, record = "transactions", transaction(stage_of[kind], item[1], item[2], item[3], item[4])
             else:
                 data_type, record = builders[kind](builder, item)
         except ValidationError as exc:
