@@ -33,6 +33,7 @@ PROMETHEUS_METRICS: Final = {
     "spool_depth": ("perf_sdk.spool.depth", "{record}", False),
     "delivered": ("perf_sdk.records.delivered", "{record}", True),
     "dead_lettered": ("perf_sdk.records.dead_lettered", "{record}", True),
+    "unreadable": ("perf_sdk.records.unreadable", "{record}", True),
     "refused": ("perf_sdk.records.refused", "{record}", True),
     "retries": ("perf_sdk.upload.retries", "{retry}", True),
     "transactions": ("perf_sdk.transactions", "{transaction}", True),
@@ -109,6 +110,15 @@ def prometheus_rules(
             "the platform refused perf_sdk records for good",
             "{{ $value }} record(s) were dead-lettered in the last hour. Run `perf-sdk spool dead` to see the "
             "platform's reason, fix it, then `perf-sdk spool replay-dead`.",
+        ),
+        Rule(
+            "PerfSdkSpoolUnreadable",
+            f"sum{grouping} (increase({series('unreadable')}[1h])) > 0",
+            "0m",
+            "critical",
+            "perf_sdk found spooled records it cannot read back",
+            "{{ $value }} spooled record(s) no longer read back from disk and were set aside, unsent. "
+            "`perf-sdk spool dead` lists them; check the disk that holds the spool.",
         ),
         Rule(
             "PerfSdkRecordsRefused",

@@ -44,6 +44,13 @@ and its header must be unchanged. The spool then raises :class:`SpoolLostError`
 from every write method, having moved whatever is at the path aside (never
 deleting anything) and read back what it could of its own records, so the
 writer can continue into a fresh spool without losing them.
+
+A segment whose stored bytes no longer read back (a bit flipped on the disk:
+SQLite checks no checksum of its own, gzip's CRC is what notices) cannot be
+sent, and must not hold up the records behind it: :meth:`Spool.set_aside` moves
+it, raw, into the ``unreadable`` table in one transaction, where it is counted
+with the dead letters and listed by ``perf-sdk spool dead`` for a person to
+look at. Nothing in it is guessed at or sent.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ import sqlite3
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +76,22 @@ from typing import Any, Final, NoReturn
 from perf_sdk._errors import ConfigurationError, PerfSdkError
 from perf_sdk._gzip import gzip_member
 
-__all__ = ["DeadRecord", "Segment", "Spool", "SpoolFileStatus", "SpoolLostError", "inspect_spool_dir"]
+__all__ = [
+    "UNREADABLE",
+    "DeadRecord",
+    "Segment",
+    "Spool",
+    "SpoolFileStatus",
+    "SpoolLostError",
+    "UnreadableSegment",
+    "inspect_spool_dir",
+]
 
 logger = logging.getLogger("perf_sdk")
 
 #: 3: segment bodies may be packed (see :func:`pack`); an older perf_sdk must not read them as JSON.
-SCHEMA_VERSION: Final = 3
+#: 4: the ``unreadable`` table (segments whose stored bytes no longer read back).
+SCHEMA_VERSION: Final = 4
 #: Bytes of ballast each spool keeps, released when the disk fills (see the module docstring).
 RESERVE_BYTES: Final = 2 * 1024 * 1024  # more than the WAL can hold un-checkpointed (~1 MB)
 SUFFIX: Final = ".spool"
@@ -100,6 +118,15 @@ CREATE TABLE IF NOT EXISTS dead(
     accepted_at REAL NOT NULL,
     failed_at REAL NOT NULL,
     status INTEGER,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unreadable(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    accepted_at REAL NOT NULL,
+    found_at REAL NOT NULL,
     reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -215,15 +242,33 @@ class Segment:
         return self.body[:2] == GZIP_MAGIC
 
     def json(self) -> bytes:
-        """The segment's records as a JSON array."""
-        return unpack(self.body)
+        """The segment's records as a JSON array; one of :data:`UNREADABLE` when the stored bytes no longer read back.
+
+        A packed body is checked by gzip's CRC as it is inflated; a JSON one (written
+        before packing, or a replayed dead letter: one record) carries no checksum,
+        so it is parsed.
+        """
+        if self.packed:
+            return unpack(self.body)
+        self.records()
+        return self.body
 
     def json_size(self) -> int:
         return json_size(self.body)
 
     def records(self) -> list[dict[str, Any]]:
-        parsed = json.loads(self.json())
-        return parsed if isinstance(parsed, list) else [parsed]
+        """The segment's records; one of :data:`UNREADABLE` when the stored bytes no longer read back."""
+        parsed = json.loads(unpack(self.body))
+        records = parsed if isinstance(parsed, list) else [parsed]
+        if not all(isinstance(r, dict) for r in records):
+            raise ValueError("the stored segment is JSON but not an array of records")
+        return records
+
+
+#: What reading a damaged stored body raises: gzip's CRC or length check (``BadGzipFile`` is an
+#: ``OSError``), a broken deflate stream (``zlib.error``), a cut one (``EOFError``), bytes that are
+#: no longer JSON or UTF-8 (``ValueError``).
+UNREADABLE: Final = (OSError, zlib.error, EOFError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -233,6 +278,19 @@ class DeadRecord:
     record: dict[str, Any]
     failed_at: float
     status: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class UnreadableSegment:
+    """A segment set aside because its stored bytes no longer read back (kept raw, never sent)."""
+
+    seq: int
+    dataset: str
+    n: int
+    stored_bytes: int
+    accepted_at: float
+    found_at: float
     reason: str
 
 
@@ -247,6 +305,8 @@ class SpoolFileStatus:
     bytes: int = 0
     oldest_accepted_at: float | None = None
     dead: int = 0
+    #: Records in segments set aside as unreadable (see :meth:`Spool.set_aside`).
+    unreadable: int = 0
     by_dataset: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
@@ -702,7 +762,11 @@ class Spool:
         if salvage:
             with contextlib.suppress(sqlite3.Error):
                 for ds, n, body in self._conn.execute("SELECT dataset, n, body FROM segments ORDER BY seq"):
-                    salvaged.append((ds, int(n), unpack(_as_bytes(body))))  # as appended: JSON
+                    stored = _as_bytes(body)
+                    # A damaged one stays raw: append() keeps it as it is, and the next spool's uploader sets it aside.
+                    with contextlib.suppress(*UNREADABLE):
+                        stored = unpack(stored)  # as appended: JSON
+                    salvaged.append((ds, int(n), stored))
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
         else:
@@ -960,8 +1024,45 @@ class Spool:
         ]
 
     def dead_count(self) -> int:
+        """Records set aside for a person: dead letters, and those in unreadable segments."""
         with self._mutex:
-            return int(self._conn.execute("SELECT COUNT(*) FROM dead").fetchone()[0])
+            return int(
+                self._conn.execute(
+                    "SELECT (SELECT COUNT(*) FROM dead) + (SELECT COALESCE(SUM(n), 0) FROM unreadable)"
+                ).fetchone()[0]
+            )
+
+    def set_aside(self, segment: Segment, reason: str) -> None:
+        """Move a segment whose stored bytes no longer read back out of the outbox, raw, in one transaction.
+
+        It is kept (``unreadable``), counted with the dead letters and listed by
+        ``perf-sdk spool dead``; the records behind it go on being delivered.
+        """
+        with self._mutex:
+            self._check_intact()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT INTO unreadable(dataset, n, body, accepted_at, found_at, reason) "
+                    "SELECT dataset, n, body, accepted_at, ?, ? FROM segments WHERE seq = ?",
+                    (time.time(), reason, segment.seq),
+                )
+                self._conn.execute("DELETE FROM segments WHERE seq = ?", (segment.seq,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                raise
+            self.bytes = max(0, self.bytes - len(segment.body))
+
+    def unreadable(self, limit: int = 1000) -> list[UnreadableSegment]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT seq, dataset, n, LENGTH(body), accepted_at, found_at, reason FROM unreadable ORDER BY seq "
+                "LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [UnreadableSegment(*row) for row in rows]
 
     def replay_dead(self) -> int:
         """Move every dead-lettered record back to the outbox (after the cause is fixed)."""
@@ -1040,7 +1141,9 @@ class Spool:
         return n
 
     def _empty(self) -> bool:
-        row = self._conn.execute("SELECT (SELECT COUNT(*) FROM segments) + (SELECT COUNT(*) FROM dead)").fetchone()
+        row = self._conn.execute(
+            "SELECT (SELECT COUNT(*) FROM segments) + (SELECT COUNT(*) FROM dead) + (SELECT COUNT(*) FROM unreadable)"
+        ).fetchone()
         return int(row[0]) == 0
 
     def _move_into(self, path: Path, lock_fd: int) -> bool:
@@ -1116,6 +1219,10 @@ class Spool:
                 self._conn.execute(
                     "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) "
                     "SELECT dataset, record_id, body, accepted_at, failed_at, status, reason FROM orphan.dead ORDER BY seq"
+                )
+                self._conn.execute(
+                    "INSERT INTO unreadable(dataset, n, body, accepted_at, found_at, reason) "
+                    "SELECT dataset, n, body, accepted_at, found_at, reason FROM orphan.unreadable ORDER BY seq"
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -1239,6 +1346,10 @@ def inspect_spool_dir(directory: Path) -> list[SpoolFileStatus]:
                     oldest,
                 )
                 status.dead = int(conn.execute("SELECT COUNT(*) FROM dead").fetchone()[0])
+                if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'unreadable'").fetchone():
+                    status.unreadable = int(
+                        conn.execute("SELECT COALESCE(SUM(n), 0) FROM unreadable").fetchone()[0]
+                    )  # a spool of an older perf_sdk has none
                 status.by_dataset = dict(
                     conn.execute("SELECT dataset, SUM(n) FROM segments GROUP BY dataset").fetchall()
                 )

@@ -9,7 +9,7 @@ What a team sees once it configures an OpenTelemetry SDK:
 
 * a span ``perf_sdk.upload`` per upload attempt, with the data set, the number
   of records and bytes, the HTTP status and the retry number (never a token);
-* counters ``perf_sdk.records.accepted|refused|spooled|delivered|dead_lettered``,
+* counters ``perf_sdk.records.accepted|refused|spooled|delivered|dead_lettered|unreadable``,
   ``perf_sdk.upload.retries``; a histogram ``perf_sdk.upload.duration`` (s);
   gauges ``perf_sdk.spool.depth`` (records) and ``perf_sdk.spool.oldest_age`` (s);
 * opt-in (``kpi_metrics=True``), the service's own journeys as counters:
@@ -47,6 +47,8 @@ class Stats:
     spooled: int = 0
     delivered: int = 0
     dead_lettered: int = 0
+    #: Spooled records whose stored segment no longer read back: set aside raw, never sent (logged at ERROR).
+    unreadable: int = 0
     sampled_out: int = 0
     retries: int = 0
     requests: int = 0
@@ -123,6 +125,7 @@ class _Instruments:
         "spooled": "records committed to the spool",
         "delivered": "records the platform confirmed",
         "dead_lettered": "records the platform refused for good",
+        "unreadable": "spooled records whose stored bytes no longer read back (set aside, never sent)",
         "sampled_out": "records left out by sampling (their kept peers carry their counts)",
         "retries": "upload attempts retried",
         "unpersisted": "accepted records close() could not write to the spool (logged at ERROR)",
@@ -223,7 +226,8 @@ class Health:
 
     Alert when ``oldest_pending_age`` grows past your tolerance (records are
     waiting: the platform is down or refusing), when ``dead_letters`` is not 0
-    (records the platform refused for good), or when ``paused`` is not empty
+    (records the platform refused for good, or spooled ones that no longer read
+    back from disk: ``counters["unreadable"]``), or when ``paused`` is not empty
     (a token or data set is wrong).
     """
 

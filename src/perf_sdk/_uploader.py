@@ -15,7 +15,13 @@ happens otherwise is policy, and all of it lives here:
   for the platform is dead-lettered;
 * ``401``/``403``/``404`` (and other refusals) are configuration problems: the
   data set is paused, with one clear error, keeping its records, and probed
-  again after ``pause_seconds``.
+  again after ``pause_seconds``;
+* a segment whose stored bytes no longer read back (a flipped bit on the disk)
+  is set aside raw (:meth:`~perf_sdk._spool.Spool.set_aside`), counted and
+  logged at ERROR, and the records behind it are delivered: never sent, never
+  retried for ever. It is found without inflating what is sent as stored: the
+  platform's gzip reader refuses the request (its CRC check), and the bisection
+  that follows reads every segment.
 
 Re-sending is always safe because every record carries a fixed ``_id`` and the
 platform upserts by it; so a crash between "platform stored it" and "spool
@@ -46,8 +52,8 @@ from typing import Any
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never
 
-from perf_sdk._errors import RejectedError, RetryableError, TransportError, scrub
-from perf_sdk._spool import Segment, Spool, join_packed
+from perf_sdk._errors import PerfSdkError, RejectedError, RetryableError, TransportError, scrub
+from perf_sdk._spool import UNREADABLE, Segment, Spool, join_packed
 from perf_sdk._telemetry import Stats
 from perf_sdk._transport import HttpTransport, Transport
 
@@ -64,6 +70,10 @@ ErrorHook = Callable[[BaseException, list[dict[str, Any]]], None]
 
 class _Stopped(Exception):
     """Raised out of a back-off sleep when the uploader is asked to stop."""
+
+
+class _SetAside(Exception):
+    """Raised out of a retry when a segment of the request no longer read back (it has been set aside)."""
 
 
 class Uploader:
@@ -211,14 +221,23 @@ class Uploader:
 
     # delivery ----------------------------------------------------------------------------------
     def _deliver(self, dataset: str, segments: list[Segment]) -> None:
-        body, send = self._request(segments)
+        try:
+            body, send = self._request(segments)
+        except UNREADABLE:
+            if self._readable_records(dataset, segments) is not None:
+                raise  # nothing unreadable in them: not a stored body's fault
+            return  # the readable ones go in the next pass, as a request of their own
         n = sum(s.n for s in segments)
         started = time.perf_counter()
         try:
-            self._send(dataset, body, n, send)
+            self._send(dataset, body, n, send, lambda: self._readable_records(dataset, segments) is not None)
+        except _SetAside:
+            return  # the rest go in the next pass
         except RejectedError as exc:
             if exc.status in _BISECT_STATUSES or exc.status == 413:
-                records = [r for s in segments for r in s.records()]
+                records = self._readable_records(dataset, segments)
+                if records is None:
+                    return  # the refusal was of bytes set aside now; the rest go in the next pass
                 try:
                     self._resolve(dataset, records, exc, segments[0].accepted_at)
                 except RejectedError as config_exc:
@@ -239,6 +258,37 @@ class Uploader:
         self.paused.pop(dataset, None)
         self.spool.remove(segments)
         self.stats.waiting_for = None
+
+    def _readable_records(self, dataset: str, segments: list[Segment]) -> list[dict[str, Any]] | None:
+        """The segments' records; None when some segment no longer read back (those are set aside).
+
+        A damaged segment's other records are not guessed at: a stream that fails its
+        check may have decoded to other records before it failed.
+        """
+        records: list[dict[str, Any]] = []
+        damaged = False
+        for segment in segments:
+            try:
+                records.extend(segment.records())
+            except UNREADABLE as exc:
+                damaged = True
+                self._set_aside(dataset, segment, exc)
+        return None if damaged else records
+
+    def _set_aside(self, dataset: str, segment: Segment, exc: BaseException) -> None:
+        reason = f"stored segment no longer reads back ({type(exc).__name__}: {exc})"
+        self.spool.set_aside(segment, reason)
+        self.stats.add("unreadable", segment.n)
+        self.stats.error(f"{dataset}: {segment.n} spooled record(s) unreadable")
+        logger.error(
+            "perf_sdk: %d spooled record(s) of %s no longer read back from disk (%s): set aside unsent, the "
+            "records behind them go on; `perf-sdk spool dead` lists them. Check the disk that holds the spool.",
+            segment.n,
+            dataset,
+            reason,
+        )
+        if self.on_error is not None:
+            self._hook(self.on_error, PerfSdkError(f"{dataset}: {segment.n} spooled record(s): {reason}"), [])
 
     def _resolve(
         self,
@@ -283,8 +333,22 @@ class Uploader:
             return join_packed([s.body for s in segments]), self._send_gzip
         return _join(segments), self.transport.send
 
-    def _send(self, dataset: str, body: bytes, n: int, send: Callable[[str, bytes], None] | None = None) -> None:
-        """Send until success or a permanent refusal, however long the outage (JSON unless ``send`` says)."""
+    def _send(
+        self,
+        dataset: str,
+        body: bytes,
+        n: int,
+        send: Callable[[str, bytes], None] | None = None,
+        readable: Callable[[], bool] | None = None,
+    ) -> None:
+        """Send until success or a permanent refusal, however long the outage (JSON unless ``send`` says).
+
+        Before the first retry, ``readable`` checks that the stored segments behind
+        ``body`` still read back (and sets aside those that do not, raising
+        :class:`_SetAside`): a platform that answers a damaged body with a 5xx
+        instead of a 400 would otherwise have it retried for ever, and every
+        record behind it held up.
+        """
         data_type = dataset.rsplit("/", 1)[-1]
         send = send or self.transport.send
         retrying = Retrying(
@@ -297,8 +361,10 @@ class Uploader:
         )
         for attempt in retrying:
             with attempt:
-                self.stats.add("requests")
                 retry = attempt.retry_state.attempt_number - 1
+                if retry == 1 and readable is not None and not readable():
+                    raise _SetAside
+                self.stats.add("requests")
                 with self.stats.upload_span(dataset, n, len(body), retry) as outcome:
                     try:
                         send(data_type, body)

@@ -181,3 +181,44 @@ def test_wrong_token_or_data_set_keeps_records_until_fixed(
     server.plan.always = None
     assert tracker.flush(60)
     assert len(server.store) == 10
+
+
+def test_a_segment_damaged_on_disk_holds_up_nothing_on_the_local_platform(
+    spool_dir: Path, make_tracker: Callable[..., perf_sdk.Tracker]
+) -> None:
+    """A bit flipped in a stored segment while the platform was away: the successor delivers everything else.
+
+    The damaged segment goes to the platform as stored, its gzip CRC check fails there (a 400), the bisection
+    finds it, and it is set aside. Before, the uploader raised on it every 5 s and delivered nothing more.
+    """
+    import sqlite3
+
+    from perf_sdk.platform import LocalPlatform
+
+    probe = FaultServer()
+    port = probe.port
+    probe._sock.close()  # nothing listens: the first tracker keeps everything in its spool
+    first = make_tracker(endpoint=f"http://127.0.0.1:{port}", retry_max=0.05)
+    for i in range(3_000):
+        first.start(f"txn-{i}")
+        if i % 500 == 499:
+            assert first.persist(60)  # one segment per 500
+    first.close(timeout=0.5)
+    [path] = spool_dir.glob("*.spool")
+    conn = sqlite3.connect(path)
+    segments = conn.execute("SELECT seq, n, body FROM segments ORDER BY seq").fetchall()
+    assert len(segments) >= 3
+    seq, damaged_n, body = segments[1]
+    body = bytearray(body)
+    body[len(body) // 2] ^= 0x04
+    conn.execute("UPDATE segments SET body = ? WHERE seq = ?", (bytes(body), seq))
+    conn.commit()
+    conn.close()
+    with LocalPlatform(token=TOKEN) as platform:
+        second = make_tracker(endpoint=platform.url)
+        result = second.flush(120)
+        assert result.pending == 0 and not result.timed_out
+        assert len(platform.records(SERVICE, "transactions")) == 3_000 - damaged_n
+        health = second.health()
+        assert health.dead_letters == damaged_n and health.counters["unreadable"] == damaged_n
+        assert not health.healthy

@@ -34,7 +34,7 @@ def test_metric_names_match_what_the_sdk_exports() -> None:
     try:
         stats = Stats()
         stats.instrument(meter_provider=provider, kpi_metrics=True, spool_view=lambda: (3, 0.0))
-        for name in ("accepted", "refused", "spooled", "delivered", "dead_lettered", "retries"):
+        for name in ("accepted", "refused", "spooled", "delivered", "dead_lettered", "unreadable", "retries"):
             stats.add(name)
         stats.journeys("transactions", [{"stage": "started", "channel": "digital", "count": 1}])
         stats.journeys("satisfaction", [{"rating": 5, "channel": "digital", "count": 1}])
@@ -68,7 +68,7 @@ def test_promtool_check_rules_accepts_the_file(tmp_path: Path) -> None:
     assert main([*args, "--selector", 'service_name="apply-for-a-licence"']) == 0
     result = _promtool("check", "rules", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
     assert 'perf_sdk_spool_oldest_age_seconds{service_name="apply-for-a-licence"}' in out.read_text()
 
 
@@ -84,6 +84,8 @@ tests:
         values: '0x10'
       - series: 'perf_sdk_records_dead_lettered_total{job="svc", instance="a"}'
         values: '0 0 0 2 2 2 2 2 2 2 2'
+      - series: 'perf_sdk_records_unreadable_total{job="svc", instance="b"}'
+        values: '0 0 0 0 300 300 300 300 300 300 300'
     alert_rule_test:
       - eval_time: 10m
         alertname: PerfSdkSpoolBacklog
@@ -102,6 +104,13 @@ tests:
             exp_annotations:
               summary: "the platform refused perf_sdk records for good"
               description: "2 record(s) were dead-lettered in the last hour. Run `perf-sdk spool dead` to see the platform's reason, fix it, then `perf-sdk spool replay-dead`."
+      - eval_time: 6m
+        alertname: PerfSdkSpoolUnreadable
+        exp_alerts:
+          - exp_labels: {job: svc, instance: b, severity: critical}
+            exp_annotations:
+              summary: "perf_sdk found spooled records it cannot read back"
+              description: "300 spooled record(s) no longer read back from disk and were set aside, unsent. `perf-sdk spool dead` lists them; check the disk that holds the spool."
 """
 
 

@@ -376,5 +376,77 @@ def test_a_spool_with_packed_segments_says_so_to_older_versions(tmp_path: Path) 
     # Schema 3: a perf_sdk from before packing refuses the file ("newer than this perf_sdk") rather than
     # sending gzip bytes to the platform as JSON.
     spool = Spool(tmp_path)
-    assert spool._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert spool._conn.execute("PRAGMA user_version").fetchone()[0] == 4
     spool.close()
+
+
+# unreadable segments ----------------------------------------------------------------------------------------
+def _flip(spool: Spool) -> None:
+    """Flip a bit in the middle of every stored segment, as a bad sector would."""
+    with spool._mutex:
+        for seq, stored in spool._conn.execute("SELECT seq, body FROM segments").fetchall():
+            damaged = bytearray(stored)
+            damaged[len(damaged) // 2] ^= 0x01
+            spool._conn.execute("UPDATE segments SET body = ? WHERE seq = ?", (bytes(damaged), seq))
+
+
+def test_a_segment_set_aside_is_kept_raw_counted_and_carried_by_adoption(tmp_path: Path) -> None:
+    from perf_sdk._spool import UNREADABLE
+
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 40, body(*(f"r{i}" for i in range(40))))], 1.0)
+    _flip(spool)
+    [segment] = spool.next_batch("d/t", 100, 10**6)
+    with pytest.raises(UNREADABLE):
+        segment.records()
+    spool.set_aside(segment, "CRC check failed")
+    assert spool.depth()[0] == 0 and spool.dead_count() == 40
+    [aside] = spool.unreadable()
+    assert (aside.dataset, aside.n, aside.stored_bytes, aside.reason) == (
+        "d/t",
+        40,
+        len(segment.body),
+        "CRC check failed",
+    )
+    raw = spool._conn.execute("SELECT body FROM unreadable").fetchone()[0]
+    assert raw == segment.body  # the bytes as found, for whoever looks into it
+    spool._conn.close()
+    os.close(spool._lock_fd)  # the owner dies with it
+    assert [f.unreadable for f in inspect_spool_dir(tmp_path)] == [40]
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 0  # nothing to send: adoption moves no pending records
+    assert heir.dead_count() == 40 and len(heir.unreadable()) == 1
+    heir.close()
+    assert [p.name for p in tmp_path.glob("*.spool")] == [heir.path.name]  # not deleted as empty
+
+
+def test_a_lost_spool_hands_back_a_damaged_segment_as_it_was_stored(tmp_path: Path) -> None:
+    # Salvage reads back what the deleted file held; a damaged segment must not make the salvage itself fail.
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 2, body("a", "b"))], 1.0)
+    _flip(spool)
+    spool.append([("d/t", 1, body("c"))], 1.0)
+    stored = spool._conn.execute("SELECT body FROM segments ORDER BY seq").fetchone()[0]
+    os.unlink(spool.path)
+    with pytest.raises(SpoolLostError) as info:
+        spool.append([("d/t", 1, body("after"))], 2.0)
+    assert info.value.salvaged == [("d/t", 2, stored), ("d/t", 1, body("c"))]
+    fresh = Spool(tmp_path)
+    fresh.append(info.value.salvaged, 2.0)  # kept as found: the next uploader sets it aside
+    damaged, good = fresh.next_batch("d/t", 100, 10**6)
+    assert damaged.body == stored and [r["_id"] for r in good.records()] == ["c"]
+    fresh.close()
+    spool.close()
+
+
+def test_a_spool_of_schema_3_gains_the_unreadable_table(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 1, body("a"))], 1.0)
+    spool._conn.execute("DROP TABLE unreadable")
+    spool._conn.execute("PRAGMA user_version=3")
+    spool._conn.close()
+    os.close(spool._lock_fd)
+    assert [f.unreadable for f in inspect_spool_dir(tmp_path)] == [0]  # read-only: no table, no error
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 1 and heir.dead_count() == 0
+    heir.close()

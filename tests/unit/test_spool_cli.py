@@ -101,3 +101,32 @@ def test_status_table_is_not_squashed_when_piped(tmp_path: Path, capsys: pytest.
     lines = capsys.readouterr().out.splitlines()
     (row,) = [line for line in lines if long_set in line]  # one line, not wrapped into cells of 80 columns
     assert f"{long_set}: 1" in row and "alive" in row
+
+
+def test_unreadable_segments_are_shown_by_status_and_dead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spool = make_spool(tmp_path)
+    [segment] = spool.next_batch("svc/transactions", 10, 10**6)
+    spool.set_aside(segment, "BadGzipFile: CRC check failed")
+    spool.close()
+    assert main(["spool", "status", "--spool-dir", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["pending"], out["dead_letters"], out["unreadable"]) == (0, 1, 2)
+    assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
+    assert "2 spooled record(s) no longer read back" in capsys.readouterr().out
+    assert main(["spool", "dead", "--spool-dir", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["record"] for r in rows] == [{"_id": "c", "rating": 9}, None]
+    assert rows[1]["reason"].startswith("2 record(s)") and "CRC check failed" in rows[1]["reason"]
+    assert main(["spool", "replay-dead", "--spool-dir", str(tmp_path)]) == 0  # replays dead letters only
+    assert "Moved 1" in capsys.readouterr().out
+
+
+def test_a_dead_letter_that_no_longer_parses_is_listed_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spool = make_spool(tmp_path)
+    spool._conn.execute("UPDATE dead SET body = ?", (b'{"_id":"c","rat\xffng":9}',))
+    spool.close()
+    assert main(["spool", "dead", "--spool-dir", str(tmp_path), "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert "UnicodeDecodeError" in row["record"]["unreadable"]

@@ -2,7 +2,8 @@
 
 ``status`` is what an on-call engineer runs first: how many records wait, how
 old the oldest is, which process owns each file (alive, or dead and waiting to
-be adopted), and how many records the platform refused for good.
+be adopted), how many records the platform refused for good, and how many
+could no longer be read back from disk (set aside, never sent).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _status(args: argparse.Namespace) -> int:
     files = inspect_spool_dir(directory)
     pending = sum(f.records for f in files)
     dead = sum(f.dead for f in files)
+    unreadable = sum(f.unreadable for f in files)
     oldest = min((f.oldest_accepted_at for f in files if f.oldest_accepted_at is not None), default=None)
     if args.json:
         print(
@@ -85,6 +87,7 @@ def _status(args: argparse.Namespace) -> int:
                     "spool_dir": str(directory),
                     "pending": pending,
                     "dead_letters": dead,
+                    "unreadable": unreadable,
                     "oldest_pending_age_seconds": None if oldest is None else round(time.time() - oldest, 3),
                     "files": [
                         {
@@ -94,6 +97,7 @@ def _status(args: argparse.Namespace) -> int:
                             "by_dataset": f.by_dataset,
                             "bytes": f.bytes,
                             "dead_letters": f.dead,
+                            "unreadable": f.unreadable,
                             "error": f.error,
                         }
                         for f in files
@@ -108,7 +112,7 @@ def _status(args: argparse.Namespace) -> int:
     if not files:
         console.print("No spool files: nothing is waiting to be delivered.")
         return 0
-    table = Table("file", "owner", "pending", "by data set", "oldest", "dead letters", "problem")
+    table = Table("file", "owner", "pending", "by data set", "oldest", "dead letters", "unreadable", "problem")
     for f in files:
         table.add_row(
             f.path.name,
@@ -117,6 +121,7 @@ def _status(args: argparse.Namespace) -> int:
             ", ".join(f"{ds}: {n}" for ds, n in sorted(f.by_dataset.items())) or "-",
             _age(f.oldest_accepted_at),
             str(f.dead),
+            str(f.unreadable),
             f.error or "",
         )
     console.print(table)
@@ -129,6 +134,11 @@ def _status(args: argparse.Namespace) -> int:
     if dead:
         console.print(
             "Dead letters were refused by the platform: `perf-sdk spool dead` shows why; fix, then replay-dead."
+        )
+    if unreadable:
+        console.print(
+            f"[red]{unreadable} spooled record(s) no longer read back from disk and were set aside unsent: "
+            "`perf-sdk spool dead` lists them; check the disk that holds the spool.[/red]"
         )
     return 0
 
@@ -149,7 +159,19 @@ def _dead(args: argparse.Namespace) -> int:
                         "status": status,
                         "reason": reason,
                         "failed_at": failed_at,
-                        "record": json.loads(body),
+                        "record": _record(body),
+                    }
+                )
+            for dataset, n, size, found_at, reason in conn.execute(
+                "SELECT dataset, n, LENGTH(body), found_at, reason FROM unreadable ORDER BY seq LIMIT ?", (args.limit,)
+            ):
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "status": None,
+                        "reason": f"{n} record(s), {size} bytes kept in the spool file's unreadable table: {reason}",
+                        "failed_at": found_at,
+                        "record": None,
                     }
                 )
         finally:
@@ -160,13 +182,22 @@ def _dead(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     if not rows:
-        console.print("No dead letters.")
+        console.print("No dead letters and no unreadable segments.")
         return 0
     table = Table("data set", "status", "reason", "record")
     for row in rows:
-        table.add_row(row["dataset"], str(row["status"]), row["reason"], json.dumps(row["record"]))
+        record = "-" if row["record"] is None else json.dumps(row["record"])
+        table.add_row(row["dataset"], str(row["status"] or "-"), row["reason"], record)
     console.print(table)
     return 0
+
+
+def _record(body: bytes | str) -> Any:
+    """A dead letter's record; the error, not a crash, when its stored bytes no longer parse."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        return {"unreadable": f"{type(exc).__name__}: {exc}"}
 
 
 def _replay(args: argparse.Namespace) -> int:
