@@ -13,6 +13,12 @@ happens otherwise is policy, and all of it lives here:
   rest go through;
 * ``413`` means too big: the batch is split in halves; a single record too big
   for the platform is dead-lettered;
+* a platform that refuses record after record (``refused_in_a_row``, 20, with
+  nothing delivered between them) is refusing the data set, not a record: a
+  stricter schema, a field every record carries. The data set is paused like a
+  configuration problem, its records kept in the spool, instead of every record
+  being bisected out (two requests and an ERROR line per record) and
+  dead-lettered;
 * ``401``/``403``/``404`` (and other refusals) are configuration problems: the
   data set is paused, with one clear error, keeping its records, and probed
   again after ``pause_seconds``;
@@ -96,6 +102,7 @@ class Uploader:
         adopt_every: float = 30.0,
         on_error: ErrorHook | None = None,
         on_dead_letter: ErrorHook | None = None,
+        refused_in_a_row: int = 20,
     ) -> None:
         self.spool = spool
         self.transport = transport
@@ -113,6 +120,9 @@ class Uploader:
         self.adopt_every = adopt_every
         self.on_error = on_error
         self.on_dead_letter = on_dead_letter
+        self.refused_in_a_row = refused_in_a_row
+        #: dataset -> records refused for good since the platform last took one of that data set.
+        self._refused_run: dict[str, int] = {}
         self._clock = clock
         #: How a back-off waits; by default on the stop event, so stop() cuts it short.
         self._sleep_for = sleep
@@ -238,16 +248,18 @@ class Uploader:
                 records = self._readable_records(dataset, segments)
                 if records is None:
                     return  # the refusal was of bytes set aside now; the rest go in the next pass
+                refused: list[tuple[dict[str, Any], int | None, str]] = []
                 try:
-                    self._resolve(dataset, records, exc, segments[0].accepted_at)
+                    self._resolve(dataset, records, exc, refused)
                 except RejectedError as config_exc:
-                    self._pause(dataset, config_exc, n)
+                    self._pause(dataset, config_exc, n)  # nothing dead-lettered: the batch stays in the outbox
                     return
+                self._dead_letters(dataset, refused, segments[0].accepted_at)
             else:
                 self._pause(dataset, exc, n)
                 return
         else:
-            self._delivered(n)
+            self._delivered(dataset, n)
             logger.debug(
                 "perf_sdk: delivered %d records to %s (%d bytes) in %.0f ms",
                 n,
@@ -295,14 +307,27 @@ class Uploader:
         dataset: str,
         records: list[dict[str, Any]],
         exc: RejectedError,
-        accepted_at: float,
+        refused: list[tuple[dict[str, Any], int | None, str]],
     ) -> None:
-        """Deliver what the platform will take from a refused batch; dead-letter the rest."""
+        """Deliver what the platform will take from a refused batch; add the rest to ``refused``.
+
+        Raises :class:`RejectedError` when the platform refuses the data set rather
+        than records (``refused_in_a_row``): the caller pauses it.
+        """
         if len(records) == 1:
             reason = self._text("; ".join(exc.messages) or str(exc))
             if exc.status == 413:
                 reason = f"record too large for the platform (413): {reason}"
-            self._dead(dataset, records, accepted_at, exc.status, reason)
+            run = self._refused_run.get(dataset, 0) + 1
+            if run > self.refused_in_a_row:
+                raise RejectedError(
+                    f"the platform refused {run} records of {dataset} in a row and took none ({reason}); "
+                    "it refuses this data set's records, not one bad record: check what it expects",
+                    status=exc.status,
+                    messages=exc.messages,
+                )
+            self._refused_run[dataset] = run
+            refused.append((records[0], exc.status, reason))
             return
         mid = len(records) // 2
         for half in (records[:mid], records[mid:]):
@@ -310,11 +335,11 @@ class Uploader:
                 self._send(dataset, json.dumps(half, separators=(",", ":")).encode(), len(half))
             except RejectedError as sub:
                 if sub.status in _BISECT_STATUSES or sub.status == 413:
-                    self._resolve(dataset, half, sub, accepted_at)
+                    self._resolve(dataset, half, sub, refused)
                 else:
                     raise
             else:
-                self._delivered(len(half))
+                self._delivered(dataset, len(half))
 
     def _request(self, segments: list[Segment]) -> tuple[bytes, Callable[[str, bytes], None]]:
         """The body of one request for ``segments``, and the transport's call that sends such a body.
@@ -418,8 +443,19 @@ class Uploader:
         reason = self._text(getattr(exc, "reason", None) or (str(exc) if exc is not None else "no answer"))
         return f"waiting for {where}: {reason}, retry {retry} in {delay:.0f} s; records are safe on disk"
 
-    def _delivered(self, n: int) -> None:
+    def _delivered(self, dataset: str, n: int) -> None:
         self.stats.delivered_now(n)
+        self._refused_run.pop(dataset, None)
+
+    def _dead_letters(
+        self, dataset: str, refused: list[tuple[dict[str, Any], int | None, str]], accepted_at: float
+    ) -> None:
+        """Dead-letter what a bisection left, one log line and hook call per distinct refusal (not per record)."""
+        groups: dict[tuple[int | None, str], list[dict[str, Any]]] = {}
+        for record, status, reason in refused:
+            groups.setdefault((status, reason), []).append(record)
+        for (status, reason), records in groups.items():
+            self._dead(dataset, records, accepted_at, status, reason)
 
     def _dead(
         self, dataset: str, records: list[dict[str, Any]], accepted_at: float, status: int | None, reason: str

@@ -112,7 +112,8 @@ def test_a_bad_record_is_bisected_out_and_dead_lettered(tmp_path: Path) -> None:
     dead = spool.dead()
     assert {d.record["_id"] for d in dead} == bad
     assert all(d.status == 400 and d.reason == "rating out of range" for d in dead)
-    assert sorted(r[0]["_id"] for _, r in errors) == sorted(bad)
+    assert len(errors) == 1  # one hook call and one log line per distinct refusal, not per record
+    assert sorted(r["_id"] for _, rs in errors for r in rs) == sorted(bad)
     assert len(transport.requests) <= 1 + 2 * len(bad) * 6  # bisection: ~2k·log2(n), not one per record
     spool.close()
 
@@ -126,6 +127,46 @@ def test_a_whole_batch_of_bad_records_is_dead_lettered_one_by_one(tmp_path: Path
     assert stats.dead_lettered == 4 and stats.delivered == 0
     assert len(spool.dead()) == 4
     spool.close()
+
+
+def test_a_platform_refusing_every_record_pauses_the_data_set_instead_of_dead_lettering_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stricter schema on the platform, or a field every record carries: each record is refused. Bisecting
+    # 5,000 records out one by one took 9,999 requests, wrote 5,000 ERROR lines and dead-lettered all 5,000
+    # (to be replayed by hand). Past 20 refusals in a row with nothing taken, it is the data set that is
+    # refused: paused with one error, every record kept in the outbox, delivered once the platform is fixed.
+    fixed = threading.Event()
+    transport = Scripted(
+        lambda rs: None if fixed.is_set() else RejectedError("400", status=400, messages=["unknown field 'channel'"])
+    )
+    uploader, spool, stats, clock = make(tmp_path, transport, batch_size=5_000)
+    ids = fill(spool, 5_000)
+    uploader.run_pass()
+    assert uploader.paused_datasets() == ("svc/transactions",)
+    assert spool.depth()[0] == 5_000 and spool.dead_count() == 0 and stats.dead_lettered == 0
+    assert len(transport.requests) <= 1 + 2 * 21 * 13  # bounded: about 2 requests per refusal, 13 levels deep
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "refused 21 records of svc/transactions in a row" in errors[0].getMessage()
+    assert "kept on disk" in errors[0].getMessage()
+    fixed.set()
+    clock.now += 61  # the pause ends
+    drain(uploader, spool)
+    assert set(transport.stored) == set(ids) and spool.dead_count() == 0
+
+
+def test_bad_records_among_good_ones_are_dead_lettered_however_many(tmp_path: Path) -> None:
+    # Refusals separated by deliveries are records' faults, not the data set's: no pause, each one kept.
+    transport = Scripted(
+        lambda rs: (
+            RejectedError("400", status=400, messages=["bad"]) if any(int(r["_id"][1:]) % 2 for r in rs) else None
+        )
+    )
+    uploader, spool, stats, _ = make(tmp_path, transport, batch_size=200)
+    fill(spool, 200)
+    uploader.run_pass()
+    assert uploader.paused_datasets() == ()
+    assert spool.depth()[0] == 0 and stats.dead_lettered == 100 and stats.delivered == 100
 
 
 def test_413_splits_until_it_fits_and_dead_letters_a_lone_giant(tmp_path: Path) -> None:
