@@ -725,9 +725,17 @@ class Spool:
 
     # losing the file -----------------------------------------------------------------------------
     def _check_intact(self) -> None:
-        """Before a write: is the file at ``path`` still the one we committed to? (With the mutex held.)"""
+        """Before a write: is the file at ``path`` still the one we committed to? (With the mutex held.)
+
+        A closed spool answers as a closed SQLite connection does, before any
+        descriptor is looked at: its numbers may name the host's own files by now,
+        and an uploader still in a request when ``close()`` returned must neither
+        take them for a replaced spool nor close them.
+        """
         if self._lost is not None:
             raise self._lost_again()
+        if self.closed:
+            raise sqlite3.ProgrammingError(f"spool {self.path.name} is closed")
         try:
             st = os.stat(self.path, follow_symlinks=False)
         except FileNotFoundError:
@@ -1274,9 +1282,17 @@ class Spool:
 
         The connection is kept referenced forever (never closed in the child),
         because SQLite must not use or close a connection across ``fork()``.
+        The child's copies of the file's and the lock's descriptors are closed:
+        a copy of the lock's would hold the parent's ``flock`` for as long as the
+        child lives, so no tracker could adopt the parent's spool after the parent
+        died. Closing them releases neither the parent's lock (it holds its own
+        copy) nor SQLite's locks (a child inherits no POSIX locks).
         """
         _ABANDONED.append(self._conn)
         self.closed = True
+        for fd in (self._fd, self._lock_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 _ABANDONED: list[sqlite3.Connection] = []

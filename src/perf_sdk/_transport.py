@@ -190,32 +190,39 @@ class HttpTransport:
         import httpx  # already imported by __init__: a dictionary look-up
 
         self._local.deadline = self._clock() + self.deadline
+        # The error is raised after the except blocks, not in them: raised inside, it would keep httpx's exception
+        # as its __context__ (``from None`` only hides it from printed tracebacks), and that exception's frames
+        # hold the request's headers, token included, for any hook or reporter that follows the chain.
+        failed: RetryableError | None = None
         try:
             with self._client.stream("POST", url, content=body, headers=self._headers(data_type, compressed)) as answer:
                 content = self._read(answer)
                 status, answer_headers = answer.status_code, answer.headers
         except (_DeadlinePassed, httpx.TimeoutException) as exc:
             if self._remaining() <= 0:
-                raise RetryableError(
+                failed = RetryableError(
                     f"{url} did not finish answering within {self.deadline:g} s (the whole request's deadline; "
                     "a slow or stalled endpoint)",
                     reason=f"no complete answer within {self.deadline:g} s",
-                ) from None
-            raise RetryableError(
-                f"no answer from {url} in time ({type(exc).__name__})", reason="no answer in time"
-            ) from None
+                )
+            else:
+                failed = RetryableError(
+                    f"no answer from {url} in time ({type(exc).__name__})", reason="no answer in time"
+                )
         except _AnswerTooLarge:
-            raise RetryableError(
+            failed = RetryableError(
                 f"{url} answered with more than {self.max_response_bytes:,} bytes; perf_sdk stopped reading "
                 "(the platform answers a small JSON object: a proxy or the endpoint is misbehaving)",
                 reason="answer too large",
-            ) from None
+            )
         except (httpx.TransportError, httpx.StreamError, ssl.SSLError, OSError) as exc:
-            raise RetryableError(
+            failed = RetryableError(
                 f"could not reach {url}: {type(exc).__name__}: {self._safe(exc)}", reason=_reason(exc)
-            ) from None
+            )
         finally:
             self._local.deadline = None
+        if failed is not None:
+            raise failed
         self._verdict(url, status, answer_headers, content)
 
     def _headers(self, data_type: str, compressed: bool) -> dict[str, str]:

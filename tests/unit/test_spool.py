@@ -450,3 +450,57 @@ def test_a_spool_of_schema_3_gains_the_unreadable_table(tmp_path: Path) -> None:
     heir = Spool(tmp_path)
     assert heir.adopt_orphans() == 1 and heir.dead_count() == 0
     heir.close()
+
+
+# a closed spool, a forked child ------------------------------------------------------------------------------
+def test_a_closed_spool_touches_no_descriptor_it_once_had(tmp_path: Path) -> None:
+    # close() may return while the uploader is still in a request; when the answer comes it calls remove().
+    # The spool's descriptor numbers may name the host's files by then: it used to take them for a replaced
+    # spool, move its own file aside as corrupt (stranding its records) and close the host's descriptors.
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 2, body("a", "b"))], 1.0)
+    batch = spool.next_batch("d/t", 10, 10**6)
+    spool.close()
+    host = [os.open(tmp_path / f"host-{i}.txt", os.O_RDWR | os.O_CREAT, 0o600) for i in range(8)]
+    try:
+        for late_call in (lambda: spool.remove(batch), lambda: spool.set_aside(batch[0], "x"), spool.replay_dead):
+            with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+                late_call()
+        for fd in host:
+            os.fstat(fd)  # still the host's
+    finally:
+        for fd in host:
+            os.close(fd)
+    assert [p.name for p in tmp_path.glob("*.spool*")] == [spool.path.name]  # in place, for the next tracker
+    heir = Spool(tmp_path)
+    assert heir.adopt_orphans() == 2
+    heir.close()
+
+
+def test_a_forked_child_does_not_keep_the_parents_spool_locked(tmp_path: Path) -> None:
+    # The child's copy of the lock's descriptor held the parent's flock for as long as the child lived: a
+    # parent that died (a pre-forking server's master) left a spool no tracker could adopt.
+    spool = Spool(tmp_path)
+    spool.append([("d/t", 1, body("a"))], 1.0)
+    release_r, release_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a worker that lives on
+        try:
+            spool.abandon_after_fork()
+            os.write(ready_w, b"x")
+            os.read(release_r, 1)
+        finally:
+            os._exit(0)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        spool._conn.close()
+        os.close(spool._lock_fd)  # the parent dies (without unlocking: as kill -9 would)
+        heir = Spool(tmp_path / ".." / tmp_path.name)
+        assert heir.adopt_orphans() == 1  # while the child still lives
+        heir.close()
+    finally:
+        os.write(release_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (release_r, release_w, ready_r, ready_w):
+            os.close(fd)
