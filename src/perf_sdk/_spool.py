@@ -959,6 +959,21 @@ class Spool:
             cursor.close()
         return out
 
+    def newest_record(self, dataset: str) -> tuple[int, dict[str, Any]] | None:
+        """The last record of ``dataset``'s newest segment, with that segment's ``seq`` (None if none or unreadable)."""
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT seq, n, body, accepted_at FROM segments WHERE dataset = ? ORDER BY seq DESC LIMIT 1",
+                (dataset,),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            records = Segment(row[0], dataset, row[1], _as_bytes(row[2]), row[3]).records()
+        except UNREADABLE:
+            return None
+        return (row[0], records[-1]) if records else None
+
     def remove(self, segments: list[Segment]) -> None:
         """Forget segments the platform has stored (or that were dead-lettered record by record)."""
         if not segments:

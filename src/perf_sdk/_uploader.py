@@ -14,11 +14,15 @@ happens otherwise is policy, and all of it lives here:
 * ``413`` means too big: the batch is split in halves; a single record too big
   for the platform is dead-lettered;
 * a platform that refuses record after record (``refused_in_a_row``, 20, with
-  nothing delivered between them) is refusing the data set, not a record: a
-  stricter schema, a field every record carries. The data set is paused like a
+  nothing taken between them) may be refusing the data set, not records: a
+  stricter schema, a field every record carries. The rest of the batch is then
+  sent in the parts already cut, once each, and the data set's newest record
+  once; if the platform takes none of them, the data set is paused like a
   configuration problem, its records kept in the spool, instead of every record
   being bisected out (two requests and an ERROR line per record) and
-  dead-lettered;
+  dead-lettered. If it takes any, the refused records are old bad ones (a hook's
+  bug, since fixed): they are bisected out and dead-lettered as usual, so they
+  never hold up the records behind them;
 * ``401``/``403``/``404`` (and other refusals) are configuration problems: the
   data set is paused, with one clear error, keeping its records, and probed
   again after ``pause_seconds``;
@@ -72,6 +76,8 @@ _BISECT_STATUSES = frozenset({400, 422})
 #: well within what gzip readers accept (the local platform: 1,000 members).
 _MAX_JOINED = 100
 ErrorHook = Callable[[BaseException, list[dict[str, Any]]], None]
+#: A record the platform refused for good: the record, the HTTP status, the platform's reason.
+_Refusal = tuple[dict[str, Any], int | None, str]
 
 
 class _Stopped(Exception):
@@ -121,8 +127,6 @@ class Uploader:
         self.on_error = on_error
         self.on_dead_letter = on_dead_letter
         self.refused_in_a_row = refused_in_a_row
-        #: dataset -> records refused for good since the platform last took one of that data set.
-        self._refused_run: dict[str, int] = {}
         self._clock = clock
         #: How a back-off waits; by default on the stop event, so stop() cuts it short.
         self._sleep_for = sleep
@@ -248,9 +252,8 @@ class Uploader:
                 records = self._readable_records(dataset, segments)
                 if records is None:
                     return  # the refusal was of bytes set aside now; the rest go in the next pass
-                refused: list[tuple[dict[str, Any], int | None, str]] = []
                 try:
-                    self._resolve(dataset, records, exc, refused)
+                    refused = self._resolve(dataset, segments, records, exc)
                 except RejectedError as config_exc:
                     self._pause(dataset, config_exc, n)  # nothing dead-lettered: the batch stays in the outbox
                     return
@@ -259,7 +262,7 @@ class Uploader:
                 self._pause(dataset, exc, n)
                 return
         else:
-            self._delivered(dataset, n)
+            self._delivered(n)
             logger.debug(
                 "perf_sdk: delivered %d records to %s (%d bytes) in %.0f ms",
                 n,
@@ -303,43 +306,95 @@ class Uploader:
             self._hook(self.on_error, PerfSdkError(f"{dataset}: {segment.n} spooled record(s): {reason}"), [])
 
     def _resolve(
-        self,
-        dataset: str,
-        records: list[dict[str, Any]],
-        exc: RejectedError,
-        refused: list[tuple[dict[str, Any], int | None, str]],
-    ) -> None:
-        """Deliver what the platform will take from a refused batch; add the rest to ``refused``.
+        self, dataset: str, segments: list[Segment], records: list[dict[str, Any]], exc: RejectedError
+    ) -> list[_Refusal]:
+        """Deliver what the platform takes from a refused batch; what it refuses, record by record.
 
-        Raises :class:`RejectedError` when the platform refuses the data set rather
-        than records (``refused_in_a_row``): the caller pauses it.
+        After ``refused_in_a_row`` records refused one after another with nothing
+        taken between them, refused parts are no longer split: the rest of the
+        batch is sent in the parts already cut, once each. If the platform takes
+        none of them, nor the data set's newest record, it refuses the data set,
+        not records: :class:`RejectedError` is raised for the caller to pause it,
+        and nothing is dead-lettered. Otherwise the parts set aside are split to
+        the last record as usual.
         """
-        if len(records) == 1:
-            reason = self._text("; ".join(exc.messages) or str(exc))
-            if exc.status == 413:
-                reason = f"record too large for the platform (413): {reason}"
-            run = self._refused_run.get(dataset, 0) + 1
-            if run > self.refused_in_a_row:
+        refused: list[_Refusal] = []
+        deferred: list[tuple[list[dict[str, Any]], RejectedError]] = []
+        taken = self._bisect(dataset, [(records, exc)], refused, deferred, self.refused_in_a_row)
+        if deferred:
+            newer = None if taken else self._newer_is_taken(dataset, segments)
+            if not taken and not newer:
+                also = "" if newer is None else ", and the newest record waiting"
                 raise RejectedError(
-                    f"the platform refused {run} records of {dataset} in a row and took none ({reason}); "
-                    "it refuses this data set's records, not one bad record: check what it expects",
+                    f"the platform took none of the {len(records)} records of {dataset} it was sent "
+                    f"({len(refused)} refused one after another, the rest in parts{also}: "
+                    f"{self._reason(exc)}); it refuses this data set's records, not one bad record: "
+                    "check what it expects",
                     status=exc.status,
                     messages=exc.messages,
                 )
-            self._refused_run[dataset] = run
-            refused.append((records[0], exc.status, reason))
-            return
-        mid = len(records) // 2
-        for half in (records[:mid], records[mid:]):
-            try:
-                self._send(dataset, json.dumps(half, separators=(",", ":")).encode(), len(half))
-            except RejectedError as sub:
-                if sub.status in _BISECT_STATUSES or sub.status == 413:
-                    self._resolve(dataset, half, sub, refused)
+            self._bisect(dataset, deferred, refused, [], None)
+        return refused
+
+    def _bisect(
+        self,
+        dataset: str,
+        parts: list[tuple[list[dict[str, Any]], RejectedError]],
+        refused: list[_Refusal],
+        deferred: list[tuple[list[dict[str, Any]], RejectedError]],
+        limit: int | None,
+    ) -> bool:
+        """Split refused ``parts`` in halves, in order, until each refused record is alone; True if any was taken.
+
+        Past ``limit`` refusals in a row, a refused part goes to ``deferred`` whole.
+        """
+        taken = False
+        in_a_row = 0
+        stack: list[tuple[list[dict[str, Any]], RejectedError | None]] = list(reversed(parts))
+        while stack:
+            part, why = stack.pop()
+            if why is None:
+                try:
+                    self._send(dataset, json.dumps(part, separators=(",", ":")).encode(), len(part))
+                except RejectedError as sub:
+                    if sub.status not in _BISECT_STATUSES and sub.status != 413:
+                        raise  # a 401 half-way: the caller pauses the data set
+                    why = sub
                 else:
-                    raise
+                    self._delivered(len(part))
+                    taken, in_a_row = True, 0
+                    continue
+            if limit is not None and in_a_row >= limit:
+                deferred.append((part, why))
+            elif len(part) == 1:
+                in_a_row += 1
+                refused.append((part[0], why.status, self._reason(why)))
             else:
-                self._delivered(dataset, len(half))
+                mid = len(part) // 2
+                stack += [(part[mid:], None), (part[:mid], None)]
+        return taken
+
+    def _newer_is_taken(self, dataset: str, segments: list[Segment]) -> bool | None:
+        """Does the platform take the data set's newest record? None when it is in this batch (or there is none).
+
+        Tells old bad records (a hook's bug, since fixed) from a platform refusing the
+        data set: the newest record is sent again with its own batch later, stored once.
+        """
+        newest = self.spool.newest_record(dataset)
+        if newest is None or newest[0] <= max(s.seq for s in segments):
+            return None
+        try:
+            self._send(dataset, json.dumps([newest[1]], separators=(",", ":")).encode(), 1)
+        except RejectedError as sub:
+            if sub.status not in _BISECT_STATUSES and sub.status != 413:
+                raise
+            return False
+        self._delivered(1)
+        return True
+
+    def _reason(self, exc: RejectedError) -> str:
+        reason = self._text("; ".join(exc.messages) or str(exc))
+        return f"record too large for the platform (413): {reason}" if exc.status == 413 else reason
 
     def _request(self, segments: list[Segment]) -> tuple[bytes, Callable[[str, bytes], None]]:
         """The body of one request for ``segments``, and the transport's call that sends such a body.
@@ -443,13 +498,10 @@ class Uploader:
         reason = self._text(getattr(exc, "reason", None) or (str(exc) if exc is not None else "no answer"))
         return f"waiting for {where}: {reason}, retry {retry} in {delay:.0f} s; records are safe on disk"
 
-    def _delivered(self, dataset: str, n: int) -> None:
+    def _delivered(self, n: int) -> None:
         self.stats.delivered_now(n)
-        self._refused_run.pop(dataset, None)
 
-    def _dead_letters(
-        self, dataset: str, refused: list[tuple[dict[str, Any], int | None, str]], accepted_at: float
-    ) -> None:
+    def _dead_letters(self, dataset: str, refused: list[_Refusal], accepted_at: float) -> None:
         """Dead-letter what a bisection left, one log line and hook call per distinct refusal (not per record)."""
         groups: dict[tuple[int | None, str], list[dict[str, Any]]] = {}
         for record, status, reason in refused:

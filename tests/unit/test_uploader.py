@@ -147,12 +147,54 @@ def test_a_platform_refusing_every_record_pauses_the_data_set_instead_of_dead_le
     assert spool.depth()[0] == 5_000 and spool.dead_count() == 0 and stats.dead_lettered == 0
     assert len(transport.requests) <= 1 + 2 * 21 * 13  # bounded: about 2 requests per refusal, 13 levels deep
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and "refused 21 records of svc/transactions in a row" in errors[0].getMessage()
+    assert len(errors) == 1 and "took none of the 5000 records of svc/transactions" in errors[0].getMessage()
     assert "kept on disk" in errors[0].getMessage()
     fixed.set()
     clock.now += 61  # the pause ends
     drain(uploader, spool)
     assert set(transport.stored) == set(ids) and spool.dead_count() == 0
+
+
+def _refusing(bad: Callable[[dict[str, Any]], bool]) -> Scripted:
+    return Scripted(lambda rs: RejectedError("400", status=400, messages=["bad field"]) if any(map(bad, rs)) else None)
+
+
+def test_a_run_of_bad_records_holds_up_none_of_the_good_ones_behind_it(tmp_path: Path) -> None:
+    # A before_send bug adds a refused field to 30 records, then is fixed; 1,000 good records follow. Pausing
+    # at the 21st refusal held the 1,000 for good (the same bad records led every later batch). Now the rest
+    # of the batch is tried in the parts already cut: taken, so the 30 are bisected out and dead-lettered.
+    transport = _refusing(lambda r: "oops" in r)
+    uploader, spool, stats, _ = make(tmp_path, transport, batch_size=5_000)
+    bad = [{"_id": f"b{i:02d}", "count": 1, "oops": 1} for i in range(30)]
+    good = [{"_id": f"g{i:04d}", "count": 1} for i in range(1_000)]
+    spool.append([("svc/transactions", 1_030, json.dumps(bad + good).encode())], time.time())
+    uploader.run_pass()
+    assert uploader.paused_datasets() == ()
+    assert set(transport.stored) == {r["_id"] for r in good}
+    assert {d.record["_id"] for d in spool.dead()} == {r["_id"] for r in bad} and spool.depth()[0] == 0
+
+
+@pytest.mark.parametrize("newest_is_good", [True, False])
+def test_a_whole_batch_of_bad_records_asks_the_newest_record_before_pausing(
+    tmp_path: Path, newest_is_good: bool
+) -> None:
+    # The oldest batch is all bad. If the platform takes the data set's newest record, the batch is old bad
+    # records: dead-lettered, and what follows delivered. If it refuses that too, it refuses the data set.
+    transport = _refusing(lambda r: "oops" in r)
+    uploader, spool, stats, _ = make(tmp_path, transport, batch_size=100)
+    spool.append(
+        [("svc/transactions", 100, json.dumps([{"_id": f"b{i}", "oops": 1} for i in range(100)]).encode())], 1.0
+    )
+    later = [{"_id": f"g{i}", "count": 1} | ({} if newest_is_good else {"oops": 1}) for i in range(50)]
+    spool.append([("svc/transactions", 50, json.dumps(later).encode())], 2.0)
+    drain(uploader, spool, passes=3)
+    if newest_is_good:
+        assert uploader.paused_datasets() == () and spool.depth()[0] == 0
+        assert stats.dead_lettered == 100 and set(transport.stored) == {r["_id"] for r in later}
+    else:
+        assert uploader.paused_datasets() == ("svc/transactions",)
+        assert spool.depth()[0] == 150 and stats.dead_lettered == 0 and transport.stored == {}
+        assert "and the newest record waiting" in uploader.paused["svc/transactions"][1]
 
 
 def test_bad_records_among_good_ones_are_dead_lettered_however_many(tmp_path: Path) -> None:
