@@ -4,9 +4,10 @@ Layout of a ``spool_dir``: each process that records owns one SQLite file
 (``<host>-<pid>-<random>.spool``) and holds an exclusive ``flock`` on its
 ``.lock`` twin for as long as it lives. A lock that can be taken therefore means
 a dead owner (``kill -9`` included): any live tracker on the same directory
-*adopts* that file, copying its rows into its own spool in one transaction and
-then deleting it. A crash half-way through adoption leaves both copies; sending
-both is harmless because the platform upserts by ``_id``.
+*adopts* that file, copying its rows into its own spool a bounded chunk per
+transaction (the writer commits in between) and then deleting it. A crash
+half-way through adoption leaves both copies; sending both is harmless because
+the platform upserts by ``_id``.
 
 Rows are *segments*: the records of one data set accepted in one group commit,
 as the JSON array the platform takes. One SQLite row per commit instead of per
@@ -657,6 +658,9 @@ class Spool:
         self.full_since: float | None = None
         #: Files this spool could not read: (path it was moved to, reason).
         self.quarantined: list[tuple[Path, str]] = []
+        #: Orphans being adopted, by (device, inode): the last ``seq`` copied of each table, so that a copy
+        #: interrupted (a busy file, a full disk) resumes where it stopped instead of copying rows twice.
+        self._adopting: dict[tuple[int, int], dict[str, int]] = {}
         #: Files in the directory it would not trust (a link, another user's, ...): (path, reason). Left untouched.
         self.refused: list[tuple[Path, str]] = []
         self._lost: SpoolLostError | None = None
@@ -1142,6 +1146,7 @@ class Spool:
         except _Untrusted as exc:
             self._refuse(path, str(exc))
             return 0
+        identity = os.fstat(fd)
         try:
             _check_side_files(path)
             n = self._copy_in(path, fd)
@@ -1149,6 +1154,8 @@ class Spool:
             self._refuse(path, str(exc))
             return 0
         except sqlite3.Error as exc:
+            if self.closed:
+                return 0  # closed half-way: the orphan stays whole, for the next tracker
             if _is_disk_full(exc) or (isinstance(exc, sqlite3.OperationalError) and _nearly_full(self.directory)):
                 raise _NoRoom(str(exc)) from None
             if isinstance(exc, sqlite3.OperationalError):  # busy, locked: says nothing about the file
@@ -1159,6 +1166,7 @@ class Spool:
         finally:
             os.close(fd)
         _remove_db_files(path)
+        self._adopting.pop((identity.st_dev, identity.st_ino), None)
         if n:
             logger.info("perf_sdk: adopted %d records from %s, a spool whose process ended", n, path.name)
         return n
@@ -1225,38 +1233,84 @@ class Spool:
             if not _same_file(path, fd):
                 raise _Untrusted(f"{path.name} changed while it was being opened")
             _migrate(probe)
+            needed = int(
+                probe.execute(
+                    "SELECT (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM segments) "
+                    "+ (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM dead) "
+                    "+ (SELECT COALESCE(SUM(LENGTH(body)), 0) FROM unreadable)"
+                ).fetchone()[0]
+            )
         finally:
             probe.close()
+        fs = os.statvfs(self.directory)
+        if fs.f_bavail * fs.f_frsize < needed + 2 * RESERVE_BYTES:
+            # Copied a chunk at a time, a copy that ran out of room half-way would leave this spool holding
+            # part of the orphan, and no longer empty enough to take the orphan over in place instead.
+            raise _NoRoom(f"{needed:,} bytes to copy, {fs.f_bavail * fs.f_frsize:,} free")
+        identity = os.fstat(fd)
+        done = self._adopting.setdefault((identity.st_dev, identity.st_ino), {})
         with self._mutex:
             self._check_intact()
             self._conn.execute("ATTACH DATABASE ? AS orphan", (str(path),))
+        try:
+            adopted = 0
+            for table, columns in _ADOPTED:
+                while True:
+                    rows = self._copy_chunk(table, columns, done.get(table, 0))
+                    if not rows:
+                        break
+                    done[table] = rows[-1][0]
+                    if table == "segments":
+                        adopted += sum(n for _, n, _ in rows)
+        finally:
+            with self._mutex, contextlib.suppress(sqlite3.Error):
+                self._conn.execute("DETACH DATABASE orphan")
+        return adopted
+
+    def _copy_chunk(self, table: str, columns: str, after: int) -> list[tuple[int, int, int]]:
+        """Copy the orphan's next rows of ``table`` (``seq`` past ``after``) in one transaction of this spool.
+
+        At most :data:`_ADOPT_CHUNK` rows and, past the first, :data:`_ADOPT_CHUNK_BYTES`;
+        returns each copied row's ``(seq, n, stored bytes)`` (``n`` is 1 for a dead letter).
+
+        A chunk at a time, the mutex released between chunks: a leftover spool of
+        a gigabyte (a process that died in a long outage) is copied in seconds,
+        and in one transaction it held up the writer (every recording call waited
+        ``max_block``), ``health()`` and ``close()`` for all of them. Rows are
+        not deleted from the orphan as they are copied (a transaction over both
+        files is not atomic in WAL mode); the orphan is deleted once all are in.
+        A crash half-way leaves both copies: re-sending is harmless.
+        """
+        count = "n" if table != "dead" else "1"
+        with self._mutex:
+            self._check_intact()
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                n, size = self._conn.execute(
-                    "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(LENGTH(body)), 0) FROM orphan.segments"
-                ).fetchone()
-                self._conn.execute(
-                    "INSERT INTO segments(dataset, n, body, accepted_at, attempts) "
-                    "SELECT dataset, n, body, accepted_at, attempts FROM orphan.segments ORDER BY seq"
-                )
-                self._conn.execute(
-                    "INSERT INTO dead(dataset, record_id, body, accepted_at, failed_at, status, reason) "
-                    "SELECT dataset, record_id, body, accepted_at, failed_at, status, reason FROM orphan.dead ORDER BY seq"
-                )
-                self._conn.execute(
-                    "INSERT INTO unreadable(dataset, n, body, accepted_at, found_at, reason) "
-                    "SELECT dataset, n, body, accepted_at, found_at, reason FROM orphan.unreadable ORDER BY seq"
-                )
+                rows: list[tuple[int, int, int]] = []
+                size = 0
+                for seq, n, length in self._conn.execute(  # LENGTH of a blob reads no overflow page
+                    f"SELECT seq, {count}, LENGTH(body) FROM orphan.{table} WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after, _ADOPT_CHUNK),
+                ).fetchall():
+                    if rows and size + length > _ADOPT_CHUNK_BYTES:
+                        break
+                    rows.append((seq, n, length))
+                    size += length
+                if rows:
+                    self._conn.execute(
+                        f"INSERT INTO {table}({columns}) SELECT {columns} FROM orphan.{table} "
+                        "WHERE seq > ? AND seq <= ? ORDER BY seq",
+                        (after, rows[-1][0]),
+                    )
                 self._conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise
-            finally:
-                self._conn.execute("DETACH DATABASE orphan")
             self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
-            self.bytes += int(size)
-        return int(n)
+            if table == "segments":
+                self.bytes += size
+        return rows
 
     def _quarantine(self, path: Path, reason: str) -> None:
         target = _move_aside(path) or _aside(path)
@@ -1311,6 +1365,16 @@ class Spool:
 
 
 _ABANDONED: list[sqlite3.Connection] = []
+#: What adoption copies, table by table; ``segments`` first, its columns from ``dataset, n, body``.
+_ADOPTED: Final = (
+    ("segments", "dataset, n, body, accepted_at, attempts"),
+    ("dead", "dataset, record_id, body, accepted_at, failed_at, status, reason"),
+    ("unreadable", "dataset, n, body, accepted_at, found_at, reason"),
+)
+#: Most rows, and bytes past the first row, copied in one transaction when adopting: the spool's lock is
+#: held for one such copy (a few milliseconds), never for a whole orphan.
+_ADOPT_CHUNK: Final = 64
+_ADOPT_CHUNK_BYTES: Final = 4 << 20
 
 
 def _replay_dead(conn: sqlite3.Connection, mutex: threading.Lock | None = None) -> int:

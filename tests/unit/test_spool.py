@@ -504,3 +504,114 @@ def test_a_forked_child_does_not_keep_the_parents_spool_locked(tmp_path: Path) -
         os.waitpid(pid, 0)
         for fd in (release_r, release_w, ready_r, ready_w):
             os.close(fd)
+
+
+# adoption a chunk at a time -----------------------------------------------------------------------------------
+def _dead_spool(directory: Path, segments: int) -> Spool:
+    orphan = Spool(directory)
+    for i in range(segments):
+        orphan.append([("d/t", 2, body(f"o{i}-a", f"o{i}-b"))], 1.0)
+    orphan.dead_letter("d/t", [{"_id": "x", "count": 1}], 1.0, 400, "bad")
+    orphan._conn.close()
+    os.close(orphan._lock_fd)  # its process died
+    return orphan
+
+
+def test_adoption_copies_a_chunk_at_a_time_and_lets_the_writer_in_between(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One transaction for a whole leftover spool (a gigabyte after a long outage) held the spool's lock for
+    # all of it: the writer could not commit, every recording call waited max_block, health() and close()
+    # waited seconds. Between chunks, another thread's append and depth() now get in.
+    import threading
+
+    from perf_sdk import _spool
+
+    monkeypatch.setattr(_spool, "_ADOPT_CHUNK", 4)
+    orphan = _dead_spool(tmp_path, 40)
+    heir = Spool(tmp_path)
+    copy_chunk = heir._copy_chunk
+    got_in: list[int] = []
+
+    def chunk_then_another_thread(*args: object) -> list[tuple[object, ...]]:
+        rows = copy_chunk(*args)  # type: ignore[arg-type]
+        other = threading.Thread(target=lambda: (heir.append([("d/t", 1, body("new"))], 2.0), got_in.append(1)))
+        other.start()
+        other.join(60)
+        return rows
+
+    monkeypatch.setattr(heir, "_copy_chunk", chunk_then_another_thread)
+    assert heir.adopt_orphans() == 80
+    assert len(got_in) == 11 + 2 + 1  # segments: 10 chunks and the empty read that ends them; dead: 2; unreadable: 1
+    assert heir.depth()[0] == 80 + len(got_in) and heir.dead_count() == 1
+    assert not orphan.path.exists()
+    heir.close()
+
+
+def test_an_adoption_interrupted_half_way_resumes_without_copying_rows_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perf_sdk import _spool
+
+    monkeypatch.setattr(_spool, "_ADOPT_CHUNK", 4)
+    orphan = _dead_spool(tmp_path, 40)
+    heir = Spool(tmp_path)
+    copy_chunk = heir._copy_chunk
+    calls = 0
+
+    def busy_on_the_third(*args: object) -> list[tuple[object, ...]]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise sqlite3.OperationalError("database is locked")
+        return copy_chunk(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(heir, "_copy_chunk", busy_on_the_third)
+    assert heir.adopt_orphans() == 0  # left for the next pass, the orphan whole
+    assert orphan.path.exists() and heir.depth()[0] == 16
+    heir.adopt_orphans()
+    ids = [r["_id"] for s in heir.next_batch("d/t", 10_000, 10**9) for r in s.records()]
+    assert len(ids) == len(set(ids)) == 80  # each once
+    assert not orphan.path.exists()
+    heir.close()
+
+
+def test_no_room_for_the_copy_is_known_before_a_row_is_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Copied a chunk at a time, a copy that ran out of room half-way would leave this spool holding part of
+    # the orphan: no longer empty, so it could not take the orphan over in place as a full disk needs.
+    from perf_sdk import _spool
+
+    orphan = _dead_spool(tmp_path, 10)
+    heir = Spool(tmp_path)
+    real = os.statvfs
+
+    class Full:
+        def __init__(self, path: object) -> None:
+            fs = real(path)  # type: ignore[arg-type]
+            self.f_frsize = fs.f_frsize
+            self.f_bavail = (_spool.RESERVE_BYTES + 100) // fs.f_frsize  # a little room, not enough to copy
+
+    monkeypatch.setattr(_spool.os, "statvfs", Full)
+    assert heir.adopt_orphans() == 20  # taken over in place
+    assert heir.path == orphan.path and heir.depth()[0] == 20
+    heir.close()
+
+
+def test_an_adopted_chunk_is_cut_by_bytes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from perf_sdk import _spool
+
+    monkeypatch.setattr(_spool, "_ADOPT_CHUNK_BYTES", 1)  # past the first row, any row is too many
+    _dead_spool(tmp_path, 5)
+    heir = Spool(tmp_path)
+    sizes: list[int] = []
+    copy_chunk = heir._copy_chunk
+
+    def counted(*args: object) -> list[tuple[int, int, int]]:
+        rows = copy_chunk(*args)  # type: ignore[arg-type]
+        sizes.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(heir, "_copy_chunk", counted)
+    assert heir.adopt_orphans() == 10
+    assert sizes == [1, 1, 1, 1, 1, 0, 1, 0, 0]  # segments one by one, the dead letter, nothing unreadable
+    heir.close()
