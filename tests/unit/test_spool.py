@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -517,6 +518,28 @@ def _dead_spool(directory: Path, segments: int) -> Spool:
     return orphan
 
 
+def _adopting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segments: int, each_chunk: Any, **limits: int
+) -> tuple[Spool, Spool]:
+    """A dead spool of ``segments`` and an heir whose every chunk copy calls ``each_chunk(call number, copy)``."""
+    from perf_sdk import _spool
+
+    for name, value in limits.items():
+        monkeypatch.setattr(_spool, name, value)
+    orphan = _dead_spool(tmp_path, segments)
+    heir = Spool(tmp_path)
+    copy_chunk = heir._copy_chunk
+    calls = 0
+
+    def wrapped(*args: Any) -> list[tuple[int, int, int]]:
+        nonlocal calls
+        calls += 1
+        return each_chunk(calls, lambda: copy_chunk(*args))  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(heir, "_copy_chunk", wrapped)
+    return orphan, heir
+
+
 def test_adoption_copies_a_chunk_at_a_time_and_lets_the_writer_in_between(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,22 +548,16 @@ def test_adoption_copies_a_chunk_at_a_time_and_lets_the_writer_in_between(
     # waited seconds. Between chunks, another thread's append and depth() now get in.
     import threading
 
-    from perf_sdk import _spool
-
-    monkeypatch.setattr(_spool, "_ADOPT_CHUNK", 4)
-    orphan = _dead_spool(tmp_path, 40)
-    heir = Spool(tmp_path)
-    copy_chunk = heir._copy_chunk
     got_in: list[int] = []
 
-    def chunk_then_another_thread(*args: object) -> list[tuple[object, ...]]:
-        rows = copy_chunk(*args)  # type: ignore[arg-type]
+    def chunk_then_another_thread(call: int, copy: Any) -> Any:
+        rows = copy()
         other = threading.Thread(target=lambda: (heir.append([("d/t", 1, body("new"))], 2.0), got_in.append(1)))
         other.start()
         other.join(60)
         return rows
 
-    monkeypatch.setattr(heir, "_copy_chunk", chunk_then_another_thread)
+    orphan, heir = _adopting(tmp_path, monkeypatch, 40, chunk_then_another_thread, _ADOPT_CHUNK=4)
     assert heir.adopt_orphans() == 80
     assert len(got_in) == 11 + 2 + 1  # segments: 10 chunks and the empty read that ends them; dead: 2; unreadable: 1
     assert heir.depth()[0] == 80 + len(got_in) and heir.dead_count() == 1
@@ -551,22 +568,13 @@ def test_adoption_copies_a_chunk_at_a_time_and_lets_the_writer_in_between(
 def test_an_adoption_interrupted_half_way_resumes_without_copying_rows_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perf_sdk import _spool
 
-    monkeypatch.setattr(_spool, "_ADOPT_CHUNK", 4)
-    orphan = _dead_spool(tmp_path, 40)
-    heir = Spool(tmp_path)
-    copy_chunk = heir._copy_chunk
-    calls = 0
-
-    def busy_on_the_third(*args: object) -> list[tuple[object, ...]]:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
+    def busy_on_the_third(call: int, copy: Any) -> Any:
+        if call == 3:
             raise sqlite3.OperationalError("database is locked")
-        return copy_chunk(*args)  # type: ignore[arg-type]
+        return copy()
 
-    monkeypatch.setattr(heir, "_copy_chunk", busy_on_the_third)
+    orphan, heir = _adopting(tmp_path, monkeypatch, 40, busy_on_the_third, _ADOPT_CHUNK=4)
     assert heir.adopt_orphans() == 0  # left for the next pass, the orphan whole
     assert orphan.path.exists() and heir.depth()[0] == 16
     heir.adopt_orphans()
@@ -598,20 +606,14 @@ def test_no_room_for_the_copy_is_known_before_a_row_is_copied(tmp_path: Path, mo
 
 
 def test_an_adopted_chunk_is_cut_by_bytes_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from perf_sdk import _spool
-
-    monkeypatch.setattr(_spool, "_ADOPT_CHUNK_BYTES", 1)  # past the first row, any row is too many
-    _dead_spool(tmp_path, 5)
-    heir = Spool(tmp_path)
     sizes: list[int] = []
-    copy_chunk = heir._copy_chunk
 
-    def counted(*args: object) -> list[tuple[int, int, int]]:
-        rows = copy_chunk(*args)  # type: ignore[arg-type]
+    def counted(call: int, copy: Any) -> Any:
+        rows = copy()
         sizes.append(len(rows))
         return rows
 
-    monkeypatch.setattr(heir, "_copy_chunk", counted)
+    _, heir = _adopting(tmp_path, monkeypatch, 5, counted, _ADOPT_CHUNK_BYTES=1)  # past the first row, none fit
     assert heir.adopt_orphans() == 10
     assert sizes == [1, 1, 1, 1, 1, 0, 1, 0, 0]  # segments one by one, the dead letter, nothing unreadable
     heir.close()
