@@ -370,6 +370,10 @@ class Definition(_Model):
                 raise ValueError(f"kpis.{kpi.key}: a KPI key is lower-case letters, digits and '_'")
             if kpi.key in ("completion_rate", "user_satisfaction", "cost_per_transaction", "digital_take_up"):
                 raise ValueError(f"kpis.{kpi.key}: that is one of the four; set its target in [targets]")
+            if kpi.key == "satisfaction_score":  # exported beside the four: another KPI would replace it
+                raise ValueError(
+                    f"kpis.{kpi.key}: that name is the SDK's own weighted satisfaction score; give this KPI another key"
+                )
         return self
 
     def measures(self) -> tuple[Measure, ...]:

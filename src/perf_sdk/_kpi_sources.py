@@ -124,7 +124,12 @@ def _present(record: Mapping[str, Any], key: str) -> Any:
 
 
 def _timestamp(record: Mapping[str, Any]) -> datetime:
-    """``_timestamp`` (platform shape) or ``timestamp`` (backfill shape); naive times are UK local."""
+    """``_timestamp`` (platform shape) or ``timestamp`` (backfill shape); naive times are UK local.
+
+    A date alone means that day, so it is read as noon UK time, as the backfill reads
+    it: midnight in a British summer is 23:00 UTC the day before, and a daily total for
+    1 April would count in March, the previous quarter and the previous financial year.
+    """
     value = _present(record, "_timestamp")
     key = "_timestamp"
     if value is None:
@@ -132,18 +137,23 @@ def _timestamp(record: Mapping[str, Any]) -> datetime:
     if isinstance(value, datetime):
         at = value
     elif isinstance(value, date):
-        at = datetime(value.year, value.month, value.day)
+        at = _noon(value)
     elif isinstance(value, str):
         parsed = parse_timestamp(value)
         if parsed is None:
             try:
-                parsed = datetime.fromisoformat(value)
+                text = value.strip()
+                parsed = _noon(date.fromisoformat(text)) if len(text) == 10 else datetime.fromisoformat(text)
             except ValueError:
                 raise ValidationError(key, value, "an ISO 8601 date or date-time") from None
         at = parsed
     else:
         raise ValidationError(key, value, "an ISO 8601 date-time with a zone")
     return at if at.tzinfo else at.replace(tzinfo=FILE_TIMEZONE)
+
+
+def _noon(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 12)
 
 
 def _timestamp_or_none(record: Mapping[str, Any]) -> datetime | None:

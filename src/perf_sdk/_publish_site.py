@@ -62,6 +62,23 @@ def org_slug(organisation: str) -> str:
     return "-".join(part for part in slug.split("-") if part) or "none"
 
 
+def org_slugs(organisations: Sequence[str]) -> dict[str, str]:
+    """Each organisation's page name, unique in the site: "Marine & Fisheries Agency" and "Marine Fisheries
+    Agency" both make ``marine-fisheries-agency``, and one page would list the other's services. The first, in
+    sorted order, keeps the plain name; the others get ``-2``, ``-3``."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for organisation in sorted(set(organisations)):
+        base = slug = org_slug(organisation)
+        n = 1
+        while slug in taken:
+            n += 1
+            slug = f"{base}-{n}"
+        taken.add(slug)
+        out[organisation] = slug
+    return out
+
+
 def _change(key: str, change: float | None) -> str:
     if change is None:
         return ""
@@ -129,12 +146,13 @@ def list_pages(
     """Every page of the list: ``{path relative to the site root: html}``."""
     out: dict[str, str] = {}
     organisations = sorted({r.info.organisation for r in rows if r.info.organisation}, key=str.casefold)
+    slugs = org_slugs(organisations)
     cells: dict[str, list[str]] = {}
     navs: dict[str, str] = {}
     filters = _filters(rows, medians)
     for prefix in ("", "../"):
         cells[prefix] = [_row_cells(r, prefix) for r in rows]
-        navs[prefix] = _nav(prefix, organisations, filters)
+        navs[prefix] = _nav(prefix, organisations, slugs, filters)
     for column in COLUMNS:
         for descending in (False, True):
             name = _page_name(column, descending)
@@ -159,7 +177,7 @@ def list_pages(
             )
     for organisation in organisations:
         order = [i for i in _ordered(rows, "service", False) if rows[i].info.organisation == organisation]
-        out[f"organisations/{org_slug(organisation)}.html"] = _page(
+        out[f"organisations/{slugs[organisation]}.html"] = _page(
             rows,
             order,
             cells["../"],
@@ -222,9 +240,9 @@ def _filters(rows: Sequence[ListRow], medians: Mapping[str, float | None]) -> li
     return out
 
 
-def _nav(prefix: str, organisations: Sequence[str], filters: Sequence[_Filter]) -> str:
+def _nav(prefix: str, organisations: Sequence[str], slugs: Mapping[str, str], filters: Sequence[_Filter]) -> str:
     esc = html.escape
-    orgs = "".join(f'<li><a href="{prefix}organisations/{org_slug(o)}.html">{esc(o)}</a></li>' for o in organisations)
+    orgs = "".join(f'<li><a href="{prefix}organisations/{slugs[o]}.html">{esc(o)}</a></li>' for o in organisations)
     figures = "".join(f'<li><a href="{prefix}{path}">{esc(heading)}</a></li>' for path, heading, _, _ in filters)
     return (
         '<nav aria-label="Filter the services"><details class="orgs"><summary>Filter by organisation</summary>'

@@ -15,7 +15,9 @@ listing of its data sets: backdrop's configuration API (stagecraft's
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
@@ -49,19 +51,29 @@ _LISTINGS: Final = ("/data-sets", "/performance/data-sets.json")
 
 
 def service_info(value: ServiceInfo | Mapping[str, Any] | str, slug: str) -> ServiceInfo:
-    """A service's metadata from what a caller or a platform gave: an object, a title, or a mapping."""
-    if isinstance(value, ServiceInfo):
-        return value
-    if isinstance(value, str):
-        return ServiceInfo(slug, value)
+    """A service's metadata from what a caller or a platform gave: an object, a title, or a mapping.
+
+    A title with nothing visible in it (spaces, zero-width characters) is no title:
+    the slug's words stand in, so no page gets an empty heading or an empty link.
+    """
     fallback = ServiceInfo.from_slug(slug)
+    if isinstance(value, ServiceInfo):
+        return value if _visible(value.title) else dataclasses.replace(value, title=fallback.title)
+    if isinstance(value, str):
+        return ServiceInfo(slug, value if _visible(value) else fallback.title)
+    title = value.get("title")
     return ServiceInfo(
         slug,
-        str(value.get("title") or fallback.title),
+        str(title) if title is not None and _visible(str(title)) else fallback.title,
         str(value.get("organisation") or value.get("organization") or ""),
         str(value.get("description") or ""),
         str(value.get("start_date") or ""),
     )
+
+
+def _visible(text: str) -> bool:
+    """Does ``text`` show anything? (Not only spaces, and format characters such as U+200B.)"""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
 def discover_services(

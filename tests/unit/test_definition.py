@@ -189,6 +189,11 @@ def test_unknown_value_gives_unknown_verdict() -> None:
             3,
             "that is one of the four; set its target in [targets]",
         ),
+        (  # exported as satisfaction_score_* beside the four: another KPI's figures replaced the official score
+            '[kpis.satisfaction_score]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\nof = {data_type = "t"}\n',
+            1,
+            "the SDK's own weighted satisfaction score; give this KPI another key",
+        ),
     ],
 )
 def test_errors_name_the_line_and_what_to_write(text: str, line: int, words: str) -> None:

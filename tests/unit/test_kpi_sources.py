@@ -533,3 +533,25 @@ def test_one_odd_record_on_the_platform_is_skipped_as_from_records(
     clean = kpis(records=GOOD, service=SVC, **span).to_list()
     if reason:  # skipped: the figures are those without it
         assert from_api.to_list() == clean
+
+
+@pytest.mark.parametrize("day", ["2026-04-01", date(2026, 4, 1)])
+def test_a_date_alone_in_a_british_summer_counts_in_its_own_month_quarter_and_financial_year(day: object) -> None:
+    # Read as local midnight, 1 April (BST) was 23:00 UTC on 31 March: a daily total for 1 April counted in
+    # March, 2026-Q1 and 2025-26, while the backfill of the same file (noon) put it in April.
+    from perf_sdk._kpi_sources import kpis
+
+    records = [
+        {"timestamp": day, "stage": "started", "channel": "digital", "count": 100},
+        {"timestamp": day, "stage": "completed", "channel": "digital", "count": 80},
+        {"timestamp": day, "period": "quarter", "amount_pence": 100_000, "channel": "all", "cost_type": "staff"},
+    ]
+    for period, financial_year, label in (
+        ("month", False, "2026-04"),
+        ("quarter", False, "2026-Q2"),
+        ("year", True, "2026-27"),
+    ):
+        [only] = kpis(records=records, period=period, financial_year=financial_year).periods
+        assert only.label == label
+        assert only.completion_rate.value == 0.8
+        assert dict(only.costs_by_type) == ({} if period == "month" else {"staff": 100_000})  # a quarter's cost

@@ -523,3 +523,42 @@ def test_a_single_services_title_is_not_given_to_another_when_one_fails(tmp_path
     assert result.services == ("renew-a-permit",)
     assert "Broken service&#x27;s title" not in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
     assert "Broken service's title" not in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+
+
+def test_organisations_whose_names_make_one_slug_get_a_page_each(tmp_path: Path) -> None:
+    # "Marine & Fisheries Agency" and "Marine Fisheries Agency" made one page name: the second page replaced
+    # the first, and both links led to a page listing only the other organisation's service.
+    publish(
+        tmp_path,
+        records={"fish-licence": _records(1), "tax-return": _records(1)},
+        metadata={
+            "fish-licence": {"title": "Fish licence", "organisation": "Marine & Fisheries Agency"},
+            "tax-return": {"title": "Tax return", "organisation": "Marine Fisheries Agency"},
+        },
+        published_at=PUBLISHED,
+    )
+    pages = sorted((tmp_path / "organisations").iterdir())
+    assert [p.name for p in pages] == ["marine-fisheries-agency-2.html", "marine-fisheries-agency.html"]
+    listed = {p.name: re.findall(r'<a href="\.\./([a-z-]+)/index.html">', p.read_text()) for p in pages}
+    assert sorted(listed.values()) == [["fish-licence"], ["tax-return"]]
+    index = (tmp_path / "index.html").read_text()
+    links = dict(re.findall(r'<a href="organisations/([^"]+)">([^<]+)</a>', index))
+    assert {links[name] for name in listed} == {"Marine &amp; Fisheries Agency", "Marine Fisheries Agency"}
+    for name, services in listed.items():
+        assert ("Marine &amp;" in links[name]) == (services == ["fish-licence"])
+
+
+@pytest.mark.parametrize("title", ["", "   ", "\u200b \u00a0"])
+def test_a_title_with_nothing_visible_is_replaced_by_the_slugs_words(tmp_path: Path, title: str) -> None:
+    # An empty <h1> and an empty link fail WCAG (a heading and a link must have text).
+    publish(
+        tmp_path,
+        records={"fish-licence": _records(1)},
+        metadata={"fish-licence": {"title": title}},
+        published_at=PUBLISHED,
+    )
+    page = (tmp_path / "fish-licence" / "index.html").read_text()
+    assert re.search(r"<h1>(.*?)</h1>", page).group(1) == "Fish licence"  # type: ignore[union-attr]
+    assert re.findall(r'<a href="fish-licence/index.html">(.*?)</a>', (tmp_path / "index.html").read_text()) == [
+        "Fish licence"
+    ]
