@@ -52,6 +52,8 @@ __all__ = [
     "AMOUNT_UNITS",
     "DELIMITERS",
     "HEADER_SCAN_ROWS",
+    "MAX_JSON_LIST_CHARS",
+    "MAX_LINE_CHARS",
     "MAX_RECORD_LINES",
     "BrokenRow",
     "CurrencyCell",
@@ -91,6 +93,12 @@ HEADER_SCAN_ROWS: Final = 20
 #: A quoted CSV value running over more lines than this is taken for an unterminated quote (a note
 #: that long is not history): the row is rejected saying so, with the rows it swallowed.
 MAX_RECORD_LINES: Final = 100
+#: The longest line a CSV or JSONL file may have (characters). A line is read whole before it is split,
+#: so without a bound a 400 KB gzip file of one endless line took 870 MB (a decompression bomb): a
+#: record's line is a few hundred characters; a megabyte is no history.
+MAX_LINE_CHARS: Final = 1 << 20
+#: The most characters a JSON list file may hold: it is parsed whole (JSONL is streamed).
+MAX_JSON_LIST_CHARS: Final = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -279,7 +287,7 @@ def _open_text(stream: IO[bytes], name: str, suffix: str, header_test: HeaderTes
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise ConfigurationError(f"{name}: cannot decompress ({exc}): {_expected()}") from exc
     if not head.strip():
-        raise ConfigurationError(f"{name} is empty: {_expected()}")
+        raise ConfigurationError(f"{name} is empty (or begins with {len(head):,} bytes of blank space): {_expected()}")
     if b"\x00" in head:
         raise ConfigurationError(f"{name} looks binary (it holds NUL bytes), not text: {_expected()}")
     try:
@@ -297,6 +305,28 @@ def _open_text(stream: IO[bytes], name: str, suffix: str, header_test: HeaderTes
     return _csv_source(text, name, header_test)
 
 
+def _readline(text: io.TextIOWrapper, name: str, number: int) -> str:
+    """Line ``number`` of ``text`` ('' at the end), refused past :data:`MAX_LINE_CHARS` before it grows further."""
+    line = text.readline(MAX_LINE_CHARS + 1)
+    if len(line) > MAX_LINE_CHARS:
+        raise ConfigurationError(
+            f"{name}: line {number} is longer than {MAX_LINE_CHARS:,} characters, which no row of records is "
+            f"(a decompression bomb, or not a file of records): {_expected()}"
+        )
+    return line
+
+
+def _lines(text: io.TextIOWrapper, name: str, after: int) -> Iterator[str]:
+    """The lines of ``text`` after line ``after``, each bounded as :func:`_readline` bounds it."""
+    number = after
+    while True:
+        number += 1
+        line = _readline(text, name, number)
+        if not line:
+            return
+        yield line
+
+
 def _sniff_delimiter(line: str) -> str:
     """The delimiter the header uses: the candidate that occurs most often outside quotes."""
     unquoted = re.sub(r'"[^"]*"', "", line)
@@ -312,7 +342,7 @@ def _csv_source(text: io.TextIOWrapper, name: str, header_test: HeaderTest | Non
     first: tuple[int, int, str, list[str]] | None = None
     try:
         while len(scanned) < HEADER_SCAN_ROWS * 4:
-            line = text.readline()
+            line = _readline(text, name, lines_read + 1)
             if not line:
                 break
             lines_read += 1
@@ -337,7 +367,7 @@ def _csv_source(text: io.TextIOWrapper, name: str, header_test: HeaderTest | Non
     if chosen is None or not any(h.strip() for h in chosen[3]):
         raise ConfigurationError(f"{name} has no header row: {_expected()}")
     index, header_number, delimiter, header = chosen
-    lines: Iterable[str] = itertools.chain(scanned[index + 1 :], text)
+    lines: Iterable[str] = itertools.chain(scanned[index + 1 :], _lines(text, name, lines_read))
 
     def rows() -> Iterator[tuple[int, RawRow]]:
         """The rows, numbered; a quote that runs away with the rows after it is a :class:`BrokenRow` that says so.
@@ -402,7 +432,7 @@ def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
         first_line = ""
         lines_before = 0
         while not first_line.strip():
-            first_line = text.readline()
+            first_line = _readline(text, name, lines_before + 1)
             lines_before += 1
             if not first_line:
                 raise ConfigurationError(f"{name} is empty: {_expected()}")
@@ -421,7 +451,7 @@ def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
         yield lines_before, first_line
         number = lines_before
         try:
-            for line in text:
+            for line in _lines(text, name, lines_before):
                 number += 1
                 if line.strip():
                     yield number, line
@@ -434,7 +464,13 @@ def _jsonl_source(text: io.TextIOWrapper, name: str) -> Source:
 def _json_list_source(text: io.TextIOWrapper, name: str) -> Source:
     """A JSON list of objects: read whole, so for small files only (JSONL streams)."""
     try:
-        data = json.load(text)
+        content = text.read(MAX_JSON_LIST_CHARS + 1)
+        if len(content) > MAX_JSON_LIST_CHARS:
+            raise ConfigurationError(
+                f"{name} holds more than {MAX_JSON_LIST_CHARS:,} characters, too many to read as one JSON list: "
+                "write one record per line (JSONL) instead, which is read a line at a time"
+            )
+        data = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{name} is not valid JSON ({exc}): {_expected()}") from None
     except RecursionError:

@@ -158,6 +158,9 @@ class RowBuilder:
         self._labels: dict[Any, tuple[str, str, str]] = {}
         self._offsets: dict[str, Any] = {}
         self._ratings: dict[Any, int] = {}
+        #: Each cost's natural key -> the data row that gave it: a second row with the same key would replace
+        #: the first on the platform (one cost per period, type and channel), so it is refused instead.
+        self._costs_seen: dict[str, int] = {}
         self._days: dict[str, bool] = {}
         self._items = [(f, k) for f, k in plan.keys.items()]
         self._key_fields: dict[Any, str | None] = {}
@@ -633,8 +636,19 @@ class RowBuilder:
         channel = f.get("channel")
         channel = "all" if channel is None else self._channel(channel, costs=True)
         count = _count(f)
+        rid = self.builder.natural_id("costs", label, cost_type, channel)
+        first = self._costs_seen.setdefault(rid, number)
+        if first != number:
+            raise ValidationError(
+                "cost_type",
+                cost_type,
+                f"row {first + self._above} is already the {cost_type} cost of {label} "
+                f"({'all channels' if channel == 'all' else channel}): the platform keeps one cost per period, "
+                "cost type and channel, so this row would replace that one; add them up into one row, or give "
+                "them different cost types",
+            )
         return {
-            "_id": self.builder.natural_id("costs", label, cost_type, channel),
+            "_id": rid,
             "_timestamp": ts,
             "count": count,
             "period": granularity,

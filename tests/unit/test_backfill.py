@@ -152,6 +152,22 @@ def test_a_corrected_cost_replaces(tmp_path: Path, tracker: perf_sdk.Tracker, pl
     assert [r["amount_pence"] for r in platform.records.values()] == [150000]
 
 
+def test_the_same_cost_twice_in_one_file_is_refused_naming_both_rows(tmp_path: Path) -> None:
+    # Both rows were "accepted" and the dry run said £1,700, but the platform keeps one cost per period, type
+    # and channel: the second replaced the first, and £1,000 vanished with exit status 0.
+    file = tmp_path / "costs.csv"
+    file.write_text(
+        "Costs 2026\nperiod,cost_type,amount_pence\n2026-Q1,staff,100000\n2026-Q1,staff,50000\n2026-Q1,it,20000\n"
+    )
+    summary = backfill(file, service=SERVICE, dry_run=True)  # the title row above the header is read past
+    assert (summary.accepted, summary.rejected, summary.exit_status) == (2, 1, 1)
+    assert summary.by_dataset[f"{SERVICE}/costs"].amount_pence == 120_000
+    with Path(f"{file}.rejects.csv").open(newline="") as handle:
+        [reject] = list(csv.DictReader(handle))
+    assert reject["row"] == "4" and reject["field"] == "cost_type"
+    assert reject["rule"].startswith("row 3 is already the staff cost of 2026-Q1 (all channels)")
+
+
 def test_rows_from_a_script(tracker: perf_sdk.Tracker, platform: MemoryPlatform) -> None:
     rows = [{"timestamp": "2026-01-05", "rating": r, "channel": "digital", "count": 2} for r in (1, 5, 9)]
     summary = backfill(rows, tracker=tracker, source_name="survey-export")

@@ -577,3 +577,48 @@ def test_a_broken_line_withholds_its_transaction_id(tmp_path: Path) -> None:
     assert not any("NI-" in line for line in shown)
     assert shown[0] == f"2026-01-05T10:00:00Z,started,digital,1,{TRANSACTION_ID_WITHHELD}"
     assert shown[1].startswith("<line withheld")
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "where"),
+    [
+        ("bomb.csv.gz", [b"timestamp,stage,channel,count\n", b"a" * 3_000_000 + b"\n"], "line 2"),
+        ("bomb-header.csv.gz", [b"t" * 3_000_000 + b"\n"], "line 1"),
+        (
+            "bomb.jsonl.gz",
+            [b'{"timestamp": "2026-01-05", "stage": "started"}\n', b'{"x": "' + b"a" * 3_000_000],
+            "line 2",
+        ),
+    ],
+)
+def test_an_endless_line_is_refused_before_it_is_read_whole(
+    tmp_path: Path, name: str, lines: list[bytes], where: str
+) -> None:
+    # A line was read whole before the csv module's field limit applied: a 400 KB gzip file of one endless line
+    # took 870 MB. Each line is now read at most MAX_LINE_CHARS + 1 characters at a time.
+    from perf_sdk._backfill_readers import MAX_LINE_CHARS, open_source
+
+    file = tmp_path / name
+    file.write_bytes(gzip.compress(b"".join(lines)))
+
+    def read_all() -> None:
+        with open_source(file) as source:
+            for _ in source.rows:
+                pass
+
+    with pytest.raises(ConfigurationError, match=f"{where} is longer than {MAX_LINE_CHARS:,} characters"):
+        read_all()
+
+
+def test_a_json_list_too_large_to_read_whole_says_to_write_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perf_sdk import _backfill_readers
+
+    monkeypatch.setattr(_backfill_readers, "MAX_JSON_LIST_CHARS", 1_000)
+    file = tmp_path / "history.json"
+    file.write_text(json.dumps([{"timestamp": "2026-01-05", "stage": "started", "count": i} for i in range(100)]))
+    with pytest.raises(
+        ConfigurationError, match=r"too many to read as one JSON list: write one record per line \(JSONL\)"
+    ):
+        _backfill_readers.open_source(file)
