@@ -436,6 +436,7 @@ def run_backfill(
                 tracker=link.tracker,
                 rejects=_rejects_path(options, path),
                 checkpoint=_checkpoint_for(options, path, plan, link.settings, zone, name),
+                claim=_name_claim(path, name, plan.data_type, link.settings, options) if path is not None else None,
                 resume=options.resume,
                 chunk_size=options.chunk_size,
                 checkpoint_every=options.checkpoint_every,
@@ -461,6 +462,51 @@ def open_backfill_source(
     if isinstance(source, Iterable):
         return None, iterable_source(source, name=options.source_name or "rows")
     raise ConfigurationError(f"source must be a file path or an iterable of dicts, not {type(source).__name__}")
+
+
+def _name_claim(
+    path: Path, name: str, data_type: str, settings: Settings, options: BackfillOptions
+) -> Callable[[list[dict[str, Any]]], None] | None:
+    """What checks, on a file's first records, that no other file gave their ids the same name.
+
+    Ids derive from the file's name, not its folder, so that a history moved or
+    re-dressed (re-saved from Excel, a title row added, gzipped) is stored once.
+    Two different files of one name (one per office: ``north/phone.csv`` and
+    ``south/phone.csv``) would then share ids: the second would replace the
+    first's records instead of adding to them, and both runs would report
+    success. Each name's last file is remembered in
+    ``<spool_dir>/backfill-names.json``: its path, and a fingerprint of its
+    first records as built (the same history in any dress builds the same
+    records). Another path with other first records is refused unless
+    ``source_name`` names the file. A dry run checks; a real run also records.
+    """
+    if settings.spool_dir is None or options.source_name is not None:
+        return None
+    names_file = settings.spool_dir / "backfill-names.json"
+    key = f"{settings.service}/{data_type}/{name}"
+    source = str(path.resolve())
+
+    def claim(records: list[dict[str, Any]]) -> None:
+        first = json.dumps(records[:20], sort_keys=True, separators=(",", ":"), default=str)
+        here = {"source": source, "fingerprint": hashlib.sha256(first.encode()).hexdigest()[:32]}
+        try:
+            names = json.loads(names_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            names = {}
+        seen = names.get(key) if isinstance(names, dict) else None
+        if isinstance(seen, dict) and seen.get("source") != source and seen.get("fingerprint") != here["fingerprint"]:
+            folder = path.resolve().parent.name or "other"
+            raise ConfigurationError(
+                f"{path}: another file named {name} ({seen.get('source')}), with other records, was backfilled "
+                f"into {settings.service}/{data_type} before. Records take their ids from the file's name, so "
+                "this file's rows would replace that file's instead of adding to them. If this is other data, "
+                f"give it a name of its own: --source-name {folder}-{name} (source_name= in Python); if it is "
+                f"the same history updated, say so: --source-name {name}"
+            )
+        if not options.dry_run and seen != here:
+            _write_json_atomically(names_file, {**(names if isinstance(names, dict) else {}), key: here})
+
+    return claim
 
 
 def id_source_name(src: Source) -> str:
@@ -609,8 +655,11 @@ class _Run:
         on_progress: Callable[[BackfillSummary], None] | None,
         started: float,
         now: float | None = None,
+        claim: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.source = source
+        #: Called once, with the first records built, before any is submitted (:func:`_name_claim`).
+        self.claim = claim
         self.rows = plan_builder
         self.summary = summary
         self.tracker = tracker
@@ -776,6 +825,9 @@ class _Run:
                 rejects.extend(failed.items())
                 keep = [i for i, owner in enumerate(owners) if owner not in failed]
                 records = [records[i] for i in keep]
+        if records and self.claim is not None:
+            self.claim(records)
+            self.claim = None
         if records and self.tracker is not None:
             for record in records:
                 record[ORIGIN_FIELD] = BACKFILL_ORIGIN

@@ -117,6 +117,30 @@ def test_sends_through_the_tracker_and_ids_are_stable(
     assert platform.total() == sum(i % 4 + 1 for i in range(40))
 
 
+def test_another_file_of_the_same_name_is_refused_until_it_is_named(
+    tmp_path: Path, tracker: perf_sdk.Tracker, platform: MemoryPlatform
+) -> None:
+    # Ids derive from the file's name (so a moved history is stored once): north/phone.csv and south/phone.csv
+    # shared ids, the second replaced the first's records, and both runs reported success (80 stored of 200).
+    for office, count in (("north", 120), ("south", 80)):
+        (tmp_path / office).mkdir()
+        (tmp_path / office / "phone.csv").write_text(
+            f"timestamp,stage,channel,count\n2026-01-05T10:00:00Z,completed,phone,{count}\n"
+        )
+    assert backfill(tmp_path / "north" / "phone.csv", tracker=tracker).delivered == 1
+    for dry_run in (True, False):
+        with pytest.raises(ConfigurationError, match=r"give it a name of its own: --source-name south-phone\.csv"):
+            backfill(tmp_path / "south" / "phone.csv", tracker=tracker, dry_run=dry_run)
+    assert platform.total() == 120
+    backfill(tmp_path / "south" / "phone.csv", tracker=tracker, source_name="south-phone.csv")
+    assert platform.total() == 200
+    moved = tmp_path / "archive" / "phone.csv"  # the same history, moved: its records are the same records
+    moved.parent.mkdir()
+    moved.write_bytes((tmp_path / "north" / "phone.csv").read_bytes())
+    assert backfill(moved, tracker=tracker).delivered == 1
+    assert platform.total() == 200 and len(platform.records) == 2
+
+
 def test_ids_do_not_depend_on_the_machine_or_the_format(tmp_path: Path, spool_dir: Path) -> None:
     file = history(tmp_path, 6)
     seen = []
