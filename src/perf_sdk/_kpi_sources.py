@@ -448,7 +448,8 @@ def add_data_set(
     field = _SUMMED[data_type]
     bounds = (("start_at", _iso(start)), ("end_at", _iso(end)))
     try:
-        groups = _fetch(http, url, (("period", period), *query, ("collect", f"{field}:set"), *bounds), headers)
+        collect = (("collect", f"{field}:set"), *((("collect", f"{field}:count"),) if data_type != "costs" else ()))
+        groups = _fetch(http, url, (("period", period), *query, *collect, *bounds), headers)
     except RejectedError as exc:
         if exc.status != 400:
             raise
@@ -457,6 +458,8 @@ def add_data_set(
         if groups is None:
             return False
         usable = _sums_usable(data_type, groups, field)
+    for group in groups or ():
+        _add_uncounted(builder, data_type, group)
     if usable:
         for group in groups:
             _add_group(builder, data_type, group, f"{field}:sum")
@@ -614,6 +617,23 @@ def marks_from_read_api(
         headers["Authorization"] = f"Bearer {token}"
     rows = _fetch(client, f"{base}/data/{service}/marks", params, headers)
     return marks_from_records(rows or [])
+
+
+def _add_uncounted(builder: CountsBuilder, data_type: str, group: Mapping[str, Any]) -> None:
+    """A group's records with no ``count`` at all, one event each, as :func:`_add_record` reads them from a file.
+
+    Another client's records may carry none (one record per event). The platform's
+    sum leaves them out, so they are the bucket's records (``_count``) less those
+    with a count (``count:count``). A cost with no ``amount_pence`` is no cost.
+    """
+    if data_type == "costs":
+        return
+    for value in group.get("values", [group]):
+        records, counted = value.get("_count"), value.get("count:count")
+        if "_start_at" not in value or not all(type(n) is int for n in (records, counted)):
+            continue  # a platform that does not say: its sum is taken as it is
+        if records > counted:
+            _add_row(builder, data_type, group, _start_day(value), 1, records - counted, each=True)
 
 
 def _add_group(builder: CountsBuilder, data_type: str, group: Mapping[str, Any], collect: str) -> None:

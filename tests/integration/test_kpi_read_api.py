@@ -185,3 +185,35 @@ def test_other_kpis_from_the_read_api_equal_the_memory_source() -> None:
     months = kpis(records=records, period="month", definition=definition, start="2026-01-01", end="2026-01-31")
     jan = {o.key: o.kpi.value for o in months.periods[0].other}
     assert jan == {"completed_without_a_call": 0.8, "refunds_paid": 3750.0, "days_to_decision": 9.0}
+
+
+def test_records_without_a_count_are_one_event_each_read_from_the_platform_as_from_a_file() -> None:
+    # Another client's records may carry no count (one record per event). Read from a file they counted 1 each;
+    # the platform's sum left them out, so the read API said 0 / 0 where the records said 8 / 10.
+    records = [
+        {"_id": f"s{i}", "_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital"}
+        for i in range(8)
+    ]
+    records += [
+        {"_id": "s8", "_timestamp": "2026-01-05T10:00:00Z", "stage": "started", "channel": "digital", "count": 2}
+    ]
+    records += [
+        {
+            "_id": f"c{i}",
+            "_timestamp": "2026-01-05T10:00:00Z",
+            "stage": "completed",
+            "channel": "digital",
+            "count": None,
+        }
+        for i in range(8)
+    ]
+    with LocalPlatform(token="t") as platform:
+        answer = httpx.post(
+            f"{platform.url}/data/svc/transactions", json=records, headers={"Authorization": "Bearer t"}
+        )
+        assert answer.status_code == 200, answer.text
+        read = kpis(read_endpoint=platform.url, service="svc", period="quarter", start="2026-01-01", end="2026-03-31")
+    from_file = kpis(records=records, period="quarter")
+    for result in (read, from_file):
+        rate = result.periods[0].completion_rate
+        assert (rate.numerator, rate.denominator) == (8, 10)

@@ -114,6 +114,7 @@ def test_read_api_sends_aggregate_queries_only(api: respx.MockRouter) -> None:
         ("group_by", "channel"),
         ("collect", "count:sum"),
         ("collect", "count:set"),
+        ("collect", "count:count"),
         *window,
     ]
     assert _query(api, "satisfaction") == [
@@ -122,6 +123,7 @@ def test_read_api_sends_aggregate_queries_only(api: respx.MockRouter) -> None:
         ("group_by", "channel"),
         ("collect", "count:sum"),
         ("collect", "count:set"),
+        ("collect", "count:count"),
         *window,
     ]
     assert _query(api, "costs") == [
