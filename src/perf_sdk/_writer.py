@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -153,11 +154,70 @@ class Built:
     refusals: list[Refusal] = field(default_factory=list)
     sampled_out: int = 0
     #: The records stored, by data type (the service's own journey metrics count them).
-    stored: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stored: dict[str, Iterable[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def records(self) -> int:
         return sum(n for _, n, _ in self.segments)
+
+
+class _Journeys:
+    """Consecutive starts or completions alike in all but their id: one template, a list of ids.
+
+    Same stage, channel, count and second: written as JSON by joining the ids with
+    the text between two of them, byte for byte what ``pydantic_core.to_json``
+    writes for their records (every part is known safe: a hex id, a stage and a
+    channel of the protocol's, a whole count, the builder's timestamp text), and
+    made into dicts only if something iterates :attr:`Built.stored`.
+    """
+
+    __slots__ = ("channel", "count", "given", "ids", "stage", "tail", "timestamp", "transaction_ids")
+
+    def __init__(self, stage: str, channel: str, count: int, timestamp: str, *, given: bool = False) -> None:
+        self.stage, self.channel, self.count, self.timestamp = stage, channel, count, timestamp
+        #: True when the general path made the records (their ids come with them); else ids are hashed.
+        self.given = given
+        #: The ids to hash (the builder's, in one call: :meth:`RecordBuilder.transaction_ids`).
+        self.transaction_ids: list[str] = []
+        #: Record ids, once hashed (or given: a record the general path made).
+        self.ids: list[str] = []
+        self.tail = f'","_timestamp":"{timestamp}","count":{count},"stage":"{stage}","channel":"{channel}"}}'
+
+    def json(self, start: int, stop: int) -> str:
+        """Records ``start`` to ``stop`` as JSON objects joined by commas (no brackets)."""
+        ids = self.ids if start == 0 and stop == len(self.ids) else self.ids[start:stop]
+        return '{"_id":"' + (self.tail + ',{"_id":"').join(ids) + self.tail
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for rid in self.ids:
+            yield {
+                "_id": rid,
+                "_timestamp": self.timestamp,
+                "count": self.count,
+                "stage": self.stage,
+                "channel": self.channel,
+            }
+
+
+#: No run open (the first item opens one).
+_NO_RUN: Final = _Journeys("", "", 0, "")
+
+
+class _Stored:
+    """A data type's stored records: dicts, then journeys kept as ids (dicts made on iteration)."""
+
+    __slots__ = ("journeys", "records")
+
+    def __init__(self, records: list[dict[str, Any]], journeys: list[_Journeys]) -> None:
+        self.records, self.journeys = records, journeys
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self.records
+        for run in self.journeys:
+            yield from run.records()
+
+    def __len__(self) -> int:
+        return len(self.records) + sum(len(run.ids) for run in self.journeys)
 
 
 def build(
@@ -181,9 +241,40 @@ def build(
     by_type: dict[str, list[dict[str, Any]]] = {}
     trusted: dict[str, list[dict[str, Any]]] = {}
     builders, transaction, stage_of = BUILDERS, builder.transaction, _STAGE_OF
-    journeys = trusted.setdefault("transactions", [])  # the common case's list, looked up once
+    # Those plainly valid starts and completions, in order, as runs alike but for their ids (_Journeys):
+    # most of what a service records. An item with a string id and a float time joins the open run
+    # when its kind, channel, count and second are the run's (its id is hashed with the run's others,
+    # in one call); the first of a run is checked as _plainly_valid_journey checks and its time made
+    # by builder.timestamp. Anything else takes the general path, with its messages.
+    journeys: list[_Journeys] = []
+    bulk = fast and builder.ids_in_bulk
+    run: _Journeys = _NO_RUN
+    run_kind: object = None
+    run_channel: object = None
+    run_count: object = None
+    low = high = 0.0  # the open run's second: [low, high); empty while none is open for bulk items
     for item in items:
         kind = item[0]
+        if kind <= COMPLETE and bulk:
+            txn, at = item[1], item[3]
+            if type(txn) is str and 0 < len(txn) <= 1024 and type(at) is float:
+                if low <= at < high and kind == run_kind and item[2] is run_channel and item[4] is run_count:
+                    run.transaction_ids.append(txn)
+                    continue
+                channel, count = item[2], item[4]
+                if _plainly_valid_journey(channel, count):
+                    try:
+                        timestamp = builder.timestamp(at)
+                    except ValidationError:
+                        pass  # refused by the general path, with its message
+                    else:
+                        run = _Journeys(stage_of[kind], channel, count, timestamp)
+                        run.transaction_ids.append(txn)
+                        journeys.append(run)
+                        run_kind, run_channel, run_count = kind, channel, count
+                        low = float(math.floor(at))
+                        high = low + 1.0
+                        continue
         if kind == VALIDATED and isinstance(item[2], dict):
             trusted.setdefault(item[1], []).append(item[2])
             continue
@@ -203,30 +294,93 @@ def build(
         if record is None:
             out.sampled_out += 1
         elif fast and kind <= COMPLETE and _plainly_valid_journey(item[2], item[4]):  # the caller's fields
-            journeys.append(record)
+            stage, timestamp, count = record["stage"], record["_timestamp"], record["count"]
+            channel = item[2]
+            if not (
+                run.given
+                and stage is run.stage
+                and channel is run.channel
+                and count == run.count
+                and timestamp == run.timestamp
+            ):
+                run = _Journeys(stage, channel, count, timestamp, given=True)
+                journeys.append(run)
+                low = high = 0.0  # the next bulk item opens a run of its own: the order is kept
+            run.ids.append(record["_id"])
         elif fast and kind <= SATISFACTION and _plainly_valid(kind, record):
             trusted.setdefault(data_type, []).append(record)
         else:
             by_type.setdefault(data_type, []).append(record)
-    for data_type in sorted(by_type.keys() | trusted.keys()):
+    _hash_journeys(builder, journeys, out.refusals)
+    data_types = by_type.keys() | trusted.keys()
+    if journeys:
+        data_types.add("transactions")
+    for data_type in sorted(data_types):
         candidates = by_type.get(data_type, [])
         if before_send is not None and candidates:
             candidates = _apply_before_send(before_send, candidates, out.refusals)
         good, bad = _validate(data_type, candidates, check_future=before_send is not None)
         out.refusals.extend(Refusal(error, [candidates[index]]) for index, error in bad)
         good.extend(trusted.get(data_type, ()))
-        if not good:
-            continue
-        dataset = f"{builder.service}/{data_type}"
-        stored: list[dict[str, Any]] = []
-        for i in range(0, len(good), batch_size):
-            chunk = good[i : i + batch_size]
-            body, kept = _serialise(chunk, out.refusals)
-            if kept:
-                out.segments.append((dataset, len(kept), body))
-                stored.extend(kept)
-        out.stored[data_type] = stored
+        runs = journeys if data_type == "transactions" else []
+        if good or runs:
+            out.stored[data_type] = _segments(f"{builder.service}/{data_type}", good, runs, batch_size, out)
     return out
+
+
+def _hash_journeys(builder: RecordBuilder, journeys: list[_Journeys], refusals: list[Refusal]) -> None:
+    """Each run's record ids, from its transaction ids; one UTF-8 cannot encode is refused (and left out)."""
+    empty = False
+    for run in journeys:
+        if run.given:
+            continue
+        run.ids, unencodable = builder.transaction_ids(run.stage, run.transaction_ids)
+        run.transaction_ids = []
+        for txn in unencodable:
+            try:
+                builder.hash_transaction_id(txn)  # raises, with the message the general path gives
+            except ValidationError as exc:
+                refusals.append(Refusal(exc))
+            else:  # pragma: no cover - transaction_ids leaves out only what this refuses
+                refusals.append(Refusal(PerfSdkError("could not build the record: its id could not be hashed")))
+        empty = empty or not run.ids
+    if empty:
+        journeys[:] = [run for run in journeys if run.ids]
+
+
+def _segments(
+    dataset: str, records: list[dict[str, Any]], runs: list[_Journeys], batch_size: int, out: Built
+) -> _Stored:
+    """Segments of at most ``batch_size`` records: ``records`` (as JSON, refusing what cannot be), then ``runs``."""
+    stored: list[dict[str, Any]] = []
+    total = len(records) + sum(len(run.ids) for run in runs)
+    index = offset = 0  # the next run record to write: runs[index].ids[offset]
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        parts: list[bytes] = []
+        n = 0
+        if start < len(records):
+            body, kept = _serialise(records[start:stop], out.refusals)
+            if kept:
+                parts.append(body[1:-1])
+                n += len(kept)
+                stored.extend(kept)
+        texts: list[str] = []
+        wanted = stop - max(start, len(records))
+        while wanted > 0:
+            run = runs[index]
+            take = min(wanted, len(run.ids) - offset)
+            texts.append(run.json(offset, offset + take))
+            n += take
+            wanted -= take
+            offset += take
+            if offset == len(run.ids):
+                index, offset = index + 1, 0
+        if texts:
+            parts.append(",".join(texts).encode())
+        if n:
+            out.segments.append((dataset, n, b"[" + b",".join(parts) + b"]"))
+    return _Stored(stored, runs)
 
 
 def _validate(

@@ -40,6 +40,17 @@ def test_transaction_ids_are_deterministic_and_never_clear() -> None:
     assert other["_id"] != a["_id"]  # the key matters: ids are not guessable without the secret
 
 
+@settings(max_examples=100, deadline=None)
+@given(stage=st.sampled_from(["started", "completed"]), txns=st.lists(st.text(min_size=1, max_size=40), max_size=8))
+def test_ids_in_bulk_are_the_ids_one_at_a_time(stage: str, txns: list[str]) -> None:
+    # The writer hashes a run of records in one call; the platform upserts by these ids, so they must not move.
+    ids, unencodable = builder.transaction_ids(stage, [*txns, "caf\udce9"])
+    assert unencodable == ["caf\udce9"]  # refused by hash_transaction_id, with its message
+    assert ids == [builder.natural_id("transactions", stage, builder.hash_transaction_id(t)) for t in txns]
+    assert builder.ids_in_bulk
+    assert not RecordBuilder("s", SECRET, sample_every=2).ids_in_bulk and not RecordBuilder("s", None).ids_in_bulk
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     stage=st.sampled_from(["started", "completed"]),
@@ -263,7 +274,8 @@ def test_models_refuse_what_the_platform_refuses(extra_key: str, extra_value: ob
     rec = builder.generic("custom-data", {}, AT, 1)
     rec[extra_key] = extra_value
     good, _ = validate_records("custom-data", [rec])
-    assert bool(good) == (record_problems(rec) == [])
+    count = rec["count"]  # a service's own data type is summed like the known ones: the same count rule
+    assert bool(good) == (record_problems(rec) == [] and type(count) is int and 1 <= count <= 1_000_000_000)
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+import pydantic_core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -148,6 +149,53 @@ def test_a_future_timestamp_is_refused() -> None:
     assert built.records == 1
     (refusal,) = built.refusals
     assert isinstance(refusal.error, ValidationError) and "future" in refusal.error.rule
+
+
+def general(items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The records the builder's general path (one call each) makes of START and COMPLETE items."""
+    b = builder()
+    records = [b.transaction("started" if it[0] == START else "completed", *it[1:]) for it in items]
+    return [r for r in records if r is not None]
+
+
+def test_journeys_are_written_byte_for_byte_as_the_general_path_writes_them() -> None:
+    """Starts and completions go in runs written from a template: pydantic's JSON of the same records."""
+    items: list[tuple[Any, ...]] = []
+    for i in range(60):
+        channel = ("digital", "phone", "paper", "face_to_face", "other")[i // 7 % 5]
+        items.append((START if i % 3 else COMPLETE, f"t{i % 11}", channel, AT + i * 0.35, 1 + i // 25))
+    items.insert(5, (START, "t1", "paper", int(AT) + 1, 2))  # an int time: the general path, kept in its place
+    items.insert(9, (COMPLETE, "t2", "digital", AT + 0.5, 10**9))
+    items.insert(20, (COMPLETE, "ünïcode ✓", "other", AT + 7.25, 3))
+    built = build(items, builder())
+    assert not built.refusals
+    [(dataset, n, body)] = built.segments
+    assert dataset == f"{SERVICE}/transactions" and n == len(items)
+    assert body == pydantic_core.to_json(general(items))
+    assert list(built.stored["transactions"]) == json.loads(body)
+
+
+def test_a_journey_without_a_transaction_id_keeps_its_place() -> None:
+    items = [
+        (START, "t1", "digital", AT, 1),
+        (START, None, "digital", AT, 1),  # a random id, from the general path
+        (START, "t1", "phone", AT, 1),  # the same id as the first: the platform keeps the last one sent
+    ]
+    records = json.loads(build(items, builder()).segments[0][2])
+    assert [r["channel"] for r in records] == ["digital", "digital", "phone"]
+    assert records[0]["_id"] == records[2]["_id"] != records[1]["_id"]
+
+
+def test_journeys_and_records_built_elsewhere_share_segments_of_the_batch_size() -> None:
+    validated = {"_timestamp": "2026-01-01T00:00:00+00:00", "count": 1, "stage": "started", "channel": "phone"}
+    items: list[tuple[Any, ...]] = [(VALIDATED, "transactions", validated | {"_id": f"v{i}"}) for i in range(4)]
+    items += [(COMPLETE, f"t{i}", "digital", AT + i, 1) for i in range(9)]
+    built = build(items, builder(), batch_size=3)
+    assert [n for _, n, _ in built.segments] == [3, 3, 3, 3, 1]
+    records = [r for _, r in stored(built)]
+    assert [r["_id"] for r in records[:4]] == ["v0", "v1", "v2", "v3"]
+    assert records[4:] == general(items[4:])
+    assert records == list(built.stored["transactions"])
 
 
 # --- the thread ---------------------------------------------------------------------------------
