@@ -11,6 +11,13 @@ The rules, and why:
 * A start counts on a *successful* response (2xx or 3xx) of a start page, a
   completion on a successful response of a complete page. A 4xx or 5xx is a
   visitor who did not get the page, so it is not a step of their journey.
+* A redirect (3xx other than 304) completes only when it answers a submission
+  (``POST``, ``PUT``, ...: post-redirect-get, the submission went through). A
+  redirect answering a ``GET`` of a complete page is the page sending the
+  visitor elsewhere (the usual guard: nothing submitted yet, back to the form),
+  so the visitor did not see it and nothing completes. A start still counts on
+  any 2xx or 3xx (a start page that redirects to the first question is the
+  journey beginning).
 * Each journey a visitor is on has its own transaction id: 128 random bits kept
   in the SDK's own cookie (or the framework's session). The id given to the
   tracker is ``"<journey name>:<id>"``, so two journeys never collide, and the
@@ -32,6 +39,15 @@ The rules, and why:
   a start this SDK issued: nobody can inflate completions by inventing or
   rotating ids. In session mode the framework's session is already signed or
   server-side, so its value is stored as it is.
+* Each service has its own cookie, ``perf_sdk_txn_<service>``: two services on
+  one host (two apps dispatched by path, as a department's site often is) each
+  keep their own, where under one shared name each would read the other's as
+  forged and replace it, losing both services' completions. The name of
+  earlier versions, ``perf_sdk_txn``, is still *read* when the service's own
+  cookie is absent, so journeys in flight across an upgrade complete: if its
+  signature is this service's, its state moves to the new cookie and the old
+  one is expired; if not (another service's, not yet upgraded), it is neither
+  read nor touched.
 * Cookie mode needs the secret. A tracker that will send records but has no
   secret is refused when the integration is set up (a key drawn at random per
   process would make every cookie fail at the other workers of a multi-worker
@@ -54,7 +70,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from perf_sdk._config import Settings
@@ -68,6 +84,7 @@ __all__ = [
     "Journey",
     "JourneyEngine",
     "VisitorState",
+    "cookie_name_for",
 ]
 
 logger = logging.getLogger("perf_sdk")
@@ -77,6 +94,7 @@ logger = logging.getLogger("perf_sdk")
 PathPattern = str | re.Pattern[str]
 ChannelRule = str | Callable[[Any], str]
 
+#: The cookie name of versions before per-service names, and the prefix of every default name.
 DEFAULT_COOKIE_NAME: Final = "perf_sdk_txn"
 DEFAULT_SESSION_KEY: Final = "perf_sdk_txn"
 
@@ -96,6 +114,9 @@ DEFAULT_BOT_USER_AGENTS: Final = (
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _UNCOUNTED_METHODS: Final = frozenset({"HEAD", "OPTIONS"})
+#: Methods that only read: a redirect answering one is not the page shown, so it completes nothing.
+_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+_COOKIE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _BOT_CACHE_SIZE: Final = 4096
 _STARTED: Final = "s"
@@ -134,7 +155,10 @@ class Journey:
     ``channel`` is a channel name, or a callable given the framework's request
     (Flask ``request``, Django ``HttpRequest``, the ASGI ``scope``) that returns
     one, e.g. ``"phone"`` when a caseworker uses the service for a caller.
-    Paths are the application's own (without a mount prefix or script name).
+    Paths are the application's own: without the prefix it is served under
+    (``SCRIPT_NAME``, the ASGI ``root_path`` a request arrives with), but with
+    the prefix of a ``Mount`` inside it (``/apply/start`` for a page ``/start``
+    under ``Mount("/apply")``).
     """
 
     __slots__ = ("_complete", "_start", "channel", "complete", "name", "start")
@@ -272,6 +296,35 @@ class CookieSpec:
         return "; ".join(parts)
 
 
+def cookie_name_for(service: str) -> str:
+    """The default cookie name of ``service``: ``perf_sdk_txn_<service>``, so services on one host never share one.
+
+    >>> cookie_name_for("apply-for-a-licence")
+    'perf_sdk_txn_apply-for-a-licence'
+
+    A slug too long for a 64-character name keeps its first 42 characters and
+    a hash of the whole, so two long slugs still get two names.
+    """
+    name = f"{DEFAULT_COOKIE_NAME}_{service}"
+    if len(name) <= 64:
+        return name
+    digest = hashlib.sha256(service.encode()).hexdigest()[:8]
+    return f"{name[:55]}_{digest}"
+
+
+@dataclass
+class _LegacyCookie:
+    """A cookie under the name of earlier versions (``perf_sdk_txn``), read when the service's own is absent.
+
+    It may be another service's, not yet upgraded, on the same host: it is read
+    only if its signature is this service's (``ours``), and only then replaced.
+    """
+
+    name: str
+    value: str
+    ours: bool = False
+
+
 @dataclass
 class _Entry:
     state: str  # _STARTED or _COMPLETED
@@ -353,7 +406,10 @@ class JourneyEngine:
 
     Options:
 
-    * ``cookie_name`` (``perf_sdk_txn``); ``cookie_secure``: ``None`` (default)
+    * ``cookie_name``: ``None`` (default) names it after the tracker's service,
+      ``perf_sdk_txn_<service>`` (:func:`cookie_name_for`), so two services on
+      one host never share a cookie; a name of your own is used as it is (give
+      each service its own). ``cookie_secure``: ``None`` (default)
       sets ``Secure`` unless the site is served over plain http on localhost or
       127.0.0.1 (so local development works); ``cookie_max_age``: ``None`` (a
       browser-session cookie: nothing outlives the visit) or seconds, for
@@ -384,7 +440,7 @@ class JourneyEngine:
         tracker: Recorder,
         journeys: Iterable[Journey],
         *,
-        cookie_name: str = DEFAULT_COOKIE_NAME,
+        cookie_name: str | None = None,
         cookie_secure: bool | None = None,
         cookie_max_age: int | None = None,
         use_session: bool = False,
@@ -401,12 +457,19 @@ class JourneyEngine:
         names = [j.name for j in self.journeys]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"two journeys share a name: {sorted(n for n in names if names.count(n) > 1)}")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cookie_name):
-            raise ConfigurationError(f"cookie_name {cookie_name!r}: use letters, digits, '_' and '-'")
+        if cookie_name is not None and (not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name)):
+            raise ConfigurationError(f"cookie_name {cookie_name!r}: use letters, digits, '_' and '-' (at most 64)")
         if cookie_max_age is not None and cookie_max_age <= 0:
             raise ConfigurationError("cookie_max_age must be a positive number of seconds, or None")
         self.by_name: dict[str, Journey] = {j.name: j for j in self.journeys}
-        self.cookie_name = cookie_name
+        settings = _settings_of(tracker)
+        #: The service's cookie; the name of earlier versions is only read, as a fallback (see the module docstring).
+        self.cookie_name = cookie_name or (cookie_name_for(settings.service) if settings else DEFAULT_COOKIE_NAME)
+        self.legacy_cookie_name = (
+            DEFAULT_COOKIE_NAME
+            if cookie_name is None and not use_session and self.cookie_name != DEFAULT_COOKIE_NAME
+            else None
+        )
         self.cookie_secure = cookie_secure
         self.cookie_max_age = cookie_max_age
         self.use_session = use_session
@@ -514,9 +577,20 @@ class JourneyEngine:
 
         A cookie whose signature fails reads as a new visitor whose state must
         be stored again (``changed``), so the response replaces the bad cookie.
+        A cookie under the old name (:meth:`read_cookie`) is read only if its
+        signature is this service's, and then moves to the service's cookie;
+        otherwise it is left alone, as another service's may be.
         """
         if self._key is None:
             return VisitorState.parse(stored, self.by_name)
+        if isinstance(stored, _LegacyCookie):
+            payload = _verified(self._key, stored.value)
+            if payload is None:
+                return VisitorState()  # not ours to read, nor to replace
+            stored.ours = True
+            state = VisitorState.parse(payload, self.by_name)
+            state.replace_stored()  # store it under the service's own name
+            return state
         payload = _verified(self._key, stored)
         state = VisitorState.parse(payload, self.by_name)
         if payload is None and stored:
@@ -545,17 +619,33 @@ class JourneyEngine:
         Never raises: a failure (a channel callable that raises) is logged and
         that count skipped, rather than guessed or allowed to fail the page.
         """
-        if not hits or not self.counts(method, status, user_agent) or not self.consented(request):
+        if not hits or not self.counts(method, status, user_agent):
+            return None
+        completes = self.completes(method, status)
+        if not completes and not any(hit.start for hit in hits):
+            return None  # a complete page redirecting a GET (a guard): nothing can count
+        if not self.consented(request):
             return None
         state = self.load(stored)
         for hit in hits:
             try:
-                self._step(hit, state, request)
+                self._step(hit, state, request, completes=completes)
             except Exception:
                 logger.exception("perf_sdk: journey %r not counted for this request", hit.journey.name)
         return self.dump(state) if state.changed else None
 
-    def _step(self, hit: _Hit, state: VisitorState, request: Any) -> None:
+    @staticmethod
+    def completes(method: str, status: int) -> bool:
+        """Whether a successful response of a complete page completes: not a redirect answering a ``GET``.
+
+        Post-redirect-get (a ``POST`` answered with a 3xx) is a submission that
+        went through; a ``GET`` answered with a redirect is the page sending the
+        visitor elsewhere (a confirmation page's guard: nothing submitted yet).
+        A 304 is the page itself, from the browser's cache.
+        """
+        return not (300 <= status < 400 and status != 304 and method.upper() in _READ_METHODS)
+
+    def _step(self, hit: _Hit, state: VisitorState, request: Any, *, completes: bool = True) -> None:
         journey = hit.journey
         name = journey.name
         entry = state.entries.get(name)
@@ -567,7 +657,7 @@ class JourneyEngine:
             self.tracker.start(f"{name}:{txn}", channel=channel)
             state._touch(name, _Entry(_STARTED, txn))
             return
-        if not hit.complete:
+        if not hit.complete or not completes:
             return
         if entry is not None and entry.state == _STARTED:
             channel = journey.channel_for(request)
@@ -609,6 +699,30 @@ class JourneyEngine:
         self.tracker.satisfaction(rating, channel=channel, transaction_id=txn)
 
     # cookies ---------------------------------------------------------------------------------
+    def read_cookie(self, get: Callable[[str], str | None]) -> object:
+        """The stored value for :meth:`observe`, given the request's cookie by name (``request.cookies.get``).
+
+        The service's own cookie; when it is absent, a cookie under the name of
+        earlier versions (``perf_sdk_txn``), so journeys in flight across an
+        upgrade still complete. :meth:`load` reads that one only if it is ours.
+        """
+        value = get(self.cookie_name)
+        if value or self.legacy_cookie_name is None:
+            return value
+        legacy = get(self.legacy_cookie_name)
+        return _LegacyCookie(self.legacy_cookie_name, legacy) if legacy else value
+
+    def cookies(self, value: str, stored: object, *, host: str | None, scheme: str = "http") -> list[CookieSpec]:
+        """The cookies to set for the value :meth:`observe` returned: the service's, and the old one's removal.
+
+        The old-named cookie is expired only when it was this service's (its
+        state now lives in the service's cookie); another service's is never touched.
+        """
+        mine = self.cookie(value, host=host, scheme=scheme)
+        if isinstance(stored, _LegacyCookie) and stored.ours:
+            return [mine, replace(mine, name=stored.name, value="", max_age=0)]
+        return [mine]
+
     def cookie(self, value: str, *, host: str | None, scheme: str = "http") -> CookieSpec:
         """The visitor's cookie carrying ``value``, with flags for this site; ``""`` expires it."""
         secure = self.cookie_secure

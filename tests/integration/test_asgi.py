@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 import perf_sdk
@@ -27,7 +27,7 @@ from perf_sdk.integrations import Journey
 from perf_sdk.integrations.asgi import SCOPE_KEY, PerfSdkMiddleware, record_satisfaction
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import SECRET, SERVICE
-from tests.integration.journey_cookies import COOKIE, bad_cookies, cookie_value, expires_the_cookie
+from tests.integration.journey_cookies import COOKIE, LEGACY_COOKIE, bad_cookies, cookie_value, expires_the_cookie
 
 JOURNEYS = [Journey("apply", start="/apply", complete="route:done")]
 
@@ -95,10 +95,10 @@ def test_is_pure_asgi_not_base_http_middleware() -> None:
 def test_counts_a_journey_once_by_path_and_route_name(tracker: CapturingTracker) -> None:
     responses = visit(starlette_app(tracker), "/apply", "/apply", "/apply/done", "/apply/done")
     first = responses[0].headers["set-cookie"]
-    assert first.startswith("perf_sdk_txn=") and "HttpOnly" in first and "SameSite=Lax" in first
+    assert first.startswith(f"{COOKIE}=") and "HttpOnly" in first and "SameSite=Lax" in first
     assert "Secure" not in first  # localhost
     assert "set-cookie" not in responses[1].headers  # refresh: nothing changed
-    assert {c.split("=")[0] for c in responses[2].headers.get_list("set-cookie")} == {"theirs", "perf_sdk_txn"}
+    assert {c.split("=")[0] for c in responses[2].headers.get_list("set-cookie")} == {"theirs", COOKIE}
     assert tracker.counts() == {"started": 1, "completed": 1}
 
 
@@ -144,6 +144,44 @@ def test_mounted_app_paths_are_relative_to_the_mount(tracker: CapturingTracker) 
     inner = starlette_app(tracker)
     outer = Starlette(routes=[Mount("/licensing", app=inner)])
     visit(outer, "/licensing/apply", "/licensing/apply/done")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_pages_under_a_mount_inside_the_app_are_counted(tracker: CapturingTracker) -> None:
+    """A ``Mount`` below the middleware rewrites ``root_path`` in the scope as it routes: the path is the one on entry.
+
+    Before, the response's path was computed again after routing (``/done`` instead of ``/apply/done``),
+    so no journey page under a Mount ever counted.
+    """
+    journeys = [Journey("apply", start="/apply/start", complete="/apply/done")]
+    pages = [Route("/start", form), Route("/done", done)]
+    app = Starlette(
+        routes=[Mount("/apply", routes=pages)],
+        middleware=[Middleware(PerfSdkMiddleware, tracker=tracker, journeys=journeys)],
+    )
+    visit(app, "/apply/start", "/apply/done")
+    assert tracker.counts() == {"started": 1, "completed": 1}
+    visit(app, "/start", "/done")  # not paths of this app (404): nothing
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_fastapi_sub_applications_mounted_below_the_middleware_are_counted(tracker: CapturingTracker) -> None:
+    sub = FastAPI()
+
+    @sub.get("/start")
+    async def start() -> dict[str, str]:
+        return {}
+
+    @sub.get("/done")
+    async def finished() -> dict[str, str]:
+        return {}
+
+    app = FastAPI()
+    app.add_middleware(
+        PerfSdkMiddleware, tracker=tracker, journeys=[Journey("apply", start="/apply/start", complete="/apply/done")]
+    )
+    app.mount("/apply", sub)
+    visit(app, "/apply/start", "/apply/done", "/apply/done")
     assert tracker.counts() == {"started": 1, "completed": 1}
 
 
@@ -333,13 +371,14 @@ def test_lifespan_shutdown_flushes_a_given_tracker_after_the_apps_own_shutdown()
 
 
 # the journey cookie is authenticated ---------------------------------------------------------
-def ours(response: httpx.Response) -> str | None:
+def ours(response: httpx.Response, name: str = COOKIE) -> str | None:
     """The journey cookie's Set-Cookie header, among the app's own."""
-    return next((h for h in response.headers.get_list("set-cookie") if h.startswith(f"{COOKIE}=")), None)
+    return next((h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")), None)
 
 
 def started_cookie(tracker: Any) -> str:
-    return cookie_value(ours(visit(starlette_app(tracker), "/apply")[0]))
+    name = f"perf_sdk_txn_{tracker.settings.service}"
+    return cookie_value(ours(visit(starlette_app(tracker), "/apply")[0], name), name)
 
 
 def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
@@ -432,3 +471,59 @@ def test_the_integrations_use_no_private_tracker_name(tmp_path: Path) -> None:
             node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
         }
         assert not used & private, f"{source.name} uses private Tracker names {sorted(used & private)}"
+
+
+# redirects and cookie names ------------------------------------------------------------------
+async def guarded_confirmation(request: Request) -> Response:
+    """A confirmation page guarding itself: a visitor who submitted nothing goes back to the form."""
+    if request.method == "POST":
+        return RedirectResponse("/apply/confirmation?submitted=1", status_code=303)  # post-redirect-get
+    if not request.query_params.get("submitted"):
+        return RedirectResponse("/apply", status_code=302)
+    return PlainTextResponse("Application complete")
+
+
+def test_a_confirmation_page_redirecting_a_visitor_who_submitted_nothing_completes_nothing(
+    tracker: CapturingTracker,
+) -> None:
+    routes = [*ROUTES, Route("/apply/confirmation", guarded_confirmation, methods=["GET", "POST"])]
+    journeys = [Journey("apply", start="/apply", complete="/apply/confirmation")]
+    app = Starlette(routes=routes, middleware=[Middleware(PerfSdkMiddleware, tracker=tracker, journeys=journeys)])
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
+            await client.get("/apply")
+            assert (await client.get("/apply/confirmation")).status_code == 302
+            assert tracker.counts() == {"started": 1}
+            assert (await client.post("/apply/confirmation")).status_code == 303
+            assert tracker.counts() == {"started": 1, "completed": 1}
+            assert (await client.get("/apply/confirmation?submitted=1")).status_code == 200  # the page: once
+
+    asyncio.run(run())
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_two_services_in_one_asgi_app_keep_their_own_cookies() -> None:
+    """Two services mounted in one site, each with its own middleware, tracker and secret: both complete."""
+    with (
+        capture(service="fishing-licence", secret="fishing-secret-0123456789") as fish,
+        capture(service="boat-licence", secret="boat-secret-0123456789abc") as boat,
+    ):
+        site = Starlette(routes=[Mount("/fish", app=starlette_app(fish)), Mount("/boat", app=starlette_app(boat))])
+        visit(site, "/fish/apply", "/boat/apply", "/fish/apply/done", "/boat/apply/done")
+        assert fish.counts() == {"started": 1, "completed": 1}
+        assert boat.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_journey_started_before_the_upgrade_completes_and_its_cookie_moves(tracker: CapturingTracker) -> None:
+    before_upgrade = started_cookie(tracker)  # the signature an earlier version put under the old name
+    tracker.clear()
+    (response,) = visit(starlette_app(tracker), "/apply/done", cookie=f"{LEGACY_COOKIE}={before_upgrade}")
+    assert tracker.counts() == {"completed": 1}
+    assert cookie_value(ours(response)).startswith("apply.c.")
+    assert expires_the_cookie(ours(response, LEGACY_COOKIE), LEGACY_COOKIE)
+    with capture(service="boat-licence") as boat:
+        theirs = started_cookie(boat)  # a neighbour not yet upgraded: neither read nor touched
+    (response,) = visit(starlette_app(tracker), "/apply/done", cookie=f"{LEGACY_COOKIE}={theirs}")
+    assert tracker.counts() == {"completed": 1}
+    assert ours(response) is None and ours(response, LEGACY_COOKIE) is None

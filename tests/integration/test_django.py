@@ -6,6 +6,8 @@ import asyncio
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,17 +35,18 @@ if not settings.configured:
     django.setup()
 
 from django.core.asgi import get_asgi_application
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.test import Client, override_settings
 from django.urls import include, path
 
 import perf_sdk
+import perf_sdk.integrations.django as django_integration
 from perf_sdk import ConfigurationError
 from perf_sdk.integrations import Journey
 from perf_sdk.integrations.django import PerfSdkMiddleware, get_engine, record_satisfaction
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import SECRET, SERVICE
-from tests.integration.journey_cookies import COOKIE, bad_cookies
+from tests.integration.journey_cookies import COOKIE, LEGACY_COOKIE, bad_cookies
 
 
 def form(request: HttpRequest) -> HttpResponse:
@@ -63,11 +66,21 @@ async def feedback(request: HttpRequest) -> HttpResponse:
     return HttpResponse("thanks")
 
 
+def confirmation(request: HttpRequest) -> HttpResponse:
+    """A confirmation page guarding itself, as services do: nothing submitted, back to the form."""
+    if request.method == "POST":
+        return HttpResponseRedirect("/apply/confirmation", status=303)  # post-redirect-get
+    if not request.GET.get("submitted"):
+        return HttpResponseRedirect("/apply")
+    return HttpResponse("Application complete")
+
+
 urlpatterns = [
     path("apply", form, name="apply"),
     path("apply/done", done, name="done"),
     path("apply/broken", broken, name="broken"),
     path("feedback", feedback, name="feedback"),
+    path("apply/confirmation", confirmation, name="confirmation"),
     path("licences/", include(([path("renew", form, name="renew")], "licences"))),
 ]
 JOURNEYS = [Journey("apply", start="route:apply", complete="/apply/done")]
@@ -82,7 +95,7 @@ def tracker() -> Iterator[CapturingTracker]:
 def test_sync_counts_a_journey_once(tracker: CapturingTracker) -> None:
     client = Client()
     response = client.get("/apply")
-    cookie = response.cookies["perf_sdk_txn"]
+    cookie = response.cookies[COOKIE]
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
     assert cookie["secure"]  # the test client's host is "testserver", not loopback
     client.get("/apply")
@@ -93,7 +106,7 @@ def test_sync_counts_a_journey_once(tracker: CapturingTracker) -> None:
 
 def test_loopback_host_gets_a_cookie_without_secure(tracker: CapturingTracker) -> None:
     response = Client(HTTP_HOST="127.0.0.1:8000").get("/apply")
-    assert not response.cookies["perf_sdk_txn"]["secure"]
+    assert not response.cookies[COOKIE]["secure"]
 
 
 def test_errors_and_bots_are_not_counted(tracker: CapturingTracker) -> None:
@@ -147,7 +160,7 @@ def test_session_mode(tracker: CapturingTracker) -> None:
     with override_settings(PERF_SDK={"tracker": tracker, "journeys": JOURNEYS, "use_session": True}):
         client = Client()
         response = client.get("/apply")
-        assert "perf_sdk_txn" not in response.cookies and "sessionid" in response.cookies
+        assert COOKIE not in response.cookies and "sessionid" in response.cookies
         client.get("/apply/done")
         client.get("/apply/done")
     assert tracker.counts() == {"started": 1, "completed": 1}
@@ -208,9 +221,13 @@ def test_missing_django_names_the_extra() -> None:
     assert out.startswith("ConfigurationError") and "pip install 'perf-sdk[django]'" in out
 
 
-def test_asgi_application_closes_the_process_tracker_at_lifespan_shutdown(tmp_path: Path) -> None:
+def test_asgi_application_closes_the_process_tracker_at_lifespan_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """uvicorn ends its workers without atexit: the lifespan's shutdown is where the tracker delivers."""
     from perf_sdk.integrations.django import get_asgi_application as perf_sdk_asgi_application
+
+    monkeypatch.setattr(django_integration, "_serving_asgi", False, raising=False)  # restored after the test
 
     config = {
         "service": SERVICE,
@@ -231,10 +248,11 @@ def test_asgi_application_closes_the_process_tracker_at_lifespan_shutdown(tmp_pa
         async def send(message: Any) -> None:
             sent.append(message["type"])
 
-        await perf_sdk_asgi_application()({"type": "lifespan"}, receive, send)
+        await app({"type": "lifespan"}, receive, send)
 
     with override_settings(PERF_SDK=config):
-        tracker = get_engine().tracker
+        app = perf_sdk_asgi_application()
+        tracker = get_engine().tracker  # the ASGI process's tracker, built as the application was
         asyncio.run(run())
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert tracker._closed  # type: ignore[attr-defined]
@@ -246,7 +264,8 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.
 
 def started_cookie(tracker: CapturingTracker) -> str:
     with override_settings(PERF_SDK={"tracker": tracker, "journeys": JOURNEYS}):
-        return str(Client(HTTP_USER_AGENT=BROWSER).get("/apply").cookies[COOKIE].value)
+        name = get_engine().cookie_name
+        return str(Client(HTTP_USER_AGENT=BROWSER).get("/apply").cookies[name].value)
 
 
 def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
@@ -312,3 +331,136 @@ def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
         assert client.get("/apply").cookies[COOKIE].value
         client.get("/apply/done")
     assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+# redirects, cookie names, the event loop ------------------------------------------------------
+GUARDED = [Journey("apply", start="route:apply", complete="route:confirmation")]
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_confirmation_page_redirecting_a_visitor_who_submitted_nothing_completes_nothing(
+    tracker: CapturingTracker, run: str
+) -> None:
+    with override_settings(PERF_SDK={"tracker": tracker, "journeys": GUARDED}):
+        if run == "sync":
+            client = Client(HTTP_USER_AGENT=BROWSER)
+            client.get("/apply")
+            assert client.get("/apply/confirmation").status_code == 302  # the guard
+            assert tracker.counts() == {"started": 1}
+            assert client.post("/apply/confirmation").status_code == 303  # post-redirect-get: submitted
+        else:
+
+            async def visit() -> None:
+                transport = httpx.ASGITransport(app=get_asgi_application())
+                async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                    await client.get("/apply")
+                    assert (await client.get("/apply/confirmation")).status_code == 302
+                    assert tracker.counts() == {"started": 1}
+                    assert (await client.post("/apply/confirmation")).status_code == 303
+
+            asyncio.run(visit())
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_journey_started_before_the_upgrade_completes_and_its_cookie_moves(tracker: CapturingTracker) -> None:
+    before_upgrade = started_cookie(tracker)  # the signature an earlier version put under the old name
+    tracker.clear()
+    response = Client(HTTP_USER_AGENT=BROWSER).get("/apply/done", HTTP_COOKIE=f"{LEGACY_COOKIE}={before_upgrade}")
+    assert tracker.counts() == {"completed": 1}
+    assert response.cookies[COOKIE].value.startswith("apply.c.")
+    assert response.cookies[LEGACY_COOKIE].value == "" and response.cookies[LEGACY_COOKIE]["max-age"] == 0
+    with capture(service="boat-licence") as boat:
+        theirs = started_cookie(boat)  # a neighbour not yet upgraded: neither read nor touched
+    response = Client(HTTP_USER_AGENT=BROWSER).get("/apply/done", HTTP_COOKIE=f"{LEGACY_COOKIE}={theirs}")
+    assert tracker.counts() == {"completed": 1} and not response.cookies
+
+
+def settings_tracker(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    return {
+        "service": SERVICE,
+        "endpoint": "http://127.0.0.1:9",
+        "token": "t",
+        "secret": SECRET,
+        "spool_dir": str(tmp_path),
+        "journeys": JOURNEYS,
+        **options,
+    }
+
+
+def test_an_async_middleware_builds_a_tracker_that_never_waits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the event loop a full queue refuses at once; under WSGI the tracker keeps its default wait."""
+    monkeypatch.setattr(django_integration, "_serving_asgi", False, raising=False)
+
+    async def get_response(request: Any) -> HttpResponse:
+        return HttpResponse()
+
+    with override_settings(PERF_SDK=settings_tracker(tmp_path)):
+        on_loop = PerfSdkMiddleware(get_response).engine.tracker
+        in_thread = PerfSdkMiddleware(lambda request: HttpResponse()).engine.tracker
+    with override_settings(PERF_SDK=settings_tracker(tmp_path, max_block=0.5)):
+        given = PerfSdkMiddleware(get_response).engine.tracker
+    try:
+        assert on_loop.settings.max_block == 0  # type: ignore[attr-defined]
+        assert in_thread.settings.max_block == 1.0  # type: ignore[attr-defined]
+        assert given.settings.max_block == 0.5  # type: ignore[attr-defined]  # a value of your own stands
+    finally:
+        for t in (on_loop, in_thread, given):
+            t.close(timeout=0)  # type: ignore[attr-defined]
+
+
+def test_under_asgi_a_full_queue_refuses_page_view_counts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer stuck (a slow disk), the queue full: each page view's count is refused without waiting.
+
+    Before, the tracker built from settings kept ``max_block=1.0``: every counted page view stalled the
+    event loop, and every other request on it, for up to 1 s.
+    """
+    from perf_sdk.integrations.django import get_asgi_application as perf_sdk_asgi_application
+
+    monkeypatch.setattr(django_integration, "_serving_asgi", False, raising=False)  # restored after the test
+    entered, gate = threading.Event(), threading.Event()
+
+    def stuck(record: Any) -> Any:  # the writer's per-record work hangs: stands in for a slow disk
+        entered.set()
+        gate.wait(60)
+        return record
+
+    with override_settings(PERF_SDK=settings_tracker(tmp_path, max_queue=100, before_send=stuck)):
+        app = perf_sdk_asgi_application()
+        [tracker] = [
+            t
+            for t in django_integration._trackers.values()
+            if str(t.settings.spool_dir) == str(tmp_path)  # type: ignore[attr-defined]
+        ]
+    given_time: list[float] = []
+    writer = tracker._writer  # type: ignore[attr-defined]
+    real_wait = writer.wait_for_room
+
+    def wait_for_room(max_queue: int, deadline: float) -> bool:
+        given_time.append(deadline - time.monotonic())  # how long the caller would wait for room
+        return bool(real_wait(max_queue, deadline))
+
+    monkeypatch.setattr(writer, "wait_for_room", wait_for_room)
+    try:
+        tracker.start("first")  # type: ignore[attr-defined]
+        assert entered.wait(30), "the writer never took a record"
+        while len(tracker._queue) < 100:  # type: ignore[attr-defined]
+            tracker.start(f"filler-{len(tracker._queue)}")  # type: ignore[attr-defined]
+        refused = tracker.stats.refused  # type: ignore[attr-defined]
+
+        async def visit() -> list[int]:
+            transport = httpx.ASGITransport(app=app)
+            statuses = []
+            for _ in range(3):
+                async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                    statuses.append((await client.get("/apply", headers={"User-Agent": BROWSER})).status_code)
+            return statuses
+
+        assert asyncio.run(visit()) == [200, 200, 200]
+        assert len(given_time) == 3 and all(t <= 0 for t in given_time), given_time  # none waited for room
+        assert tracker.stats.refused == refused + 3  # type: ignore[attr-defined]  # refused and reported
+        assert tracker.settings.max_block == 0  # type: ignore[attr-defined]
+    finally:
+        gate.set()
+        tracker.close(timeout=0)  # type: ignore[attr-defined]

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, abort, redirect, session
+from flask import Flask, abort, redirect, request, session
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.test import Client
 
 import perf_sdk
 from perf_sdk import ConfigurationError
@@ -20,7 +22,7 @@ from perf_sdk.integrations.flask import EXTENSION_KEY, init_app, record_satisfac
 from perf_sdk.platform import LocalPlatform
 from perf_sdk.testing import CapturingTracker, capture
 from tests.conftest import FAST, SECRET, SERVICE
-from tests.integration.journey_cookies import COOKIE, bad_cookies, cookie_value, expires_the_cookie
+from tests.integration.journey_cookies import COOKIE, LEGACY_COOKIE, bad_cookies, cookie_value, expires_the_cookie
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 JOURNEYS = [Journey("apply", start="/apply", complete="route:done")]
@@ -65,7 +67,7 @@ def tracker() -> Iterator[CapturingTracker]:
 def test_counts_a_journey_and_ignores_refreshes(tracker: CapturingTracker) -> None:
     client = create_app(tracker).test_client()
     first = client.get("/apply", headers={"User-Agent": BROWSER})
-    assert "perf_sdk_txn=" in first.headers["Set-Cookie"]
+    assert first.headers["Set-Cookie"].startswith(f"{COOKIE}=")
     assert client.get("/apply", headers={"User-Agent": BROWSER}).headers.get("Set-Cookie") is None  # refresh
     client.get("/apply/done", headers={"User-Agent": BROWSER})
     client.get("/apply/done", headers={"User-Agent": BROWSER})
@@ -119,7 +121,7 @@ def test_record_satisfaction_without_init_app_says_what_to_do() -> None:
 def test_session_mode_keeps_no_cookie_of_its_own(tracker: CapturingTracker) -> None:
     client = create_app(tracker, use_session=True).test_client()
     response = client.get("/apply")
-    assert "perf_sdk_txn=" not in response.headers.get("Set-Cookie", "")
+    assert "perf_sdk_txn" not in response.headers.get("Set-Cookie", "")
     assert "session=" in response.headers["Set-Cookie"]
     assert "apply.s." in client.get("/session").get_data(as_text=True)
     client.get("/apply/done")
@@ -168,7 +170,7 @@ def test_missing_flask_names_the_extra() -> None:
 # the journey cookie is authenticated ---------------------------------------------------------
 def started_cookie(app: Flask) -> str:
     response = app.test_client().get("/apply", headers={"User-Agent": BROWSER})
-    return cookie_value(response.headers.get("Set-Cookie"))
+    return cookie_value(response.headers.get("Set-Cookie"), app.extensions[EXTENSION_KEY].cookie_name)
 
 
 def test_cookies_this_service_did_not_issue_complete_nothing(tracker: CapturingTracker) -> None:
@@ -233,6 +235,114 @@ def test_counting_only_after_consent(tracker: CapturingTracker) -> None:
     response = client.get("/apply", headers={"User-Agent": BROWSER})
     assert "perf_sdk_txn" not in response.headers.get("Set-Cookie", "") and tracker.counts() == {}
     client.set_cookie("cookies_policy", "accepted")
-    assert "perf_sdk_txn=" in client.get("/apply", headers={"User-Agent": BROWSER}).headers["Set-Cookie"]
+    assert f"{COOKIE}=" in client.get("/apply", headers={"User-Agent": BROWSER}).headers["Set-Cookie"]
     client.get("/apply/done", headers={"User-Agent": BROWSER})
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+# two services on one host ------------------------------------------------------------------
+def test_two_services_on_one_host_each_keep_their_own_cookie() -> None:
+    """Two apps dispatched by path, each its own service and secret: neither replaces the other's cookie.
+
+    Under one shared cookie name each read the other's as forged and replaced it: 50 visitors who completed
+    both journeys counted 50 starts and no completion for either service.
+    """
+    with (
+        capture(service="fishing-licence", secret="fishing-secret-0123456789") as fish,
+        capture(service="boat-licence", secret="boat-secret-0123456789abc") as boat,
+    ):
+        site = DispatcherMiddleware(Flask("root"), {"/fish": create_app(fish), "/boat": create_app(boat)})
+        for _ in range(5):
+            client = Client(site)
+            client.get("/fish/apply", headers={"User-Agent": BROWSER})
+            client.get("/boat/apply", headers={"User-Agent": BROWSER})
+            client.get("/fish/apply/done", headers={"User-Agent": BROWSER})
+            client.get("/boat/apply/done", headers={"User-Agent": BROWSER})
+        assert fish.counts() == {"started": 5, "completed": 5}
+        assert boat.counts() == {"started": 5, "completed": 5}
+        assert client.get_cookie("perf_sdk_txn_fishing-licence") and client.get_cookie("perf_sdk_txn_boat-licence")
+        assert client.get_cookie("perf_sdk_txn") is None
+
+
+def test_a_cookie_name_of_your_own_is_used_as_given(tracker: CapturingTracker) -> None:
+    response = create_app(tracker, cookie_name="licence_txn").test_client().get("/apply")
+    assert response.headers["Set-Cookie"].startswith("licence_txn=")
+
+
+def test_a_journey_started_before_the_upgrade_completes_and_its_cookie_moves(tracker: CapturingTracker) -> None:
+    """A visitor part-way through when per-service names shipped holds ``perf_sdk_txn``: their completion counts."""
+    app = create_app(tracker)
+    before_upgrade = started_cookie(app)  # the same signature an earlier version put under the old name
+    tracker.clear()
+    client = app.test_client(use_cookies=False)
+    response = client.get("/apply/done", headers={"User-Agent": BROWSER, "Cookie": f"{LEGACY_COOKIE}={before_upgrade}"})
+    assert tracker.counts() == {"completed": 1}
+    set_cookies = response.headers.getlist("Set-Cookie")
+    moved = cookie_value(set_cookies[0])
+    assert app.extensions[EXTENSION_KEY].load(moved).entries["apply"].state == "c"
+    assert expires_the_cookie(set_cookies, LEGACY_COOKIE)  # ours: its state now lives under the new name
+    client.get("/apply/done", headers={"User-Agent": BROWSER, "Cookie": f"{COOKIE}={moved}"})
+    assert tracker.counts() == {"completed": 1}  # a refresh: once
+
+
+def test_an_old_named_cookie_of_another_service_is_neither_read_nor_touched(tracker: CapturingTracker) -> None:
+    """A neighbour on the same host, not yet upgraded, still uses ``perf_sdk_txn``: it is theirs, left alone."""
+    with capture(service="boat-licence") as boat:
+        theirs = started_cookie(create_app(boat))
+    client = create_app(tracker).test_client(use_cookies=False)
+    headers = {"User-Agent": BROWSER, "Cookie": f"{LEGACY_COOKIE}={theirs}"}
+    done = client.get("/apply/done", headers=headers)
+    assert tracker.counts() == {} and "Set-Cookie" not in done.headers
+    start = client.get("/apply", headers=headers)
+    assert tracker.counts() == {"started": 1}
+    assert [c.split("=", 1)[0] for c in start.headers.getlist("Set-Cookie")] == [COOKIE]
+
+
+# redirects -----------------------------------------------------------------------------------
+def guarded_app(tracker: Any, complete: str = "/apply/confirmation") -> Flask:
+    """A confirmation page that sends a visitor who submitted nothing back to the form, as services do."""
+    app = Flask(__name__)
+    app.secret_key = "test-only-secret"
+    init_app(app, tracker, journeys=[Journey("apply", start="/apply", complete=complete)])
+
+    @app.route("/apply", methods=["GET", "POST"])
+    def apply() -> Any:
+        if request.method == "POST":
+            session["submitted"] = True
+            return redirect("/apply/confirmation")  # post-redirect-get
+        return "form"
+
+    @app.post("/apply/submit")
+    def submit() -> Any:
+        session["submitted"] = True
+        return redirect("/apply/confirmation", code=303)
+
+    @app.get("/apply/confirmation")
+    def confirmation() -> Any:
+        if not session.get("submitted"):
+            return redirect("/apply")  # the guard: you have not applied yet
+        return "Application complete"
+
+    return app
+
+
+def test_a_confirmation_page_redirecting_a_visitor_who_submitted_nothing_completes_nothing(
+    tracker: CapturingTracker,
+) -> None:
+    app = guarded_app(tracker)
+    for _ in range(20):
+        client = app.test_client()
+        client.get("/apply", headers={"User-Agent": BROWSER})
+        assert client.get("/apply/confirmation", headers={"User-Agent": BROWSER}).status_code == 302
+    assert tracker.counts() == {"started": 20}
+    client.post("/apply", headers={"User-Agent": BROWSER})  # the last visitor submits
+    assert client.get("/apply/confirmation", headers={"User-Agent": BROWSER}).status_code == 200
+    assert tracker.counts() == {"started": 20, "completed": 1}
+
+
+def test_a_submission_answered_with_a_redirect_completes(tracker: CapturingTracker) -> None:
+    """Post-redirect-get: a complete page that is the form's POST counts on its 303."""
+    client = guarded_app(tracker, complete="/apply/submit").test_client()
+    client.get("/apply", headers={"User-Agent": BROWSER})
+    assert client.post("/apply/submit", headers={"User-Agent": BROWSER}).status_code == 303
     assert tracker.counts() == {"started": 1, "completed": 1}

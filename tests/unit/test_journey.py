@@ -18,6 +18,7 @@ from perf_sdk._journey import (
     JourneyEngine,
     VisitorState,
     cookie_from_header,
+    cookie_name_for,
 )
 from perf_sdk.testing import CapturingTracker, capture
 
@@ -217,6 +218,40 @@ def test_success_and_redirect_responses_count(tracker: CapturingTracker, status:
     assert tracker.counts() == {"started": 1}
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_answering_a_get_of_a_complete_page_completes_nothing(
+    tracker: CapturingTracker, status: int
+) -> None:
+    """A confirmation page's guard (nothing submitted: back to the form) is not the page seen."""
+    visitor = Visitor(engine_for(tracker))
+    visitor.get("/apply")
+    assert visitor.get("/apply/confirmation", status=status) is None
+    assert tracker.counts() == {"started": 1}
+    visitor.get("/apply/confirmation")  # the page itself, once the application is in
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+@pytest.mark.parametrize(("method", "status"), [("POST", 303), ("POST", 302), ("PUT", 303), ("GET", 304), ("GET", 200)])
+def test_a_submission_answered_with_a_redirect_completes(tracker: CapturingTracker, method: str, status: int) -> None:
+    """Post-redirect-get: the submission went through. A 304 is the page itself, from the browser's cache."""
+    visitor = Visitor(engine_for(tracker))
+    visitor.get("/apply")
+    visitor.get("/apply/confirmation", method=method, status=status)
+    assert tracker.counts() == {"started": 1, "completed": 1}
+
+
+def test_a_guard_redirect_on_a_page_that_also_starts_neither_completes_nor_restarts(tracker: CapturingTracker) -> None:
+    visitor = Visitor(engine_for(tracker, Journey("apply", start="/apply/*", complete="/apply/done")))
+    visitor.get("/apply/name")
+    visitor.get("/apply/done", status=302)  # started, nothing submitted yet: sent back
+    assert tracker.counts() == {"started": 1}
+    visitor.get("/apply/done")
+    visitor.get("/apply/done", status=302)  # completed: a redirect is neither a new start nor a completion
+    assert tracker.counts() == {"started": 1, "completed": 1}
+    Visitor(visitor.engine).get("/apply/done", status=302)  # a newcomer sent to the start: a start, as before
+    assert tracker.counts() == {"started": 2, "completed": 1}
+
+
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
 def test_head_and_options_count_nothing(tracker: CapturingTracker, method: str) -> None:
     Visitor(engine_for(tracker)).get("/apply", method=method)
@@ -337,7 +372,7 @@ def test_state_of_removed_journeys_is_dropped(tracker: CapturingTracker) -> None
 def test_cookie_flags(tracker: CapturingTracker, host: str | None, scheme: str, secure: bool) -> None:
     cookie = engine_for(tracker).cookie("v", host=host, scheme=scheme)
     header = cookie.header()
-    assert header.startswith("perf_sdk_txn=v; ")
+    assert header.startswith("perf_sdk_txn_apply-for-a-licence=v; ")
     assert "; HttpOnly" in header and "; SameSite=Lax" in header and "; Path=/" in header
     assert ("; Secure" in header) is secure
     assert "Max-Age" not in header  # a browser-session cookie by default
@@ -349,6 +384,44 @@ def test_cookie_options(tracker: CapturingTracker) -> None:
     assert header.startswith("txn=v; ") and "Max-Age=86400" in header and "Secure" not in header
     with pytest.raises(ConfigurationError):
         engine_for(tracker, cookie_name="bad name")
+
+
+def test_each_service_has_its_own_cookie_name(tracker: CapturingTracker) -> None:
+    """Services on one host never share a cookie: under one name each replaced the other's as forged."""
+    assert engine_for(tracker).cookie_name == "perf_sdk_txn_apply-for-a-licence"
+    with capture(service="boat-licence") as boat:
+        assert JourneyEngine(boat, (APPLY,)).cookie_name == "perf_sdk_txn_boat-licence"
+    long_a, long_b = "a" * 60 + "-one", "a" * 60 + "-two"
+    assert len(cookie_name_for(long_a)) <= 64 and cookie_name_for(long_a) != cookie_name_for(long_b)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cookie_name_for(long_a))
+    assert engine_for(tracker, cookie_name="perf_sdk_txn").cookie_name == "perf_sdk_txn"  # your own: as given
+
+
+def test_a_cookie_of_earlier_versions_is_read_only_if_it_is_this_services(tracker: CapturingTracker) -> None:
+    """Journeys in flight across the upgrade complete; another service's old cookie is not read or touched."""
+    engine = engine_for(tracker)
+    ours = started_cookie(engine)
+    with capture(service="boat-licence") as boat:
+        theirs = started_cookie(JourneyEngine(boat, (APPLY,)))
+    tracker.clear()
+    done = engine.match("/apply/confirmation")
+
+    stored = engine.read_cookie({"perf_sdk_txn": ours}.get)
+    new = engine.observe(done, method="GET", status=200, user_agent=BROWSER, stored=stored)
+    assert tracker.counts() == {"completed": 1} and new is not None
+    mine, old = engine.cookies(new, stored, host="apply.service.gov.uk", scheme="https")
+    assert mine.name == "perf_sdk_txn_apply-for-a-licence" and engine.load(mine.value).entries["apply"].state == "c"
+    assert (old.name, old.value, old.max_age, old.secure) == ("perf_sdk_txn", "", 0, True)
+
+    stored = engine.read_cookie({"perf_sdk_txn": theirs}.get)
+    assert engine.observe(done, method="GET", status=200, user_agent=BROWSER, stored=stored) is None
+    new = engine.observe(engine.match("/apply"), method="GET", status=200, user_agent=BROWSER, stored=stored)
+    assert new is not None and [c.name for c in engine.cookies(new, stored, host=None)] == [mine.name]
+    assert tracker.counts() == {"completed": 1, "started": 1}
+
+    both = {"perf_sdk_txn": ours, mine.name: mine.value}.get
+    assert engine.read_cookie(both) == mine.value  # the service's own cookie wins
+    assert engine_for(tracker, cookie_name="txn").read_cookie({"perf_sdk_txn": ours}.get) is None  # your own name
 
 
 def test_cookie_from_header() -> None:

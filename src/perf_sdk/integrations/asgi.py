@@ -86,39 +86,44 @@ class PerfSdkMiddleware:
         scope = dict(scope)  # ASGI: a middleware adds keys to its own copy
         scope[SCOPE_KEY] = self.engine
         engine = self.engine
-        if not engine.uses_routes and not engine.match(_app_path(scope)):
+        # The path now, once: a router below (Starlette's Mount, FastAPI's app.mount) rewrites
+        # root_path in this very dict, so computed again at the response it would be another path.
+        path = _app_path(scope)
+        if not engine.uses_routes and not engine.match(path):
             await self.app(scope, receive, send)  # most requests: no journey page
             return
 
         async def send_counting(message: Message) -> None:
             if message["type"] == "http.response.start":
-                header = self._observe(scope, message["status"])
-                if header is not None:
+                cookies = self._observe(scope, path, message["status"])
+                if cookies:
                     message = dict(message)
-                    message["headers"] = [*message.get("headers", ()), (b"set-cookie", header)]
+                    message["headers"] = [*message.get("headers", ()), *((b"set-cookie", c) for c in cookies)]
             await send(message)
 
         await self.app(scope, receive, send_counting)
 
-    def _observe(self, scope: Scope, status: int) -> bytes | None:
+    def _observe(self, scope: Scope, path: str, status: int) -> list[bytes]:
+        """Count this response of ``path`` (the app's path as it was on entry); the ``Set-Cookie`` values to add."""
         engine = self.engine
         try:
             route = scope.get("route")
             routes = (getattr(route, "name", None),) if route is not None else ()
-            hits = engine.match(_app_path(scope), routes)
+            hits = engine.match(path, routes)
             if not hits:
-                return None
+                return []
             headers = _headers(scope)
+            stored = self._stored(scope, headers)
             new = engine.observe(
                 hits,
                 method=scope.get("method", "GET"),
                 status=status,
                 user_agent=headers.get("user-agent"),
-                stored=self._stored(scope, headers),
+                stored=stored,
                 request=scope,
             )
             if new is None:
-                return None
+                return []
             if engine.use_session:
                 session = scope.get("session")
                 if isinstance(session, MutableMapping):
@@ -126,12 +131,13 @@ class PerfSdkMiddleware:
                         session[engine.session_key] = new
                     else:
                         session.pop(engine.session_key, None)
-                return None
+                return []
             host = headers.get("host") or _server_host(scope)
-            return engine.cookie(new, host=host, scheme=scope.get("scheme", "http")).header().encode("latin-1")
+            cookies = engine.cookies(new, stored, host=host, scheme=scope.get("scheme", "http"))
+            return [cookie.header().encode("latin-1") for cookie in cookies]
         except Exception:  # counting must never fail a page
             logger.exception("perf_sdk: journey counting failed for this request")
-            return None
+            return []
 
     def _stored(self, scope: Scope, headers: Mapping[str, str]) -> object:
         engine = self.engine
@@ -146,7 +152,8 @@ class PerfSdkMiddleware:
                     )
                 raise ConfigurationError("no session in the ASGI scope")
             return session.get(engine.session_key)
-        return cookie_from_header(headers.get("cookie"), engine.cookie_name)
+        header = headers.get("cookie")
+        return engine.read_cookie(lambda name: cookie_from_header(header, name))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the tracker's workers at start-up; deliver what is left at shutdown.
@@ -172,7 +179,11 @@ class PerfSdkMiddleware:
 
 
 def _app_path(scope: Mapping[str, Any]) -> str:
-    """The path within the application: ASGI's ``path`` includes ``root_path`` (a mount prefix)."""
+    """The path within the application: ASGI's ``path`` includes ``root_path`` (a mount prefix).
+
+    Call it on the scope as the middleware received it: a ``Mount`` inside the
+    application extends ``root_path`` in place as it routes.
+    """
     path: str = scope.get("path", "/")
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -215,5 +226,6 @@ def record_satisfaction(
         session = scope.get("session")
         stored = session.get(engine.session_key) if isinstance(session, Mapping) else None
     else:
-        stored = cookie_from_header(headers.get("cookie"), engine.cookie_name)
+        header = headers.get("cookie")
+        stored = engine.read_cookie(lambda name: cookie_from_header(header, name))
     engine.record_satisfaction(rating, stored, channel=channel, journey=journey, request=scope)

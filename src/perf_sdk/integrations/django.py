@@ -30,7 +30,13 @@ fork-safe: each worker gets its own queue, spool and threads.
 
 The middleware is both sync- and async-capable, so it adds no thread hop under
 ASGI (uvicorn, daphne) and none under WSGI (runserver, gunicorn); counting only
-appends to the tracker's in-memory queue, so it never blocks the event loop.
+appends to the tracker's in-memory queue. When that queue is full (the spool's
+disk cannot keep up) a ``Tracker`` waits up to ``max_block`` for room: under
+WSGI the default 1 s, in a worker thread; in an ASGI deployment (the middleware
+runs async, or the application is this module's :func:`get_asgi_application`)
+the tracker it builds defaults to ``max_block=0``, refusing (and reporting) the
+record at once rather than stalling the event loop. A ``max_block`` in
+``PERF_SDK`` is used as given.
 
 Under an ASGI server, build the application with this module's
 :func:`get_asgi_application` instead of Django's: Django's handler refuses the
@@ -85,6 +91,8 @@ _REQUEST_ATTR = "_perf_sdk_engine"
 _lock = threading.Lock()
 #: One tracker per process and configuration (tests may switch settings.PERF_SDK).
 _trackers: dict[tuple[tuple[str, str], ...], Recorder] = {}
+#: Set by :func:`get_asgi_application`: this process serves ASGI, so its tracker must never wait on the event loop.
+_serving_asgi = False
 
 
 def _tracker_for(options: dict[str, Any]) -> Recorder:
@@ -98,8 +106,13 @@ def _tracker_for(options: dict[str, Any]) -> Recorder:
         return tracker
 
 
-def get_engine() -> JourneyEngine:
-    """The engine for the current ``settings.PERF_SDK`` (the process's tracker and journeys)."""
+def get_engine(*, on_event_loop: bool = False) -> JourneyEngine:
+    """The engine for the current ``settings.PERF_SDK`` (the process's tracker and journeys).
+
+    ``on_event_loop`` (or a process started by :func:`get_asgi_application`):
+    the tracker built from the settings defaults to ``max_block=0``, so a full
+    queue refuses a record at once instead of blocking the event loop.
+    """
     config = getattr(settings, "PERF_SDK", None)
     if not isinstance(config, dict):
         raise ConfigurationError(
@@ -112,6 +125,8 @@ def get_engine() -> JourneyEngine:
     engine_options = {k: config.pop(k) for k in list(config) if k in _ENGINE_OPTIONS}
     tracker = config.pop("tracker", None)
     if tracker is None:
+        if on_event_loop or _serving_asgi:
+            config.setdefault("max_block", 0.0)
         tracker = _tracker_for(config)
     elif config:
         raise ConfigurationError(
@@ -128,8 +143,9 @@ class PerfSdkMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.engine = get_engine()
         self.is_async = iscoroutinefunction(get_response)
+        # Async: counting runs on the event loop, where waiting for room in the queue would stall every request.
+        self.engine = get_engine(on_event_loop=self.is_async)
         if self.is_async:
             markcoroutinefunction(self)
 
@@ -156,12 +172,13 @@ class PerfSdkMiddleware:
             hits = engine.match(request.path_info, routes)
             if not hits:
                 return
+            stored = _stored(engine, request)
             new = engine.observe(
                 hits,
                 method=request.method or "GET",
                 status=response.status_code,
                 user_agent=request.headers.get("User-Agent"),
-                stored=_stored(engine, request),
+                stored=stored,
                 request=request,
             )
             if new is None:
@@ -172,7 +189,8 @@ class PerfSdkMiddleware:
                 else:
                     request.session.pop(engine.session_key, None)
             else:
-                engine.cookie(new, host=request.get_host(), scheme=request.scheme or "http").set_on(response)
+                for cookie in engine.cookies(new, stored, host=request.get_host(), scheme=request.scheme or "http"):
+                    cookie.set_on(response)
         except Exception:  # counting must never fail a page
             logger.exception("perf_sdk: journey counting failed for this request")
 
@@ -186,7 +204,7 @@ def _stored(engine: JourneyEngine, request: HttpRequest) -> object:
                 "listed before perf_sdk's middleware in MIDDLEWARE"
             )
         return session.get(engine.session_key)
-    return request.COOKIES.get(engine.cookie_name)
+    return engine.read_cookie(request.COOKIES.get)
 
 
 def record_satisfaction(
@@ -212,10 +230,13 @@ def get_asgi_application() -> ASGIApp:
     A drop-in for ``django.core.asgi.get_asgi_application`` in ``asgi.py``: at
     start-up the tracker's workers start off the event loop; at shutdown every
     tracker this integration made is closed (delivering what it holds), and a
-    tracker given in ``PERF_SDK["tracker"]`` is flushed.
+    tracker given in ``PERF_SDK["tracker"]`` is flushed. The tracker built from
+    the settings defaults to ``max_block=0``: it never waits on the event loop.
     """
     from django.core.asgi import get_asgi_application as django_asgi_application  # type: ignore[import-untyped,unused-ignore]
 
+    global _serving_asgi
+    _serving_asgi = True  # before Django builds the middleware; under ASGI even a sync chain runs on a shared thread
     django_app = django_asgi_application()
 
     def trackers() -> list[tuple[Recorder, bool]]:

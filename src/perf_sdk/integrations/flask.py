@@ -85,7 +85,7 @@ def _engine() -> JourneyEngine:
 def _stored(engine: JourneyEngine) -> object:
     if engine.use_session:
         return flask.session.get(engine.session_key)
-    return flask.request.cookies.get(engine.cookie_name)
+    return engine.read_cookie(flask.request.cookies.get)
 
 
 def _after_request(response: Response) -> Response:
@@ -95,12 +95,13 @@ def _after_request(response: Response) -> Response:
         hits = engine.match(request.path, (request.endpoint,))
         if not hits:
             return response
+        stored = _stored(engine)
         new = engine.observe(
             hits,
             method=request.method,
             status=response.status_code,
             user_agent=request.headers.get("User-Agent"),
-            stored=_stored(engine),
+            stored=stored,
             request=request,
         )
         if new is not None:
@@ -110,7 +111,8 @@ def _after_request(response: Response) -> Response:
                 else:
                     flask.session.pop(engine.session_key, None)
             else:
-                engine.cookie(new, host=request.host, scheme=request.scheme).set_on(response)
+                for cookie in engine.cookies(new, stored, host=request.host, scheme=request.scheme):
+                    cookie.set_on(response)
     except Exception:  # counting must never fail a page
         logger.exception("perf_sdk: journey counting failed for this request")
     return response
