@@ -46,7 +46,7 @@ from perf_sdk.integrations import Journey
 
 JOURNEYS = [Journey("apply", start="/apply", complete="/apply/done")]
 #: A cookie this service never issued: the shape of a real one, with a made-up id and signature.
-FORGED = "perf_sdk_txn=apply.s.0123456789abcdef0123456789abcdef.fedcba9876543210fedcba9876543210"
+FORGED = "perf_sdk_txn_bench-service=apply.s.0123456789abcdef0123456789abcdef.fedcba9876543210fedcba9876543210"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0"
 
 
