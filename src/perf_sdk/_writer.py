@@ -83,8 +83,14 @@ VALIDATED: Final = 7  # (VALIDATED, data_type, record): built *and* validated by
 #: The stage a START or COMPLETE item records, by kind (``build`` builds journeys without the table's call).
 _STAGE_OF: Final = {START: "started", COMPLETE: "completed"}
 
-#: Records per chunk: one chunk's validation and JSON hold the GIL, so keep it to about a millisecond.
-CHUNK: Final = 2_000
+#: Items per chunk: a chunk is built, then committed to the spool in one transaction (an fsync each), as
+#: a segment of up to ``batch_size`` records, which the uploader sends a request at a time. 5,000 (the
+#: default batch size) makes 2.5 times fewer commits and one request per segment: 0.3 µs a record less
+#: than 2,000, in commits and uploads. Building starts and completions is Python code, which hands the
+#: GIL over as any other; the single calls into pydantic-core that hold it stay at :data:`SLICE` records.
+CHUNK: Final = 5_000
+#: Records per call into pydantic-core (validation, JSON): each holds the GIL, about a millisecond at most.
+SLICE: Final = 2_000
 
 BeforeSend = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 Segment = tuple[str, int, bytes]  # (dataset, records, JSON array)
@@ -389,6 +395,14 @@ def _validate(
     """``validate_records``, made total: if the batch cannot be validated at all, each record alone."""
     if not records:
         return [], []
+    if len(records) > SLICE:  # one call into pydantic-core per slice, not one for the whole chunk
+        good_all: list[dict[str, Any]] = []
+        bad_all: list[tuple[int, ValidationError]] = []
+        for start in range(0, len(records), SLICE):
+            ok, wrong = _validate(data_type, records[start : start + SLICE], check_future=check_future)
+            good_all.extend(ok)
+            bad_all.extend((start + index, error) for index, error in wrong)
+        return good_all, bad_all
     try:
         # Times the builder made were checked as it made them (see _built); a before_send hook's are not.
         return validate_records(data_type, records, check_future=check_future)
@@ -452,6 +466,15 @@ def _apply_before_send(
 
 def _serialise(chunk: list[dict[str, Any]], refusals: list[Refusal]) -> tuple[bytes, list[dict[str, Any]]]:
     """The chunk as one JSON array; if it cannot be, each record alone, refusing those that fail."""
+    if len(chunk) > SLICE:  # one call into pydantic-core per slice (see SLICE)
+        parts: list[bytes] = []
+        kept_all: list[dict[str, Any]] = []
+        for start in range(0, len(chunk), SLICE):
+            body, some = _serialise(chunk[start : start + SLICE], refusals)
+            if some:
+                parts.append(body[1:-1])
+                kept_all.extend(some)
+        return b"[" + b",".join(parts) + b"]", kept_all
     with contextlib.suppress(Exception):  # a lone surrogate, a value JSON cannot hold: find which record
         return pydantic_core.to_json(chunk), chunk
     bodies: list[bytes] = []

@@ -25,6 +25,7 @@ from perf_sdk._writer import (
     GENERIC,
     MARK,
     SATISFACTION,
+    SLICE,
     START,
     VALIDATED,
     Refusal,
@@ -196,6 +197,21 @@ def test_journeys_and_records_built_elsewhere_share_segments_of_the_batch_size()
     assert [r["_id"] for r in records[:4]] == ["v0", "v1", "v2", "v3"]
     assert records[4:] == general(items[4:])
     assert records == list(built.stored["transactions"])
+
+
+def test_a_chunk_is_checked_and_written_a_slice_at_a_time_with_the_same_verdicts() -> None:
+    """pydantic-core is called a SLICE of records at a time (each call holds the GIL); refusals keep their record."""
+    n = 2 * SLICE + 7
+    items: list[tuple[Any, ...]] = [(SATISFACTION, 1 + i % 7, None, "digital", AT, 1) for i in range(n)]
+    items += [(GENERIC, "feedback", {"comment": "caf\udce9" if i == SLICE + 3 else "ok"}, AT, 1) for i in range(n)]
+    built = build(items, builder(), before_send=lambda record: record)  # every record through the schema
+    kept = stored(built)
+    assert sorted({r["rating"] for ds, r in kept if ds.endswith("/satisfaction")}) == [1, 2, 3, 4, 5]
+    assert sum(ds.endswith("/feedback") for ds, _ in kept) == n - 1
+    too_high = [r for r in built.refusals if isinstance(r.error, ValidationError) and r.error.field == "rating"]
+    assert sorted(r.records[0]["rating"] for r in too_high) == sorted(1 + i % 7 for i in range(n) if i % 7 >= 5)
+    assert len(built.refusals) == len(too_high) + 1
+    assert built.records + len(built.refusals) == len(items)
 
 
 # --- the thread ---------------------------------------------------------------------------------
