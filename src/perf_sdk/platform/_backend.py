@@ -45,8 +45,12 @@ class Backend(Protocol):
         """Store a validated batch in one transaction, creating the data set."""
         ...
 
-    def empty(self, group: str, type_: str) -> None:
-        """Delete every record of the data set; the data set stays."""
+    def empty(self, group: str, type_: str, *, now_us: int | None = None) -> None:
+        """Delete every record of the data set; the data set stays.
+
+        ``now_us`` is kept as its last change, as a write's is: other processes on
+        the same database (another worker's performance site) see it changed.
+        """
         ...
 
     def delete(self, group: str, type_: str) -> bool:

@@ -277,6 +277,20 @@ def _is_int(col: str, name: str) -> str:
     return f"({_type(col, name)} = 'number' AND {_text(col, name)} !~ '[.eE]')"
 
 
+def _finite_sum(expression: str) -> str:
+    """The SUM of ``expression`` as a double, infinite past the largest one instead of an error.
+
+    Summed as ``numeric``: ``float8`` arithmetic raises "value out of range" at the first sum past
+    1.8e308 (two values of 1e308, each one finite and valid), and the whole read was a 500. The
+    query layer answers an infinite total with a 400 that says so.
+    """
+    total = f"SUM({expression})"
+    return (
+        f"(CASE WHEN abs({total}) < 1.7976931348623157e308::numeric THEN {total}::float8 "
+        f"ELSE sign({total})::float8 * 'Infinity'::float8 END)"
+    )
+
+
 def _is_real(col: str, name: str) -> str:
     return f"({_type(col, name)} = 'number' AND {_text(col, name)} ~ '[.eE]')"
 
@@ -394,7 +408,7 @@ def aggregate_sql(
         t = _type("d", name)
         cols += [
             f"SUM(CASE WHEN {_is_int('d', name)} THEN {_text('d', name)}::numeric * n END)",
-            f"SUM(CASE WHEN {_is_real('d', name)} THEN {_text('d', name)}::float8 * n END)",
+            _finite_sum(f"CASE WHEN {_is_real('d', name)} THEN {_text('d', name)}::numeric * n END"),
             f"SUM(CASE WHEN {t} = 'number' THEN n END)",
             f"SUM(CASE WHEN {t} <> 'null' THEN n END)",
             f"SUM(CASE WHEN {t} = 'string' THEN n END)",
@@ -817,13 +831,15 @@ class PostgresStore:
         if empty:
             conn.execute(_ROLLUP_DROP[table], (ds, json.dumps(empty)))
 
-    def empty(self, group: str, type_: str) -> None:
-        """Delete every record of the data set (``PUT []``); the data set stays."""
+    def empty(self, group: str, type_: str, *, now_us: int | None = None) -> None:
+        """Delete every record of the data set (``PUT []``); the data set stays, changed at ``now_us``."""
 
         def work(conn: psycopg.Connection[Any]) -> None:
             ds = self._dataset(conn, group, type_, "UPDATE")
             for table in _TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE ds = %s", (ds,))
+            if now_us is not None:
+                conn.execute("UPDATE datasets SET updated = %s WHERE id = %s", (now_us, ds))
 
         self._retrying(work)
 

@@ -505,10 +505,17 @@ def _jvalue(col: str, name: str) -> str:
 
 
 def _number(text: str) -> int | float | None:
+    """``text`` as the number a stored value would equal, if it is one.
+
+    An integer past 64 bits is compared as a double, as SQLite's JSON keeps such
+    a value (and a Python int that size cannot be bound to a statement).
+    """
     try:
-        return int(text)
+        whole = int(text)
     except ValueError:
         pass
+    else:
+        return whole if -(2**63) <= whole < 2**63 else float(whole)
     try:
         value = float(text)
     except ValueError:
@@ -747,6 +754,11 @@ class _Acc:
             total = self.int_sum
         else:
             total = float(self.int_sum or 0) + (self.real_sum or 0.0)
+        if not math.isfinite(total):  # each value finite, their sum past the largest double: JSON has no inf
+            raise QueryError(
+                f"collect={name}:{method}: the values of {name!r} add up to more than the largest number an "
+                "answer can hold (about 1.8e308); filter them, or collect them with :set"
+            )
         return total if method == "sum" else total / self.numbers
 
 

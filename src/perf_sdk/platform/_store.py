@@ -452,7 +452,14 @@ class Store:
             self._local.conn = conn
             with self._lock:
                 self._readers.append(conn)
-        yield conn
+        # One snapshot for all the read's statements (the data set, wide fields, the span, the sums): in
+        # autocommit each had its own, and a read could pick the rollup before a write committed and sum it
+        # after, answering one record of a two-record write that is "every record of the batch or none".
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")  # a read transaction: nothing to keep or undo
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -556,12 +563,14 @@ class Store:
             if self._checkpointer is not None:
                 self._checkpointer.committed()
 
-    def empty(self, group: str, type_: str) -> None:
-        """Delete every record of the data set (``PUT []``); the data set stays."""
+    def empty(self, group: str, type_: str, *, now_us: int | None = None) -> None:
+        """Delete every record of the data set (``PUT []``); the data set stays, changed at ``now_us``."""
         with self._transaction() as conn:
             ds = self._create(conn, group, type_)
             for table in _TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE ds = ?", (ds,))
+            if now_us is not None:
+                conn.execute("UPDATE datasets SET updated = ? WHERE id = ?", (now_us, ds))
             self._wide_seen.pop(ds, None)
 
     def delete(self, group: str, type_: str) -> bool:

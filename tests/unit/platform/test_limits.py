@@ -227,3 +227,50 @@ def test_csv_past_the_byte_limit_is_400_as_json_is() -> None:
         assert "bytes; the most is 20000: narrow the query" in message
         assert platform.get("format=csv&limit=10").status_code == 200
     app.state.store.close()
+
+
+def test_a_write_of_too_many_records_is_413_before_they_are_built(platform: Platform) -> None:
+    # The bytes alone bounded nothing: a 10 KB gzip body of "[{},{},...]" was 3.4 million records, stored
+    # in one 88 s transaction that every other data set's writes waited behind, and 1 GB of RSS.
+    import gzip
+
+    from perf_sdk.platform._app import MAX_RECORDS_PER_REQUEST
+
+    for n in (MAX_RECORDS_PER_REQUEST + 1, 3 * MAX_RECORDS_PER_REQUEST):
+        body = gzip.compress(b"[" + b",".join([b"{}"] * n) + b"]")
+        headers = {**AUTH, "Content-Encoding": "gzip", "Content-Type": "application/json"}
+        answer = platform.client.post(URL, content=body, headers=headers)
+        assert answer.status_code == 413, answer.text
+        assert (
+            f"{MAX_RECORDS_PER_REQUEST:,}" in answer.json()["message"] and "smaller batches" in answer.json()["message"]
+        )
+    assert platform.count() == 0
+
+
+def test_sums_past_the_largest_double_are_400_not_500(platform: Platform) -> None:
+    # Two valid, finite values of 1e308: SQLite's SUM reached inf (not JSON), PostgreSQL's float8 sum raised.
+    platform.write(
+        [{"_id": k, "_timestamp": "2026-01-05T10:00:00Z", "amount": 1e308, "count": 1, "stage": "x"} for k in "ab"]
+    )
+    for method in ("sum", "mean"):
+        message = _refusal(platform, f"group_by=stage&collect=amount:{method}")
+        assert f"collect=amount:{method}: the values of 'amount' add up to more than the largest number" in message
+    assert platform.data("group_by=stage&collect=amount:set") == [{"stage": "x", "_count": 2, "amount:set": [1e308]}]
+    assert platform.data("group_by=stage&collect=count:sum")[0]["count:sum"] == 2  # other fields unaffected
+
+
+def test_a_filter_on_an_integer_past_64_bits_is_an_answer_not_a_500(platform: Platform) -> None:
+    platform.write([{"_id": "a", "_timestamp": "2026-01-05T10:00:00Z", "count": 1}])
+    assert platform.data("filter_by=count:99999999999999999999") == []
+    assert platform.data("group_by=count&filter_by=count:-99999999999999999999") == []
+
+
+def test_emptying_a_data_set_is_a_change_other_processes_see(platform: Platform) -> None:
+    # Another worker's performance site is keyed on each data set's last change: PUT [] left it unchanged, and
+    # that worker kept publishing the figures of records that were gone.
+    store = platform.client.app.state.store  # type: ignore[attr-defined]
+    platform.write([{"_id": "a", "_timestamp": "2026-01-05T10:00:00Z", "count": 1}])
+    before = store.last_updated()[("svc", "transactions")]
+    answer = platform.client.put(URL, json=[], headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    assert store.last_updated()[("svc", "transactions")] != before and platform.count() == 0

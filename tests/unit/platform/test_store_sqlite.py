@@ -255,3 +255,18 @@ def test_the_wal_is_checkpointed_off_the_write_path(tmp_path: Path) -> None:
     reopened = Store(tmp_path / "store.db")
     assert reopened.count("svc", "transactions") == 2000
     reopened.close()
+
+
+def test_a_read_sees_one_snapshot_from_its_first_statement_to_its_last(tmp_path: Path) -> None:
+    # Each statement of a read (the data set, wide fields, the span, the sums) had a snapshot of its own: with a
+    # write committing between them, 194 of 2,999 reads answered one record of a two-record write.
+    from perf_sdk.platform._store import Store, prepare
+
+    store = Store(str(tmp_path / "p.db"))
+    store.write("svc", "t", prepare([{"_id": "a", "_timestamp": "2026-01-05T10:00:00Z", "count": 1}]))
+    with store._reader() as conn:
+        first = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        store.write("svc", "t", prepare([{"_id": "b", "_timestamp": "2026-01-05T10:00:00Z", "count": 1}]))
+        assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == first == 1
+    assert store.count("svc", "t") == 2
+    store.close()
