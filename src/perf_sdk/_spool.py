@@ -111,6 +111,7 @@ CREATE TABLE IF NOT EXISTS segments(
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS segments_by_dataset ON segments(dataset, seq);
+CREATE INDEX IF NOT EXISTS segments_by_age ON segments(accepted_at, n);
 CREATE TABLE IF NOT EXISTS dead(
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     dataset TEXT NOT NULL,
@@ -691,6 +692,9 @@ class Spool:
         self._size_floor = os.fstat(self._fd).st_size
         self._reserve = self.path.with_suffix(".reserve")
         self.bytes = int(self._conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM segments").fetchone()[0])
+        n, _, oldest = self._depth()
+        #: What :meth:`view` last read: its answer while the writer holds the spool.
+        self._view: tuple[int, float | None, int] = (n, oldest, self._dead_count())
 
     def __repr__(self) -> str:
         return f"Spool(path={str(self.path)!r})"
@@ -1006,10 +1010,30 @@ class Spool:
     def depth(self) -> tuple[int, int, float | None]:
         """(records pending, segments pending, oldest accepted_at)."""
         with self._mutex:
-            n, segs, oldest = self._conn.execute(
-                "SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(accepted_at) FROM segments"
-            ).fetchone()
+            return self._depth()
+
+    def _depth(self) -> tuple[int, int, float | None]:
+        # From the segments_by_age index alone, never the rows: each body sits before accepted_at in its row,
+        # and a scan of the rows read every body's overflow pages (35-42 ms for a 62 MB spool).
+        n, segs, oldest = self._conn.execute(
+            "SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(accepted_at) FROM segments"
+        ).fetchone()
         return int(n), int(segs), oldest
+
+    def view(self) -> tuple[int, float | None, int]:
+        """(records pending, oldest accepted_at, records set aside), answered at once, for ``health()``.
+
+        While the writer holds the spool (a commit waits for the disk's fsync) the
+        answer is the previous one, at most one commit old: a health check on an
+        event loop must not wait for a disk. ``flush()`` uses :meth:`depth`, which waits.
+        """
+        if self._mutex.acquire(blocking=False):
+            try:
+                n, _, oldest = self._depth()
+                self._view = (n, oldest, self._dead_count())
+            finally:
+                self._mutex.release()
+        return self._view
 
     # dead letters ------------------------------------------------------------------------------
     def dead_letter(
@@ -1053,11 +1077,14 @@ class Spool:
     def dead_count(self) -> int:
         """Records set aside for a person: dead letters, and those in unreadable segments."""
         with self._mutex:
-            return int(
-                self._conn.execute(
-                    "SELECT (SELECT COUNT(*) FROM dead) + (SELECT COALESCE(SUM(n), 0) FROM unreadable)"
-                ).fetchone()[0]
-            )
+            return self._dead_count()
+
+    def _dead_count(self) -> int:
+        return int(
+            self._conn.execute(
+                "SELECT (SELECT COUNT(*) FROM dead) + (SELECT COALESCE(SUM(n), 0) FROM unreadable)"
+            ).fetchone()[0]
+        )
 
     def set_aside(self, segment: Segment, reason: str) -> None:
         """Move a segment whose stored bytes no longer read back out of the outbox, raw, in one transaction.

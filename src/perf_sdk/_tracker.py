@@ -835,9 +835,8 @@ class Tracker:
         spool = self._spool
         if spool is not None and not spool.closed:
             try:
-                depth, _, oldest_at = spool.depth()
+                depth, oldest_at, dead = spool.view()  # never waits for a commit's fsync
                 oldest = (time.time() - oldest_at) if oldest_at is not None else None
-                dead = spool.dead_count()
             except Exception as exc:  # a health check must answer
                 self.stats.error(f"health: {exc}")
         return Health(
