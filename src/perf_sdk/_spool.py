@@ -692,9 +692,9 @@ class Spool:
         self._size_floor = os.fstat(self._fd).st_size
         self._reserve = self.path.with_suffix(".reserve")
         self.bytes = int(self._conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM segments").fetchone()[0])
-        n, _, oldest = self._depth()
-        #: What :meth:`view` last read: its answer while the writer holds the spool.
-        self._view: tuple[int, float | None, int] = (n, oldest, self._dead_count())
+        #: What :meth:`view` answers: refreshed by every change, read without the lock.
+        self._view: tuple[int, float | None, int] = (0, None, 0)
+        self._refresh_view()
 
     def __repr__(self) -> str:
         return f"Spool(path={str(self.path)!r})"
@@ -933,6 +933,7 @@ class Spool:
                 raise
             self.full_since = None
             self.bytes += sum(len(row[2]) for row in rows)
+            self._refresh_view()
 
     def should_hold_appends(self) -> bool:
         """On a full disk, let deliveries free room before adding more (retry every 5 s regardless)."""
@@ -990,6 +991,7 @@ class Spool:
             self._write("DELETE FROM segments WHERE seq = ?", [(s.seq,) for s in segments], use_reserve=True)
             self.full_since = None
             self.bytes = max(0, self.bytes - sum(len(s.body) for s in segments))
+            self._refresh_view()
             if not self._reserve.exists() and self._conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is None:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1002,6 +1004,7 @@ class Spool:
         with self._mutex:
             self._update("UPDATE segments SET n = ?, body = ? WHERE seq = ?", [(len(records), body, segment.seq)])
             self.bytes = max(0, self.bytes - len(segment.body) + len(body))
+            self._refresh_view()
 
     def note_attempt(self, segments: list[Segment]) -> None:
         with self._mutex:
@@ -1023,17 +1026,15 @@ class Spool:
     def view(self) -> tuple[int, float | None, int]:
         """(records pending, oldest accepted_at, records set aside), answered at once, for ``health()``.
 
-        While the writer holds the spool (a commit waits for the disk's fsync) the
-        answer is the previous one, at most one commit old: a health check on an
-        event loop must not wait for a disk. ``flush()`` uses :meth:`depth`, which waits.
+        Kept by every change, with the lock held: reading it never takes the lock,
+        which the writer holds through each commit's fsync, so a health check on an
+        event loop never waits for a disk.
         """
-        if self._mutex.acquire(blocking=False):
-            try:
-                n, _, oldest = self._depth()
-                self._view = (n, oldest, self._dead_count())
-            finally:
-                self._mutex.release()
         return self._view
+
+    def _refresh_view(self) -> None:
+        n, _, oldest = self._depth()
+        self._view = (n, oldest, self._dead_count())
 
     # dead letters ------------------------------------------------------------------------------
     def dead_letter(
@@ -1062,6 +1063,7 @@ class Spool:
                     for r in records
                 ],
             )
+            self._refresh_view()
 
     def dead(self, limit: int = 1000) -> list[DeadRecord]:
         with self._mutex:
@@ -1108,6 +1110,7 @@ class Spool:
                     self._conn.execute("ROLLBACK")
                 raise
             self.bytes = max(0, self.bytes - len(segment.body))
+            self._refresh_view()
 
     def unreadable(self, limit: int = 1000) -> list[UnreadableSegment]:
         with self._mutex:
@@ -1122,7 +1125,9 @@ class Spool:
         """Move every dead-lettered record back to the outbox (after the cause is fixed)."""
         with self._mutex:
             self._check_intact()
-            return _replay_dead(self._conn)
+            moved = _replay_dead(self._conn)
+            self._refresh_view()
+            return moved
 
     # adoption ----------------------------------------------------------------------------------
     def adopt_orphans(self) -> int:
@@ -1337,6 +1342,7 @@ class Spool:
             self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
             if table == "segments":
                 self.bytes += size
+            self._refresh_view()
         return rows
 
     def _quarantine(self, path: Path, reason: str) -> None:

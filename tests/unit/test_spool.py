@@ -626,10 +626,13 @@ def test_health_s_view_never_waits_for_a_commit(tmp_path: Path) -> None:
     assert spool.view() == (0, None, 0)
     spool.append([("d/t", 2, body("a", "b"))], 1.0)
     assert spool.view() == (2, 1.0, 0)
-    spool.append([("d/t", 1, body("c"))], 2.0)
     with spool._mutex:  # the writer, in a commit
-        assert spool.view() == (2, 1.0, 0)  # at once: the last answer, one commit old
+        assert spool.view() == (2, 1.0, 0)  # at once
+    spool.append([("d/t", 1, body("c"))], 2.0)
     assert spool.view() == (3, 1.0, 0) and spool.depth() == (3, 2, 1.0)
+    spool.dead_letter("d/t", [{"_id": "x"}], 1.0, 400, "bad")
+    spool.remove(spool.next_batch("d/t", 2, 10**6))
+    assert spool.view() == (1, 2.0, 1)  # every change keeps it
     plan = spool._conn.execute(
         "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(accepted_at) FROM segments"
     )
