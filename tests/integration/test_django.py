@@ -167,15 +167,7 @@ def test_session_mode(tracker: CapturingTracker) -> None:
 
 
 def test_one_tracker_per_process_built_from_settings(tmp_path: Path) -> None:
-    config = {
-        "service": SERVICE,
-        "endpoint": "http://127.0.0.1:9",
-        "token": "t",
-        "secret": SECRET,
-        "spool_dir": str(tmp_path),
-        "journeys": JOURNEYS,
-        "count_unstarted_completions": True,
-    }
+    config = settings_tracker(tmp_path, count_unstarted_completions=True)
     with override_settings(PERF_SDK=config):
         first, second = get_engine(), get_engine()
         assert first.tracker is second.tracker
@@ -229,14 +221,7 @@ def test_asgi_application_closes_the_process_tracker_at_lifespan_shutdown(
 
     monkeypatch.setattr(django_integration, "_serving_asgi", False, raising=False)  # restored after the test
 
-    config = {
-        "service": SERVICE,
-        "endpoint": "http://127.0.0.1:9",
-        "token": "t",
-        "secret": SECRET,
-        "spool_dir": str(tmp_path),
-        "journeys": JOURNEYS,
-    }
+    config = settings_tracker(tmp_path)
     sent: list[str] = []
 
     async def run() -> None:
