@@ -179,15 +179,17 @@ class _Journeys:
 
     __slots__ = ("channel", "count", "given", "ids", "stage", "tail", "timestamp", "transaction_ids")
 
-    def __init__(self, stage: str, channel: str, count: int, timestamp: str, *, given: bool = False) -> None:
+    def __init__(
+        self, stage: str, channel: str, count: int, timestamp: str, *, given: bool = False, tail: str = ""
+    ) -> None:
         self.stage, self.channel, self.count, self.timestamp = stage, channel, count, timestamp
         #: True when the general path made the records (their ids come with them); else ids are hashed.
         self.given = given
-        #: The ids to hash (the builder's, in one call: :meth:`RecordBuilder.transaction_ids`).
+        #: The ids to hash (the builder's, in one call per stage: :func:`_hash_journeys`).
         self.transaction_ids: list[str] = []
         #: Record ids, once hashed (or given: a record the general path made).
         self.ids: list[str] = []
-        self.tail = f'","_timestamp":"{timestamp}","count":{count},"stage":"{stage}","channel":"{channel}"}}'
+        self.tail = tail or _tail(stage, channel, count, timestamp)
 
     def json(self, start: int, stop: int) -> str:
         """Records ``start`` to ``stop`` as JSON objects joined by commas (no brackets)."""
@@ -203,6 +205,10 @@ class _Journeys:
                 "stage": self.stage,
                 "channel": self.channel,
             }
+
+
+def _tail(stage: str, channel: str, count: int, timestamp: str) -> str:
+    return f'","_timestamp":"{timestamp}","count":{count},"stage":"{stage}","channel":"{channel}"}}'
 
 
 #: No run open (the first item opens one).
@@ -247,27 +253,40 @@ def build(
     by_type: dict[str, list[dict[str, Any]]] = {}
     trusted: dict[str, list[dict[str, Any]]] = {}
     builders, transaction, stage_of = BUILDERS, builder.transaction, _STAGE_OF
-    # Those plainly valid starts and completions, in order, as runs alike but for their ids (_Journeys):
-    # most of what a service records. An item with a string id and a float time joins the open run
-    # when its kind, channel, count and second are the run's (its id is hashed with the run's others,
-    # in one call); the first of a run is checked as _plainly_valid_journey checks and its time made
-    # by builder.timestamp. Anything else takes the general path, with its messages.
+    # Those plainly valid starts and completions as runs alike but for their ids (_Journeys): most of what
+    # a service records. An item with a string id and a float time joins the open run of its kind, channel
+    # and count in its second (its id is hashed with the run's others, in one call per stage); the first of
+    # a run is checked as _plainly_valid_journey checks and its time made by builder.timestamp. Runs stay
+    # open side by side, so starts and completions interleaved (two channels, say) still make long runs.
+    # Records go out run by run, so two records of different ids may swap places, which changes nothing
+    # (the platform upserts each by its own id); two of the same id never do: a record whose stage and id
+    # came before in this chunk goes in a run opened after every other (the platform keeps the last sent).
+    # Anything else takes the general path, with its messages.
     journeys: list[_Journeys] = []
     bulk = fast and builder.ids_in_bulk
-    run: _Journeys = _NO_RUN
-    run_kind: object = None
-    run_channel: object = None
-    run_count: object = None
-    low = high = 0.0  # the open run's second: [low, high); empty while none is open for bulk items
+    open_runs: dict[tuple[Any, ...], _Journeys] = {}
+    seen: set[tuple[int, str]] = set()
+    given: _Journeys = _NO_RUN  # the open run of records the general path made
+    low = high = 0.0  # the open runs' second: [low, high)
+    isfinite = math.isfinite
     for item in items:
         kind = item[0]
         if kind <= COMPLETE and bulk:
             txn, at = item[1], item[3]
-            if type(txn) is str and 0 < len(txn) <= 1024 and type(at) is float:
-                if low <= at < high and kind == run_kind and item[2] is run_channel and item[4] is run_count:
+            if type(txn) is str and 0 < len(txn) <= 1024 and type(at) is float and isfinite(at):
+                ident = (kind, txn)
+                if ident in seen or not low <= at < high:
+                    open_runs = {}  # a record again, or another second: runs of its own, after the others
+                    low = float(math.floor(at))
+                    high = low + 1.0
+                    given = _NO_RUN
+                seen.add(ident)
+                channel, count = item[2], item[4]
+                key = (kind, channel, count)
+                run = open_runs.get(key) if type(channel) is str and type(count) is int else None
+                if run is not None:
                     run.transaction_ids.append(txn)
                     continue
-                channel, count = item[2], item[4]
                 if _plainly_valid_journey(channel, count):
                     try:
                         timestamp = builder.timestamp(at)
@@ -277,9 +296,7 @@ def build(
                         run = _Journeys(stage_of[kind], channel, count, timestamp)
                         run.transaction_ids.append(txn)
                         journeys.append(run)
-                        run_kind, run_channel, run_count = kind, channel, count
-                        low = float(math.floor(at))
-                        high = low + 1.0
+                        open_runs[key] = run
                         continue
         if kind == VALIDATED and isinstance(item[2], dict):
             trusted.setdefault(item[1], []).append(item[2])
@@ -303,16 +320,19 @@ def build(
             stage, timestamp, count = record["stage"], record["_timestamp"], record["count"]
             channel = item[2]
             if not (
-                run.given
-                and stage is run.stage
-                and channel is run.channel
-                and count == run.count
-                and timestamp == run.timestamp
+                journeys
+                and given is journeys[-1]
+                and stage is given.stage
+                and channel is given.channel
+                and count == given.count
+                and timestamp == given.timestamp
             ):
-                run = _Journeys(stage, channel, count, timestamp, given=True)
-                journeys.append(run)
-                low = high = 0.0  # the next bulk item opens a run of its own: the order is kept
-            run.ids.append(record["_id"])
+                given = _Journeys(stage, channel, count, timestamp, given=True)
+                journeys.append(given)
+            if type(item[1]) is str:
+                seen.add((kind, item[1]))
+            open_runs = {}  # later records open runs after this one: its place is kept among the journeys
+            given.ids.append(record["_id"])
         elif fast and kind <= SATISFACTION and _plainly_valid(kind, record):
             trusted.setdefault(data_type, []).append(record)
         else:
@@ -335,10 +355,28 @@ def build(
 
 
 def _hash_journeys(builder: RecordBuilder, journeys: list[_Journeys], refusals: list[Refusal]) -> None:
-    """Each run's record ids, from its transaction ids; one UTF-8 cannot encode is refused (and left out)."""
+    """Each run's record ids, from its transaction ids; one UTF-8 cannot encode is refused (and left out).
+
+    One :meth:`RecordBuilder.transaction_ids` call per stage for all its runs, not one per run: runs of
+    one (starts and completions interleaved) made the call's own cost a record's.
+    """
+    by_stage: dict[str, list[_Journeys]] = {}
+    for run in journeys:
+        if not run.given:
+            by_stage.setdefault(run.stage, []).append(run)
+    for stage, runs in by_stage.items():
+        ids, unencodable = builder.transaction_ids(stage, [t for run in runs for t in run.transaction_ids])
+        if unencodable:  # rare: hashed run by run, so each run knows which of its own are left out
+            continue
+        start = 0
+        for run in runs:
+            stop = start + len(run.transaction_ids)
+            run.ids, run.transaction_ids = ids[start:stop], []
+            start = stop
     empty = False
     for run in journeys:
-        if run.given:
+        if run.given or not run.transaction_ids:
+            empty = empty or not run.ids
             continue
         run.ids, unencodable = builder.transaction_ids(run.stage, run.transaction_ids)
         run.transaction_ids = []
