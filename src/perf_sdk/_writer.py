@@ -179,9 +179,7 @@ class _Journeys:
 
     __slots__ = ("channel", "count", "given", "ids", "stage", "tail", "timestamp", "transaction_ids")
 
-    def __init__(
-        self, stage: str, channel: str, count: int, timestamp: str, *, given: bool = False, tail: str = ""
-    ) -> None:
+    def __init__(self, stage: str, channel: str, count: int, timestamp: str, *, given: bool = False) -> None:
         self.stage, self.channel, self.count, self.timestamp = stage, channel, count, timestamp
         #: True when the general path made the records (their ids come with them); else ids are hashed.
         self.given = given
@@ -189,7 +187,7 @@ class _Journeys:
         self.transaction_ids: list[str] = []
         #: Record ids, once hashed (or given: a record the general path made).
         self.ids: list[str] = []
-        self.tail = tail or _tail(stage, channel, count, timestamp)
+        self.tail = f'","_timestamp":"{timestamp}","count":{count},"stage":"{stage}","channel":"{channel}"}}'
 
     def json(self, start: int, stop: int) -> str:
         """Records ``start`` to ``stop`` as JSON objects joined by commas (no brackets)."""
@@ -205,10 +203,6 @@ class _Journeys:
                 "stage": self.stage,
                 "channel": self.channel,
             }
-
-
-def _tail(stage: str, channel: str, count: int, timestamp: str) -> str:
-    return f'","_timestamp":"{timestamp}","count":{count},"stage":"{stage}","channel":"{channel}"}}'
 
 
 #: No run open (the first item opens one).
