@@ -333,6 +333,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on ``conn``: committed when the block ends, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _migrate(conn: sqlite3.Connection, schema: str = "main") -> None:
     """Bring a spool written by an older perf_sdk up to :data:`SCHEMA_VERSION`.
 
@@ -344,8 +357,7 @@ def _migrate(conn: sqlite3.Connection, schema: str = "main") -> None:
         raise sqlite3.DatabaseError(f"spool schema {version} is newer than this perf_sdk ({SCHEMA_VERSION})")
     if version == SCHEMA_VERSION:
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _immediate(conn):
         for statement in _SCHEMA.strip().split(";"):
             if statement.strip():
                 conn.execute(statement.replace("IF NOT EXISTS ", f"IF NOT EXISTS {schema}.", 1))
@@ -358,10 +370,6 @@ def _migrate(conn: sqlite3.Connection, schema: str = "main") -> None:
             )
             conn.execute(f"DROP TABLE {schema}.outbox")
         conn.execute(f"PRAGMA {schema}.user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -1096,19 +1104,13 @@ class Spool:
         """
         with self._mutex:
             self._check_intact()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._conn):
                 self._conn.execute(
                     "INSERT INTO unreadable(dataset, n, body, accepted_at, found_at, reason) "
                     "SELECT dataset, n, body, accepted_at, ?, ? FROM segments WHERE seq = ?",
                     (time.time(), reason, segment.seq),
                 )
                 self._conn.execute("DELETE FROM segments WHERE seq = ?", (segment.seq,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise
             self.bytes = max(0, self.bytes - len(segment.body))
             self._refresh_view()
 
@@ -1316,8 +1318,7 @@ class Spool:
         count = "n" if table != "dead" else "1"
         with self._mutex:
             self._check_intact()
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._conn):
                 rows: list[tuple[int, int, int]] = []
                 size = 0
                 for seq, n, length in self._conn.execute(  # LENGTH of a blob reads no overflow page
@@ -1334,11 +1335,6 @@ class Spool:
                         "WHERE seq > ? AND seq <= ? ORDER BY seq",
                         (after, rows[-1][0]),
                     )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-                raise
             self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
             if table == "segments":
                 self.bytes += size
@@ -1411,15 +1407,13 @@ _ADOPT_CHUNK_BYTES: Final = 4 << 20
 
 
 def _replay_dead(conn: sqlite3.Connection, mutex: threading.Lock | None = None) -> int:
-    with mutex or contextlib.nullcontext():
-        conn.execute("BEGIN IMMEDIATE")
+    with mutex or contextlib.nullcontext(), _immediate(conn):
         rows = conn.execute("SELECT dataset, body, accepted_at FROM dead ORDER BY seq").fetchall()
         conn.executemany(
             "INSERT INTO segments(dataset, n, body, accepted_at) VALUES (?, 1, ?, ?)",
             [(ds, b"[" + _as_bytes(body) + b"]", accepted_at) for ds, body, accepted_at in rows],
         )
         conn.execute("DELETE FROM dead")
-        conn.execute("COMMIT")
     return len(rows)
 
 
