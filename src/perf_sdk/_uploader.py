@@ -71,7 +71,9 @@ __all__ = ["Uploader"]
 
 logger = logging.getLogger("perf_sdk")
 
-_BISECT_STATUSES = frozenset({400, 422})
+#: Refusals of the records sent, not of the data set: a bad record (400, 422) or too many bytes (413). The
+#: batch is split to find what the platform takes; any other refusal pauses the data set.
+_RECORD_REFUSALS = frozenset({400, 413, 422})
 #: Most segments joined as gzip members in one request (2n + 1 members); more are sent as one JSON array,
 #: well within what gzip readers accept (the local platform: 1,000 members).
 _MAX_JOINED = 100
@@ -248,7 +250,7 @@ class Uploader:
         except _SetAside:
             return  # the rest go in the next pass
         except RejectedError as exc:
-            if exc.status in _BISECT_STATUSES or exc.status == 413:
+            if exc.status in _RECORD_REFUSALS:
                 records = self._readable_records(dataset, segments)
                 if records is None:
                     return  # the refusal was of bytes set aside now; the rest go in the next pass
@@ -355,9 +357,9 @@ class Uploader:
             part, why = stack.pop()
             if why is None:
                 try:
-                    self._send(dataset, json.dumps(part, separators=(",", ":")).encode(), len(part))
+                    self._send(dataset, _json(part), len(part))
                 except RejectedError as sub:
-                    if sub.status not in _BISECT_STATUSES and sub.status != 413:
+                    if sub.status not in _RECORD_REFUSALS:
                         raise  # a 401 half-way: the caller pauses the data set
                     why = sub
                 else:
@@ -384,9 +386,9 @@ class Uploader:
         if newest is None or newest[0] <= max(s.seq for s in segments):
             return None
         try:
-            self._send(dataset, json.dumps([newest[1]], separators=(",", ":")).encode(), 1)
+            self._send(dataset, _json([newest[1]]), 1)
         except RejectedError as sub:
-            if sub.status not in _BISECT_STATUSES and sub.status != 413:
+            if sub.status not in _RECORD_REFUSALS:
                 raise
             return False
         self._delivered(1)
@@ -573,3 +575,8 @@ def _join(segments: list[Segment]) -> bytes:
         return segments[0].json()
     bodies = [s.json() for s in segments]
     return b"[" + b",".join(b[1:-1] for b in bodies if len(b) > 2) + b"]"
+
+
+def _json(records: list[dict[str, Any]]) -> bytes:
+    """Records as the compact JSON array a request carries."""
+    return json.dumps(records, separators=(",", ":")).encode()
