@@ -325,25 +325,24 @@ class RecordBuilder:
         """Whether :meth:`transaction_ids` can serve: a secret to hash with, and no sampling to decide."""
         return self._inner is not None and self.sample_every == 1
 
-    def transaction_ids(self, stage: str, transaction_ids: list[str]) -> tuple[list[str], list[str]]:
+    def transaction_ids(self, stage: str, transaction_ids: list[str]) -> list[str | None]:
         """The ``_id`` of each ``transactions`` record of ``stage`` for these transaction ids, in one call.
 
         The same id as :meth:`transaction` gives (``natural_id("transactions", stage,
         hash_transaction_id(t))``), for ids the caller has checked are ``str`` of 1 to 1024
-        characters. Returns (the ids, in order, of those UTF-8 can encode; those it cannot,
-        which :meth:`hash_transaction_id` refuses). The writer's loop: one frame for a run of
+        characters; ``None`` in the place of one UTF-8 cannot encode (which
+        :meth:`hash_transaction_id` refuses). The writer's loop: one frame for many
         records, not a call each. Only when :attr:`ids_in_bulk`.
         """
         icopy, ocopy, ncopy = self._inner.copy, self._outer.copy, self._stage_ids[stage].copy
         hexlify = binascii.hexlify
-        ids: list[str] = []
-        unencodable: list[str] = []
+        ids: list[str | None] = []
         add = ids.append
         for transaction_id in transaction_ids:
             try:
                 data = transaction_id.encode()
             except UnicodeEncodeError:
-                unencodable.append(transaction_id)
+                add(None)
                 continue
             inner = icopy()
             inner.update(data)
@@ -352,7 +351,7 @@ class RecordBuilder:
             natural = ncopy()
             natural.update(hexlify(outer.digest()))
             add(natural.hexdigest()[:32])
-        return ids, unencodable
+        return ids
 
     def natural_id(self, *parts: str) -> str:
         """A deterministic 128-bit id from the service and a record's natural key."""

@@ -358,32 +358,31 @@ def _hash_journeys(builder: RecordBuilder, journeys: list[_Journeys], refusals: 
     for run in journeys:
         if not run.given:
             by_stage.setdefault(run.stage, []).append(run)
+    empty = False
     for stage, runs in by_stage.items():
-        ids, unencodable = builder.transaction_ids(stage, [t for run in runs for t in run.transaction_ids])
-        if unencodable:  # rare: hashed run by run, so each run knows which of its own are left out
-            continue
+        ids = builder.transaction_ids(stage, [t for run in runs for t in run.transaction_ids])
         start = 0
         for run in runs:
             stop = start + len(run.transaction_ids)
-            run.ids, run.transaction_ids = ids[start:stop], []
-            start = stop
-    empty = False
-    for run in journeys:
-        if run.given or not run.transaction_ids:
+            run.ids = [rid for rid in ids[start:stop] if rid is not None]
+            if len(run.ids) < stop - start:
+                for txn, rid in zip(run.transaction_ids, ids[start:stop], strict=True):
+                    if rid is None:
+                        refusals.append(_unhashable(builder, txn))
+            run.transaction_ids = []
             empty = empty or not run.ids
-            continue
-        run.ids, unencodable = builder.transaction_ids(run.stage, run.transaction_ids)
-        run.transaction_ids = []
-        for txn in unencodable:
-            try:
-                builder.hash_transaction_id(txn)  # raises, with the message the general path gives
-            except ValidationError as exc:
-                refusals.append(Refusal(exc))
-            else:  # pragma: no cover - transaction_ids leaves out only what this refuses
-                refusals.append(Refusal(PerfSdkError("could not build the record: its id could not be hashed")))
-        empty = empty or not run.ids
+            start = stop
     if empty:
         journeys[:] = [run for run in journeys if run.ids]
+
+
+def _unhashable(builder: RecordBuilder, transaction_id: str) -> Refusal:
+    """The refusal of a transaction id UTF-8 cannot encode, with the message the general path gives."""
+    try:
+        builder.hash_transaction_id(transaction_id)  # raises
+    except ValidationError as exc:
+        return Refusal(exc)
+    return Refusal(PerfSdkError("could not build the record: its id could not be hashed"))  # pragma: no cover
 
 
 def _segments(
