@@ -205,10 +205,6 @@ class _Journeys:
             }
 
 
-#: No run open (the first item opens one).
-_NO_RUN: Final = _Journeys("", "", 0, "")
-
-
 class _Stored:
     """A data type's stored records: dicts, then journeys kept as ids (dicts made on iteration)."""
 
@@ -260,7 +256,7 @@ def build(
     bulk = fast and builder.ids_in_bulk
     open_runs: dict[tuple[Any, ...], _Journeys] = {}
     seen: set[tuple[int, str]] = set()
-    given: _Journeys = _NO_RUN  # the open run of records the general path made
+    given: _Journeys | None = None  # the run of records the general path made, while it is the last run
     low = high = 0.0  # the open runs' second: [low, high)
     isfinite = math.isfinite
     for item in items:
@@ -273,7 +269,6 @@ def build(
                     open_runs = {}  # a record again, or another second: runs of its own, after the others
                     low = float(math.floor(at))
                     high = low + 1.0
-                    given = _NO_RUN
                 seen.add(ident)
                 channel, count = item[2], item[4]
                 key = (kind, channel, count)
@@ -313,13 +308,11 @@ def build(
         elif fast and kind <= COMPLETE and _plainly_valid_journey(item[2], item[4]):  # the caller's fields
             stage, timestamp, count = record["stage"], record["_timestamp"], record["count"]
             channel = item[2]
-            if not (
-                journeys
-                and given is journeys[-1]
-                and stage is given.stage
-                and channel is given.channel
-                and count == given.count
-                and timestamp == given.timestamp
+            if (
+                given is None
+                or given is not journeys[-1]
+                or not (stage is given.stage and channel is given.channel)
+                or not (count == given.count and timestamp == given.timestamp)
             ):
                 given = _Journeys(stage, channel, count, timestamp, given=True)
                 journeys.append(given)
