@@ -157,6 +157,18 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return bytes(out)
 
 
+def _too_many(count: int | None) -> _Answer:
+    """The 413 for a write of more than :data:`MAX_RECORDS_PER_REQUEST` records (``count``: how many, if known)."""
+    held = "more than" if count is None else f"{count:,} records, over"
+    return _Answer(
+        _error(
+            413,
+            f"the request holds {held} the limit of {MAX_RECORDS_PER_REQUEST:,} records a request: "
+            "send them in smaller batches",
+        )
+    )
+
+
 def _decode(body: bytes) -> list[Any]:
     """The records of a write: one JSON object or a list (400 otherwise)."""
     try:
@@ -340,18 +352,10 @@ class _Platform:
         # Before parsing, which would build every one of them: each record opens a brace (and a brace in a
         # value counts too, hence the margin; a batch refused so is split and sent again, nothing is lost).
         if text.count(b"{") > 2 * MAX_RECORDS_PER_REQUEST:
-            raise _Answer(
-                _error(413, f"the request holds over {MAX_RECORDS_PER_REQUEST:,} records: send smaller batches")
-            )
+            raise _too_many(None)
         records = _decode(text)
         if len(records) > MAX_RECORDS_PER_REQUEST:
-            raise _Answer(
-                _error(
-                    413,
-                    f"the request holds {len(records):,} records, over the limit of {MAX_RECORDS_PER_REQUEST:,} "
-                    "a request: send them in smaller batches",
-                )
-            )
+            raise _too_many(len(records))
         return records
 
     # ---------------------------------------------------------------- routes
