@@ -999,8 +999,8 @@ class Spool:
             self._write("DELETE FROM segments WHERE seq = ?", [(s.seq,) for s in segments], use_reserve=True)
             self.full_since = None
             self.bytes = max(0, self.bytes - sum(len(s.body) for s in segments))
-            self._refresh_view()
-            if not self._reserve.exists() and self._conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is None:
+            segments_left = self._refresh_view()
+            if not segments_left and not self._reserve.exists():  # nothing left: the ballast back
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._size_floor = max(self._size_floor, os.fstat(self._fd).st_size)
@@ -1040,9 +1040,11 @@ class Spool:
         """
         return self._view
 
-    def _refresh_view(self) -> None:
-        n, _, oldest = self._depth()
+    def _refresh_view(self) -> int:
+        """Read the view :meth:`view` answers again (with the lock held); the segments pending."""
+        n, segments, oldest = self._depth()
         self._view = (n, oldest, self._dead_count())
+        return segments
 
     # dead letters ------------------------------------------------------------------------------
     def dead_letter(
