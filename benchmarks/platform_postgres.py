@@ -2,11 +2,12 @@
 
     python benchmarks/platform_postgres.py [--db URL] [--records N] [--every N] [--workers N] [--batch N]
                                            [--runs N] [--query-only] [--shared-buffers SIZE]
+                                           [--pg-setting NAME=VALUE ...]
 
 1. Database: ``--db postgresql://...``, or a temporary PostgreSQL started
    here (Debian's ``postgresql`` package, as the tests start it, but durable:
    ``fsync`` and synchronous commits on, ``shared_buffers`` 1 GB, or
-   ``--shared-buffers``).
+   ``--shared-buffers``; ``--pg-setting`` adds any other setting).
 2. Ingest: ``--workers`` (default 2) ``perf-sdk serve --db URL`` processes on
    the one database, and as many client processes, each posting to its own
    worker, one batch at a time, the next batch none has taken, what the SDK's
@@ -268,9 +269,18 @@ def main() -> int:
         "--shared-buffers",
         help="the temporary server's shared_buffers (default the tests' 1GB; e.g. 6GB to hold the whole database)",
     )
+    parser.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the temporary server (repeatable), e.g. autovacuum=off to see what vacuum costs",
+    )
     args = parser.parse_args()
     if args.query_only and not args.db:
         parser.error("--query-only needs --db")
+    if args.db and (args.pg_setting or args.shared_buffers):
+        parser.error("--pg-setting and --shared-buffers are for the temporary server: not with --db")
     if args.workers < 1:
         parser.error("--workers must be at least 1")
 
@@ -288,12 +298,12 @@ def main() -> int:
             print(f"cannot start PostgreSQL: {server}", file=sys.stderr)
             return 2
         url = server.database("perf_sdk_bench")
-        if args.shared_buffers:
+        if args.shared_buffers or args.pg_setting:
             # The tests' durable settings, but this shared_buffers (a command-line setting outranks ALTER SYSTEM).
             options = (
                 f"-p {server.port} -k {server.tmp} -c listen_addresses='' -c max_connections=200 "
-                f"-c shared_buffers={args.shared_buffers} -c max_wal_size=8GB -c checkpoint_timeout=15min"
-            )
+                f"-c shared_buffers={args.shared_buffers or '1GB'} -c max_wal_size=8GB -c checkpoint_timeout=15min"
+            ) + "".join(f" -c {setting}" for setting in args.pg_setting)
             log = str(server.tmp / "log")
             server._run(
                 str(server.bin_dir / "pg_ctl"), "-D", str(server.data), "-o", options, "-l", log, "-w", "restart"
@@ -301,8 +311,12 @@ def main() -> int:
         with psycopg.connect(url) as conn:
             row = conn.execute("SHOW shared_buffers").fetchone()
         buffers = row[0] if row else "?"
-        print(f"PostgreSQL: temporary, durable (fsync and synchronous commit on, shared_buffers {buffers}), {url}")
-        run(args, url, int((server.data / "postmaster.pid").read_text().split()[0]))
+        extra = "".join(f", {setting}" for setting in args.pg_setting)
+        print(
+            f"PostgreSQL: temporary, durable (fsync and synchronous commit on, shared_buffers {buffers}{extra}), {url}"
+        )
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        run(args, url, postmaster)
     return 0
 
 
