@@ -18,6 +18,7 @@ or text the platform will not sum, is read once more grouped by that field
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -54,6 +55,7 @@ from perf_sdk._kpi import (
 )
 from perf_sdk._periods import FINE_KINDS, PERIOD_KINDS
 from perf_sdk._protocol import COST_PERIODS, DATA_TYPES, SLUG_RE, parse_timestamp
+from perf_sdk._transport import bounded_get
 
 __all__ = [
     "ReadApiSettings",
@@ -343,7 +345,7 @@ def _fetch(
 ) -> list[dict[str, Any]] | None:
     """One data set's groups; ``None`` when the data set does not exist (404)."""
     try:
-        response = client.get(url, params=params, headers=headers)
+        response, content = bounded_get(client, url, params=params, headers=headers)
     except httpx.TimeoutException as exc:
         raise RetryableError(f"the platform's read API at {url} did not answer in time ({exc})") from exc
     except httpx.HTTPError as exc:
@@ -355,14 +357,15 @@ def _fetch(
         return None
     if response.status_code >= 400:
         auth = headers.get("Authorization", "")
-        text = scrub(response.text[:300], [auth, auth.removeprefix("Bearer ")])
+        # Scrubbed whole, then cut: cut first, a token echoed across the cut kept all but its last characters.
+        text = scrub(content.decode("utf-8", "replace"), [auth, auth.removeprefix("Bearer ")])[:300]
         raise error_class_for_status(response.status_code)(
             f"the platform's read API answered {response.status_code} to GET {response.request.url}: {text}",
             status=response.status_code,
             messages=[text],
         )
     try:
-        data = response.json()["data"]
+        data = json.loads(content)["data"]
     except (ValueError, KeyError, TypeError) as exc:
         raise TransportError(
             f"the platform's read API at {url} did not answer in backdrop's shape ({{'data': [...]}})",

@@ -247,18 +247,22 @@ def _platform_key_problem(key: Any) -> str | None:
     return None
 
 
-def platform_record_problems(record: Any) -> list[str]:
-    """Every reason a platform refuses ``record`` from any client; an empty list means valid.
+def platform_record_problems(record: Any, limit: int | None = None) -> list[str]:
+    """Every reason a platform refuses ``record`` from any client (the first ``limit``); empty means valid.
 
     Lenient where backdrop is (see the module docstring): ``null`` values,
     :func:`parse_lenient_timestamp` times in ``_timestamp``, ``_start_at`` and
     ``_end_at``. Stricter where backdrop would store what it cannot give back:
-    a string with a lone surrogate is refused, naming the field.
+    a string with a lone surrogate is refused, naming the field, and so is one
+    holding NUL (SQLite's JSON functions end a string there, PostgreSQL's text
+    cannot hold it: grouped and filtered reads would differ by backend).
     """
     if not isinstance(record, Mapping):
         return [f"record must be a JSON object, got {type(record).__name__}"]
     problems: list[str] = []
     for key, value in record.items():
+        if limit is not None and len(problems) >= limit:
+            return problems
         if key not in _GOOD_PLATFORM_KEYS:
             problem = _platform_key_problem(key)
             if problem is not None:
@@ -275,6 +279,8 @@ def platform_record_problems(record: Any) -> list[str]:
                     f"the value for field {key!r} is not valid Unicode (a lone surrogate): "
                     f"{value.encode('utf-8', 'backslashreplace').decode()!r}"
                 )
+            elif "\x00" in value:
+                problems.append(f"the value for field {key!r} holds a NUL character (\\u0000), which no text may hold")
         elif not isinstance(value, _SCALARS):
             problems.append(f"the value for field {key!r} must be a string, integer, float, boolean or null")
         elif isinstance(value, float) and not math.isfinite(value):

@@ -16,6 +16,7 @@ listing of its data sets: backdrop's configuration API (stagecraft's
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from typing import Any, Final
 import httpx
 
 from perf_sdk._definition import Measure
-from perf_sdk._errors import ConfigurationError, ValidationError
+from perf_sdk._errors import ConfigurationError, TransportError, ValidationError
 from perf_sdk._kpi import Counts, CountsBuilder
 from perf_sdk._kpi_sources import _QUERIES as QUERIES
 from perf_sdk._kpi_sources import (
@@ -41,6 +42,7 @@ from perf_sdk._periods import period_containing
 from perf_sdk._protocol import SLUG_RE
 from perf_sdk._publish_files import ServiceInfo
 from perf_sdk._publish_origin import Backfilled, read_backfilled
+from perf_sdk._transport import bounded_get
 
 __all__ = ["DEFAULT_YEARS", "discover_services", "gather", "service_info"]
 
@@ -96,8 +98,8 @@ def discover_services(
         for path in _LISTINGS:
             url = f"{base}{path}"
             try:
-                response = http.get(url, headers=headers)
-            except httpx.HTTPError as exc:
+                response, content = bounded_get(http, url, headers=headers)
+            except (httpx.HTTPError, TransportError) as exc:
                 raise ConfigurationError(f"cannot list the platform's data sets at {url} ({exc})") from exc
             if response.is_success:  # a redirect (a router adding "/") is no listing either
                 break
@@ -110,7 +112,7 @@ def discover_services(
         if own:
             http.close()
     try:
-        data = response.json()
+        data = json.loads(content)
     except ValueError:
         raise ConfigurationError(f"the platform's data-set listing at {url} is not JSON") from None
     items = data.get("data", data.get("data_sets", [])) if isinstance(data, dict) else data

@@ -44,7 +44,7 @@ import threading
 import time
 import typing
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -52,7 +52,7 @@ if typing.TYPE_CHECKING:
     import httpcore
     import httpx
 
-from perf_sdk._errors import RetryableError, error_class_for_status, scrub
+from perf_sdk._errors import RetryableError, TransportError, error_class_for_status, scrub
 from perf_sdk._gzip import gzip_member
 from perf_sdk._version import __version__
 
@@ -91,12 +91,93 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
-class _AnswerTooLarge(Exception):
+class AnswerTooLarge(Exception):
     pass
 
 
-class _DeadlinePassed(Exception):
+class DeadlinePassed(Exception):
     pass
+
+
+def read_bounded(response: httpx.Response, cap: int, remaining: Callable[[], float]) -> bytes:
+    """A streamed answer's body, at most ``cap`` bytes once inflated, read while ``remaining()`` is positive.
+
+    Read raw and inflated here, a bounded step at a time: httpx would inflate
+    each compressed chunk whole, so a 64 KB gzip bomb would become hundreds
+    of megabytes before the cap could see it (a request may ask for
+    ``identity``, but a server may send gzip anyway). Raises
+    :class:`AnswerTooLarge` past the cap (or for a body that cannot be
+    inflated) and :class:`DeadlinePassed` once time is up, so a server
+    trickling a byte at a time cannot hold a caller for ever.
+    """
+    if response.is_stream_consumed:  # built in memory (an in-process transport): its body is already here, inflated
+        if len(response.content) > cap:
+            raise AnswerTooLarge
+        return response.content
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip", "deflate") else None
+    chunks: list[bytes] = []
+    size = 0
+    for raw in response.iter_raw():
+        pieces = [raw]
+        if inflate is not None:
+            pieces = []
+            data = raw
+            while data:
+                try:
+                    out = inflate.decompress(data, cap + 1 - size)
+                except zlib.error:
+                    raise AnswerTooLarge from None  # unreadable as sent: treated like any bad answer
+                pieces.append(out)
+                size += len(out)
+                if size > cap:
+                    raise AnswerTooLarge
+                data = inflate.unconsumed_tail
+            size -= sum(len(piece) for piece in pieces)
+        for piece in pieces:
+            size += len(piece)
+            if size > cap:
+                raise AnswerTooLarge
+            chunks.append(piece)
+        if remaining() <= 0:
+            raise DeadlinePassed
+    return b"".join(chunks)
+
+
+#: The most of one read API answer kept (``perf-sdk kpis``, ``publish``, ``check``): a KPI read is kilobytes, and a
+#: hostile or broken server's gigabyte is cut off.
+MAX_READ_BYTES: Final = 64 * 2**20
+
+
+def bounded_get(
+    client: httpx.Client, url: str, *, params: Any = None, headers: Mapping[str, str]
+) -> tuple[httpx.Response, bytes]:
+    """``GET url``: the answer and its body, bounded in size and in time, as the uploader's answers are.
+
+    At most :data:`MAX_READ_BYTES` once inflated (:class:`TransportError`
+    past it), within ``DEADLINE_FACTOR`` times the client's read timeout for
+    the whole answer (:class:`RetryableError` past it): a server that trickles
+    a byte a second cannot hold ``perf-sdk publish`` for ever. httpx's own
+    errors are left to the caller.
+    """
+    read = client.timeout.read
+    limit = DEADLINE_FACTOR * (read if read is not None else 30.0)
+    deadline = time.monotonic() + limit
+    asked = {"Accept-Encoding": "gzip", **headers}  # nothing read_bounded cannot inflate a step at a time
+    with client.stream("GET", url, params=params, headers=asked) as response:
+        try:
+            content = read_bounded(response, MAX_READ_BYTES, lambda: deadline - time.monotonic())
+        except AnswerTooLarge:
+            raise TransportError(
+                f"{url} answered more than {MAX_READ_BYTES // 2**20} MiB, or a body that cannot be inflated",
+                status=response.status_code,
+                reason="answer too large",
+            ) from None
+        except DeadlinePassed:
+            raise RetryableError(
+                f"{url} did not finish answering within {limit:g} s", reason=f"no complete answer within {limit:g} s"
+            ) from None
+    return response, content
 
 
 class HttpTransport:
@@ -198,7 +279,7 @@ class HttpTransport:
             with self._client.stream("POST", url, content=body, headers=self._headers(data_type, compressed)) as answer:
                 content = self._read(answer)
                 status, answer_headers = answer.status_code, answer.headers
-        except (_DeadlinePassed, httpx.TimeoutException) as exc:
+        except (DeadlinePassed, httpx.TimeoutException) as exc:
             if self._remaining() <= 0:
                 failed = RetryableError(
                     f"{url} did not finish answering within {self.deadline:g} s (the whole request's deadline; "
@@ -209,7 +290,7 @@ class HttpTransport:
                 failed = RetryableError(
                     f"no answer from {url} in time ({type(exc).__name__})", reason="no answer in time"
                 )
-        except _AnswerTooLarge:
+        except AnswerTooLarge:
             failed = RetryableError(
                 f"{url} answered with more than {self.max_response_bytes:,} bytes; perf_sdk stopped reading "
                 "(the platform answers a small JSON object: a proxy or the endpoint is misbehaving)",
@@ -240,42 +321,8 @@ class HttpTransport:
         return float("inf") if deadline is None else deadline - self._clock()
 
     def _read(self, response: httpx.Response) -> bytes:
-        """The answer's body, up to the size cap and within the deadline.
-
-        Read raw and inflated here, a bounded step at a time: httpx would
-        inflate each compressed chunk whole, so a 64 KB gzip bomb would become
-        hundreds of megabytes before the cap could see it (the request asks
-        for ``identity``, but a server may send gzip anyway).
-        """
-        cap = self.max_response_bytes
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        inflate = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip", "deflate") else None
-        chunks: list[bytes] = []
-        size = 0
-        for raw in response.iter_raw():
-            pieces = [raw]
-            if inflate is not None:
-                pieces = []
-                data = raw
-                while data:
-                    try:
-                        out = inflate.decompress(data, cap + 1 - size)
-                    except zlib.error:
-                        raise _AnswerTooLarge from None  # unreadable as sent: treated like any bad answer
-                    pieces.append(out)
-                    size += len(out)
-                    if size > cap:
-                        raise _AnswerTooLarge
-                    data = inflate.unconsumed_tail
-                size -= sum(len(piece) for piece in pieces)
-            for piece in pieces:
-                size += len(piece)
-                if size > cap:
-                    raise _AnswerTooLarge
-                chunks.append(piece)
-            if self._remaining() <= 0:
-                raise _DeadlinePassed
-        return b"".join(chunks)
+        """The answer's body, up to the size cap and within the deadline (:func:`read_bounded`)."""
+        return read_bounded(response, self.max_response_bytes, self._remaining)
 
     def _verdict(self, url: str, status: int, headers: httpx.Headers, content: bytes) -> None:
         body = _json(content)

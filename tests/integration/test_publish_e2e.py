@@ -379,3 +379,38 @@ def test_no_backfill_note_when_every_record_was_sent_live(site: Path) -> None:
         page = (site / slug / "index.html").read_text("utf-8")
         assert "were loaded from earlier records (backfilled)" not in page
         assert "Records sent live by the service and records loaded from its history (backfilled) count" in page
+
+
+def test_unpublished_data_sets_stay_off_the_live_site() -> None:
+    # The live site listed an unpublished service in data-sets.json and served its figures as open data
+    # (Open Government Licence, cacheable), while the read API answered with backdrop's warning.
+    cost = {"_id": "k", "_timestamp": "2026-01-01T00:00:00Z", "period": "month", "channel": "all"}
+    config = {
+        "admin_token": "adm",
+        "data_sets": {
+            "open-service/transactions": {"token": "t1"},
+            "hidden-service/transactions": {"token": "t2", "published": False},
+            "mixed-service/transactions": {"token": "t3"},
+            "mixed-service/costs": {"token": "t4", "published": False},
+        },
+    }
+    app = create_app(config=config, clock=_Clock())
+    with TestClient(app) as client:
+        for url, token, records in (
+            ("/data/open-service/transactions", "t1", [RECORD, DONE]),
+            ("/data/hidden-service/transactions", "t2", [RECORD, DONE]),
+            ("/data/mixed-service/transactions", "t3", [RECORD, DONE]),
+            ("/data/mixed-service/costs", "t4", [{**cost, "amount_pence": 123_456_789}]),
+        ):
+            answer = client.post(url, json=records, headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200, answer.text
+        assert "unpublished" in client.get("/data/hidden-service/transactions").json()["warning"]
+        listing = [s["data_group"] for s in client.get("/performance/data-sets.json").json()]
+        assert listing == ["mixed-service", "open-service"]
+        index = client.get("/performance/")
+        assert index.status_code == 200 and "Open service" in index.text and "Hidden service" not in index.text
+        assert client.get("/performance/hidden-service/").status_code == 404
+        assert _q1(client, "open-service") == (7, 10) and _q1(client, "mixed-service") == (7, 10)
+        page = client.get("/performance/mixed-service/").text
+        assert "1,234,567" not in page and "1234567" not in client.get("/performance/mixed-service/kpis.csv").text
+    app.state.store.close()

@@ -400,3 +400,59 @@ def test_backfill_stops_after_wait_saying_what_it_waited_for(
     assert "record(s) are safe on disk" in err and "Run the same command again" in err
     assert f"perf-sdk spool status --spool-dir {spool}" in err
     assert TOKEN not in err
+
+
+# -- the read API's client (perf-sdk kpis, publish, check) --------------------------------------------
+
+
+def _read_in_thread(url: str, timeout: float = 30.0) -> BaseException | None:
+    """``counts_from_read_api`` once on another thread (the test fails, not hangs, if it never ends)."""
+    from datetime import date
+
+    from perf_sdk._kpi_sources import counts_from_read_api
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            counts_from_read_api(url, "svc", start=date(2025, 1, 1), end=date(2025, 4, 1), token=TOKEN, timeout=timeout)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(WAIT * 2)
+    assert not thread.is_alive(), "the read never returned"
+    return outcome[0]
+
+
+def test_a_read_answer_trickling_a_byte_at_a_time_ends_at_its_deadline() -> None:
+    # perf-sdk publish, kpis and check waited for as long as the body lasted: httpx's timeout is per read.
+    with serve(trickle) as server:
+        error = _read_in_thread(server.url, timeout=1.0)
+    assert isinstance(error, RetryableError)
+    assert "did not finish answering within 3 s" in str(error)
+
+
+def test_a_huge_read_answer_is_cut_off_at_the_cap() -> None:
+    # 130 MB of groups took publish to 1 GB of RSS; 100 MB took check to 568 MB and "all well".
+    with serve(huge_body) as server:
+        error = _read_in_thread(server.url)
+        assert isinstance(error, perf_sdk.TransportError) and "answered more than 64 MiB" in str(error)
+        assert server.disconnected.wait(WAIT)
+    assert server.bytes_sent < 300 << 20
+
+
+@pytest.mark.parametrize("shift", [0, 1, 7, 20])
+def test_a_token_echoed_across_the_read_errors_cut_is_scrubbed(shift: int) -> None:
+    # The excerpt was cut at 300 characters before scrubbing: a token straddling the cut printed all but its tail.
+    async def handler(writer: asyncio.StreamWriter, headers: dict[str, str]) -> None:
+        body = ("x" * (300 - len(TOKEN) + shift) + headers["authorization"].split()[-1] + " rest").encode()
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    with serve(lambda box: handler) as server:
+        error = _read_in_thread(server.url)
+    assert isinstance(error, perf_sdk.TransportError)
+    assert not any(TOKEN[i : i + 6] in str(error) for i in range(len(TOKEN) - 5))

@@ -464,8 +464,8 @@ class _Platform:
             try:
                 prepared = prepare(self.records(request, body))
             except InvalidRecords as exc:
-                message = f"{len(exc.messages)} problem(s) in the records"
-                raise _Answer(_error(400, message, messages=exc.messages)) from None
+                count = f"{'at least ' if exc.more_at_least else ''}{len(exc.messages) + exc.more}"
+                raise _Answer(_error(400, f"{count} problem(s) in the records", messages=exc.lines())) from None
             now = _periods.to_us(self.clock())
             self.store.write(data_set.group, data_set.type, prepared, now_us=now)
             self.generation.bump()
@@ -616,6 +616,9 @@ def create_app(
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # Starlette would answer ``/data/g/t/`` with a redirect built from the request's Host header (a proxy
+    # passing ``Host $host`` lets anyone choose it); backdrop answered 404 there, and so does this.
+    app.router.redirect_slashes = False
     app.state.store = store
     app.state.config = settings
     return app

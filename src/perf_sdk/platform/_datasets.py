@@ -45,6 +45,9 @@ Tokens are kept out of every ``repr``.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -52,7 +55,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from perf_sdk._errors import ConfigurationError
-from perf_sdk._protocol import platform_name_problem
+from perf_sdk._protocol import has_lone_surrogate, platform_name_problem
 
 __all__ = [
     "DEFAULT_MAX_AGE_EXPECTED",
@@ -62,6 +65,8 @@ __all__ = [
     "load_config",
     "name_problems",
 ]
+
+_log = logging.getLogger("perf_sdk.platform")
 
 #: Backdrop's default: a data set not written for 31 days is out of date.
 DEFAULT_MAX_AGE_EXPECTED: Final = 2_678_400
@@ -146,7 +151,7 @@ class PlatformConfig:
     @classmethod
     def single_token(cls, token: str) -> PlatformConfig:
         """One token for every data set, all settings at their defaults."""
-        return cls(token=_text(token, "token", "the configuration"))
+        return cls(token=_token(token, "token", "the configuration"))
 
     @classmethod
     def from_tokens(cls, tokens: Mapping[str, Any], source: str = "tokens") -> PlatformConfig:
@@ -155,7 +160,7 @@ class PlatformConfig:
         for name, token in tokens.items():
             group, type_ = _data_set_name(name, source)
             data_sets[(group, type_)] = DataSetConfig(
-                group, type_, token=_text(token, f"the token for {name!r}", source)
+                group, type_, token=_token(token, f"the token for {name!r}", source)
             )
         return cls(data_sets=data_sets)
 
@@ -171,8 +176,8 @@ class PlatformConfig:
             raise ConfigurationError(
                 f"{source}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_TOP_KEYS))}"
             )
-        token = _text(data["token"], "token", source) if data.get("token") is not None else None
-        admin = _text(data["admin_token"], "admin_token", source) if data.get("admin_token") is not None else None
+        token = _token(data["token"], "token", source) if data.get("token") is not None else None
+        admin = _token(data["admin_token"], "admin_token", source) if data.get("admin_token") is not None else None
         data_sets: dict[tuple[str, str], DataSetConfig] = {}
         for name, settings in _mapping(data.get("data_sets", {}), "data_sets", source).items():
             item = _data_set(name, _mapping(settings, f"data_sets[{name!r}]", source), source)
@@ -185,6 +190,11 @@ class PlatformConfig:
             raise ConfigurationError(f"{source}: two data sets are named {dup!r}; give each a different 'name'")
         if not data_sets and token is None:
             raise ConfigurationError(f"{source}: give 'data_sets' with their tokens, or one 'token' for every data set")
+        if admin is not None and (admin == token or any(d.token == admin for d in data_sets.values())):
+            raise ConfigurationError(
+                f"{source}: admin_token is also a data set's write token, so that writer could delete every data "
+                "set: give admin_token a value of its own"
+            )
         services = {
             slug: _service(slug, _mapping(info, f"services[{slug!r}]", source), source)
             for slug, info in _mapping(data.get("services", {}), "services", source).items()
@@ -197,19 +207,82 @@ class PlatformConfig:
 
 
 def load_config(path: str | Path) -> PlatformConfig:
-    """Read a data-set configuration file (either shape); :class:`ConfigurationError` if it cannot be used."""
+    """Read a data-set configuration file (either shape); :class:`ConfigurationError` if it cannot be used.
+
+    The file holds every write token and the admin token, so it is a trust
+    boundary, as the SDK's spool directory is: a file another user owns or may
+    write is refused (that user could add a data set of their own, or take the
+    admin token), and one others may read is used with a warning. A key given
+    twice is refused: JSON keeps the last silently, which would drop a token.
+    """
     source = f"--tokens-file {path}"
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        _check_owner(Path(path), source)
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise ConfigurationError(f"{source}: {exc.args[0]!r} is given twice; give each key once") from None
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"cannot read {source}: {exc}") from None
     return PlatformConfig.from_mapping(data, source)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _check_owner(path: Path, source: str) -> None:
+    """Refuse a tokens file another user owns or may write; warn when others may read it (POSIX only)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:
+        return
+    st = path.stat()
+    if st.st_uid not in (geteuid(), 0):
+        raise ConfigurationError(
+            f"{source} belongs to another user (uid {st.st_uid}): it holds the tokens, so it must be yours or root's"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigurationError(
+            f"{source} may be written by other users (mode {stat.S_IMODE(st.st_mode):04o}): run chmod 600 {path}"
+        )
+    if st.st_mode & stat.S_IROTH:
+        _log.warning(
+            "%s may be read by every user on this host (mode %04o) and holds the tokens: run chmod 600 %s",
+            source,
+            stat.S_IMODE(st.st_mode),
+            path,
+        )
 
 
 def _mapping(value: Any, what: str, source: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{source}: {what} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _token(value: Any, what: str, source: str) -> str:
+    """A bearer token: printable ASCII without spaces (RFC 6750's characters, near enough).
+
+    A token with spaces around it, a control character or a non-ASCII letter
+    loads but can never match what a client sends (headers are Latin-1 and
+    trimmed), so its data set could silently never be written. The value is
+    never echoed.
+    """
+    token = _text(value, what, source)
+    if not all("!" <= c <= "~" for c in token):
+        raise ConfigurationError(
+            f"{source}: {what} must be printable ASCII with no spaces (letters, digits and -._~+/=)"
+        )
+    return token
 
 
 def _text(value: Any, what: str, source: str) -> str:
@@ -249,7 +322,7 @@ def _data_set(name: str, settings: Mapping[str, Any], source: str) -> DataSetCon
         raise ConfigurationError(
             f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_DATA_SET_KEYS))}"
         )
-    token = _text(settings["token"], f"data_sets[{name!r}].token", source) if "token" in settings else None
+    token = _token(settings["token"], f"data_sets[{name!r}].token", source) if "token" in settings else None
     label = settings.get("name", "")
     if not isinstance(label, str) or (label and not all(c.isascii() and (c.isalnum() or c in "-_") for c in label)):
         raise ConfigurationError(f"{where}: name must be ASCII letters, digits, - and _, got {label!r}")
@@ -286,6 +359,8 @@ def _service(slug: str, info: Mapping[str, Any], source: str) -> ServiceConfig:
         value = info.get(key)
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{where}: {key} must be text, got {value!r}")
+        if value is not None and has_lone_surrogate(value):  # no page and no JSON answer could be written
+            raise ConfigurationError(f"{where}: {key} is not valid Unicode text (it holds a lone surrogate)")
         texts[key] = value
     start: date | None = None
     if info.get("start_date") is not None:

@@ -101,10 +101,20 @@ class _LiveSite:
         self.idle.set()
         self.next_check: datetime | None = None
 
+    def published(self, group: str, type_: str) -> bool:
+        """Whether data set ``group/type_`` may be on the site: not one the configuration marks unpublished.
+
+        The read API still answers for an unpublished data set (with backdrop's
+        warning and ``no-cache``); the site, which calls itself open data under
+        the Open Government Licence, leaves it out.
+        """
+        found = self.config.data_set(group, type_) if self.config is not None else None
+        return found is None or found.published
+
     def groups(self, updated: dict[tuple[str, str], Any] | None = None) -> list[str]:
-        """The services: data groups with a transactions, satisfaction or costs data set."""
+        """The services: data groups with a published transactions, satisfaction or costs data set."""
         updated = self.store.last_updated() if updated is None else updated
-        return sorted({group for group, type_ in updated if type_ in _TYPES})
+        return sorted({group for group, type_ in updated if type_ in _TYPES and self.published(group, type_)})
 
     def info(self, slug: str) -> ServiceInfo:
         found = self.config.service(slug) if self.config is not None else None
@@ -122,7 +132,7 @@ class _LiveSite:
     def _answer(self, request: httpx.Request) -> httpx.Response:
         """The read API's answer to one GET, from the store (the same query parser as the HTTP route)."""
         parts = request.url.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "data":
+        if len(parts) != 3 or parts[0] != "data" or not self.published(parts[1], parts[2]):
             return httpx.Response(404, json={"status": "error", "message": "not found"})
         try:
             query = parse_query(list(request.url.params.multi_items()), now=self.clock())

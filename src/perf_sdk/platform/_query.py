@@ -498,8 +498,8 @@ def _jvalue(col: str, name: str) -> str:
     keeps every value as text alike.
     """
     t = _jtype(col, name)
-    return (
-        f"(CASE {t} WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
+    return (  # an absent field's type is NULL, and json_quote(NULL) would be the text 'null'
+        f"(CASE coalesce({t}, 'null') WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
         f"ELSE json_quote(json_extract({col}, {_path(name)})) END || '')"
     )
 

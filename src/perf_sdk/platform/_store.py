@@ -172,12 +172,31 @@ INSERT INTO rollup_day (ds, day, dims, n)
 _TABLES: Final = ("records", "rollup", "rollup_day", "wide_fields")
 
 
-class InvalidRecords(ValueError):
-    """Records the platform refuses; ``messages`` has one line per problem."""
+#: Problems a 400 lists at most, and characters of each at most: a 5 MB body of bad keys must not make a 90 MB answer.
+MAX_MESSAGES: Final = 100
+_MAX_MESSAGE_CHARS: Final = 500
 
-    def __init__(self, messages: list[str]) -> None:
-        self.messages = messages
-        super().__init__("; ".join(messages))
+
+class InvalidRecords(ValueError):
+    """Records the platform refuses; ``messages`` has one line per problem, the first :data:`MAX_MESSAGES`.
+
+    ``more`` counts the problems found past those (a lower bound when
+    ``more_at_least``: a record's own problems stop being looked for there).
+    """
+
+    def __init__(self, messages: list[str], more: int = 0, more_at_least: bool = False) -> None:
+        self.messages = [
+            m if len(m) <= _MAX_MESSAGE_CHARS else m[: _MAX_MESSAGE_CHARS - 9] + "… (cut)" for m in messages
+        ]
+        self.more = more
+        self.more_at_least = more_at_least
+        super().__init__("; ".join(self.messages))
+
+    def lines(self) -> list[str]:
+        """The messages, then how many more there were."""
+        if not self.more:
+            return self.messages
+        return [*self.messages, f"and {'at least ' if self.more_at_least else ''}{self.more} more problem(s)"]
 
 
 class Prepared(NamedTuple):
@@ -253,8 +272,8 @@ def _times(record: Any) -> dict[str, int] | None:
     return out
 
 
-def _problems(index: int, record: Any, times: dict[str, int] | None, messages: list[str]) -> bool:
-    """Add ``record``'s problems to ``messages``; whether it had any.
+def _problems(index: int, record: Any, times: dict[str, int] | None, messages: list[str]) -> int:
+    """Add ``record``'s problems (past :data:`MAX_MESSAGES` of them, not all) to ``messages``; how many.
 
     :func:`platform_record_problems` would parse the time fields again: when
     they are already parsed, it is asked about the other fields only (a time
@@ -265,10 +284,10 @@ def _problems(index: int, record: Any, times: dict[str, int] | None, messages: l
         record = dict(record)  # a copy and a deletion or two: a third of a comprehension's cost
         for key in times:
             del record[key]
-    problems = platform_record_problems(record)
+    problems = platform_record_problems(record, MAX_MESSAGES + 1)
     if problems:
         messages += [f"record {index}: {p}" for p in problems]
-    return bool(problems)
+    return len(problems)
 
 
 def _instant(index: int, key: str, text: str, us: int, messages: list[str]) -> int | None:
@@ -293,9 +312,15 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
     """
     messages: list[str] = []
     out: list[Prepared] = []
+    more, at_least = 0, False
     for index, record in enumerate(records):
+        if len(messages) > MAX_MESSAGES:  # past the first problems, they are counted, not kept
+            more += len(messages) - MAX_MESSAGES
+            del messages[MAX_MESSAGES:]
         times = _times(record)
-        if _problems(index, record, times, messages):
+        found = _problems(index, record, times, messages)
+        if found:
+            at_least = at_least or found > MAX_MESSAGES  # that record's problems were not all looked for
             continue
         assert times is not None  # a time that does not parse is one of the problems
         fields = dict(record)
@@ -323,7 +348,8 @@ def prepare(records: Sequence[Any]) -> list[Prepared]:
         # _make: the tuple built in C, not through the named tuple's keyword-taking __new__.
         out.append(_make((rid if rid is not None else os.urandom(12).hex(), ts, body, dims, hour, wide)))
     if messages:
-        raise InvalidRecords(messages)
+        more += max(0, len(messages) - MAX_MESSAGES)
+        raise InvalidRecords(messages[:MAX_MESSAGES], more, at_least)
     return out
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -553,12 +556,34 @@ def test_services_metadata_is_readable_through_the_config() -> None:
         ({"token": "t", "services": {"svc": {"start_date": "April"}}}, "start_date must be a date YYYY-MM-DD"),
         ({"token": "t", "sevices": {}}, "unknown key(s) sevices"),
         ({"data_sets": {"a/x": {"token": "t", "name": "n"}, "b/x": {"token": "t", "name": "n"}}}, "named 'n'"),
+        # Tokens a client can never send (headers are trimmed and Latin-1): the data set could never be written.
+        ({"data_sets": {"svc/x": {"token": " padded "}}}, "data_sets['svc/x'].token must be printable ASCII"),
+        ({"data_sets": {"svc/x": {"token": "line\n"}}}, "must be printable ASCII with no spaces"),
+        ({"token": "t\u00f6k\u00e9n"}, "token must be printable ASCII"),
+        ({"svc/x": "tab\t"}, "the token for 'svc/x' must be printable ASCII"),
+        # An admin token that is also a write token lets that writer delete every data set.
+        ({"token": "same", "admin_token": "same"}, "admin_token is also a data set's write token"),
+        ({"admin_token": "same", "data_sets": {"svc/x": {"token": "same"}}}, "give admin_token a value of its own"),
+        # A title JSON's \udce9 escape made: the live site answered 503 for every service, data-sets.json 500.
+        ({"token": "t", "services": {"svc": {"title": "caf\udce9"}}}, "title is not valid Unicode text"),
     ],
 )
 def test_a_bad_configuration_names_the_field(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match="config=") as info:
         create_app(config=config)
     assert message in str(info.value)
+    assert not any(secret in str(info.value) for secret in ("padded", "line\n", "same", "t\u00f6k", "tab\t"))
+
+
+@pytest.mark.parametrize("guide", ["deployment.md", "local-platform.md"])
+def test_the_guides_configurations_are_ones_the_platform_accepts(guide: str) -> None:
+    # The deployment guide's example named services' metadata "name" and "department": serve refused it.
+    text = (Path(__file__).parents[3] / "docs" / "guides" / guide).read_text(encoding="utf-8")
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S) if '"data_sets"' in b]
+    assert blocks
+    for block in blocks:
+        config = PlatformConfig.from_mapping(block)
+        assert config.data_sets or config.token
 
 
 def test_a_browsers_preflight_of_a_read_is_answered(raw: Client) -> None:

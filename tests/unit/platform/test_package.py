@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import socket
 import subprocess
 import sys
@@ -67,6 +69,54 @@ def test_serve_refuses_a_bad_tokens_file(tmp_path: Path, content: str) -> None:
     path = tmp_path / "tokens.json"
     path.write_text(content)
     with pytest.raises(ConfigurationError):
+        _serve.run(_args(tokens_file=str(path)))
+
+
+def test_a_key_given_twice_in_the_tokens_file_is_refused(tmp_path: Path) -> None:
+    # JSON keeps the last: the first data set's token was dropped without a word.
+    path = tmp_path / "tokens.json"
+    path.write_text('{"data_sets": {"svc/transactions": {"token": "one"}, "svc/transactions": {"token": "two"}}}')
+    path.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="'svc/transactions' is given twice") as info:
+        _serve.run(_args(tokens_file=str(path)))
+    assert "one" not in str(info.value) and "two" not in str(info.value)
+    path.write_text('{"token": "a", "admin_token": "b", "admin_token": "c"}')
+    with pytest.raises(ConfigurationError, match="'admin_token' is given twice"):
+        _serve.run(_args(tokens_file=str(path)))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX permissions")
+def test_a_tokens_file_others_may_write_is_refused_and_one_they_may_read_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Accepted silently at 0666: any local user could read the admin token or add a data set of their own.
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"svc/transactions": "tok"}))
+    monkeypatch.setattr("perf_sdk.platform._server.serve", lambda app, sock: None)
+    for mode in (0o666, 0o620, 0o602):
+        path.chmod(mode)
+        with pytest.raises(
+            ConfigurationError, match=f"may be written by other users \\(mode 0{mode:o}\\): run chmod 600"
+        ):
+            _serve.run(_args(port=0, tokens_file=str(path)))
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="perf_sdk.platform"):
+        assert _serve.run(_args(port=0, tokens_file=str(path))) == 0
+    assert "may be read by every user on this host (mode 0644)" in caplog.text and 'tok"' not in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="perf_sdk.platform"):
+        assert _serve.run(_args(port=0, tokens_file=str(path))) == 0
+    assert "may be read" not in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to give a file away")
+def test_a_tokens_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(json.dumps({"svc/transactions": "tok"}))
+    path.chmod(0o600)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(ConfigurationError, match="belongs to another user \\(uid 65534\\)"):
         _serve.run(_args(tokens_file=str(path)))
 
 
