@@ -184,6 +184,8 @@ SKIP_REASONS: Final[Mapping[str, str]] = {
 }
 _EXAMPLES_KEPT: Final = 3
 _COUNT_TEXT_RE: Final = re.compile(r"-?(?:\d+|\d{1,3}(?:,\d{3})+)")
+#: The longest text read as a count: 1,000,000,000,000,000,000,000 with its commas, and then some.
+_MAX_COUNT_TEXT: Final = 40
 
 
 def whole_number(value: object) -> int | None:
@@ -195,8 +197,8 @@ def whole_number(value: object) -> int | None:
 
     >>> whole_number(3), whole_number(2.0), whole_number(" 1,234 "), whole_number("-5")
     (3, 2, 1234, -5)
-    >>> whole_number(2.5), whole_number(True), whole_number("3 apples"), whole_number(None)
-    (None, None, None, None)
+    >>> whole_number(2.5), whole_number(True), whole_number("3 apples"), whole_number(None), whole_number("1" * 5000)
+    (None, None, None, None, None)
     """
     if isinstance(value, bool):
         return None
@@ -206,6 +208,8 @@ def whole_number(value: object) -> int | None:
         return int(value) if math.isfinite(value) and value.is_integer() else None
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > _MAX_COUNT_TEXT:  # no count is this long; int() of 4,300 digits or more raises
+            return None
         if text.isascii() and text.isdigit():  # the common case, a CSV's count
             return int(text)
         return int(text.replace(",", "")) if _COUNT_TEXT_RE.fullmatch(text) else None

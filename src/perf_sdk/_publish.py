@@ -28,9 +28,17 @@ the files of the last publication; a re-run overwrites the same paths and
 removes the listed ones it no longer writes (a service or organisation gone),
 and only paths of the shapes perf_sdk writes. Anything else in ``out`` (a
 CNAME, a README) stays. A folder that is not empty and that perf_sdk has never
-published to is refused, unless it holds nothing but files of those shapes (a
-site an older perf_sdk wrote): publishing must never take over someone
-else's folder.
+published to is refused, unless it is a site an older perf_sdk wrote (its
+``datapackage.json`` is perf_sdk's and it holds nothing but files of those
+shapes): publishing must never take over someone else's folder.
+
+``out`` is a trust boundary, as the spool directory is: it must be the user's
+own (or root's) and not writable by every user, and no link under it is ever
+followed (one is refused, named), so nobody else can steer a publication's
+writes or deletions outside it. Every file is first written beside its
+place under a random name, created exclusively, and only when all of them
+are written do they replace the old ones: a disk that fills half-way leaves
+the last publication as it was.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import stat
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -92,6 +102,12 @@ _OWN_PATH: Final = re.compile(
     r"|(?:sorted|filtered)/[a-z0-9-]+\.html|organisations/[^/]+\.html"
     r"|[a-z0-9]+(?:-[a-z0-9]+)*/(?:index\.html|kpis\.csv|kpis\.json|kpis\.schema\.json|ckan-dataset\.json))\Z"
 )
+#: A file :meth:`_Site._stage` is writing (``.<name>.<16 hex>.tmp``): one a killed run left is removed.
+_TMP_NAME: Final = re.compile(r"\A\..+\.[0-9a-f]{16}\.tmp\Z", re.S)
+#: The ``name`` of the data package perf_sdk writes: how a site an older perf_sdk wrote is known.
+_PACKAGE_NAME: Final = "digital-service-performance"
+#: Folders of the site itself: no service may be named like one.
+_SITE_FOLDERS: Final = frozenset({"organisations", "sorted", "filtered"})
 #: The longest file or folder name most file systems take (bytes): a service's slug is a folder name.
 _MAX_NAME_BYTES: Final = 255
 
@@ -324,16 +340,24 @@ def _raise_every_service_failed(failures: Mapping[str, BaseException]) -> None:
     raise ConfigurationError(f"nothing published: every service failed ({listing}{more})") from first
 
 
+def _refuse(out: Path, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"out={str(out)!r} {problem}", cli_message=f"--out {out} {problem}")
+
+
 def _claim(out: Path) -> set[str]:
     """The files earlier publications wrote into ``out`` (a re-run may remove them); refuse someone else's folder.
 
+    Every run first checks ``out`` is the user's own, that no folder in it is
+    writable by every user and that nothing in it is a link (the module
+    docstring says why), and removes the temporary files a killed run left.
     With perf_sdk's manifest, what it lists (of perf_sdk's own shapes). Without
-    one, ``out`` must be missing, empty, or hold nothing but files of perf_sdk's
-    shapes (a site an older perf_sdk wrote); anything else is refused before
-    any work is done, as publishing there could overwrite or delete another's files.
+    one, ``out`` must be missing, empty, or a site an older perf_sdk wrote;
+    anything else is refused before any work is done, as publishing there
+    could overwrite or delete another's files.
     """
     if not out.is_dir():
         return set()
+    everything = _inspect(out)
     try:
         data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
         listed = data.get("files") if isinstance(data, dict) and data.get("generator") == "perf_sdk" else None
@@ -341,21 +365,57 @@ def _claim(out: Path) -> set[str]:
         listed = None
     if isinstance(listed, list):
         return {p for p in listed if isinstance(p, str) and _OWN_PATH.fullmatch(p)}
-    found: set[str] = set()
+    if not everything:
+        return set()
+    foreign = next((name for name in everything if not _OWN_PATH.fullmatch(name)), None)
+    if foreign is None and not _older_site(out):
+        foreign = next(iter(everything))
+    if foreign is not None:
+        raise _refuse(
+            out,
+            f"is not empty and perf_sdk has never published there: it holds {foreign!r}, which perf_sdk did not "
+            "write; publish into an empty folder, or one perf_sdk published to",
+        )
+    return set(everything)
+
+
+def _inspect(out: Path) -> list[str]:
+    """Every file under ``out`` (relative, sorted), once ``out`` is found safe to write; raises if it is not."""
+    geteuid = getattr(os, "geteuid", None)
+    mine = None if geteuid is None else (geteuid(), 0)
+    found: list[str] = []
     for folder, dirs, names in os.walk(out):
         dirs.sort()
-        for entry in sorted(names) + [d for d in dirs if (Path(folder) / d).is_symlink()]:
-            name = (Path(folder) / entry).relative_to(out).as_posix()
-            if (Path(folder) / entry).is_symlink() or not _OWN_PATH.fullmatch(name):
-                raise ConfigurationError(
-                    f"out={str(out)!r} is not empty and perf_sdk has never published there: it holds {name!r}, "
-                    "which perf_sdk does not write; publish into an empty folder, or one perf_sdk published to",
-                    cli_message=f"--out {out} is not empty and perf_sdk has never published there: it holds "
-                    f"{name!r}, which perf_sdk does not write; publish into an empty folder, or one perf_sdk "
-                    "published to",
+        here = Path(folder)
+        st = here.stat()
+        if mine is not None and st.st_uid not in mine:
+            raise _refuse(out, f"has {here} belonging to another user (uid {st.st_uid}): publish into your own folder")
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            raise _refuse(
+                out, f"has {here} writable by every user (mode {stat.S_IMODE(st.st_mode):04o}): run chmod o-w {here}"
+            )
+        for entry in sorted(names) + dirs:
+            path = here / entry
+            if path.is_symlink():
+                raise _refuse(
+                    out,
+                    f"holds a link, {path.relative_to(out).as_posix()!r}: perf_sdk follows none, so that no "
+                    "publication writes or deletes outside the folder; remove it",
                 )
-            found.add(name)
+            if entry in names and _TMP_NAME.fullmatch(entry):
+                path.unlink(missing_ok=True)  # a killed run's: never a finished file, never anybody else's shape
+            elif entry in names:
+                found.append(path.relative_to(out).as_posix())
     return found
+
+
+def _older_site(out: Path) -> bool:
+    """Is ``out`` a site an older perf_sdk wrote (before the manifest)? Its ``datapackage.json`` is perf_sdk's."""
+    try:
+        package = json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(package, dict) and package.get("name") == _PACKAGE_NAME
 
 
 # ---------------------------------------------------------------------------
@@ -418,6 +478,8 @@ class _Site:
         Run in the read API's worker threads as each service's counts arrive,
         so this process computes while the platform answers the next requests.
         """
+        if slug in _SITE_FOLDERS:  # the service's page would replace, or be replaced by, the site's own
+            raise ValidationError("service", slug, f"not {', '.join(sorted(_SITE_FOLDERS))}: the site's own folders")
         size = len(slug.encode("utf-8"))
         if size > _MAX_NAME_BYTES:
             raise ValidationError(
@@ -528,9 +590,19 @@ class _Site:
             return
         kept = {p for p in self.removable if p.split("/", 1)[0] in failed and p.rsplit("/", 1)[-1] in _SERVICE_FILES}
         stale = self.removable - set(self.files) - kept - {MANIFEST}
+        staged: list[tuple[Path, Path]] = []
+        try:  # every file written first: a full disk (or any failure) leaves the last publication as it was
+            for name, data in self.files.items():
+                found = self._stage(name, data)
+                if found is not None:
+                    staged.append(found)
+        except BaseException:
+            for tmp, _ in staged:
+                tmp.unlink(missing_ok=True)
+            raise
         self._write(MANIFEST, _manifest(self.removable | set(self.files)))
-        for name, data in self.files.items():
-            self._write(name, data)
+        for tmp, path in staged:
+            os.replace(tmp, path)
         self._remove(stale)
         self._write(MANIFEST, _manifest(set(self.files) | kept))
 
@@ -556,20 +628,41 @@ class _Site:
                 folder = folder.parent
 
     def _put(self, name: str, text: str) -> None:
-        self.files[name] = text.encode("utf-8")
+        # "replace": a lone surrogate that got past service_info (an argument's undecodable byte) is one "?",
+        # never an error that would leave every service unpublished.
+        self.files[name] = text.encode("utf-8", "replace")
 
     def _write(self, name: str, data: bytes) -> None:
+        staged = self._stage(name, data)
+        if staged is not None:
+            os.replace(*staged)
+
+    def _stage(self, name: str, data: bytes) -> tuple[Path, Path] | None:
+        """``name``'s new content written beside it under a temporary name: (that file, its place), or ``None``
+        when the file already holds ``data``.
+
+        The temporary file is created exclusively (``O_EXCL``: a link planted
+        there is never followed) with a random name, and removed if writing fails.
+        """
         assert self.out is not None
         path = self.out / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.parent.is_symlink():
+            raise _refuse(self.out, f"holds a link, {name!r}: perf_sdk follows none; remove it")
         try:
-            unchanged = path.read_bytes() == data
+            if path.read_bytes() == data:
+                return None
         except OSError:
-            unchanged = False
-        if not unchanged:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            pass
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, path
 
     def _list_row(self, info: ServiceInfo, report: KpiReport) -> ListRow:
         p = next((x for x in report.periods if x.start == self.compared.start), None)
@@ -713,7 +806,7 @@ class _Site:
             resource["hash"] = f"sha256:{hashlib.sha256(data).hexdigest()}"
         return {
             "profile": "data-package",
-            "name": "digital-service-performance",
+            "name": _PACKAGE_NAME,
             "title": "Digital service performance",
             "description": "The four mandatory KPIs of government services, as the GOV.UK Service Manual asks "
             "services to publish them.",

@@ -23,6 +23,7 @@ twice.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,8 @@ COLUMNS: Final[Mapping[str, str]] = {
 NARROW: Final = "40em"
 #: Which way is better, for ranks: a lower cost per transaction ranks first.
 LOWER_IS_BETTER: Final = frozenset({"cost_per_transaction"})
+#: An organisation page's name at most (bytes).
+_MAX_SLUG_BYTES: Final = 100
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,17 @@ class ListRow:
 
 
 def org_slug(organisation: str) -> str:
+    """The organisation's page name: its words joined by ``-``, at most 100 bytes (a file name's limit is 255).
+
+    A longer name keeps its first 90 bytes and gains 8 hex characters of its hash, so two long names
+    that begin alike still get pages of their own.
+    """
     slug = "".join(ch if ch.isalnum() else "-" for ch in organisation.lower())
-    return "-".join(part for part in slug.split("-") if part) or "none"
+    slug = "-".join(part for part in slug.split("-") if part) or "none"
+    if len(slug.encode("utf-8")) <= _MAX_SLUG_BYTES:
+        return slug
+    digest = hashlib.sha256(organisation.encode("utf-8", "replace")).hexdigest()[:8]
+    return slug.encode("utf-8")[: _MAX_SLUG_BYTES - 10].decode("utf-8", "ignore").rstrip("-") + "-" + digest
 
 
 def org_slugs(organisations: Sequence[str]) -> dict[str, str]:

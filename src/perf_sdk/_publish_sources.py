@@ -60,17 +60,25 @@ def service_info(value: ServiceInfo | Mapping[str, Any] | str, slug: str) -> Ser
     """
     fallback = ServiceInfo.from_slug(slug)
     if isinstance(value, ServiceInfo):
-        return value if _visible(value.title) else dataclasses.replace(value, title=fallback.title)
-    if isinstance(value, str):
-        return ServiceInfo(slug, value if _visible(value) else fallback.title)
-    title = value.get("title")
-    return ServiceInfo(
-        slug,
-        str(title) if title is not None and _visible(str(title)) else fallback.title,
-        str(value.get("organisation") or value.get("organization") or ""),
-        str(value.get("description") or ""),
-        str(value.get("start_date") or ""),
-    )
+        info = value if _visible(value.title) else dataclasses.replace(value, title=fallback.title)
+    elif isinstance(value, str):
+        info = ServiceInfo(slug, value if _visible(value) else fallback.title)
+    else:
+        title = value.get("title")
+        info = ServiceInfo(
+            slug,
+            str(title) if title is not None and _visible(str(title)) else fallback.title,
+            str(value.get("organisation") or value.get("organization") or ""),
+            str(value.get("description") or ""),
+            str(value.get("start_date") or ""),
+        )
+    # A lone surrogate (JSON's "\udce9") cannot be written to any page: one service's made every page fail.
+    return ServiceInfo(*(_encodable(text) for text in dataclasses.astuple(info)))
+
+
+def _encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate) as U+FFFD."""
+    return text if text.isascii() else "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def _visible(text: str) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import re
 from datetime import date
 from pathlib import Path
@@ -562,3 +564,122 @@ def test_a_title_with_nothing_visible_is_replaced_by_the_slugs_words(tmp_path: P
     assert re.findall(r'<a href="fish-licence/index.html">(.*?)</a>', (tmp_path / "index.html").read_text()) == [
         "Fish licence"
     ]
+
+
+# ---------------------------------------------------------------------------
+# The output folder is a trust boundary (red-team round 4)
+# ---------------------------------------------------------------------------
+
+ONE = {"renew-a-permit": RECORDS["renew-a-permit"]}
+
+
+@pytest.mark.parametrize("planted", ["index.html.tmp", "renew-a-permit", "sorted", "index.html"])
+def test_a_link_planted_in_the_site_is_refused_and_nothing_outside_is_written(tmp_path: Path, planted: str) -> None:
+    # index.html.tmp -> a file outside: the publication was written through it (and index.html became the link);
+    # a linked service folder or sorted/ sent every write of it outside the site.
+    site, outside = tmp_path / "site", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("not the site's\n", encoding="utf-8")
+    publish(site, records=ONE, published_at=PUBLISHED)
+    target = site / planted
+    if target.is_dir():
+        for child in sorted(target.rglob("*"), reverse=True):
+            child.unlink() if child.is_file() else child.rmdir()
+        target.rmdir()
+        target.symlink_to(outside, target_is_directory=True)
+    else:
+        target.unlink(missing_ok=True)
+        target.symlink_to(outside / "victim.txt")
+    before = _tree(outside)
+    with pytest.raises(ConfigurationError, match=f"holds a link, '{planted}'"):
+        publish(site, records=RECORDS, published_at="2026-05-02T09:30:00Z")
+    assert _tree(outside) == before
+
+
+def test_a_folder_every_user_may_write_is_refused_even_with_a_manifest(tmp_path: Path) -> None:
+    # A 0777 folder with a forged manifest and a planted link was accepted as perf_sdk's own.
+    site = tmp_path / "shared"
+    site.mkdir()
+    (site / ".perf-sdk-manifest").write_text('{"generator": "perf_sdk", "files": []}', encoding="utf-8")
+    site.chmod(0o777)
+    with pytest.raises(ConfigurationError, match="writable by every user \\(mode 0777\\): run chmod o-w"):
+        publish(site, records=ONE, published_at=PUBLISHED)
+    assert sorted(p.name for p in site.iterdir()) == [".perf-sdk-manifest"]
+    site.chmod(0o1777)  # sticky, as /tmp: others cannot replace what is the user's
+    publish(site, records=ONE, published_at=PUBLISHED)
+    assert (site / "renew-a-permit" / "index.html").is_file()
+
+
+def test_a_hand_written_site_of_the_same_shapes_is_not_taken_over(tmp_path: Path) -> None:
+    # index.html overwritten and about/, contact/ and team/index.html deleted: they looked like services' pages.
+    for name in ("index.html", "about/index.html", "contact/index.html", "team/index.html"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"<h1>{name}</h1>\n", encoding="utf-8")
+    before = _tree(tmp_path)
+    with pytest.raises(ConfigurationError, match="perf_sdk has never published there"):
+        publish(tmp_path, records=ONE, published_at=PUBLISHED)
+    assert _tree(tmp_path) == before
+
+
+def test_a_write_failing_half_way_leaves_the_last_publication_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk full mid-publish left new data files beside an old page, a wrong datapackage hash and a .tmp file.
+    publish(tmp_path, records=RECORDS, published_at=PUBLISHED)
+    before = _tree(tmp_path)
+    real, calls = os.fdopen, [0]
+
+    def filling(fd: int, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 6:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, *args, **kwargs)
+
+    monkeypatch.setattr("perf_sdk._publish.os.fdopen", filling)
+    with pytest.raises(OSError, match="No space left"):
+        publish(tmp_path, records=ONE, published_at="2026-05-02T09:30:00Z")
+    monkeypatch.undo()
+    assert calls[0] == 6
+    assert _tree(tmp_path) == before  # every file as it was, and no temporary one left
+
+
+def test_a_killed_runs_temporary_files_are_removed(tmp_path: Path) -> None:
+    publish(tmp_path, records=ONE, published_at=PUBLISHED)
+    (tmp_path / ".index.html.0123456789abcdef.tmp").write_text("half", encoding="utf-8")
+    (tmp_path / "renew-a-permit" / ".kpis.csv.fedcba9876543210.tmp").write_text("half", encoding="utf-8")
+    publish(tmp_path, records=ONE, published_at=PUBLISHED)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_one_services_odd_metadata_is_its_own_problem(tmp_path: Path) -> None:
+    # A title holding a lone surrogate made every page fail to encode: nothing published for any service.
+    # An organisation name past 255 bytes made a file name too long half-way through the site.
+    long_org = "Department for " + "Very Long Names " * 30
+    meta = {
+        "renew-a-permit": {"title": "Renew a perm\udce9t", "organisation": long_org},
+        "book-a-test": {"title": "Book a test", "organisation": long_org + "Too"},
+    }
+    result = publish(tmp_path, records=RECORDS, metadata=meta, published_at=PUBLISHED)
+    assert not result.failed
+    assert "Renew a perm\ufffdt" in (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    pages = sorted(p.name for p in (tmp_path / "organisations").iterdir())
+    assert len(pages) == 2 and all(len(p.encode()) <= 105 for p in pages)  # two pages: the names differ late
+
+
+@pytest.mark.parametrize("slug", ["organisations", "sorted", "filtered"])
+def test_a_service_named_like_the_sites_own_folders_is_left_out(tmp_path: Path, slug: str) -> None:
+    # organisations/index.html was both that service's page and an organisation's list page.
+    result = publish(tmp_path, records={slug: RECORDS["renew-a-permit"], **ONE}, published_at=PUBLISHED)
+    assert list(result.failed) == [slug] and "the site's own folders" in str(result.failed[slug])
+    assert (tmp_path / "renew-a-permit" / "index.html").is_file()
+
+
+def test_a_count_of_five_thousand_digits_is_skipped_not_an_error() -> None:
+    # int() refuses 4,300 digits or more: one record took a service off publish, the live site and kpis.
+    from perf_sdk._kpi import whole_number
+
+    assert whole_number("1" * 5_000) is None and whole_number(" 1,234 ") == 1234
+    records = {"renew-a-permit": [*RECORDS["renew-a-permit"], {**RECORDS["renew-a-permit"][0], "count": "1" * 5_000}]}
+    result = publish(None, records=records, published_at=PUBLISHED)
+    assert not result.failed
