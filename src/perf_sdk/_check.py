@@ -57,6 +57,7 @@ from perf_sdk._kpi import (
     period_containing,
 )
 from perf_sdk._protocol import SLUG_RE, parse_timestamp
+from perf_sdk._records import MAX_CLOCK_SKEW
 from perf_sdk._stats import Difference, newcombe_difference, wilson_interval
 
 __all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate", "unreadable"]
@@ -65,6 +66,11 @@ __all__ = ["CheckReport", "Comparison", "Finding", "check", "evaluate", "unreada
 DROP_KPIS: Final = ("completion_rate", "user_satisfaction", "digital_take_up")
 #: Satisfaction answers are counted over months and quarters (a day or week of a small service is always few).
 ANSWER_PERIODS: Final = ("month", "quarter")
+
+
+#: What :func:`spool_state` reads of a spool directory: the oldest waiting record's age (seconds), the dead
+#: letters, and the files that cannot be read (name and why).
+SpoolState = tuple[float | None, int, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -338,11 +344,20 @@ def _freshness_findings(
     return out
 
 
-def _spool_findings(definition: Definition, spool: tuple[float | None, int] | None) -> list[Finding]:
+def _spool_findings(definition: Definition, spool: SpoolState | None) -> list[Finding]:
     if spool is None:
         return []
-    age, dead = spool
+    age, dead, unreadable = spool
     out = []
+    if unreadable:
+        out.append(
+            Finding(
+                "spool_unreadable",
+                f"{len(unreadable)} spool file(s) cannot be read ({unreadable[0]}): the records in them are "
+                "not being delivered; see perf-sdk spool status",
+                details={"files": list(unreadable)},
+            )
+        )
     limit = definition.checks.max_spool_age_minutes
     if age is not None and age / 60.0 > limit:
         out.append(
@@ -393,7 +408,7 @@ def evaluate(
     now: datetime,
     service: str | None = None,
     newest: Mapping[str, datetime | None] | None = None,
-    spool: tuple[float | None, int] | None = None,
+    spool: SpoolState | None = None,
     where: str = "on the platform",
 ) -> CheckReport:
     """Every rule over daily ``counts``; ``newest`` is each data set's newest record time
@@ -480,38 +495,53 @@ def unreadable(service: str | None, now: datetime, error: Exception) -> CheckRep
 # ---------------------------------------------------------------------------
 
 
-def _newest_in_records(records: Mapping[str, Any], data_types: Sequence[str]) -> dict[str, datetime | None]:
+def _newest_in_records(
+    records: Mapping[str, Any], data_types: Sequence[str], now: datetime
+) -> dict[str, datetime | None]:
+    """Each data type's newest record at or before ``now`` (and the SDK's clock skew): one stamped in 2099 must
+    not stand for a data set that went silent."""
     from perf_sdk._kpi_sources import _timestamp_or_none
 
+    latest = now + timedelta(seconds=MAX_CLOCK_SKEW)
     out: dict[str, datetime | None] = {}
     for data_type in data_types:
-        times = [at for r in records.get(data_type, ()) if (at := _timestamp_or_none(r)) is not None]
+        times = [at for r in records.get(data_type, ()) if (at := _timestamp_or_none(r)) is not None and at <= latest]
         out[data_type] = max(times) if times else None
     return out
 
 
 def _newest_on_platform(
-    base: str, service: str, data_types: Sequence[str], token: str | None, client: httpx.Client
+    base: str, service: str, data_types: Sequence[str], token: str | None, client: httpx.Client, now: datetime
 ) -> dict[str, datetime | None]:
-    """Each data set's newest ``_timestamp``: one ``sort_by=_timestamp:descending&limit=1`` read."""
-    from perf_sdk._kpi_sources import _fetch
+    """Each data set's newest ``_timestamp`` at or before ``now``: one ``sort_by=_timestamp:descending&limit=1`` read.
+
+    Bounded by ``end_at`` (``now`` and the SDK's clock skew): one record stamped in 2099 kept the
+    ``no_records`` rule from ever firing again.
+    """
+    from perf_sdk._kpi_sources import _fetch, _in_backdrops_shape
 
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    end_at = (now + timedelta(seconds=MAX_CLOCK_SKEW)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     out: dict[str, datetime | None] = {}
-    for data_type in data_types:
-        rows = _fetch(
-            client,
-            f"{base}/data/{service}/{data_type}",
-            (("sort_by", "_timestamp:descending"), ("limit", "1")),
-            headers,
-        )
-        stamp = rows[0].get("_timestamp") if rows else None
-        parsed = parse_timestamp(str(stamp)) if stamp else None
-        if parsed is None and stamp:
-            parsed = datetime.fromisoformat(str(stamp))
-        out[data_type] = None if parsed is None else (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+    with _in_backdrops_shape(base):
+        for data_type in data_types:
+            rows = _fetch(
+                client,
+                f"{base}/data/{service}/{data_type}",
+                (("sort_by", "_timestamp:descending"), ("limit", "1"), ("end_at", end_at)),
+                headers,
+            )
+            stamp = rows[0].get("_timestamp") if rows else None
+            if stamp is not None and not isinstance(stamp, str):
+                raise TypeError("_timestamp is not text")
+            parsed = parse_timestamp(stamp) if stamp else None
+            if parsed is None and stamp:
+                parsed = datetime.fromisoformat(stamp)
+            out[data_type] = (
+                None if parsed is None else (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+            )
     return out
 
 
@@ -533,13 +563,15 @@ def _records_by_type(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[
     return out, other
 
 
-def spool_state(spool_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
-    """``(age in seconds of the oldest waiting record, dead letters)`` across a spool directory's files."""
+def spool_state(spool_dir: str | os.PathLike[str]) -> SpoolState:
+    """``(age in seconds of the oldest waiting record, dead letters, files that cannot be read)`` across a spool
+    directory's files (a damaged one held records nobody was told about: it said nothing before)."""
     from perf_sdk._spool import inspect_spool_dir
 
     files = inspect_spool_dir(Path(spool_dir))
     oldest = min((f.oldest_accepted_at for f in files if f.oldest_accepted_at is not None), default=None)
-    return (None if oldest is None else max(0.0, time.time() - oldest)), sum(f.dead for f in files)
+    unreadable = tuple(f"{f.path.name}: {f.error}" for f in files if f.error)
+    return (None if oldest is None else max(0.0, time.time() - oldest)), sum(f.dead for f in files), unreadable
 
 
 def _window_start(definition: Definition, today: date) -> date:
@@ -598,7 +630,7 @@ def check(
                 skipped={**counts.skipped, **extra.skipped},
                 examples={**counts.examples, **extra.examples},
             )
-        newest = _newest_in_records(records, silence_types)
+        newest = _newest_in_records(records, silence_types, moment)
         return evaluate(
             counts,
             definition,
@@ -632,7 +664,9 @@ def check(
             measures=definition.measures(),
             bucket="day",
         )
-        newest = _newest_on_platform(settings.read_endpoint, settings.service, silence_types, settings.token, http)
+        newest = _newest_on_platform(
+            settings.read_endpoint, settings.service, silence_types, settings.token, http, moment
+        )
     finally:
         if own:
             http.close()

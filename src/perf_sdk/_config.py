@@ -284,6 +284,13 @@ class ReadSettings(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         return _check_url(value)
 
+    @field_validator("token")
+    @classmethod
+    def _token_text(cls, value: SecretStr | None) -> SecretStr | None:
+        # As the write side's: a secret file's newline stripped, and nothing a header cannot carry (left in,
+        # httpx's error quoted the whole header, token and all, into check's findings and the webhook).
+        return None if value is None else _clean_token(value)
+
     @property
     def token_value(self) -> str | None:
         return self.token.get_secret_value() if self.token is not None else None
@@ -364,8 +371,11 @@ def _clean_token(token: SecretStr) -> SecretStr:
     "cannot connect", for ever.)
     """
     text = token.get_secret_value().strip()
-    if not text or any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise ValueError("must be the token's text alone, with no white space or control characters in it")
+    if not text or any(ch.isspace() or not ch.isprintable() or not ch.isascii() for ch in text):
+        # (Non-ASCII cannot be sent in a header either: every request would fail with an encoding error.)
+        raise ValueError(
+            "must be the token's text alone: printable ASCII, with no white space or control characters in it"
+        )
     return SecretStr(text)
 
 
@@ -383,6 +393,12 @@ def _check_url(value: str | None) -> str | None:
         raise ValueError(f"{value!r} has no scheme: write it as http://{value} or https://{value}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL, e.g. https://perf.example.gov.uk")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("must not hold white space or control characters (a stray space or newline?)")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number from 0 to 65535 raises here, not at the first upload
+    except ValueError:
+        raise ValueError(f"has a port that is not a number from 1 to 65535: {parts.netloc!r}") from None
     if parts.query or parts.fragment:
         raise ValueError(
             "must be the platform's base URL, without a query string or fragment, e.g. https://perf.example.gov.uk"

@@ -317,7 +317,8 @@ class CountsBuilder:
         """
         number = whole_number(value)
         single = records == 1 or each
-        ok = number is not None and (low <= number <= top if single else number >= 0)
+        # A sum of ``records`` records is at most ``top`` each: a 400-digit sum overflowed the statistics.
+        ok = number is not None and (low <= number <= top if single else 0 <= number <= top * records)
         if not ok or number is None:
             self.skip(key, max(records, 1), value)
             return None

@@ -18,6 +18,7 @@ or text the platform will not sum, is read once more grouped by that field
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,6 +34,7 @@ from perf_sdk._config import ReadSettings, env_value
 from perf_sdk._definition import Definition, Measure, load_definition
 from perf_sdk._errors import (
     ConfigurationError,
+    PerfSdkError,
     RejectedError,
     RetryableError,
     TransportError,
@@ -343,22 +345,30 @@ def _iso(day: date) -> str:
 def _fetch(
     client: httpx.Client, url: str, params: tuple[tuple[str, str], ...], headers: Mapping[str, str]
 ) -> list[dict[str, Any]] | None:
-    """One data set's groups; ``None`` when the data set does not exist (404)."""
+    """One data set's groups; ``None`` when the data set does not exist (404).
+
+    Every message is scrubbed of the token, httpx's own included (an illegal
+    header's error quotes the header whole), and none chains the httpx
+    exception, whose frames hold the request's headers.
+    """
+    auth = headers.get("Authorization", "")
+    secrets = [auth, auth.removeprefix("Bearer ")]
     try:
         response, content = bounded_get(client, url, params=params, headers=headers)
     except httpx.TimeoutException as exc:
-        raise RetryableError(f"the platform's read API at {url} did not answer in time ({exc})") from exc
+        raise RetryableError(
+            f"the platform's read API at {url} did not answer in time ({scrub(str(exc), secrets)})"
+        ) from None
     except httpx.HTTPError as exc:
         raise RetryableError(
-            f"cannot reach the platform's read API at {url} ({exc}); check the read endpoint "
+            f"cannot reach the platform's read API at {url} ({scrub(str(exc), secrets)}); check the read endpoint "
             "(--read-endpoint, PERF_SDK_READ_ENDPOINT or PERF_SDK_ENDPOINT) and that the platform is running"
-        ) from exc
+        ) from None
     if response.status_code == 404:
         return None
     if response.status_code >= 400:
-        auth = headers.get("Authorization", "")
         # Scrubbed whole, then cut: cut first, a token echoed across the cut kept all but its last characters.
-        text = scrub(content.decode("utf-8", "replace"), [auth, auth.removeprefix("Bearer ")])[:300]
+        text = scrub(content.decode("utf-8", "replace"), secrets)[:300]
         raise error_class_for_status(response.status_code)(
             f"the platform's read API answered {response.status_code} to GET {response.request.url}: {text}",
             status=response.status_code,
@@ -509,22 +519,10 @@ def counts_from_read_api(
     own = client is None
     http = client or httpx.Client(timeout=timeout)
     builder = CountsBuilder(bucket)
-    missing = []
+    missing: list[str] = []
     try:
-        for data_type in _QUERIES:
-            first, stop, read_period = start, end, bucket
-            if data_type == "costs" and bucket == "day":
-                # Cost records sit at the start of their month, quarter or year: read from the start of the
-                # year, in months, so a quarter's cost that began before a window of days still reaches it.
-                first, stop, read_period = date(start.year, 1, 1), _month_offset(end - timedelta(days=1), 1), "month"
-            url = f"{base}/data/{service}/{data_type}"
-            found = add_data_set(
-                builder, http, url, data_type, period=read_period, start=first, end=stop, headers=headers
-            )
-            if not found:
-                missing.append(data_type)
-        for measure in measures:
-            _add_measure(http, base, service, measure, (("period", bucket),), start, end, headers, builder)
+        with _in_backdrops_shape(base):
+            _read_each(http, base, service, start, end, bucket, measures, headers, builder, missing)
     finally:
         if own:
             http.close()
@@ -534,7 +532,52 @@ def counts_from_read_api(
             f"{', '.join(f'{service}/{t}' for t in missing)}); check --service / PERF_SDK_SERVICE "
             "and the read endpoint"
         )
-    return builder.build()
+    counts = builder.build()
+    if token:  # a platform echoing the token into a value: the notes quote a few values
+        shown = {key: tuple(scrub(v, [token]) for v in values) for key, values in counts.examples.items()}
+        counts = replace(counts, examples=shown)
+    return counts
+
+
+@contextlib.contextmanager
+def _in_backdrops_shape(base: str) -> Iterator[None]:
+    """A value the platform answered that no backdrop answer holds (a ``_start_at`` that is no time, a count
+    that is no number) is a :class:`TransportError`, not a traceback; nothing of the value is quoted."""
+    try:
+        yield
+    except PerfSdkError:
+        raise
+    except (ValueError, TypeError, OverflowError, KeyError, AttributeError) as exc:
+        raise TransportError(
+            f"the platform's read API at {base} answered a value not in backdrop's shape ({type(exc).__name__})"
+        ) from None
+
+
+def _read_each(
+    http: httpx.Client,
+    base: str,
+    service: str,
+    start: date,
+    end: date,
+    bucket: Bucket,
+    measures: Iterable[Measure],
+    headers: Mapping[str, str],
+    builder: CountsBuilder,
+    missing: list[str],
+) -> None:
+    """Every data set's groups (and each measure's) into ``builder``; the data sets that do not exist to ``missing``."""
+    for data_type in _QUERIES:
+        first, stop, read_period = start, end, bucket
+        if data_type == "costs" and bucket == "day":
+            # Cost records sit at the start of their month, quarter or year: read from the start of the
+            # year, in months, so a quarter's cost that began before a window of days still reaches it.
+            first, stop, read_period = date(start.year, 1, 1), _month_offset(end - timedelta(days=1), 1), "month"
+        url = f"{base}/data/{service}/{data_type}"
+        found = add_data_set(builder, http, url, data_type, period=read_period, start=first, end=stop, headers=headers)
+        if not found:
+            missing.append(data_type)
+    for measure in measures:
+        _add_measure(http, base, service, measure, (("period", bucket),), start, end, headers, builder)
 
 
 def _filter_value(value: str | int | float | bool) -> str:
@@ -591,7 +634,10 @@ def _add_measure(
                 total, records = value.get(f"{measure.field}:sum"), value.get(f"{measure.field}:count")
                 if total is None or not records or "_start_at" not in value:
                     continue
-                builder.add_measure(_start_day(value), measure.id, float(total), int(records))
+                if not _finite_number(total) or type(records) is not int or records < 0:
+                    builder.skip(f"{measure.data_type}.{measure.field}", records if type(records) is int else 1, total)
+                    continue  # NaN, a string or a sum past a double: no KPI is computed with it
+                builder.add_measure(_start_day(value), measure.id, float(total), records)
         return
     by_value = _fetch(http, url, (*period, *where, ("group_by", measure.field), *bounds), headers)
     for group in by_value or ():
@@ -600,6 +646,10 @@ def _add_measure(
             continue  # not a number: the record does not carry the measure
         for day, records in _counts_by_value(group):
             builder.add_measure(day, measure.id, number * records, records)
+
+
+def _finite_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e300  # type: ignore[arg-type]
 
 
 def _start_day(value: Mapping[str, Any]) -> date:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from perf_sdk._check import check
@@ -508,3 +509,137 @@ def test_an_unreachable_platform_is_attention_and_the_webhook_hears_of_it(
     assert "the platform cannot be read, so nothing was checked" in handler.bodies[0]["text"]
     # a real usage error is still 2
     assert main(["check", "--service", "svc"]) == 2
+
+
+# -- red-team round 4: what a hostile platform, a stray byte or a typo did to check ----------------------
+
+
+def _platform(answer: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(answer), base_url="https://perf.example.gov.uk")
+
+
+def _groups(*groups: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("sort_by"):
+            return httpx.Response(200, json={"data": [{"_timestamp": "2026-03-16T08:00:00Z"}]})
+        return httpx.Response(200, json={"data": list(groups)})
+
+    return answer
+
+
+BACKDROP_WEEK = {"_start_at": "2026-03-09T00:00:00+00:00", "_end_at": "2026-03-16T00:00:00+00:00", "_count": 2}
+
+
+def _check_platform(*groups: dict[str, Any]) -> Any:
+    bodies = [{**g, "values": [{"count:sum": 5, "count:count": 2, **g["values"][0]}]} for g in groups]
+    return check(
+        definition=parse_definition(WEEKLY), service="svc", read_endpoint="https://perf.example.gov.uk",
+        token="tok-9f8e7d6c5b4a", now=NOW, client=_platform(_groups(*bodies)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("start_at", ["tok-9f8e7d6c5b4a", 1773568800])
+def test_an_answer_not_in_backdrops_shape_is_an_error_not_a_traceback(start_at: object) -> None:
+    # ValueError tracebacks, exit 1, the webhook never told; one printed the platform's text (here, the token).
+    from perf_sdk._errors import TransportError
+
+    with pytest.raises(TransportError, match="not in backdrop's shape") as caught:
+        _check_platform(
+            {"stage": "started", "channel": "digital", "values": [{**BACKDROP_WEEK, "_start_at": start_at}]}
+        )
+    assert "tok-9f8e7d6c5b4a" not in str(caught.value)
+
+
+def test_a_sum_past_its_records_counts_is_skipped_not_an_overflow() -> None:
+    # count:sum of 400 digits (no count:set to check it by) reached the statistics: OverflowError there.
+    from datetime import date
+
+    from perf_sdk._kpi import MAX_COUNT, CountsBuilder
+
+    builder = CountsBuilder("day")
+    builder.add_transactions(date(2026, 3, 9), "started", "digital", 10**400, records=2)
+    builder.add_transactions(date(2026, 3, 9), "started", "digital", 2 * MAX_COUNT, records=2)
+    counts = builder.build()
+    assert counts.skipped == {"transactions.count": 2}
+    assert sum(counts.transactions.values()) == 2 * MAX_COUNT
+
+
+def test_a_newest_record_stamped_in_the_future_does_not_hide_a_silence() -> None:
+    # One record stamped 2099 kept no_records from ever firing again.
+    definition = parse_definition(WEEKLY)
+    records = {"transactions": [*_service(78)["transactions"], {**_week(NOW, 1, 1)[0], "_timestamp": "2099-01-01"}]}
+    late = NOW + timedelta(days=30)
+    assert "no_records" in [f.rule for f in check(records=records, definition=definition, now=late).findings]
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return _groups()(request)
+
+    check(
+        definition=definition, service="svc", read_endpoint="https://perf.example.gov.uk", now=NOW,
+        client=_platform(answer),
+    )  # fmt: skip
+    newest = [r for r in seen if r.url.params.get("sort_by")]
+    assert newest and newest[0].url.params["end_at"] == "2026-03-16T09:05:00Z"
+
+
+def test_a_value_echoing_the_token_is_scrubbed_from_the_notes() -> None:
+    token = "tok-0123456789abcdef"
+    group = {"stage": f"Bearer {token}", "channel": "digital", "values": [{**BACKDROP_WEEK, "count:sum": 5}]}
+    report = check(
+        definition=parse_definition(WEEKLY), service="svc", read_endpoint="https://perf.example.gov.uk",
+        token=token, now=NOW, client=_platform(_groups(group)),
+    )  # fmt: skip
+    assert report.notes and token[:12] not in report.to_text() and token[:12] not in json.dumps(report.to_dict())
+
+
+def test_a_damaged_spool_file_is_a_finding_and_a_missing_spool_dir_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both passed as "all well" (exit 0): a typo checked nothing; a damaged file's records were never mentioned.
+    from perf_sdk.cli import main
+
+    (tmp_path / "svc.spool").write_bytes(b"not a database, whatever it once was" * 100)
+    definition = parse_definition("[checks]\nmax_silence_hours = {}\n")
+    report = check(records={}, definition=definition, now=NOW, spool_dir=tmp_path)
+    assert [f.rule for f in report.findings] == ["spool_unreadable"] and "svc.spool" in report.findings[0].message
+    assert main(["check", "--file", str(tmp_path / "none.jsonl"), "--spool-dir", str(tmp_path / "typo")]) == 2
+    assert "--spool-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "--at", "0001-01-01T00:00:00Z"],
+        ["check", "--at", "9999-12-31T23:00:00Z"],
+        ["kpis", "--from", "0001-01-01"],
+        ["kpis", "--to", "9999-12-31"],
+    ],
+)
+def test_dates_at_the_ends_of_the_calendar_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from perf_sdk.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and "a year from 1900 to 9000" in capsys.readouterr().err
+
+
+def test_the_webhooks_text_cannot_mention_a_channel(
+    receiver: tuple[str, type[_Receiver]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A record's stage "<!channel> ..." reached Slack's text as a mention of everybody in the channel.
+    from perf_sdk.cli import main
+
+    url, handler = receiver
+    path = tmp_path / "records.jsonl"
+    rows = [*_service(60)["transactions"], {**_week(NOW, 1, 1)[0], "stage": "<!channel> log in at <https://evil|x>"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    definition = tmp_path / "perf-sdk.toml"
+    definition.write_text(WEEKLY)
+    argv = ["check", "--at", "2026-03-16T09:00:00Z", "--definition", str(definition), "--service", "svc"]
+    assert main([*argv, "--file", str(path), "--webhook", url]) == 1
+    text = handler.bodies[0]["text"]
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text

@@ -386,3 +386,46 @@ def test_a_token_read_from_a_file_loses_its_trailing_newline(tmp_path: Path) -> 
         Settings.resolve(
             service="s", endpoint="https://perf.example.gov.uk", token="tok abc", secret=SECRET, spool_dir=tmp_path
         )
+
+
+def test_a_read_token_is_cleaned_and_checked_as_a_write_token_is() -> None:
+    # The read side kept the newline: httpx's "Illegal header value b'Bearer tok...\n'" carried the token into
+    # check's findings, stdout and the webhook. A non-ASCII token was a UnicodeEncodeError traceback.
+    url = "https://perf.example.gov.uk"
+    assert ReadSettings.resolve(read_endpoint=url, token="tok-abc\n", environ={}).token_value == "tok-abc"
+    for bad in ("tok abc", "t\u00f6k\u20acn", "tok\x00abc"):
+        with pytest.raises(ConfigurationError, match="printable ASCII") as info:
+            ReadSettings.resolve(read_endpoint=url, token=bad, environ={})
+        assert bad not in str(info.value)
+    with pytest.raises(ConfigurationError, match="printable ASCII"):
+        Settings.resolve(service="s", endpoint=url, token="t\u00f6ken", secret=SECRET, environ={})
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "rule"),
+    [
+        ("https://perf.example.gov.uk:abc", "port that is not a number"),
+        ("https://perf.example.gov.uk:99999", "port that is not a number"),
+        ("https://perf.example.gov.uk ", "white space"),
+        ("https://perf example.gov.uk", "white space"),
+    ],
+)
+def test_an_endpoint_that_can_never_work_is_refused_at_construction(endpoint: str, rule: str) -> None:
+    # Accepted, then every upload was a traceback in the log, retried for ever.
+    with pytest.raises(ConfigurationError, match=rule):
+        Settings.resolve(service="s", endpoint=endpoint, token="t", secret=SECRET, environ={})
+    with pytest.raises(ConfigurationError, match=rule):
+        ReadSettings.resolve(read_endpoint=endpoint, environ={})
+
+
+def test_httpx_errors_quoting_the_token_are_scrubbed_on_the_read_path() -> None:
+    from datetime import date
+
+    from perf_sdk import RetryableError
+    from perf_sdk._kpi_sources import counts_from_read_api
+
+    token = "secret-token-0123456789\n"  # as the Python API may still be given it
+    with pytest.raises(RetryableError) as info:
+        counts_from_read_api("http://127.0.0.1:9", "svc", start=date(2025, 1, 1), end=date(2025, 2, 1), token=token)
+    assert "secret-token-0123456789" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__

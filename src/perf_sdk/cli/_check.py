@@ -22,7 +22,7 @@ from perf_sdk._check import CheckReport, check, unreadable
 from perf_sdk._config import env_value
 from perf_sdk._errors import ConfigurationError, RetryableError, TransportError, ValidationError
 from perf_sdk._webhook import post_webhook, redact_url, webhook_url_problem
-from perf_sdk.cli._kpis import add_definition_option, resolve_definition
+from perf_sdk.cli._kpis import MAX_YEAR, MIN_YEAR, add_definition_option, resolve_definition
 
 __all__ = ["register", "run"]
 
@@ -63,6 +63,8 @@ def _moment(text: str) -> datetime:
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time, e.g. 2026-03-16T09:00:00Z") from None
+    if not MIN_YEAR <= at.year <= MAX_YEAR:  # baselines reach back years; near year 1 or 9999 they overflow
+        raise argparse.ArgumentTypeError(f"{text!r}: a year from {MIN_YEAR} to {MAX_YEAR}")
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
@@ -74,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             name = "--webhook" if args.webhook else "PERF_SDK_WEBHOOK_URL"
             print(f"perf-sdk: usage error: {name}: the URL {problem}", file=sys.stderr)
             return 2
+    if args.spool_dir is not None and not Path(args.spool_dir).is_dir():
+        # A typo checked nothing and said all was well (exit 0).
+        print(f"perf-sdk: usage error: --spool-dir {args.spool_dir!r} is not a directory", file=sys.stderr)
+        return 2
     definition = None
     try:
         definition = resolve_definition(args.definition)
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             endpoint=args.endpoint,
             read_endpoint=args.read_endpoint,
             token=args.token,
-            spool_dir=Path(args.spool_dir) if args.spool_dir else None,
+            spool_dir=Path(args.spool_dir) if args.spool_dir is not None else None,
             path=args.file,
             now=args.at,
         )
@@ -113,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _post(url: str, report: CheckReport) -> int | None:
     """Post the report; a webhook that fails is itself attention needed (exit 1), said on standard error."""
-    payload = {"text": report.to_text().strip(), "perf_sdk": report.to_dict()}
+    # Slack reads <!channel> and <https://...|text> in "text": a record's value quoted there must stay text.
+    text = report.to_text().strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    payload = {"text": text, "perf_sdk": report.to_dict()}
     try:
         post_webhook(url, payload, token=env_value("webhook_token"))
     except TransportError as exc:

@@ -126,11 +126,19 @@ def _positive_days(text: str) -> int:
     return value
 
 
+#: The years a date or time on the command line may fall in (periods and baselines near year 1 or 9999 overflow).
+MIN_YEAR = 1900
+MAX_YEAR = 9000
+
+
 def _date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:  # periods around year 1 or 9999 overflow Python's dates
+        raise argparse.ArgumentTypeError(f"{text!r}: a year from {MIN_YEAR} to {MAX_YEAR}")
+    return day
 
 
 def run(args: argparse.Namespace) -> int:
