@@ -19,13 +19,15 @@ checks every metric named here exists under that conversion.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from perf_sdk._definition import Definition
+from perf_sdk._promql import check_labels, error, parse_selector
 
-__all__ = ["PROMETHEUS_METRICS", "Rule", "prometheus_name", "prometheus_rules", "rules_yaml"]
+__all__ = ["PROMETHEUS_METRICS", "Rule", "prometheus_name", "prometheus_rules", "rules_yaml", "spool_age_seconds"]
 
 #: The SDK's instruments that the rules use: (OpenTelemetry name, unit, is a counter).
 PROMETHEUS_METRICS: Final = {
@@ -68,6 +70,21 @@ class Rule:
     description: str
 
 
+def spool_age_seconds(minutes: float) -> str:
+    """``minutes`` as the PromQL number of seconds the backlog rule compares with; refuses nan, inf and <= 0.
+
+    ``nan`` would make the rule never fire and ``inf`` (or a number that overflows once in seconds) too, though
+    promtool accepts both.
+    """
+    rule = "a finite number of minutes above 0, e.g. 15"
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+        raise error("spool_age_minutes", "--spool-age-minutes", minutes, rule)
+    text = f"{minutes * 60:g}" if math.isfinite(minutes) and minutes > 0 else ""
+    if not text or not math.isfinite(float(text)) or float(text) <= 0:
+        raise error("spool_age_minutes", "--spool-age-minutes", minutes, rule)
+    return text
+
+
 def prometheus_rules(
     *,
     spool_age_minutes: float = 15.0,
@@ -75,7 +92,14 @@ def prometheus_rules(
     selector: str = "",
     definition: Definition | None = None,
 ) -> list[Rule]:
-    """The rules, as data; ``selector`` (e.g. ``service_name="apply"``) narrows every series."""
+    """The rules, as data; ``selector`` (e.g. ``service_name="apply"``) narrows every series.
+
+    Raises :class:`~perf_sdk.ConfigurationError` for minutes that are not finite and above 0, a ``by``
+    entry that is not a label name, or a ``selector`` that is not label matchers (:func:`parse_selector`).
+    """
+    threshold = spool_age_seconds(spool_age_minutes)
+    by = check_labels(by)
+    selector = parse_selector(selector)
     grouping = f" by ({', '.join(by)})" if by else ""
 
     def series(key: str, extra: str = "") -> str:
@@ -85,7 +109,7 @@ def prometheus_rules(
     rules = [
         Rule(
             "PerfSdkSpoolBacklog",
-            f"max{grouping} ({series('spool_age')}) > {spool_age_minutes * 60:g}",
+            f"max{grouping} ({series('spool_age')}) > {threshold}",
             "5m",
             "warning",
             "perf_sdk records are waiting in the spool",

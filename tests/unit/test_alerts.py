@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Sum
 
 from perf_sdk._alerts import PROMETHEUS_METRICS, prometheus_name, prometheus_rules, rules_yaml
 from perf_sdk._definition import parse_definition
+from perf_sdk._errors import ConfigurationError
 from perf_sdk._telemetry import Stats
 from perf_sdk.cli import main
 
@@ -187,3 +189,162 @@ def test_promtool_target_rules_fire_as_meant(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Red-team round 4: flag values that wrote rules promtool accepts but that never or always fire, PromQL
+# injected through --by, selectors that broke the file, and --output paths that gave a traceback.
+
+
+@pytest.mark.parametrize("minutes", ["nan", "inf", "1e999", "-inf", "0", "-1", "3e306"])
+def test_spool_age_minutes_must_be_finite_and_positive(minutes: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``> nan`` never fires and ``> inf`` neither: argparse refuses the value, naming flag, value and rule."""
+    with pytest.raises(SystemExit) as exited:
+        main(["alerts", "prometheus", f"--spool-age-minutes={minutes}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--spool-age-minutes" in err and repr(minutes) in err and "finite number of minutes above 0" in err
+
+
+@pytest.mark.parametrize("minutes", [math.nan, math.inf, -math.inf, 0.0, -1.0, 3e306, True])
+def test_prometheus_rules_refuses_non_finite_minutes(minutes: float) -> None:
+    with pytest.raises(ConfigurationError, match="spool_age_minutes") as raised:
+        prometheus_rules(spool_age_minutes=minutes)
+    assert "--spool-age-minutes" in raised.value.cli_message
+
+
+def test_small_and_fractional_minutes_still_write_a_threshold() -> None:
+    assert "> 90\n" in rules_yaml(prometheus_rules(spool_age_minutes=1.5))
+    assert "> 6e-299\n" in rules_yaml(prometheus_rules(spool_age_minutes=1e-300))
+
+
+@pytest.mark.parametrize(
+    "by",
+    [
+        "job) (up) or on() vector(1) #",
+        "job\n        for: 999d\n        x",
+        "job\r      - alert: Injected",
+        "1job",
+        "service.name",
+        "jöb",
+    ],
+)
+def test_by_labels_must_be_label_names(by: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --by label is pasted into ``by (...)``: ``job) (up) or on() vector(1) #`` made an always-firing rule."""
+    assert main(["alerts", "prometheus", "--by", by]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"--by {by!r}" in captured.err and "label name" in captured.err
+    with pytest.raises(ConfigurationError, match="by="):
+        prometheus_rules(by=[by])
+
+
+def test_by_as_one_string_is_refused() -> None:
+    """``by="job"`` would otherwise group by j, o and b."""
+    with pytest.raises(ConfigurationError, match="not one string"):
+        prometheus_rules(by="job")
+
+
+BAD_SELECTORS = [
+    'job="a"\r        for: 999d\r#',  # \r: a YAML line break inside the block scalar
+    'job="a"\u0085        for: 999d\u0085#',  # NEL: another
+    'job="a\u2028b"',  # LINE SEPARATOR inside a value
+    'job="a\rb"',
+    'job="a\tb"',
+    'job="a\x00b"',
+    'job="a',  # unbalanced quote
+    'job="a\\"',  # the closing quote escaped: a trailing backslash
+    'job="a\\',
+    'job="a"} or vector(1) or up{x="y"',
+    'job="a" or vector(1)',
+    '{job="x"}',
+    'job="a",',
+    ',job="a"',
+    'job="a",,env="b"',
+    "job='a'",
+    "job=`a`",
+    "job=a",
+    'job=="a"',
+    'job<>"a"',
+    '1job="a"',
+    'service.name="a"',
+    '__name__="up"',
+    'job="\\\'"',  # \' is no escape in a double-quoted PromQL string
+    'job="\\d"',
+    'job="\\0"',
+    'job="\\x4"',
+    'job="\\xzz"',
+    'job="\\ud800"',
+    'job="\\U00110000"',
+    'job="\\xff"',  # not UTF-8 once unescaped
+    'job=~"("',
+    'job=~"(?=a)"',
+    'job=~"(a)\\\\1"',  # a back-reference
+    'job=~"a\\\\"',  # a regular expression ending in a backslash escapes Prometheus's closing ")"
+    'job=~"\\\\j"',  # an escape RE2 does not know
+    'job="a" env="b"',
+]
+
+
+@pytest.mark.parametrize("selector", BAD_SELECTORS)
+def test_selector_must_be_label_matchers(selector: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Anything but ``label op "string", ...`` is refused, naming --selector; before, these wrote broken PromQL."""
+    assert main(["alerts", "prometheus", "--selector", selector]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--selector" in captured.err and "label matchers" in captured.err
+    with pytest.raises(ConfigurationError, match="selector="):
+        prometheus_rules(selector=selector)
+
+
+GOOD_SELECTORS = {
+    'service_name="apply-for-a-licence"': 'service_name="apply-for-a-licence"',
+    ' job = "a" ,\tenv!~"dev|test" ': 'job="a", env!~"dev|test"',
+    'a!="x", b=~"\\\\d+", c="é\\u00e9\\U0001F600\\x41\\101\\"\\\\\\n\\r\\t"': (
+        'a!="x", b=~"\\\\d+", c="é\\u00e9\\U0001F600\\x41\\101\\"\\\\\\n\\r\\t"'
+    ),
+    'c="\\xc3\\xa9"': 'c="\\xc3\\xa9"',
+    # an escaped "(" before "?=", and an escaped backslash before "1", are neither lookaround nor back-reference
+    'job=~"\\\\(?=x", env=~"\\\\\\\\1"': 'job=~"\\\\(?=x", env=~"\\\\\\\\1"',
+    'env=~"dev\\\\z|\\\\p{Greek}+|\\\\pL"': 'env=~"dev\\\\z|\\\\p{Greek}+|\\\\pL"',  # RE2 escapes Python lacks
+    "   ": "",
+}
+
+
+@pytest.mark.parametrize(("selector", "written"), GOOD_SELECTORS.items())
+def test_good_selectors_are_kept(selector: str, written: str) -> None:
+    text = rules_yaml(prometheus_rules(selector=selector))
+    if written:
+        assert f"perf_sdk_spool_oldest_age_seconds{{{written}}}" in text
+    else:
+        assert "perf_sdk_spool_oldest_age_seconds)" in text
+
+
+@needs_promtool
+def test_promtool_accepts_every_selector_that_passes(tmp_path: Path) -> None:
+    """What the selector check lets through promtool parses; every refused one it would have refused or misread."""
+    out = tmp_path / "rules.yml"
+    definition = parse_definition("[targets]\ncompletion_rate = {min = 0.8}\nuser_satisfaction = {min = 0.75}\n")
+    for selector in GOOD_SELECTORS:
+        out.write_text(rules_yaml(prometheus_rules(selector=selector, definition=definition)), encoding="utf-8")
+        result = _promtool("check", "rules", str(out))
+        assert result.returncode == 0, (selector, result.stdout + result.stderr)
+        assert "SUCCESS: 9 rules found" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["dir", "file-as-parent"])
+def test_output_that_cannot_be_written_is_a_usage_error(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory, or a parent that cannot be made, was an IsADirectoryError / FileNotFoundError traceback."""
+    (tmp_path / "file").write_text("x")
+    target = tmp_path if where == "dir" else tmp_path / "file" / "rules.yml"
+    assert main(["alerts", "prometheus", "--output", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"--output {str(target)!r}" in err
+    assert "Traceback" not in err
+
+
+def test_output_makes_missing_parents(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "rules.yml"
+    assert main(["alerts", "prometheus", "--output", str(target)]) == 0
+    assert "PerfSdkSpoolBacklog" in target.read_text()

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from perf_sdk._alerts import prometheus_rules, rules_yaml
+from perf_sdk._alerts import prometheus_rules, rules_yaml, spool_age_seconds
 from perf_sdk._errors import ConfigurationError
 from perf_sdk.cli._kpis import add_definition_option, resolve_definition
 
@@ -59,17 +59,17 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: more than 0 minutes")
+    try:
+        spool_age_seconds(value)  # nan, inf, 1e999 and <= 0 would write a rule that never (or always) fires
+    except ConfigurationError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a finite number of minutes above 0, e.g. 15") from None
     return value
 
 
 def run(args: argparse.Namespace) -> int:
-    if any(c in args.selector for c in "{}\n"):
-        raise ConfigurationError(
-            f'--selector {args.selector!r}: write label matchers without braces, e.g. service_name="apply"'
-        )
     by = [label.strip() for label in args.by.split(",") if label.strip()]
+    # prometheus_rules refuses a --by label that is not a label name and a --selector that is not label
+    # matchers (ConfigurationError, which main() prints naming the flag, exit 2).
     text = rules_yaml(
         prometheus_rules(
             spool_age_minutes=args.spool_age_minutes,
@@ -79,8 +79,15 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        if args.output.is_dir():
+            raise ConfigurationError(f"--output {str(args.output)!r} is a directory: give the rule file's path")
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--output {str(args.output)!r}: cannot write the rule file there ({exc.strerror or exc})"
+            ) from None
     else:
         sys.stdout.write(text)
     return 0
