@@ -229,6 +229,12 @@ class Settings(BaseModel):
             )
         if self.secret is not None and len(self.secret.get_secret_value()) < 16:
             raise ConfigurationError("secret is too short: use at least 16 characters (32 random bytes is best)")
+        if self.secret is not None and not self.secret.get_secret_value().strip():
+            # 40 spaces (a template's blank filled with spaces) was a key anyone could guess.
+            raise ConfigurationError(
+                "secret is blank (white space only): use 32 random bytes, "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         if need_endpoint:
             if self.endpoint is None:
                 raise ConfigurationError(

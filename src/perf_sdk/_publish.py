@@ -62,7 +62,7 @@ import httpx
 from perf_sdk._dashboard import CSS, PageContext, dashboard_html, json_ld
 from perf_sdk._definition import Definition, load_definition
 from perf_sdk._errors import ConfigurationError, PerfSdkError, ValidationError
-from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report
+from perf_sdk._kpi import KPI_KEYS, Counts, KpiReport, compute_report, data_notes
 from perf_sdk._kpi_sources import (
     RecordsInput,
 )
@@ -726,7 +726,12 @@ class _Site:
             medians=medians,
             home="../index.html",
             json_ld=self._dataset_ld(info, coverage),
-            notes=tuple(n for n in (backfill_note(self.backfilled.get(slug), report.periods),) if n),
+            # What was left out, said beside the figures (a page showed 0.0% with no word when every completion
+            # had an odd count); without the examples, which are records' own values, not for a public page.
+            notes=(
+                *(n for n in (backfill_note(self.backfilled.get(slug), report.periods),) if n),
+                *data_notes(report.skipped, report.relabelled),
+            ),
         )
         put(f"{slug}/index.html", dashboard_html(report, context))
         return files

@@ -429,3 +429,13 @@ def test_httpx_errors_quoting_the_token_are_scrubbed_on_the_read_path() -> None:
         counts_from_read_api("http://127.0.0.1:9", "svc", start=date(2025, 1, 1), end=date(2025, 2, 1), token=token)
     assert "secret-token-0123456789" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("secret", [" " * 40, "\t\n" * 20, "\u3000" * 16])
+def test_a_blank_secret_is_refused(secret: str, tmp_path: Path) -> None:
+    # 40 spaces passed the length rule: transaction ids hashed with a key anyone could guess.
+    with pytest.raises(ConfigurationError, match="secret is blank") as info:
+        Settings.resolve(
+            service="s", endpoint="https://perf.example.gov.uk", token="t", secret=secret, spool_dir=tmp_path
+        )
+    assert secret not in str(info.value)

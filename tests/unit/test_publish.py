@@ -683,3 +683,15 @@ def test_a_count_of_five_thousand_digits_is_skipped_not_an_error() -> None:
     records = {"renew-a-permit": [*RECORDS["renew-a-permit"], {**RECORDS["renew-a-permit"][0], "count": "1" * 5_000}]}
     result = publish(None, records=records, published_at=PUBLISHED)
     assert not result.failed
+
+
+def test_records_left_out_are_said_on_the_page_without_their_values(tmp_path: Path) -> None:
+    # Completions whose count was "80 (est.)" were skipped: the page said 0.0% with no word of it.
+    rows = [
+        r if r.get("stage") != "completed" else {**r, "count": "80 (est.) ring 07700 900123"}
+        for r in RECORDS["renew-a-permit"]
+    ]
+    publish(tmp_path, records={"renew-a-permit": rows}, published_at=PUBLISHED)
+    page = (tmp_path / "renew-a-permit" / "index.html").read_text("utf-8")
+    assert "30 transactions records skipped: its count is not a whole number" in page
+    assert "07700" not in page
