@@ -38,9 +38,20 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from perf_sdk._errors import ConfigurationError
 
@@ -66,8 +77,9 @@ __all__ = [
 DEFAULT_DEFINITION_PATH: Final = "perf-sdk.toml"
 
 TargetPeriod = Literal["day", "week", "month", "quarter", "year", "financial-year"]
-_KEY_RE: Final = re.compile(r"^[a-z_][a-z0-9_]+$")
-_SLUG_RE: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline, so "days\n" would pass and never match a record.
+_KEY_RE: Final = re.compile(r"\A[a-z_][a-z0-9_]+\Z", re.ASCII)
+_SLUG_RE: Final = re.compile(r"\A[a-z0-9]+(?:-[a-z0-9]+)*\Z", re.ASCII)
 _MARKS_TYPE: Final = "marks"
 
 
@@ -86,11 +98,48 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_NOT_A_NUMBER: Final = "not_a_number"
+
+
+def _no_bool_or_text(value: Any) -> Any:
+    """Refuse true/false and text where a number belongs (pydantic would read true as 1 and "0.8" as 0.8)."""
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError(_NOT_A_NUMBER, "not a number: {value}", {"value": _toml_value(value)})
+    return value
+
+
+#: A number in the file: an integer or a float, never true/false or text in quotes.
+_Number = Annotated[float, BeforeValidator(_no_bool_or_text)]
+#: A whole number in the file, never true/false or text in quotes.
+_Whole = Annotated[int, BeforeValidator(_no_bool_or_text)]
+
+
+_REQUIRED_TEXT: Final = ("name", "definition", "why")
+
+
+def _not_blank(value: str | None, info: ValidationInfo) -> str | None:
+    """Text that a person reads (a name, a title) must say something: "" and "   " are refused."""
+    if value is not None and not value.strip():
+        name = info.field_name
+        remedy = "write it in words" if name in _REQUIRED_TEXT else "write it in words, or remove the key"
+        raise ValueError(f"{name} = {value!r} is blank: {remedy}")
+    return value
+
+
+def _fraction_problem(value: float) -> str | None:
+    """Why ``value`` is not a fraction from 0 to 1 (``None`` when it is one)."""
+    if 0.0 <= value <= 1.0:
+        return None
+    if 1.0 < value <= 100.0:
+        return f"write {value / 100:.2f} (for {value:g}%), not {value:g}"
+    return f"write a number from 0 to 1 (0.80 for 80%), not {value:g}"
+
+
 class Target(_Model):
     """A bound on a KPI: ``min`` and/or ``max`` (fractions for rates), for one period kind or all."""
 
-    min: float | None = None
-    max: float | None = None
+    min: _Number | None = None
+    max: _Number | None = None
     #: The period kind the target is set for (``None``: every period reported).
     period: TargetPeriod | None = None
 
@@ -106,15 +155,18 @@ class Target(_Model):
         if self.min is None and self.max is None:
             raise ValueError("a target needs a bound: write min = 0.80 (at least) or max = ... (at most)")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is above max ({self.max}); swap them")
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}): min must not exceed max; swap them")
         return self
 
     def applies_to(self, kind: str) -> bool:
         return self.period is None or self.period == kind
 
     def verdict(self, value: float | None) -> str:
-        """``met``, ``missed`` or ``unknown`` (no value, or a flagged one)."""
-        if value is None:
+        """``met``, ``missed`` or ``unknown`` (no value, a flagged one, or one that is not finite).
+
+        NaN compares false with every bound, so without the finite test it would always be "met".
+        """
+        if value is None or not math.isfinite(value):
             return "unknown"
         if self.min is not None and value < self.min:
             return "missed"
@@ -129,23 +181,29 @@ class RateTarget(Target):
     @field_validator("min", "max")
     @classmethod
     def _fraction(cls, value: float | None) -> float | None:
-        if value is not None and not 0.0 <= value <= 1.0:
-            hint = f"{value / 100:.2f}" if 1.0 < value <= 100.0 else "a number from 0 to 1"
-            raise ValueError(f"rates are fractions: write {hint} (for {value:g}%), not {value:g}")
+        problem = None if value is None else _fraction_problem(value)
+        if problem:
+            raise ValueError(f"rates are fractions: {problem}")
         return value
 
 
 class CostTarget(_Model):
     """A target for cost per transaction, in pence: ``max_pence = 2500`` is at most £25.00."""
 
-    max_pence: int | None = Field(default=None, ge=0)
-    min_pence: int | None = Field(default=None, ge=0)
+    max_pence: _Whole | None = Field(default=None, ge=0)
+    min_pence: _Whole | None = Field(default=None, ge=0)
     period: TargetPeriod | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> CostTarget:
         if self.max_pence is None and self.min_pence is None:
             raise ValueError("a cost target needs a bound in pence: write max_pence = 2500 (for £25.00)")
+        if self.min_pence is not None and self.max_pence is not None and self.min_pence > self.max_pence:
+            # as_target() would build a Target that refuses it, in every report, long after loading
+            raise ValueError(
+                f"min_pence ({self.min_pence}) is above max_pence ({self.max_pence}): "
+                "min_pence must not exceed max_pence; swap them"
+            )
         return self
 
     def as_target(self) -> Target:
@@ -250,9 +308,9 @@ class OtherKpi(_Model):
     """
 
     key: str
-    name: str = Field(min_length=1)
-    definition: str = Field(min_length=1)
-    why: str = Field(min_length=1)
+    name: str
+    definition: str
+    why: str
     compute: Literal["ratio", "sum", "mean"]
     numerator: Measure | None = None
     denominator: Measure | None = None
@@ -260,6 +318,24 @@ class OtherKpi(_Model):
     #: ``percent`` (the default for a ratio), ``pence``, or a word printed after the number (``days``).
     unit: str | None = None
     target: Target | None = None
+
+    _text = field_validator("name", "definition", "why", "unit")(_not_blank)
+
+    @field_validator("target")
+    @classmethod
+    def _percent_target(cls, value: Target | None, info: ValidationInfo) -> Target | None:
+        """A percent KPI's target is a fraction, as the four's rate targets are: 80 would read "at least 8000%"."""
+        if value is None or "compute" not in info.data or "unit" not in info.data:
+            return value  # compute or unit is itself wrong: that error is reported
+        unit = info.data["unit"] or ("percent" if info.data["compute"] == "ratio" else "")
+        if unit != "percent":
+            return value
+        for bound in ("min", "max"):
+            number = getattr(value, bound)
+            problem = None if number is None else _fraction_problem(number)
+            if problem:
+                raise ValueError(f"{bound} = {number:g}: a percent KPI's target is a fraction: {problem}")
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> OtherKpi:
@@ -306,16 +382,16 @@ class Checks(_Model):
     #: Period kinds checked, each its latest complete period.
     periods: tuple[Literal["day", "week", "month", "quarter"], ...] = ("day", "week", "month", "quarter")
     #: How many periods before the latest make its baseline.
-    baseline_periods: int = Field(default=4, ge=1, le=52)
+    baseline_periods: _Whole = Field(default=4, ge=1, le=52)
     #: Confidence of the drop test (Newcombe's interval on the difference); 99% because one run makes up to
     #: twelve comparisons, and at 95% a steady service would alarm on about one run in four.
-    confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+    confidence: _Number = Field(default=0.99, gt=0.5, lt=1.0)
     #: Fewer satisfaction answers than this in a period: too few to say anything.
-    min_answers: int = Field(default=30, ge=1)
+    min_answers: _Whole = Field(default=30, ge=1)
     #: Hours without a new record before a data set counts as silent.
-    max_silence_hours: dict[str, float] = Field(default_factory=lambda: {"transactions": 24.0, "satisfaction": 168.0})
+    max_silence_hours: dict[str, _Number] = Field(default_factory=lambda: {"transactions": 24.0, "satisfaction": 168.0})
     #: Minutes the oldest record may wait in the SDK's spool (with ``--spool-dir``).
-    max_spool_age_minutes: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+    max_spool_age_minutes: _Number = Field(default=60.0, gt=0, allow_inf_nan=False)
 
     @field_validator("max_silence_hours")
     @classmethod
@@ -339,6 +415,8 @@ class Definition(_Model):
     kpis: tuple[OtherKpi, ...] = ()
     checks: Checks = Field(default_factory=Checks)
     _source: str | None = PrivateAttr(default=None)
+
+    _text = field_validator("title", "organisation", "description")(_not_blank)
 
     @property
     def source(self) -> str | None:
@@ -481,6 +559,23 @@ _TABLE_EXAMPLES: Final[Mapping[str, str]] = {
 }
 
 
+_NUMBER_EXAMPLES: Final[Mapping[str, str]] = {
+    "max_pence": "2500",
+    "min_pence": "500",
+    "baseline_periods": "4",
+    "confidence": "0.99",
+    "min_answers": "30",
+    "max_spool_age_minutes": "60",
+}
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _hint(error: Mapping[str, Any], parts: Sequence[str]) -> str:
     """What to write instead, for the error kinds a person makes."""
     kind = str(error.get("type", ""))
@@ -506,6 +601,16 @@ def _hint(error: Mapping[str, Any], parts: Sequence[str]) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"{name} = {error.get('input')!r} is not allowed: write one of {expected}"
+    if kind == _NOT_A_NUMBER:
+        given = error.get("input")
+        example = _NUMBER_EXAMPLES.get(name, "24" if len(parts) > 1 and parts[-2] == "max_silence_hours" else "0.8")
+        if isinstance(given, bool):
+            return (
+                f"{name} = {_toml_value(given)} is true/false, not a number: write a number (e.g. {name} = {example})"
+            )
+        if isinstance(given, str) and _is_finite_number(given):
+            example = given.strip()
+        return f"{name} = {_toml_value(given)} is text, not a number: write a number, without quotes (e.g. {name} = {example})"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         return f"{name} = {error.get('input')!r}: write a number, without quotes (e.g. {name} = 0.8)"
     if kind in ("string_type",):

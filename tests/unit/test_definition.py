@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from perf_sdk._definition import DefinitionError, load_definition, parse_definition
+from perf_sdk._definition import DefinitionError, Target, load_definition, parse_definition
 from perf_sdk._kpi_sources import kpis
 
 DEFINITION = """\
@@ -263,3 +264,149 @@ def test_a_file_nested_thousands_deep_is_a_definition_error_naming_it(tmp_path: 
     path.write_text(text)
     with pytest.raises(DefinitionError, match=r"deep\.toml: nested too deeply"):
         load_definition(path)
+
+
+_SUM_KPI = '[kpis.a_b]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\nof = {data_type = "o"}\n'
+_RATIO_KPI = (
+    '[kpis.a_b]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "ratio"\n'
+    'numerator = {data_type = "outcomes"}\ndenominator = {data_type = "transactions"}\n'
+)
+
+
+def test_a_cost_target_with_min_pence_above_max_pence_is_refused_at_load() -> None:
+    # it loaded, then every report crashed with a raw pydantic traceback building the Target
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition("[targets]\n\ncost_per_transaction = {max_pence = 100, min_pence = 5000}\n")
+    assert caught.value.line == 3, str(caught.value)
+    message = str(caught.value)
+    assert "targets.cost_per_transaction" in message
+    assert "min_pence (5000) is above max_pence (100)" in message
+    assert "must not exceed" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("[targets]\ncompletion_rate = {min = true}\n", 2, "targets.completion_rate.min: min = true is true/false"),
+        ("[targets]\ncompletion_rate = {min = false}\n", 2, "min = false is true/false, not a number"),
+        ('[targets]\ncompletion_rate = {min = "0.8"}\n', 2, 'min = "0.8" is text, not a number'),
+        ("[targets]\ncost_per_transaction = {max_pence = true}\n", 2, "e.g. max_pence = 2500"),
+        ('[targets]\ncost_per_transaction = {min_pence = "5"}\n', 2, "write a number, without quotes"),
+        (_SUM_KPI + "target = {max = true}\n", 7, "kpis.a_b.target.max: max = true is true/false"),
+        ('[checks]\nmax_silence_hours = {transactions = "24"}\n', 2, "checks.max_silence_hours.transactions"),
+        ("[checks]\nmin_answers = true\n", 2, "min_answers = true is true/false, not a number"),
+        ("[checks]\nbaseline_periods = false\n", 2, "baseline_periods = false is true/false"),
+        ('[checks]\nconfidence = "0.95"\n', 2, 'confidence = "0.95" is text, not a number'),
+        ("[checks]\nmax_spool_age_minutes = true\n", 2, "max_spool_age_minutes = true is true/false"),
+    ],
+)
+def test_true_false_or_text_where_a_number_belongs_is_refused(text: str, line: int, words: str) -> None:
+    # pydantic's lax mode read min = true as 1.0 (100%), max_pence = true as 1p, and "0.8" as 0.8
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text, source="perf-sdk.toml")
+    assert caught.value.line == line, str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_numbers_still_load_where_numbers_belong() -> None:
+    d = parse_definition(
+        "[targets]\ncompletion_rate = {min = 1}\ncost_per_transaction = {max_pence = 2500}\n"
+        "[checks]\nmax_silence_hours = {transactions = 12}\nconfidence = 0.95\nmin_answers = 10\n"
+    )
+    assert d.targets.completion_rate is not None and d.targets.completion_rate.min == 1.0
+    assert d.targets.cost_per_transaction is not None and d.targets.cost_per_transaction.max_pence == 2500
+    assert d.checks.max_silence_hours == {"transactions": 12.0}
+    assert (d.checks.confidence, d.checks.min_answers) == (0.95, 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        (
+            _RATIO_KPI + "target = {min = 80}\n",
+            8,
+            "kpis.a_b.target: min = 80: a percent KPI's target is a fraction: write 0.80",
+        ),
+        (_RATIO_KPI + "target = {min = -5}\n", 8, "write a number from 0 to 1 (0.80 for 80%), not -5"),
+        (_RATIO_KPI + 'unit = "percent"\ntarget = {max = 1.5}\n', 9, "max = 1.5: a percent KPI's target is a fraction"),
+        (_SUM_KPI + 'unit = "percent"\ntarget = {min = 80}\n', 8, "write 0.80 (for 80%), not 80"),
+    ],
+)
+def test_a_percent_kpi_target_must_be_a_fraction(text: str, line: int, words: str) -> None:
+    # min = 80 was shown as "at least 8000.0%" and never met; min = -5 was always met
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text, source="perf-sdk.toml")
+    assert caught.value.line == line, str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_a_target_that_is_not_a_percent_is_not_a_fraction() -> None:
+    d = parse_definition(_RATIO_KPI + 'unit = "calls"\ntarget = {min = 80}\n' + "")
+    assert d.kpis[0].target is not None and d.kpis[0].target.min == 80
+    d = parse_definition(_SUM_KPI + "target = {max = 5000}\n")
+    assert d.kpis[0].target is not None and d.kpis[0].target.max == 5000
+    assert parse_definition(_RATIO_KPI + "target = {min = 0.9}\n").kpis[0].target is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ('service = "svc\\n"\n', 1, "service 'svc\\n' is not a data-group slug"),
+        (_SUM_KPI.replace('data_type = "o"', 'data_type = "decisions\\n"'), 6, "kpis.a_b.of.data_type"),
+        (_SUM_KPI.replace('data_type = "o"', 'data_type = "o", field = "days\\n"'), 6, "kpis.a_b.of.field"),
+        (
+            _SUM_KPI.replace('data_type = "o"', 'data_type = "o", where = {"kind\\n" = "full"}'),
+            6,
+            "where key 'kind\\n'",
+        ),
+        ('[checks]\nmax_silence_hours = {"transactions\\n" = 24}\n', 2, "max_silence_hours key 'transactions\\n'"),
+        (
+            '[kpis."a_b\\n"]\nname = "n"\ndefinition = "d"\nwhy = "w"\ncompute = "sum"\nof = {data_type = "o"}\n',
+            None,
+            "a KPI key is",
+        ),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(text: str, line: int | None, words: str) -> None:
+    # "$" matched before a trailing newline: "days\n" loaded, matched no record, and the KPI was silently unknown
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text, source="perf-sdk.toml")
+    if line is not None:
+        assert caught.value.line == line, str(caught.value)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_value_that_is_not_finite_is_neither_met_nor_missed(value: float) -> None:
+    # nan compares false with every bound, so it "met" any target
+    assert Target(min=0.5).verdict(value) == "unknown"
+    assert Target(max=0.5).verdict(value) == "unknown"
+    assert Target(min=0.1, max=0.9).verdict(value) == "unknown"
+    assert Target(min=0.5).verdict(0.6) == "met"
+    assert Target(max=0.5).verdict(0.6) == "missed"
+
+
+def test_a_value_that_is_not_finite_has_an_unknown_target() -> None:
+    # NaN compares false with every bound: a KPI of NaN (days summing +1e308 twice, then -1e308 twice) was "met".
+    target = Target(max=100_000)
+    assert [target.verdict(v) for v in (math.nan, math.inf, -math.inf)] == ["unknown"] * 3
+    assert target.verdict(5.0) == "met" and Target(min=0.8).verdict(0.5) == "missed"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        (_SUM_KPI.replace('name = "n"', 'name = "   "'), 2, "kpis.a_b.name: name = '   ' is blank: write it in words"),
+        (_SUM_KPI.replace('name = "n"', 'name = ""'), 2, "kpis.a_b.name: name = '' is blank"),
+        (_SUM_KPI.replace('definition = "d"', 'definition = "\\t"'), 3, "kpis.a_b.definition"),
+        (_SUM_KPI.replace('why = "w"', 'why = " "'), 4, "kpis.a_b.why"),
+        (_SUM_KPI + 'unit = "  "\n', 7, "kpis.a_b.unit: unit = '  ' is blank: write it in words, or remove the key"),
+        ('title = "   "\n', 1, "title: title = '   ' is blank"),
+        ('organisation = " "\n', 1, "organisation: organisation = ' ' is blank"),
+    ],
+)
+def test_blank_text_is_refused_where_words_are_needed(text: str, line: int, words: str) -> None:
+    with pytest.raises(DefinitionError) as caught:
+        parse_definition(text, source="perf-sdk.toml")
+    assert caught.value.line == line, str(caught.value)
+    assert words in str(caught.value)
