@@ -253,8 +253,8 @@ def platform_record_problems(record: Any, limit: int | None = None) -> list[str]
     Lenient where backdrop is (see the module docstring): ``null`` values,
     :func:`parse_lenient_timestamp` times in ``_timestamp``, ``_start_at`` and
     ``_end_at``. Stricter where backdrop would store what it cannot give back:
-    a string with a lone surrogate is refused, naming the field, and so is one
-    holding NUL (SQLite's JSON functions end a string there, PostgreSQL's text
+    a string with a lone surrogate is refused, naming the field, and so is a field
+    value (not an ``_id``) holding NUL (SQLite's JSON functions end a string there, PostgreSQL's text
     cannot hold it: grouped and filtered reads would differ by backend).
     """
     if not isinstance(record, Mapping):
@@ -279,7 +279,7 @@ def platform_record_problems(record: Any, limit: int | None = None) -> list[str]
                     f"the value for field {key!r} is not valid Unicode (a lone surrogate): "
                     f"{value.encode('utf-8', 'backslashreplace').decode()!r}"
                 )
-            elif "\x00" in value:
+            elif "\x00" in value and key != "_id":  # an _id is kept exactly on both (as bytes on PostgreSQL)
                 problems.append(f"the value for field {key!r} holds a NUL character (\\u0000), which no text may hold")
         elif not isinstance(value, _SCALARS):
             problems.append(f"the value for field {key!r} must be a string, integer, float, boolean or null")
